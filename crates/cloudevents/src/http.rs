@@ -1,0 +1,758 @@
+//! The CloudEvents HTTP protocol binding: binary, structured and batched content modes.
+//!
+//! Works on the [`http`] crate's types, so it plugs into hyper, axum, reqwest or anything
+//! else built on them. [`from_http`] detects the mode and the spec version by itself.
+//!
+//! ```
+//! use switchyard_cloudevents::{Event, http::{self, Mode}};
+//!
+//! let event = Event::builder()
+//!     .id("1234-1234-1234")
+//!     .ty("com.example.someevent")
+//!     .source("/mycontext/subcontext")
+//!     .subject("née à Zürich")
+//!     .datacontenttype("application/json")
+//!     .json_data(&serde_json::json!({"message": "Hello World!"}))
+//!     .build()?;
+//!
+//! let message = http::to_binary(&event)?;
+//! assert_eq!(message.headers["ce-subject"], "n%C3%A9e%20%C3%A0%20Z%C3%BCrich");
+//! assert_eq!(message.headers["content-type"], "application/json");
+//!
+//! let received = http::from_http(&message.headers, &message.body)?;
+//! assert_eq!(received.mode(), Mode::Binary);
+//! assert_eq!(received.into_single()?, event);
+//! # Ok::<(), switchyard_cloudevents::Error>(())
+//! ```
+//!
+//! Header values follow the binding's rules: on the way out, space, `"`, `%` and everything
+//! outside U+0021–U+007E are percent-encoded as UTF-8; on the way in, an RFC 7230 quoted
+//! string is unquoted first, then one round of percent-decoding runs (lower-case hex and
+//! needless escapes are fine; a broken escape or invalid UTF-8 is an
+//! [`Error::InvalidHeader`]). Version 0.3 Map extensions travel as `ce-<name>-<key>` headers.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use ::http::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use percent_encoding::{AsciiSet, CONTROLS, percent_decode, utf8_percent_encode};
+use serde_json::value::RawValue;
+
+use crate::event::{check_dataschema, check_extension_name};
+use crate::{
+    Data, Error, Event, ExtensionValue, Rule, SpecVersion, Timestamp, is_json_content_type,
+    is_text_content_type, json, validate,
+};
+
+/// Prefix of every binary-mode attribute header.
+pub const HEADER_PREFIX: &str = "ce-";
+/// `Content-Type` of structured-mode messages written by [`to_structured`].
+pub const STRUCTURED_CONTENT_TYPE: &str = "application/cloudevents+json; charset=UTF-8";
+/// `Content-Type` of batched-mode messages written by [`to_batch`].
+pub const BATCH_CONTENT_TYPE: &str = "application/cloudevents-batch+json; charset=UTF-8";
+
+/// Characters percent-encoded in header values: controls, space, `"`, `%` (non-ASCII always is).
+const HEADER_ESCAPES: &AsciiSet = &CONTROLS.add(b' ').add(b'"').add(b'%');
+
+/// An HTTP message's headers and body, as produced by the `to_*` functions.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpMessage {
+    /// The headers to send.
+    pub headers: HeaderMap,
+    /// The body to send.
+    pub body: Vec<u8>,
+}
+
+impl HttpMessage {
+    /// Turns the message into a `POST` request to `uri`.
+    pub fn into_request(self, uri: ::http::Uri) -> ::http::Request<Vec<u8>> {
+        let mut request = ::http::Request::new(self.body);
+        *request.method_mut() = ::http::Method::POST;
+        *request.uri_mut() = uri;
+        *request.headers_mut() = self.headers;
+        request
+    }
+
+    /// Turns the message into a response with the given status.
+    pub fn into_response(self, status: ::http::StatusCode) -> ::http::Response<Vec<u8>> {
+        let mut response = ::http::Response::new(self.body);
+        *response.status_mut() = status;
+        *response.headers_mut() = self.headers;
+        response
+    }
+}
+
+/// The content mode of a CloudEvents HTTP message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Mode {
+    /// Attributes in `ce-` headers, data in the body.
+    Binary,
+    /// One event in the body in the JSON format.
+    Structured,
+    /// A JSON array of events in the body.
+    Batch,
+}
+
+/// What [`from_http`] found in a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Received {
+    /// A binary-mode event.
+    Binary(Event),
+    /// A structured-mode event.
+    Structured(Event),
+    /// A batch (possibly empty).
+    Batch(Vec<Event>),
+}
+
+impl Received {
+    /// The content mode the message used.
+    pub fn mode(&self) -> Mode {
+        match self {
+            Received::Binary(_) => Mode::Binary,
+            Received::Structured(_) => Mode::Structured,
+            Received::Batch(_) => Mode::Batch,
+        }
+    }
+
+    /// All events in the message, in order.
+    pub fn into_events(self) -> Vec<Event> {
+        match self {
+            Received::Binary(event) | Received::Structured(event) => vec![event],
+            Received::Batch(events) => events,
+        }
+    }
+
+    /// The single event of a binary or structured message; a batch is
+    /// [`Error::UnexpectedBatch`].
+    pub fn into_single(self) -> Result<Event, Error> {
+        match self {
+            Received::Binary(event) | Received::Structured(event) => Ok(event),
+            Received::Batch(events) => Err(Error::UnexpectedBatch { len: events.len() }),
+        }
+    }
+}
+
+/// Encodes an event in binary content mode: attributes as `ce-` headers, data as the body.
+pub fn to_binary(event: &Event) -> Result<HttpMessage, Error> {
+    let mut headers = HeaderMap::with_capacity(8 + event.extensions.len());
+    headers.insert(
+        HeaderName::from_static("ce-specversion"),
+        HeaderValue::from_static(event.specversion.as_str()),
+    );
+    put(
+        &mut headers,
+        HeaderName::from_static("ce-id"),
+        "id",
+        &event.id,
+    )?;
+    put(
+        &mut headers,
+        HeaderName::from_static("ce-source"),
+        "source",
+        &event.source,
+    )?;
+    put(
+        &mut headers,
+        HeaderName::from_static("ce-type"),
+        "type",
+        &event.ty,
+    )?;
+    if let Some(value) = &event.datacontenttype {
+        let value = HeaderValue::from_str(value).map_err(|_| Error::Encode {
+            name: "datacontenttype".to_owned(),
+            reason: "not a valid Content-Type header value",
+        })?;
+        headers.insert(CONTENT_TYPE, value);
+    }
+    if let Some(value) = &event.dataschema {
+        let (name, header) = match event.specversion {
+            SpecVersion::V1_0 => ("dataschema", HeaderName::from_static("ce-dataschema")),
+            SpecVersion::V0_3 => ("schemaurl", HeaderName::from_static("ce-schemaurl")),
+        };
+        put(&mut headers, header, name, value)?;
+    }
+    if let Some(value) = &event.subject {
+        put(
+            &mut headers,
+            HeaderName::from_static("ce-subject"),
+            "subject",
+            value,
+        )?;
+    }
+    if let Some(value) = &event.time {
+        put(
+            &mut headers,
+            HeaderName::from_static("ce-time"),
+            "time",
+            value.as_str(),
+        )?;
+    }
+    for (name, value) in &event.extensions {
+        match value {
+            ExtensionValue::Map(map) => {
+                for (key, entry) in map {
+                    let header = format!("{HEADER_PREFIX}{name}-{key}");
+                    if key.is_empty() || key.bytes().any(|b| b.is_ascii_uppercase()) {
+                        return Err(Error::Encode {
+                            name: header,
+                            reason: "a Map key must be non-empty and lower-case to survive as a header name",
+                        });
+                    }
+                    put(&mut headers, header_name(&header)?, &header, entry)?;
+                }
+            }
+            ExtensionValue::String(s) | ExtensionValue::Uri(s) | ExtensionValue::UriRef(s) => {
+                put(
+                    &mut headers,
+                    header_name(&format!("{HEADER_PREFIX}{name}"))?,
+                    name,
+                    s,
+                )?;
+            }
+            other => {
+                let text = other.to_canonical_string();
+                put(
+                    &mut headers,
+                    header_name(&format!("{HEADER_PREFIX}{name}"))?,
+                    name,
+                    &text,
+                )?;
+            }
+        }
+    }
+    let body = event
+        .data
+        .as_ref()
+        .map_or_else(Vec::new, |data| data.as_bytes().to_vec());
+    Ok(HttpMessage { headers, body })
+}
+
+/// Encodes an event in structured content mode (the JSON format).
+pub fn to_structured(event: &Event) -> Result<HttpMessage, Error> {
+    let body = json::encode(event)?;
+    let mut headers = HeaderMap::with_capacity(1);
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static(STRUCTURED_CONTENT_TYPE),
+    );
+    Ok(HttpMessage { headers, body })
+}
+
+/// Encodes events in batched content mode (a JSON array).
+pub fn to_batch(events: &[Event]) -> Result<HttpMessage, Error> {
+    let body = json::encode_batch(events)?;
+    let mut headers = HeaderMap::with_capacity(1);
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(BATCH_CONTENT_TYPE));
+    Ok(HttpMessage { headers, body })
+}
+
+/// Decodes a CloudEvents HTTP message, detecting the content mode and the spec version.
+///
+/// The mode comes from `Content-Type` (case-insensitive): the batch media type is checked
+/// before the structured one; otherwise a `ce-specversion` header means binary mode.
+pub fn from_http(headers: &HeaderMap, body: &[u8]) -> Result<Received, Error> {
+    match detect_mode(headers)? {
+        Mode::Batch => json::decode_batch(body).map(Received::Batch),
+        Mode::Structured => json::decode(body).map(Received::Structured),
+        Mode::Binary => binary_event(headers, body).map(Received::Binary),
+    }
+}
+
+/// Decodes a request's headers and body with [`from_http`].
+pub fn from_request<B: AsRef<[u8]>>(request: &::http::Request<B>) -> Result<Received, Error> {
+    from_http(request.headers(), request.body().as_ref())
+}
+
+/// Tells which content mode a message uses, from its headers alone.
+///
+/// ```
+/// use http::HeaderMap;
+/// use switchyard_cloudevents::http::{detect_mode, Mode};
+///
+/// let mut headers = HeaderMap::new();
+/// headers.insert("content-type", "Application/CloudEvents-Batch+JSON".parse().unwrap());
+/// assert_eq!(detect_mode(&headers).unwrap(), Mode::Batch);
+/// ```
+pub fn detect_mode(headers: &HeaderMap) -> Result<Mode, Error> {
+    if let Some(content_type) = headers.get(CONTENT_TYPE) {
+        let text = String::from_utf8_lossy(content_type.as_bytes());
+        let essence = text
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        if essence.starts_with("application/cloudevents-batch") {
+            return if essence == "application/cloudevents-batch+json" {
+                Ok(Mode::Batch)
+            } else {
+                Err(Error::UnsupportedFormat {
+                    content_type: text.into_owned(),
+                })
+            };
+        }
+        if essence.starts_with("application/cloudevents") {
+            return if essence == "application/cloudevents+json" {
+                Ok(Mode::Structured)
+            } else {
+                Err(Error::UnsupportedFormat {
+                    content_type: text.into_owned(),
+                })
+            };
+        }
+    }
+    if headers.contains_key("ce-specversion") {
+        Ok(Mode::Binary)
+    } else {
+        Err(Error::NotACloudEvent)
+    }
+}
+
+fn header_name(name: &str) -> Result<HeaderName, Error> {
+    HeaderName::from_bytes(name.as_bytes()).map_err(|_| Error::Encode {
+        name: name.to_owned(),
+        reason: "not a valid header name",
+    })
+}
+
+fn put(
+    headers: &mut HeaderMap,
+    header: HeaderName,
+    attribute: &str,
+    value: &str,
+) -> Result<(), Error> {
+    let encoded: Cow<'_, str> = utf8_percent_encode(value, HEADER_ESCAPES).into();
+    let value = HeaderValue::from_str(&encoded).map_err(|_| Error::Encode {
+        name: attribute.to_owned(),
+        reason: "not representable as a header value",
+    })?;
+    headers.insert(header, value);
+    Ok(())
+}
+
+/// Percent-encodes an attribute value for a binary-mode header, as the binding specifies.
+///
+/// ```
+/// use switchyard_cloudevents::http::encode_header_value;
+/// assert_eq!(encode_header_value("Euro € 100%"), "Euro%20%E2%82%AC%20100%25");
+/// ```
+pub fn encode_header_value(value: &str) -> Cow<'_, str> {
+    utf8_percent_encode(value, HEADER_ESCAPES).into()
+}
+
+/// Decodes a binary-mode header value: unquote an RFC 7230 quoted string, then percent-decode
+/// once and check the result is UTF-8. `name` is used in the error.
+///
+/// ```
+/// use switchyard_cloudevents::http::decode_header_value;
+/// assert_eq!(decode_header_value("ce-x", br#""a \"b\" %c3%a9""#).unwrap(), "a \"b\" é");
+/// assert!(decode_header_value("ce-x", b"%zz").is_err());
+/// assert!(decode_header_value("ce-x", b"%C3").is_err());
+/// ```
+pub fn decode_header_value(name: &str, raw: &[u8]) -> Result<String, Error> {
+    let invalid = |reason| Error::InvalidHeader {
+        name: name.to_owned(),
+        reason,
+    };
+    let unquoted: Cow<'_, [u8]> = match raw {
+        [b'"', inner @ .., b'"'] => {
+            let mut out = Vec::with_capacity(inner.len());
+            let mut bytes = inner.iter();
+            while let Some(&b) = bytes.next() {
+                match b {
+                    b'\\' => match bytes.next() {
+                        Some(&escaped) => out.push(escaped),
+                        None => return Err(invalid("quoted string ends in a lone backslash")),
+                    },
+                    b'"' => return Err(invalid("unescaped double quote inside a quoted string")),
+                    _ => out.push(b),
+                }
+            }
+            Cow::Owned(out)
+        }
+        [b'"', ..] => return Err(invalid("quoted string is not closed")),
+        _ => Cow::Borrowed(raw),
+    };
+    let mut rest = &unquoted[..];
+    while let Some(at) = rest.iter().position(|&b| b == b'%') {
+        match rest.get(at + 1..at + 3) {
+            Some([hi, lo]) if hi.is_ascii_hexdigit() && lo.is_ascii_hexdigit() => {
+                rest = &rest[at + 3..];
+            }
+            _ => return Err(invalid("`%` must be followed by two hex digits")),
+        }
+    }
+    let decoded: Cow<'_, [u8]> = percent_decode(&unquoted).into();
+    match decoded {
+        Cow::Borrowed(bytes) => std::str::from_utf8(bytes)
+            .map(str::to_owned)
+            .map_err(|_| ()),
+        Cow::Owned(bytes) => String::from_utf8(bytes).map_err(|_| ()),
+    }
+    .map_err(|()| invalid("value is not UTF-8 after percent-decoding"))
+}
+
+fn binary_event(headers: &HeaderMap, body: &[u8]) -> Result<Event, Error> {
+    let header = |name: &'static str| -> Result<Option<String>, Error> {
+        let mut values = headers.get_all(name).iter();
+        let Some(first) = values.next() else {
+            return Ok(None);
+        };
+        if values.next().is_some() {
+            return Err(Error::InvalidHeader {
+                name: name.to_owned(),
+                reason: "appears more than once",
+            });
+        }
+        decode_header_value(name, first.as_bytes()).map(Some)
+    };
+
+    let specversion = header("ce-specversion")?.ok_or(Error::MissingAttribute {
+        name: "specversion",
+    })?;
+    let version: SpecVersion = specversion.parse()?;
+    let id = header("ce-id")?.ok_or(Error::MissingAttribute { name: "id" })?;
+    validate::non_empty("id", &id)?;
+    let source = header("ce-source")?.ok_or(Error::MissingAttribute { name: "source" })?;
+    validate::uri_reference("source", &source)?;
+    let ty = header("ce-type")?.ok_or(Error::MissingAttribute { name: "type" })?;
+    validate::non_empty("type", &ty)?;
+    let subject = header("ce-subject")?;
+    if let Some(value) = &subject {
+        validate::non_empty("subject", value)?;
+    }
+    let time = header("ce-time")?
+        .map(|text| Timestamp::parse_for("time", &text))
+        .transpose()?;
+    let dataschema = match version {
+        SpecVersion::V1_0 => header("ce-dataschema")?,
+        SpecVersion::V0_3 => header("ce-schemaurl")?,
+    };
+    if let Some(value) = &dataschema {
+        check_dataschema(version, value)?;
+    }
+    let base64_body = match version {
+        SpecVersion::V0_3 => match header("ce-datacontentencoding")? {
+            Some(encoding) if encoding.eq_ignore_ascii_case("base64") => true,
+            Some(_) => {
+                return Err(Error::invalid(
+                    "datacontentencoding",
+                    Rule::Base64EncodingOnly,
+                ));
+            }
+            None => false,
+        },
+        SpecVersion::V1_0 => false,
+    };
+    let datacontenttype = match headers.get(CONTENT_TYPE) {
+        Some(value) => {
+            let text = value.to_str().map_err(|_| Error::InvalidHeader {
+                name: "content-type".to_owned(),
+                reason: "not visible ASCII",
+            })?;
+            validate::media_type("datacontenttype", text)?;
+            Some(text.to_owned())
+        }
+        None => None,
+    };
+
+    let mut extensions = BTreeMap::new();
+    for name in headers.keys() {
+        let Some(attribute) = name.as_str().strip_prefix(HEADER_PREFIX) else {
+            continue;
+        };
+        let known = matches!(
+            attribute,
+            "specversion" | "id" | "source" | "type" | "subject" | "time"
+        ) || matches!(
+            (version, attribute),
+            (SpecVersion::V1_0, "dataschema")
+                | (SpecVersion::V0_3, "schemaurl" | "datacontentencoding")
+        );
+        if known {
+            continue;
+        }
+        let mut values = headers.get_all(name).iter();
+        let (Some(raw), None) = (values.next(), values.next()) else {
+            return Err(Error::InvalidHeader {
+                name: name.as_str().to_owned(),
+                reason: "appears more than once",
+            });
+        };
+        let value = decode_header_value(name.as_str(), raw.as_bytes())?;
+        match (version, attribute.split_once('-')) {
+            (SpecVersion::V0_3, Some((map_name, key))) => {
+                check_extension_name(version, map_name)?;
+                let entry = extensions
+                    .entry(map_name.to_owned())
+                    .or_insert_with(|| ExtensionValue::Map(BTreeMap::new()));
+                match entry {
+                    ExtensionValue::Map(map) => {
+                        map.insert(key.to_owned(), value);
+                    }
+                    _ => {
+                        return Err(Error::InvalidHeader {
+                            name: name.as_str().to_owned(),
+                            reason: "a Map entry header clashes with a plain attribute of the same name",
+                        });
+                    }
+                }
+            }
+            _ => {
+                check_extension_name(version, attribute)?;
+                if extensions
+                    .insert(attribute.to_owned(), ExtensionValue::String(value))
+                    .is_some()
+                {
+                    return Err(Error::InvalidHeader {
+                        name: name.as_str().to_owned(),
+                        reason: "a plain attribute header clashes with Map entry headers of the same name",
+                    });
+                }
+            }
+        }
+    }
+
+    let data = if base64_body {
+        if body.is_empty() {
+            None
+        } else {
+            Some(Data::Binary(
+                BASE64
+                    .decode(body)
+                    .map_err(|_| Error::invalid("data", Rule::Base64))?,
+            ))
+        }
+    } else {
+        body_data(datacontenttype.as_deref(), body)?
+    };
+
+    Ok(Event {
+        specversion: version,
+        id,
+        source,
+        ty,
+        datacontenttype,
+        dataschema,
+        subject,
+        time,
+        extensions,
+        data,
+    })
+}
+
+/// Reads a binary-mode body as data, by its content type (see [`Data`]).
+fn body_data(content_type: Option<&str>, body: &[u8]) -> Result<Option<Data>, Error> {
+    if body.is_empty() {
+        return Ok(None);
+    }
+    match content_type {
+        Some(ct) if is_json_content_type(ct) => {
+            let text = std::str::from_utf8(body).map_err(|_| Error::InvalidJsonData {
+                content_type: ct.to_owned(),
+                message: "body is not UTF-8".to_owned(),
+            })?;
+            let raw: &RawValue =
+                serde_json::from_str(text).map_err(|e| Error::InvalidJsonData {
+                    content_type: ct.to_owned(),
+                    message: e.to_string(),
+                })?;
+            Ok(Some(Data::Json(raw.to_owned())))
+        }
+        None => match serde_json::from_slice::<&RawValue>(body) {
+            Ok(raw) => Ok(Some(Data::Json(raw.to_owned()))),
+            Err(_) => Ok(Some(Data::Binary(body.to_vec()))),
+        },
+        Some(ct) if is_text_content_type(ct) => match std::str::from_utf8(body) {
+            Ok(text) => Ok(Some(Data::Text(text.to_owned()))),
+            Err(_) => Ok(Some(Data::Binary(body.to_vec()))),
+        },
+        Some(_) => Ok(Some(Data::Binary(body.to_vec()))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_bytes(value.as_bytes()).unwrap(),
+            );
+        }
+        map
+    }
+
+    const MINIMAL: &[(&str, &str)] = &[
+        ("ce-specversion", "1.0"),
+        ("ce-id", "1"),
+        ("ce-source", "/s"),
+        ("ce-type", "t"),
+    ];
+
+    #[test]
+    fn header_names_are_case_insensitive() {
+        let map = headers(&[
+            ("CE-SpecVersion", "1.0"),
+            ("Ce-Id", "1"),
+            ("ce-SOURCE", "/s"),
+            ("cE-type", "t"),
+            ("CE-MyExt", "v"),
+        ]);
+        let event = from_http(&map, b"").unwrap().into_single().unwrap();
+        assert_eq!(event.extension("myext"), Some(&ExtensionValue::from("v")));
+    }
+
+    #[test]
+    fn percent_encoding_rules() {
+        assert_eq!(encode_header_value("a b\"c%d"), "a%20b%22c%25d");
+        assert_eq!(
+            encode_header_value("!#$&'()*+,/:;<=>?@[\\]^_`{|}~"),
+            "!#$&'()*+,/:;<=>?@[\\]^_`{|}~"
+        );
+        assert_eq!(encode_header_value("\u{7f}\t"), "%7F%09");
+        assert_eq!(decode_header_value("x", b"%41%6a").unwrap(), "Aj");
+        assert_eq!(
+            decode_header_value("x", b"\"quoted value\"").unwrap(),
+            "quoted value"
+        );
+        assert_eq!(decode_header_value("x", b"\"%25\"").unwrap(), "%");
+        assert!(decode_header_value("x", b"%").is_err());
+        assert!(decode_header_value("x", b"%4").is_err());
+        assert!(decode_header_value("x", b"\"open").is_err());
+        assert!(decode_header_value("x", b"%FF").is_err());
+    }
+
+    #[test]
+    fn mode_detection() {
+        let structured = headers(&[(
+            "content-type",
+            "application/cloudevents+json; charset=utf-8",
+        )]);
+        assert_eq!(detect_mode(&structured).unwrap(), Mode::Structured);
+        let batch = headers(&[("content-type", "application/cloudevents-batch+json")]);
+        assert_eq!(detect_mode(&batch).unwrap(), Mode::Batch);
+        let avro = headers(&[("content-type", "application/cloudevents+avro")]);
+        assert!(matches!(
+            detect_mode(&avro),
+            Err(Error::UnsupportedFormat { .. })
+        ));
+        let plain = headers(&[("content-type", "application/json")]);
+        assert!(matches!(detect_mode(&plain), Err(Error::NotACloudEvent)));
+        // A structured Content-Type wins over stray ce- headers.
+        let mut both = headers(MINIMAL);
+        both.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/cloudevents+json"),
+        );
+        assert_eq!(detect_mode(&both).unwrap(), Mode::Structured);
+    }
+
+    #[test]
+    fn unsupported_version_in_binary_mode() {
+        let map = headers(&[
+            ("ce-specversion", "0.9"),
+            ("ce-id", "1"),
+            ("ce-source", "/s"),
+            ("ce-type", "t"),
+        ]);
+        assert!(matches!(
+            from_http(&map, b""),
+            Err(Error::UnsupportedSpecVersion { .. })
+        ));
+    }
+
+    #[test]
+    fn repeated_headers_are_rejected() {
+        let mut map = headers(MINIMAL);
+        map.append("ce-id", HeaderValue::from_static("2"));
+        assert!(matches!(
+            from_http(&map, b""),
+            Err(Error::InvalidHeader { .. })
+        ));
+    }
+
+    #[test]
+    fn body_by_content_type() {
+        let mut map = headers(MINIMAL);
+        map.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        assert!(matches!(
+            from_http(&map, b"{oops"),
+            Err(Error::InvalidJsonData { .. })
+        ));
+        map.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        let event = from_http(&map, b"hello").unwrap().into_single().unwrap();
+        assert_eq!(event.data(), Some(&Data::Text("hello".into())));
+        map.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/octet-stream"),
+        );
+        let event = from_http(&map, &[0, 159]).unwrap().into_single().unwrap();
+        assert_eq!(event.data(), Some(&Data::Binary(vec![0, 159])));
+        map.remove(CONTENT_TYPE);
+        let event = from_http(&map, b"[1]").unwrap().into_single().unwrap();
+        assert_eq!(event.data(), Some(&Data::json_text("[1]").unwrap()));
+    }
+
+    #[test]
+    fn v03_maps_flatten_to_headers() {
+        let map = ExtensionValue::Map(BTreeMap::from([
+            ("one".to_owned(), "1".to_owned()),
+            ("two".to_owned(), "zwei drei".to_owned()),
+        ]));
+        let event = Event::builder()
+            .specversion(SpecVersion::V0_3)
+            .id("1")
+            .ty("t")
+            .source("/s")
+            .extension("m", map)
+            .build()
+            .unwrap();
+        let message = to_binary(&event).unwrap();
+        assert_eq!(message.headers["ce-m-one"], "1");
+        assert_eq!(message.headers["ce-m-two"], "zwei%20drei");
+        assert_eq!(
+            from_http(&message.headers, &message.body)
+                .unwrap()
+                .into_single()
+                .unwrap(),
+            event
+        );
+        // In 1.0 a dash cannot appear in an attribute name.
+        let mut v1 = headers(MINIMAL);
+        v1.insert("ce-m-one", HeaderValue::from_static("1"));
+        assert!(matches!(
+            from_http(&v1, b""),
+            Err(Error::InvalidAttributeName { .. })
+        ));
+    }
+
+    #[test]
+    fn v03_base64_body() {
+        let map = headers(&[
+            ("ce-specversion", "0.3"),
+            ("ce-id", "1"),
+            ("ce-source", "/s"),
+            ("ce-type", "t"),
+            ("ce-datacontentencoding", "base64"),
+        ]);
+        let event = from_http(&map, b"AAEC").unwrap().into_single().unwrap();
+        assert_eq!(event.data(), Some(&Data::Binary(vec![0, 1, 2])));
+    }
+
+    #[test]
+    fn into_single_refuses_batches() {
+        let message = to_batch(&[]).unwrap();
+        let received = from_http(&message.headers, &message.body).unwrap();
+        assert_eq!(received.mode(), Mode::Batch);
+        assert!(matches!(
+            received.into_single(),
+            Err(Error::UnexpectedBatch { len: 0 })
+        ));
+    }
+}

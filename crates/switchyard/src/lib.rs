@@ -1,0 +1,29 @@
+//! Switchyard: build event-driven integrations in Rust, client and server side.
+//!
+//! This crate is the front door: it re-exports each Switchyard component under its own
+//! module, each behind a default-on cargo feature, so one dependency gives you the lot and
+//! `default-features = false` plus the features you name gives you only what you use.
+//!
+//! | feature | module | what it is |
+//! |---|---|---|
+//! | `cloudevents` | [`cloudevents`] | CloudEvents v0.3 and v1.0: event model, JSON format, HTTP binding |
+//!
+//! ```
+//! # #[cfg(feature = "cloudevents")] {
+//! use switchyard::cloudevents::{Event, http};
+//!
+//! let event = Event::builder()
+//!     .ty("com.example.order.created")
+//!     .source("/orders")
+//!     .json_data(&serde_json::json!({"order": 42}))
+//!     .build()?;
+//! let message = http::to_binary(&event)?;
+//! assert_eq!(message.headers["ce-type"], "com.example.order.created");
+//! # }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+
+#[cfg(feature = "cloudevents")]
+pub use switchyard_cloudevents as cloudevents;

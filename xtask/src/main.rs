@@ -1,0 +1,290 @@
+//! Project automation for Switchyard: `cargo xtask ci` runs every check CI runs.
+//!
+//! Plain Rust with no dependencies, so it builds in seconds on a fresh machine.
+//! Each step is named, timed, and the run stops at the first failing step.
+
+use std::env;
+use std::ffi::OsString;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::Instant;
+
+mod tidy;
+
+/// The Python `cloudevents` release the interop check runs against.
+const PYTHON_CLOUDEVENTS: &str = "cloudevents==2.2.0";
+/// The cargo-deny release installed when the machine has none.
+const CARGO_DENY: &str = "cargo-deny@0.20.2";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = env::args().skip(1).collect();
+    let root = workspace_root();
+    let result = match args.first().map(String::as_str) {
+        Some("ci") => ci(&root),
+        Some("tidy") => tidy::run(&root).map(|_| ()),
+        Some("interop-env") => interop_venv(&root).map(|python| {
+            println!("{}", python.display());
+        }),
+        _ => {
+            eprintln!(
+                "usage: cargo xtask <command>\n\n\
+                 commands:\n  \
+                 ci           run every check, in order, stopping at the first failure\n  \
+                 tidy         run only the tidy pass (docs, whitespace, lint attributes)\n  \
+                 interop-env  create the Python interop venv and print its python path"
+            );
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("xtask: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The directory holding the workspace `Cargo.toml` (the parent of `xtask/`).
+fn workspace_root() -> PathBuf {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().map(Path::to_path_buf).unwrap_or(manifest)
+}
+
+/// Test totals gathered from `cargo test` output.
+#[derive(Default)]
+struct TestTotals {
+    passed: u64,
+    failed: u64,
+    ignored: u64,
+}
+
+fn ci(root: &Path) -> Result<(), String> {
+    let started = Instant::now();
+    let mut timings: Vec<(&str, f64)> = Vec::new();
+    let mut totals = TestTotals::default();
+
+    step(&mut timings, "fmt", || {
+        cargo(root, &["fmt", "--all", "--", "--check"], &[])
+    })?;
+    step(&mut timings, "tidy", || tidy::run(root).map(|_| ()))?;
+    step(&mut timings, "clippy", || {
+        cargo(
+            root,
+            &[
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--all-features",
+                "--",
+                "-D",
+                "warnings",
+            ],
+            &[],
+        )
+    })?;
+    let python = step_value(&mut timings, "interop-venv", || interop_venv(root))?;
+    step(&mut timings, "test", || {
+        let python = python.as_os_str().to_owned();
+        totals = cargo_test(
+            root,
+            &["test", "--workspace", "--all-features"],
+            &[("SWITCHYARD_INTEROP_PYTHON", python)],
+        )?;
+        Ok(())
+    })?;
+    step(&mut timings, "doc", || {
+        cargo(
+            root,
+            &["doc", "--workspace", "--no-deps", "--all-features"],
+            &[("RUSTDOCFLAGS", OsString::from("-D warnings"))],
+        )
+    })?;
+    step(&mut timings, "deny", || {
+        ensure_cargo_deny(root)?;
+        cargo(
+            root,
+            &[
+                "deny",
+                "--all-features",
+                "check",
+                "licenses",
+                "bans",
+                "sources",
+            ],
+            &[],
+        )
+    })?;
+
+    println!("\n== summary");
+    for (name, secs) in &timings {
+        println!("  {name:<14} ok  {secs:>7.1}s");
+    }
+    println!(
+        "  total               {:>7.1}s",
+        started.elapsed().as_secs_f64()
+    );
+    println!(
+        "tests: {} passed, {} failed, {} skipped",
+        totals.passed, totals.failed, totals.ignored
+    );
+    Ok(())
+}
+
+/// Runs one named step, printing its name and duration; stops the run when it fails.
+fn step<'a>(
+    timings: &mut Vec<(&'a str, f64)>,
+    name: &'a str,
+    body: impl FnOnce() -> Result<(), String>,
+) -> Result<(), String> {
+    step_value(timings, name, body)
+}
+
+fn step_value<'a, T>(
+    timings: &mut Vec<(&'a str, f64)>,
+    name: &'a str,
+    body: impl FnOnce() -> Result<T, String>,
+) -> Result<T, String> {
+    println!("\n== step {name}");
+    let started = Instant::now();
+    let outcome = body();
+    let secs = started.elapsed().as_secs_f64();
+    match outcome {
+        Ok(value) => {
+            println!("== step {name}: ok in {secs:.1}s");
+            timings.push((name, secs));
+            Ok(value)
+        }
+        Err(message) => {
+            println!("== step {name}: FAILED after {secs:.1}s");
+            Err(format!("step `{name}` failed: {message}"))
+        }
+    }
+}
+
+fn cargo_command(root: &Path, args: &[&str], envs: &[(&str, OsString)]) -> Command {
+    let cargo = env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
+    let mut command = Command::new(cargo);
+    command.args(args).current_dir(root);
+    for (key, value) in envs {
+        command.env(key, value);
+    }
+    command
+}
+
+/// Runs cargo with the output streamed to the terminal.
+fn cargo(root: &Path, args: &[&str], envs: &[(&str, OsString)]) -> Result<(), String> {
+    let status = cargo_command(root, args, envs)
+        .status()
+        .map_err(|e| format!("could not start cargo: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("`cargo {}` exited with {status}", args.join(" ")))
+    }
+}
+
+/// Runs `cargo test`, streaming its output and adding up its `test result:` lines.
+fn cargo_test(root: &Path, args: &[&str], envs: &[(&str, OsString)]) -> Result<TestTotals, String> {
+    let mut child = cargo_command(root, args, envs)
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("could not start cargo: {e}"))?;
+    let mut totals = TestTotals::default();
+    if let Some(stdout) = child.stdout.take() {
+        for line in BufReader::new(stdout).lines() {
+            let line = line.map_err(|e| format!("reading cargo test output: {e}"))?;
+            println!("{line}");
+            if let Some(rest) = line.strip_prefix("test result: ") {
+                add_totals(&mut totals, rest);
+            }
+        }
+    }
+    let status = child
+        .wait()
+        .map_err(|e| format!("waiting for cargo test: {e}"))?;
+    if !status.success() {
+        return Err(format!("`cargo {}` exited with {status}", args.join(" ")));
+    }
+    if totals.passed == 0 {
+        return Err("cargo test ran no test".to_owned());
+    }
+    Ok(totals)
+}
+
+/// Parses `ok. 3 passed; 0 failed; 1 ignored; ...` into the running totals.
+fn add_totals(totals: &mut TestTotals, summary: &str) {
+    for part in summary.split(';') {
+        let mut words = part.split_whitespace().rev();
+        let (Some(label), Some(count)) = (words.next(), words.next()) else {
+            continue;
+        };
+        let Ok(count) = count.parse::<u64>() else {
+            continue;
+        };
+        match label {
+            "passed" => totals.passed += count,
+            "failed" => totals.failed += count,
+            "ignored" => totals.ignored += count,
+            _ => {}
+        }
+    }
+}
+
+/// Creates (once) a venv under `target/` holding the pinned Python `cloudevents` SDK.
+fn interop_venv(root: &Path) -> Result<PathBuf, String> {
+    let venv = root.join("target").join("interop-venv");
+    let python = venv.join("bin").join("python");
+    let marker = venv.join(".switchyard-ready");
+    let wanted = PYTHON_CLOUDEVENTS;
+    if std::fs::read_to_string(&marker).is_ok_and(|found| found.trim() == wanted) {
+        println!("reusing {} ({wanted})", venv.display());
+        return Ok(python);
+    }
+    let system_python = env::var_os("PYTHON").unwrap_or_else(|| OsString::from("python3"));
+    run(
+        Command::new(&system_python)
+            .args(["-m", "venv", "--clear"])
+            .arg(&venv),
+        "create the interop venv (is python3 with the venv module installed?)",
+    )?;
+    run(
+        Command::new(&python).args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            wanted,
+        ]),
+        "install the Python cloudevents SDK from PyPI",
+    )?;
+    std::fs::write(&marker, wanted).map_err(|e| format!("writing {}: {e}", marker.display()))?;
+    Ok(python)
+}
+
+/// Installs cargo-deny with `cargo install --locked` when it is not on this machine.
+fn ensure_cargo_deny(root: &Path) -> Result<(), String> {
+    let found = cargo_command(root, &["deny", "--version"], &[])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success());
+    if found {
+        return Ok(());
+    }
+    println!("cargo-deny is missing; installing {CARGO_DENY} (takes a few minutes once)");
+    cargo(root, &["install", "--locked", CARGO_DENY], &[])
+}
+
+fn run(command: &mut Command, what: &str) -> Result<(), String> {
+    let status = command
+        .status()
+        .map_err(|e| format!("could not {what}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("could not {what}: exited with {status}"))
+    }
+}
