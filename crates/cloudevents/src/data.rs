@@ -26,7 +26,8 @@ use crate::Error;
 /// `Binary`; `data` gives `Json` when `datacontenttype` is JSON or absent, `Text` when it is
 /// another type and the value is a JSON string. A binary-mode body gives `Json` for a JSON
 /// content type (or none, when the body parses as JSON), `Text` for `text/*` or a `charset`
-/// parameter when it is UTF-8, and `Binary` otherwise.
+/// parameter when it is UTF-8, and `Binary` otherwise. `"data": null` is JSON `null`, kept
+/// as such; only a missing `data` member (or an empty binary-mode body) means no data.
 ///
 /// Equality compares the payload bytes, so two JSON values spelled differently differ.
 ///

@@ -654,7 +654,6 @@ fn decode_data<'de, D: RawData<'de>>(
     data_base64: Option<JsonValue<'_>>,
     v03_base64: bool,
 ) -> Result<Option<Data>, Error> {
-    let data = data.filter(|raw| raw.raw().get() != "null");
     let data_base64 = match (version, data_base64) {
         (_, None | Some(JsonValue::Null)) => None,
         (SpecVersion::V1_0, Some(JsonValue::Str(s))) => Some(s),
@@ -794,6 +793,17 @@ mod tests {
         let event = decode_str(input).unwrap();
         let output = encode(&event).unwrap();
         assert_eq!(String::from_utf8(output).unwrap(), input);
+    }
+
+    #[test]
+    fn null_data_is_json_null_not_absent() {
+        // A pass-through must not drop `"data": null`; null *attributes* are absent.
+        let event = decode_str(
+            r#"{"specversion":"1.0","id":"1","source":"/s","type":"t","subject":null,"data":null}"#,
+        )
+        .unwrap();
+        assert_eq!(event.subject(), None);
+        assert_eq!(event.data(), Some(&Data::json_text("null").unwrap()));
     }
 
     #[test]
