@@ -86,12 +86,15 @@ impl ExtensionValue {
     }
 
     /// The value as a boolean, reading the canonical string form when needed.
+    ///
+    /// Besides the canonical `true`/`false` this accepts `True`/`False`, which the Python
+    /// `cloudevents` SDK (2.x) writes into binary-mode headers.
     pub fn as_bool(&self) -> Option<bool> {
         match self {
             ExtensionValue::Boolean(b) => Some(*b),
             ExtensionValue::String(s) => match s.as_str() {
-                "true" => Some(true),
-                "false" => Some(false),
+                "true" | "True" => Some(true),
+                "false" | "False" => Some(false),
                 _ => None,
             },
             _ => None,
@@ -206,6 +209,8 @@ mod tests {
     #[test]
     fn typed_reads_from_strings() {
         assert_eq!(ExtensionValue::from("true").as_bool(), Some(true));
+        assert_eq!(ExtensionValue::from("False").as_bool(), Some(false));
+        assert_eq!(ExtensionValue::from("yes").as_bool(), None);
         assert_eq!(ExtensionValue::from("42").as_integer(), Some(42));
         assert_eq!(
             ExtensionValue::from("TWE=").as_binary(),
