@@ -4,7 +4,7 @@
 //! When the folder is absent the tests print a notice and pass without checking anything.
 #![allow(clippy::unwrap_used, clippy::print_stdout)] // Test code: panics fail the test, notices go to stdout.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value;
@@ -27,7 +27,7 @@ fn conformance_dir() -> Option<PathBuf> {
     }
 }
 
-fn load(dir: &PathBuf, file: &str) -> Vec<Value> {
+fn load(dir: &Path, file: &str) -> Vec<Value> {
     let text = std::fs::read_to_string(dir.join("json").join(file)).unwrap();
     let doc: Value = serde_json::from_str(&text).unwrap();
     doc["tests"].as_array().unwrap().clone()
