@@ -58,3 +58,8 @@ pub use extension::ExtensionValue;
 pub use spec_version::SpecVersion;
 pub use timestamp::Timestamp;
 pub use validate::{is_json_content_type, is_text_content_type};
+
+/// Compiles the README's example as a doctest so it cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctest;
