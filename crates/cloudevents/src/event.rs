@@ -321,6 +321,78 @@ pub(crate) fn check_extension(
     value.validate(name)
 }
 
+/// Context attributes as a decoder or the builder found them: strings, not yet checked.
+///
+/// [`UncheckedContext::check`] holds the specification's rules for them in one place; the
+/// JSON decoder, the HTTP binary-mode decoder and [`EventBuilder::build`] all go through it.
+#[derive(Default)]
+pub(crate) struct UncheckedContext<'a> {
+    pub(crate) id: Option<Cow<'a, str>>,
+    pub(crate) source: Option<Cow<'a, str>>,
+    pub(crate) ty: Option<Cow<'a, str>>,
+    pub(crate) datacontenttype: Option<Cow<'a, str>>,
+    pub(crate) dataschema: Option<Cow<'a, str>>,
+    pub(crate) subject: Option<Cow<'a, str>>,
+    pub(crate) time: Option<Cow<'a, str>>,
+    /// Only meaningful in 0.3; a 1.0 decoder treats the name as an extension instead.
+    pub(crate) datacontentencoding: Option<Cow<'a, str>>,
+}
+
+impl UncheckedContext<'_> {
+    /// Checks every attribute for `version` and returns an event with no extensions and no
+    /// data yet, plus whether 0.3 `datacontentencoding: base64` declared the data base64.
+    pub(crate) fn check(self, version: SpecVersion) -> Result<(Event, bool), Error> {
+        fn required<'a>(
+            name: &'static str,
+            value: Option<Cow<'a, str>>,
+        ) -> Result<Cow<'a, str>, Error> {
+            value.ok_or(Error::MissingAttribute { name })
+        }
+        let id = required("id", self.id)?;
+        validate::non_empty("id", &id)?;
+        let source = required("source", self.source)?;
+        validate::uri_reference("source", &source)?;
+        let ty = required("type", self.ty)?;
+        validate::non_empty("type", &ty)?;
+        if let Some(value) = &self.datacontenttype {
+            validate::media_type("datacontenttype", value)?;
+        }
+        if let Some(value) = &self.dataschema {
+            check_dataschema(version, value)?;
+        }
+        if let Some(value) = &self.subject {
+            validate::non_empty("subject", value)?;
+        }
+        let time = match &self.time {
+            Some(text) => Some(Timestamp::parse_for("time", text)?),
+            None => None,
+        };
+        let base64_data = match (version, &self.datacontentencoding) {
+            (SpecVersion::V0_3, Some(encoding)) if encoding.eq_ignore_ascii_case("base64") => true,
+            (SpecVersion::V0_3, Some(_)) => {
+                return Err(Error::invalid(
+                    "datacontentencoding",
+                    Rule::Base64EncodingOnly,
+                ));
+            }
+            _ => false,
+        };
+        let event = Event {
+            specversion: version,
+            id: id.into_owned(),
+            source: source.into_owned(),
+            ty: ty.into_owned(),
+            datacontenttype: self.datacontenttype.map(Cow::into_owned),
+            dataschema: self.dataschema.map(Cow::into_owned),
+            subject: self.subject.map(Cow::into_owned),
+            time,
+            extensions: BTreeMap::new(),
+            data: None,
+        };
+        Ok((event, base64_data))
+    }
+}
+
 /// Builds an [`Event`], checking every attribute when [`build`](EventBuilder::build) is called.
 ///
 /// Like the Python SDK, `id` defaults to a fresh UUID (v4) and `specversion` to 1.0;
@@ -435,47 +507,25 @@ impl EventBuilder {
     /// Checks every attribute and builds the event.
     pub fn build(self) -> Result<Event, Error> {
         let version = self.specversion;
-        let id = match self.id {
-            Some(id) => {
-                validate::non_empty("id", &id)?;
-                id
-            }
-            None => uuid::Uuid::new_v4().to_string(),
+        let id = self.id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        let context = UncheckedContext {
+            id: Some(Cow::Owned(id)),
+            source: self.source.map(Cow::Owned),
+            ty: self.ty.map(Cow::Owned),
+            datacontenttype: self.datacontenttype.map(Cow::Owned),
+            dataschema: self.dataschema.map(Cow::Owned),
+            subject: self.subject.map(Cow::Owned),
+            time: None,
+            datacontentencoding: None,
         };
-        let source = self
-            .source
-            .ok_or(Error::MissingAttribute { name: "source" })?;
-        validate::uri_reference("source", &source)?;
-        let ty = self.ty.ok_or(Error::MissingAttribute { name: "type" })?;
-        validate::non_empty("type", &ty)?;
-        if let Some(value) = &self.datacontenttype {
-            validate::media_type("datacontenttype", value)?;
-        }
-        if let Some(value) = &self.dataschema {
-            check_dataschema(version, value)?;
-        }
-        if let Some(value) = &self.subject {
-            validate::non_empty("subject", value)?;
-        }
-        let time = self.time.transpose()?;
-        let mut extensions = BTreeMap::new();
+        let (mut event, _) = context.check(version)?;
+        event.time = self.time.transpose()?;
         for (name, value) in self.extensions {
             check_extension(version, &name, &value)?;
-            extensions.insert(name, value);
+            event.extensions.insert(name, value);
         }
-        let data = self.data.transpose()?;
-        Ok(Event {
-            specversion: version,
-            id,
-            source,
-            ty,
-            datacontenttype: self.datacontenttype,
-            dataschema: self.dataschema,
-            subject: self.subject,
-            time,
-            extensions,
-            data,
-        })
+        event.data = self.data.transpose()?;
+        Ok(event)
     }
 }
 

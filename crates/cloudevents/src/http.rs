@@ -40,10 +40,10 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use percent_encoding::{AsciiSet, CONTROLS, percent_decode, utf8_percent_encode};
 use serde_json::value::RawValue;
 
-use crate::event::{check_dataschema, check_extension_name};
+use crate::event::{UncheckedContext, check_extension_name};
 use crate::{
-    Data, Error, Event, ExtensionValue, Rule, SpecVersion, Timestamp, is_json_content_type,
-    is_text_content_type, json, validate,
+    Data, Error, Event, ExtensionValue, Rule, SpecVersion, is_json_content_type,
+    is_text_content_type, json,
 };
 
 /// Prefix of every binary-mode attribute header.
@@ -413,52 +413,33 @@ fn binary_event(headers: &HeaderMap, body: &[u8]) -> Result<Event, Error> {
         name: "specversion",
     })?;
     let version: SpecVersion = specversion.parse()?;
-    let id = header("ce-id")?.ok_or(Error::MissingAttribute { name: "id" })?;
-    validate::non_empty("id", &id)?;
-    let source = header("ce-source")?.ok_or(Error::MissingAttribute { name: "source" })?;
-    validate::uri_reference("source", &source)?;
-    let ty = header("ce-type")?.ok_or(Error::MissingAttribute { name: "type" })?;
-    validate::non_empty("type", &ty)?;
-    let subject = header("ce-subject")?;
-    if let Some(value) = &subject {
-        validate::non_empty("subject", value)?;
-    }
-    let time = header("ce-time")?
-        .map(|text| Timestamp::parse_for("time", &text))
-        .transpose()?;
-    let dataschema = match version {
-        SpecVersion::V1_0 => header("ce-dataschema")?,
-        SpecVersion::V0_3 => header("ce-schemaurl")?,
-    };
-    if let Some(value) = &dataschema {
-        check_dataschema(version, value)?;
-    }
-    let base64_body = match version {
-        SpecVersion::V0_3 => match header("ce-datacontentencoding")? {
-            Some(encoding) if encoding.eq_ignore_ascii_case("base64") => true,
-            Some(_) => {
-                return Err(Error::invalid(
-                    "datacontentencoding",
-                    Rule::Base64EncodingOnly,
-                ));
-            }
-            None => false,
-        },
-        SpecVersion::V1_0 => false,
-    };
     let datacontenttype = match headers.get(CONTENT_TYPE) {
-        Some(value) => {
-            let text = value.to_str().map_err(|_| Error::InvalidHeader {
-                name: "content-type".to_owned(),
-                reason: "not visible ASCII",
-            })?;
-            validate::media_type("datacontenttype", text)?;
-            Some(text.to_owned())
-        }
+        Some(value) => Some(value.to_str().map_err(|_| Error::InvalidHeader {
+            name: "content-type".to_owned(),
+            reason: "not visible ASCII",
+        })?),
         None => None,
     };
+    let context = UncheckedContext {
+        id: header("ce-id")?.map(Cow::Owned),
+        source: header("ce-source")?.map(Cow::Owned),
+        ty: header("ce-type")?.map(Cow::Owned),
+        datacontenttype: datacontenttype.map(Cow::Borrowed),
+        dataschema: match version {
+            SpecVersion::V1_0 => header("ce-dataschema")?,
+            SpecVersion::V0_3 => header("ce-schemaurl")?,
+        }
+        .map(Cow::Owned),
+        subject: header("ce-subject")?.map(Cow::Owned),
+        time: header("ce-time")?.map(Cow::Owned),
+        datacontentencoding: match version {
+            SpecVersion::V0_3 => header("ce-datacontentencoding")?.map(Cow::Owned),
+            SpecVersion::V1_0 => None,
+        },
+    };
+    let (mut event, base64_body) = context.check(version)?;
 
-    let mut extensions = BTreeMap::new();
+    let extensions = &mut event.extensions;
     for name in headers.keys() {
         let Some(attribute) = name.as_str().strip_prefix(HEADER_PREFIX) else {
             continue;
@@ -515,32 +496,19 @@ fn binary_event(headers: &HeaderMap, body: &[u8]) -> Result<Event, Error> {
         }
     }
 
-    let data = if base64_body {
+    event.data = if base64_body {
         if body.is_empty() {
             None
         } else {
-            Some(Data::Binary(
-                BASE64
-                    .decode(body)
-                    .map_err(|_| Error::invalid("data", Rule::Base64))?,
-            ))
+            let bytes = BASE64
+                .decode(body)
+                .map_err(|_| Error::invalid("data", Rule::Base64))?;
+            Some(Data::Binary(bytes))
         }
     } else {
-        body_data(datacontenttype.as_deref(), body)?
+        body_data(event.datacontenttype.as_deref(), body)?
     };
-
-    Ok(Event {
-        specversion: version,
-        id,
-        source,
-        ty,
-        datacontenttype,
-        dataschema,
-        subject,
-        time,
-        extensions,
-        data,
-    })
+    Ok(event)
 }
 
 /// Reads a binary-mode body as data, by its content type (see [`Data`]).

@@ -31,10 +31,9 @@ use serde::ser::{SerializeMap, SerializeSeq, Serializer};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::event::{check_dataschema, check_extension_name};
+use crate::event::{UncheckedContext, check_extension_name};
 use crate::{
-    Data, Error, Event, ExtensionValue, Rule, SpecVersion, Timestamp, is_json_content_type,
-    validate,
+    Data, Error, Event, ExtensionValue, Rule, SpecVersion, is_json_content_type, validate,
 };
 
 /// The media type of a structured-mode JSON event.
@@ -507,10 +506,6 @@ fn string_attr<'a>(
     }
 }
 
-fn required<'a>(name: &'static str, value: Option<JsonValue<'a>>) -> Result<Cow<'a, str>, Error> {
-    string_attr(name, value)?.ok_or(Error::MissingAttribute { name })
-}
-
 impl<'de, D: RawData<'de>> BatchItem<'de, D> {
     fn into_event(self) -> Result<Event, Error> {
         match self {
@@ -522,29 +517,12 @@ impl<'de, D: RawData<'de>> BatchItem<'de, D> {
 
 impl<'de, D: RawData<'de>> RawEvent<'de, D> {
     fn into_event(self) -> Result<Event, Error> {
-        let specversion = required("specversion", self.specversion)?;
+        let specversion =
+            string_attr("specversion", self.specversion)?.ok_or(Error::MissingAttribute {
+                name: "specversion",
+            })?;
         validate::non_empty("specversion", &specversion)?;
         let version: SpecVersion = specversion.parse()?;
-
-        let id = required("id", self.id)?;
-        validate::non_empty("id", &id)?;
-        let source = required("source", self.source)?;
-        validate::uri_reference("source", &source)?;
-        let ty = required("type", self.ty)?;
-        validate::non_empty("type", &ty)?;
-
-        let datacontenttype = string_attr("datacontenttype", self.datacontenttype)?;
-        if let Some(value) = &datacontenttype {
-            validate::media_type("datacontenttype", value)?;
-        }
-        let subject = string_attr("subject", self.subject)?;
-        if let Some(value) = &subject {
-            validate::non_empty("subject", value)?;
-        }
-        let time = match string_attr("time", self.time)? {
-            Some(text) => Some(Timestamp::parse_for("time", &text)?),
-            None => None,
-        };
 
         // Members that are context attributes in one version are extensions in the other.
         let mut others = self.others;
@@ -555,59 +533,41 @@ impl<'de, D: RawData<'de>> RawEvent<'de, D> {
         if let Some(value) = foreign_schema.1 {
             others.push((Cow::Borrowed(foreign_schema.0), value));
         }
-        let dataschema = string_attr(schema_name, schema)?;
-        if let Some(value) = &dataschema {
-            check_dataschema(version, value)?;
-        }
-        let base64_data = match version {
-            SpecVersion::V0_3 => {
-                match string_attr("datacontentencoding", self.datacontentencoding)? {
-                    Some(encoding) if encoding.eq_ignore_ascii_case("base64") => true,
-                    Some(_) => {
-                        return Err(Error::invalid(
-                            "datacontentencoding",
-                            Rule::Base64EncodingOnly,
-                        ));
-                    }
-                    None => false,
-                }
-            }
+        let datacontentencoding = match version {
+            SpecVersion::V0_3 => string_attr("datacontentencoding", self.datacontentencoding)?,
             SpecVersion::V1_0 => {
                 if let Some(value) = self.datacontentencoding {
                     others.push((Cow::Borrowed("datacontentencoding"), value));
                 }
-                false
+                None
             }
         };
+        let context = UncheckedContext {
+            id: string_attr("id", self.id)?,
+            source: string_attr("source", self.source)?,
+            ty: string_attr("type", self.ty)?,
+            datacontenttype: string_attr("datacontenttype", self.datacontenttype)?,
+            dataschema: string_attr(schema_name, schema)?,
+            subject: string_attr("subject", self.subject)?,
+            time: string_attr("time", self.time)?,
+            datacontentencoding,
+        };
+        let (mut event, base64_data) = context.check(version)?;
 
-        let mut extensions = BTreeMap::new();
         for (name, value) in others {
             check_extension_name(version, &name)?;
             if let Some(value) = extension_value(version, &name, value)? {
-                extensions.insert(name.into_owned(), value);
+                event.extensions.insert(name.into_owned(), value);
             }
         }
-
-        let data = decode_data(
+        event.data = decode_data(
             version,
-            datacontenttype.as_deref(),
+            event.datacontenttype.as_deref(),
             self.data,
             self.data_base64,
             base64_data,
         )?;
-
-        Ok(Event {
-            specversion: version,
-            id: id.into_owned(),
-            source: source.into_owned(),
-            ty: ty.into_owned(),
-            datacontenttype: datacontenttype.map(Cow::into_owned),
-            dataschema: dataschema.map(Cow::into_owned),
-            subject: subject.map(Cow::into_owned),
-            time,
-            extensions,
-            data,
-        })
+        Ok(event)
     }
 }
 
