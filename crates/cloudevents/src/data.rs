@@ -1,5 +1,6 @@
 //! Event data: raw JSON text, bytes, or text.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use serde::Serialize;
@@ -26,7 +27,12 @@ use crate::Error;
 /// `Binary`; `data` gives `Json` when `datacontenttype` is JSON or absent, `Text` when it is
 /// another type and the value is a JSON string. A binary-mode body gives `Json` for a JSON
 /// content type (or none, when the body parses as JSON), `Text` for `text/*` or a `charset`
-/// parameter when it is UTF-8, and `Binary` otherwise. `"data": null` is JSON `null`, kept
+/// parameter when it is UTF-8, and `Binary` otherwise.
+///
+/// A binary-mode body declared as JSON is not parsed on arrival: a binary-to-binary
+/// pass-through never does JSON work. It is checked when first needed, by
+/// [`Data::deserialize_json`], [`JsonText::check`] or a structured-mode encode, each of which
+/// returns [`Error::InvalidJsonData`] for a body that is not JSON. `"data": null` is JSON `null`, kept
 /// as such; only a missing `data` member (or an empty binary-mode body) means no data.
 ///
 /// Equality compares the payload bytes, so two JSON values spelled differently differ.
@@ -43,7 +49,7 @@ use crate::Error;
 #[derive(Clone)]
 pub enum Data {
     /// JSON, as its original text.
-    Json(Box<RawValue>),
+    Json(JsonText),
     /// Text that is not JSON (for example `text/plain` or XML).
     Text(String),
     /// Opaque bytes.
@@ -54,7 +60,7 @@ impl Data {
     /// JSON data from any serialisable value.
     pub fn json<T: Serialize + ?Sized>(value: &T) -> Result<Self, Error> {
         serde_json::value::to_raw_value(value)
-            .map(Data::Json)
+            .map(|raw| Data::Json(JsonText::from(raw)))
             .map_err(|e| Error::InvalidJsonData {
                 content_type: "application/json".to_owned(),
                 message: e.to_string(),
@@ -64,7 +70,7 @@ impl Data {
     /// JSON data from JSON text, which is checked and then kept exactly as given.
     pub fn json_text(text: impl Into<String>) -> Result<Self, Error> {
         RawValue::from_string(text.into())
-            .map(Data::Json)
+            .map(|raw| Data::Json(JsonText::from(raw)))
             .map_err(|e| Error::InvalidJsonData {
                 content_type: "application/json".to_owned(),
                 message: e.to_string(),
@@ -74,7 +80,7 @@ impl Data {
     /// The payload's bytes: the JSON text, the text's UTF-8, or the raw bytes.
     pub fn as_bytes(&self) -> &[u8] {
         match self {
-            Data::Json(raw) => raw.get().as_bytes(),
+            Data::Json(json) => json.as_bytes(),
             Data::Text(text) => text.as_bytes(),
             Data::Binary(bytes) => bytes,
         }
@@ -82,9 +88,9 @@ impl Data {
 
     /// Parses JSON data into `T`; text data is parsed as JSON too, binary data is an error.
     pub fn deserialize_json<T: DeserializeOwned>(&self) -> Result<T, Error> {
-        let text = match self {
-            Data::Json(raw) => raw.get(),
-            Data::Text(text) => text,
+        let bytes = match self {
+            Data::Json(json) => json.as_bytes(),
+            Data::Text(text) => text.as_bytes(),
             Data::Binary(_) => {
                 return Err(Error::InvalidJsonData {
                     content_type: "binary data".to_owned(),
@@ -92,7 +98,7 @@ impl Data {
                 });
             }
         };
-        serde_json::from_str(text).map_err(|e| Error::InvalidJsonData {
+        serde_json::from_slice(bytes).map_err(|e| Error::InvalidJsonData {
             content_type: "application/json".to_owned(),
             message: e.to_string(),
         })
@@ -107,7 +113,7 @@ impl Data {
 impl PartialEq for Data {
     fn eq(&self, other: &Self) -> bool {
         match (self, other) {
-            (Data::Json(a), Data::Json(b)) => a.get() == b.get(),
+            (Data::Json(a), Data::Json(b)) => a.as_bytes() == b.as_bytes(),
             (Data::Text(a), Data::Text(b)) => a == b,
             (Data::Binary(a), Data::Binary(b)) => a == b,
             _ => false,
@@ -120,7 +126,10 @@ impl Eq for Data {}
 impl fmt::Debug for Data {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Data::Json(raw) => f.debug_tuple("Json").field(&raw.get()).finish(),
+            Data::Json(json) => f
+                .debug_tuple("Json")
+                .field(&String::from_utf8_lossy(json.as_bytes()))
+                .finish(),
             Data::Text(text) => f.debug_tuple("Text").field(text).finish(),
             Data::Binary(bytes) => write!(f, "Binary({} bytes)", bytes.len()),
         }
@@ -147,7 +156,79 @@ impl From<Vec<u8>> for Data {
 
 impl From<Box<RawValue>> for Data {
     fn from(raw: Box<RawValue>) -> Self {
-        Data::Json(raw)
+        Data::Json(JsonText::from(raw))
+    }
+}
+
+/// JSON text kept exactly as it arrived: checked already, or (a binary-mode HTTP body
+/// declared as JSON) still to be checked on first use.
+///
+/// ```
+/// use switchyard_cloudevents::JsonText;
+///
+/// let unchecked = JsonText::unchecked(b"{\"a\": 1}".to_vec());
+/// assert!(!unchecked.is_checked());
+/// assert_eq!(unchecked.to_raw().unwrap().get(), "{\"a\": 1}");
+/// assert!(JsonText::unchecked(b"{oops".to_vec()).check().is_err());
+/// ```
+#[derive(Clone)]
+pub struct JsonText(Repr);
+
+#[derive(Clone)]
+enum Repr {
+    Checked(Box<RawValue>),
+    Unchecked(Vec<u8>),
+}
+
+impl JsonText {
+    /// Wraps bytes that claim to be JSON without parsing them yet.
+    pub fn unchecked(bytes: Vec<u8>) -> Self {
+        JsonText(Repr::Unchecked(bytes))
+    }
+
+    /// The JSON text's bytes, exactly as received or given.
+    pub fn as_bytes(&self) -> &[u8] {
+        match &self.0 {
+            Repr::Checked(raw) => raw.get().as_bytes(),
+            Repr::Unchecked(bytes) => bytes,
+        }
+    }
+
+    /// Whether the text is known to be valid JSON.
+    pub fn is_checked(&self) -> bool {
+        matches!(self.0, Repr::Checked(_))
+    }
+
+    /// Checks that the text is one valid JSON value.
+    pub fn check(&self) -> Result<(), Error> {
+        self.to_raw().map(drop)
+    }
+
+    /// The text as a [`RawValue`], parsing it first when it has not been checked.
+    pub fn to_raw(&self) -> Result<Cow<'_, RawValue>, Error> {
+        match &self.0 {
+            Repr::Checked(raw) => Ok(Cow::Borrowed(raw)),
+            Repr::Unchecked(bytes) => serde_json::from_slice::<&RawValue>(bytes)
+                .map(Cow::Borrowed)
+                .map_err(|e| Error::InvalidJsonData {
+                    content_type: "application/json".to_owned(),
+                    message: e.to_string(),
+                }),
+        }
+    }
+}
+
+impl From<Box<RawValue>> for JsonText {
+    fn from(raw: Box<RawValue>) -> Self {
+        JsonText(Repr::Checked(raw))
+    }
+}
+
+impl fmt::Debug for JsonText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("JsonText")
+            .field(&String::from_utf8_lossy(self.as_bytes()))
+            .finish()
     }
 }
 
@@ -165,6 +246,15 @@ mod tests {
     fn json_from_value() {
         let data = Data::json(&serde_json::json!({"a": [1, 2]})).unwrap();
         assert_eq!(data.as_bytes(), br#"{"a":[1,2]}"#);
+    }
+
+    #[test]
+    fn unchecked_json_is_checked_on_use() {
+        let bad = Data::Json(JsonText::unchecked(b"{oops".to_vec()));
+        assert!(bad.deserialize_json::<serde_json::Value>().is_err());
+        let good = Data::Json(JsonText::unchecked(b"[1]".to_vec()));
+        assert_eq!(good, Data::json_text("[1]").unwrap());
+        assert_eq!(good.deserialize_json::<Vec<u8>>().unwrap(), vec![1]);
     }
 
     #[test]

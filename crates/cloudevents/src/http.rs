@@ -42,7 +42,7 @@ use serde_json::value::RawValue;
 
 use crate::event::{UncheckedContext, check_extension_name};
 use crate::{
-    Data, Error, Event, ExtensionValue, Rule, SpecVersion, is_json_content_type,
+    Data, Error, Event, ExtensionValue, JsonText, Rule, SpecVersion, is_json_content_type,
     is_text_content_type, json,
 };
 
@@ -252,11 +252,45 @@ pub fn to_batch(events: &[Event]) -> Result<HttpMessage, Error> {
 ///
 /// The mode comes from `Content-Type` (case-insensitive): the batch media type is checked
 /// before the structured one; otherwise a `ce-specversion` header means binary mode.
+/// In binary mode a body declared as JSON is kept unchecked until first use (see
+/// [`Data`]). [`from_http_owned`] does the same without copying an owned body.
 pub fn from_http(headers: &HeaderMap, body: &[u8]) -> Result<Received, Error> {
     match detect_mode(headers)? {
         Mode::Batch => json::decode_batch(body).map(Received::Batch),
         Mode::Structured => json::decode(body).map(Received::Structured),
-        Mode::Binary => binary_event(headers, body).map(Received::Binary),
+        Mode::Binary => binary_event(headers, Body::Borrowed(body)).map(Received::Binary),
+    }
+}
+
+/// [`from_http`] for a body you own: in binary mode the body becomes the event's data
+/// without being copied.
+pub fn from_http_owned(headers: &HeaderMap, body: Vec<u8>) -> Result<Received, Error> {
+    match detect_mode(headers)? {
+        Mode::Batch => json::decode_batch(&body).map(Received::Batch),
+        Mode::Structured => json::decode(&body).map(Received::Structured),
+        Mode::Binary => binary_event(headers, Body::Owned(body)).map(Received::Binary),
+    }
+}
+
+/// A binary-mode body, copied into the event's data only when it is borrowed.
+enum Body<'a> {
+    Borrowed(&'a [u8]),
+    Owned(Vec<u8>),
+}
+
+impl Body<'_> {
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Body::Borrowed(bytes) => bytes,
+            Body::Owned(bytes) => bytes,
+        }
+    }
+
+    fn into_vec(self) -> Vec<u8> {
+        match self {
+            Body::Borrowed(bytes) => bytes.to_vec(),
+            Body::Owned(bytes) => bytes,
+        }
     }
 }
 
@@ -394,7 +428,7 @@ pub fn decode_header_value(name: &str, raw: &[u8]) -> Result<String, Error> {
     .map_err(|()| invalid("value is not UTF-8 after percent-decoding"))
 }
 
-fn binary_event(headers: &HeaderMap, body: &[u8]) -> Result<Event, Error> {
+fn binary_event(headers: &HeaderMap, body: Body<'_>) -> Result<Event, Error> {
     let header = |name: &'static str| -> Result<Option<String>, Error> {
         let mut values = headers.get_all(name).iter();
         let Some(first) = values.next() else {
@@ -497,11 +531,11 @@ fn binary_event(headers: &HeaderMap, body: &[u8]) -> Result<Event, Error> {
     }
 
     event.data = if base64_body {
-        if body.is_empty() {
+        if body.as_slice().is_empty() {
             None
         } else {
             let bytes = BASE64
-                .decode(body)
+                .decode(body.as_slice())
                 .map_err(|_| Error::invalid("data", Rule::Base64))?;
             Some(Data::Binary(bytes))
         }
@@ -512,33 +546,24 @@ fn binary_event(headers: &HeaderMap, body: &[u8]) -> Result<Event, Error> {
 }
 
 /// Reads a binary-mode body as data, by its content type (see [`Data`]).
-fn body_data(content_type: Option<&str>, body: &[u8]) -> Result<Option<Data>, Error> {
-    if body.is_empty() {
+fn body_data(content_type: Option<&str>, body: Body<'_>) -> Result<Option<Data>, Error> {
+    if body.as_slice().is_empty() {
         return Ok(None);
     }
-    match content_type {
-        Some(ct) if is_json_content_type(ct) => {
-            let text = std::str::from_utf8(body).map_err(|_| Error::InvalidJsonData {
-                content_type: ct.to_owned(),
-                message: "body is not UTF-8".to_owned(),
-            })?;
-            let raw: &RawValue =
-                serde_json::from_str(text).map_err(|e| Error::InvalidJsonData {
-                    content_type: ct.to_owned(),
-                    message: e.to_string(),
-                })?;
-            Ok(Some(Data::Json(raw.to_owned())))
-        }
-        None => match serde_json::from_slice::<&RawValue>(body) {
-            Ok(raw) => Ok(Some(Data::Json(raw.to_owned()))),
-            Err(_) => Ok(Some(Data::Binary(body.to_vec()))),
+    Ok(Some(match content_type {
+        // Declared JSON: kept unchecked, so a pass-through does no JSON work.
+        Some(ct) if is_json_content_type(ct) => Data::Json(JsonText::unchecked(body.into_vec())),
+        // Undeclared: JSON if it parses as JSON, bytes otherwise.
+        None => match serde_json::from_slice::<&RawValue>(body.as_slice()) {
+            Ok(_) => Data::Json(JsonText::unchecked(body.into_vec())),
+            Err(_) => Data::Binary(body.into_vec()),
         },
-        Some(ct) if is_text_content_type(ct) => match std::str::from_utf8(body) {
-            Ok(text) => Ok(Some(Data::Text(text.to_owned()))),
-            Err(_) => Ok(Some(Data::Binary(body.to_vec()))),
+        Some(ct) if is_text_content_type(ct) => match String::from_utf8(body.into_vec()) {
+            Ok(text) => Data::Text(text),
+            Err(not_utf8) => Data::Binary(not_utf8.into_bytes()),
         },
-        Some(_) => Ok(Some(Data::Binary(body.to_vec()))),
-    }
+        Some(_) => Data::Binary(body.into_vec()),
+    }))
 }
 
 #[cfg(test)]
@@ -649,10 +674,25 @@ mod tests {
     fn body_by_content_type() {
         let mut map = headers(MINIMAL);
         map.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        // A body declared as JSON is checked on first use, not on arrival.
+        let event = from_http(&map, b"{oops").unwrap().into_single().unwrap();
         assert!(matches!(
-            from_http(&map, b"{oops"),
+            event
+                .data()
+                .unwrap()
+                .deserialize_json::<serde_json::Value>(),
             Err(Error::InvalidJsonData { .. })
         ));
+        assert!(matches!(
+            to_structured(&event),
+            Err(Error::InvalidJsonData { .. })
+        ));
+        assert_eq!(to_binary(&event).unwrap().body, b"{oops");
+        let owned = from_http_owned(&map, b"[1, 2]".to_vec()).unwrap();
+        assert_eq!(
+            owned.into_single().unwrap().data(),
+            Some(&Data::json_text("[1, 2]").unwrap())
+        );
         map.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
         let event = from_http(&map, b"hello").unwrap().into_single().unwrap();
         assert_eq!(event.data(), Some(&Data::Text("hello".into())));

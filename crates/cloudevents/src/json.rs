@@ -33,7 +33,7 @@ use serde_json::value::RawValue;
 
 use crate::event::{UncheckedContext, check_extension_name};
 use crate::{
-    Data, Error, Event, ExtensionValue, Rule, SpecVersion, is_json_content_type, validate,
+    Data, Error, Event, ExtensionValue, JsonText, Rule, SpecVersion, is_json_content_type, validate,
 };
 
 /// The media type of a structured-mode JSON event.
@@ -70,17 +70,33 @@ pub fn decode_batch(bytes: &[u8]) -> Result<Vec<Event>, Error> {
 }
 
 /// Encodes one event in the JSON format.
+///
+/// Fails with [`Error::InvalidJsonData`] when the event carries JSON data that was received
+/// unchecked (a binary-mode body) and turns out not to be JSON.
 pub fn encode(event: &Event) -> Result<Vec<u8>, Error> {
     let mut out = Vec::with_capacity(estimate_size(event));
-    serde_json::to_writer(&mut out, event).map_err(|e| Error::from_json(&e))?;
+    serde_json::to_writer(&mut out, event)
+        .map_err(|e| encode_error(&e, std::slice::from_ref(event)))?;
     Ok(out)
 }
 
 /// Encodes events as a JSON batch.
 pub fn encode_batch(events: &[Event]) -> Result<Vec<u8>, Error> {
     let mut out = Vec::with_capacity(events.iter().map(estimate_size).sum::<usize>() + 2);
-    serde_json::to_writer(&mut out, &BatchRef(events)).map_err(|e| Error::from_json(&e))?;
+    serde_json::to_writer(&mut out, &BatchRef(events)).map_err(|e| encode_error(&e, events))?;
     Ok(out)
+}
+
+/// Serialising our own types only fails on unchecked JSON data that is not JSON: say which.
+fn encode_error(error: &serde_json::Error, events: &[Event]) -> Error {
+    for event in events {
+        if let Some(Data::Json(json)) = &event.data
+            && let Err(invalid) = json.check()
+        {
+            return invalid;
+        }
+    }
+    Error::from_json(error)
 }
 
 /// A capacity guess that avoids regrowing the output buffer for typical events.
@@ -135,7 +151,10 @@ impl Serialize for Event {
         }
         match (&self.data, self.specversion) {
             (None, _) => {}
-            (Some(Data::Json(raw)), _) => map.serialize_entry("data", &**raw)?,
+            (Some(Data::Json(json)), _) => {
+                let raw = json.to_raw().map_err(serde::ser::Error::custom)?;
+                map.serialize_entry("data", &*raw)?;
+            }
             (Some(Data::Text(text)), _) => map.serialize_entry("data", text)?,
             (Some(Data::Binary(bytes)), SpecVersion::V1_0) => {
                 map.serialize_entry("data_base64", &BASE64.encode(bytes))?;
@@ -641,7 +660,7 @@ fn decode_data<'de, D: RawData<'de>>(
                     serde_json::from_str(raw.raw().get()).map_err(|e| Error::from_json(&e))?;
                 return Ok(Some(Data::Text(text)));
             }
-            Ok(Some(Data::Json(raw.into_boxed())))
+            Ok(Some(Data::Json(JsonText::from(raw.into_boxed()))))
         }
     }
 }

@@ -51,7 +51,7 @@ mod spec_version;
 mod timestamp;
 mod validate;
 
-pub use data::Data;
+pub use data::{Data, JsonText};
 pub use error::{Error, Rule};
 pub use event::{Event, EventBuilder};
 pub use extension::ExtensionValue;

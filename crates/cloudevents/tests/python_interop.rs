@@ -110,8 +110,8 @@ fn assert_same_attributes(case: &str, ours: &BTreeMap<String, String>, theirs: &
 fn assert_same_data(case: &str, ours: Option<&Data>, theirs: &Value) {
     match (ours, theirs) {
         (None, Value::Null) => {}
-        (Some(Data::Json(raw)), described) if described["kind"] == "json" => {
-            let ours: Value = serde_json::from_str(raw.get()).unwrap();
+        (Some(data @ Data::Json(_)), described) if described["kind"] == "json" => {
+            let ours: Value = data.deserialize_json().unwrap();
             assert_eq!(ours, described["value"], "{case}: JSON data");
         }
         (Some(Data::Text(text)), described) if described["kind"] == "text" => {
