@@ -23,9 +23,9 @@ async fn receive(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, hy
     let body = body.collect().await?.to_bytes();
     let reply = ce_http::from_http(&parts.headers, &body).and_then(|received| {
         let mode = received.mode();
-        let count = received.clone().into_events().len();
-        let first = received.into_events().into_iter().next();
-        let Some(event) = first else {
+        let events = received.into_events();
+        let count = events.len();
+        let Some(event) = events.into_iter().next() else {
             return Ok(HttpMessage {
                 headers: Default::default(),
                 body: b"empty batch".to_vec(),

@@ -430,17 +430,9 @@ pub fn decode_header_value(name: &str, raw: &[u8]) -> Result<String, Error> {
 
 fn binary_event(headers: &HeaderMap, body: Body<'_>) -> Result<Event, Error> {
     let header = |name: &'static str| -> Result<Option<String>, Error> {
-        let mut values = headers.get_all(name).iter();
-        let Some(first) = values.next() else {
-            return Ok(None);
-        };
-        if values.next().is_some() {
-            return Err(Error::InvalidHeader {
-                name: name.to_owned(),
-                reason: "appears more than once",
-            });
-        }
-        decode_header_value(name, first.as_bytes()).map(Some)
+        single_value(headers, name)?
+            .map(|value| decode_header_value(name, value.as_bytes()))
+            .transpose()
     };
 
     let specversion = header("ce-specversion")?.ok_or(Error::MissingAttribute {
@@ -489,12 +481,8 @@ fn binary_event(headers: &HeaderMap, body: Body<'_>) -> Result<Event, Error> {
         if known {
             continue;
         }
-        let mut values = headers.get_all(name).iter();
-        let (Some(raw), None) = (values.next(), values.next()) else {
-            return Err(Error::InvalidHeader {
-                name: name.as_str().to_owned(),
-                reason: "appears more than once",
-            });
+        let Some(raw) = single_value(headers, name.as_str())? else {
+            continue;
         };
         let value = decode_header_value(name.as_str(), raw.as_bytes())?;
         match (version, attribute.split_once('-')) {
@@ -545,6 +533,18 @@ fn binary_event(headers: &HeaderMap, body: Body<'_>) -> Result<Event, Error> {
     Ok(event)
 }
 
+/// The one value of a header; an attribute header repeated is ambiguous, so an error.
+fn single_value<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h HeaderValue>, Error> {
+    let mut values = headers.get_all(name).iter();
+    match (values.next(), values.next()) {
+        (first, None) => Ok(first),
+        _ => Err(Error::InvalidHeader {
+            name: name.to_owned(),
+            reason: "appears more than once",
+        }),
+    }
+}
+
 /// Reads a binary-mode body as data, by its content type (see [`Data`]).
 fn body_data(content_type: Option<&str>, body: Body<'_>) -> Result<Option<Data>, Error> {
     if body.as_slice().is_empty() {
@@ -554,8 +554,9 @@ fn body_data(content_type: Option<&str>, body: Body<'_>) -> Result<Option<Data>,
         // Declared JSON: kept unchecked, so a pass-through does no JSON work.
         Some(ct) if is_json_content_type(ct) => Data::Json(JsonText::unchecked(body.into_vec())),
         // Undeclared: JSON if it parses as JSON, bytes otherwise.
+        // Parsed once here to decide, so it is kept as checked JSON.
         None => match serde_json::from_slice::<&RawValue>(body.as_slice()) {
-            Ok(_) => Data::Json(JsonText::unchecked(body.into_vec())),
+            Ok(raw) => Data::Json(JsonText::from(raw.to_owned())),
             Err(_) => Data::Binary(body.into_vec()),
         },
         Some(ct) if is_text_content_type(ct) => match String::from_utf8(body.into_vec()) {
