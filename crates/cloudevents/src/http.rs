@@ -311,29 +311,27 @@ pub fn from_request<B: AsRef<[u8]>>(request: &::http::Request<B>) -> Result<Rece
 /// ```
 pub fn detect_mode(headers: &HeaderMap) -> Result<Mode, Error> {
     if let Some(content_type) = headers.get(CONTENT_TYPE) {
-        let text = String::from_utf8_lossy(content_type.as_bytes());
-        let essence = text
-            .split(';')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_ascii_lowercase();
-        if essence.starts_with("application/cloudevents-batch") {
-            return if essence == "application/cloudevents-batch+json" {
+        let bytes = content_type.as_bytes();
+        let end = bytes.iter().position(|&b| b == b';').unwrap_or(bytes.len());
+        let essence = bytes[..end].trim_ascii();
+        let starts_with = |prefix: &[u8]| {
+            essence.len() >= prefix.len() && essence[..prefix.len()].eq_ignore_ascii_case(prefix)
+        };
+        let unsupported = || Error::UnsupportedFormat {
+            content_type: String::from_utf8_lossy(bytes).into_owned(),
+        };
+        if starts_with(b"application/cloudevents-batch") {
+            return if essence.eq_ignore_ascii_case(b"application/cloudevents-batch+json") {
                 Ok(Mode::Batch)
             } else {
-                Err(Error::UnsupportedFormat {
-                    content_type: text.into_owned(),
-                })
+                Err(unsupported())
             };
         }
-        if essence.starts_with("application/cloudevents") {
-            return if essence == "application/cloudevents+json" {
+        if starts_with(b"application/cloudevents") {
+            return if essence.eq_ignore_ascii_case(b"application/cloudevents+json") {
                 Ok(Mode::Structured)
             } else {
-                Err(Error::UnsupportedFormat {
-                    content_type: text.into_owned(),
-                })
+                Err(unsupported())
             };
         }
     }
@@ -428,17 +426,74 @@ pub fn decode_header_value(name: &str, raw: &[u8]) -> Result<String, Error> {
     .map_err(|()| invalid("value is not UTF-8 after percent-decoding"))
 }
 
-fn binary_event(headers: &HeaderMap, body: Body<'_>) -> Result<Event, Error> {
-    let header = |name: &'static str| -> Result<Option<String>, Error> {
-        single_value(headers, name)?
-            .map(|value| decode_header_value(name, value.as_bytes()))
-            .transpose()
-    };
+/// The context attribute headers binary mode knows, by slot.
+const KNOWN_HEADERS: [&str; 9] = [
+    "ce-specversion",
+    "ce-id",
+    "ce-source",
+    "ce-type",
+    "ce-subject",
+    "ce-time",
+    "ce-dataschema",
+    "ce-schemaurl",
+    "ce-datacontentencoding",
+];
 
-    let specversion = header("ce-specversion")?.ok_or(Error::MissingAttribute {
-        name: "specversion",
-    })?;
-    let version: SpecVersion = specversion.parse()?;
+fn binary_event(headers: &HeaderMap, body: Body<'_>) -> Result<Event, Error> {
+    // One pass over the headers: context attributes into their slots, the rest aside.
+    let mut known: [Option<&HeaderValue>; KNOWN_HEADERS.len()] = [None; KNOWN_HEADERS.len()];
+    let mut others: Vec<(&str, &HeaderValue)> = Vec::new();
+    for (name, value) in headers {
+        let name = name.as_str();
+        if !name.starts_with(HEADER_PREFIX) {
+            continue;
+        }
+        match KNOWN_HEADERS.iter().position(|known| *known == name) {
+            Some(slot) if known[slot].replace(value).is_some() => {
+                return Err(Error::InvalidHeader {
+                    name: name.to_owned(),
+                    reason: "appears more than once",
+                });
+            }
+            Some(_) => {}
+            None => others.push((name, value)),
+        }
+    }
+    let [
+        specversion,
+        id,
+        source,
+        ty,
+        subject,
+        time,
+        dataschema,
+        schemaurl,
+        encoding,
+    ] = known;
+    let decode =
+        |slot: usize, value: Option<&HeaderValue>| -> Result<Option<Cow<'static, str>>, Error> {
+            value
+                .map(|v| decode_header_value(KNOWN_HEADERS[slot], v.as_bytes()).map(Cow::Owned))
+                .transpose()
+        };
+
+    let version: SpecVersion = decode(0, specversion)?
+        .ok_or(Error::MissingAttribute {
+            name: "specversion",
+        })?
+        .parse()?;
+    // Names that are context attributes only in the other version are extensions here.
+    let (dataschema, datacontentencoding) = match version {
+        SpecVersion::V1_0 => {
+            others.extend(schemaurl.map(|v| (KNOWN_HEADERS[7], v)));
+            others.extend(encoding.map(|v| (KNOWN_HEADERS[8], v)));
+            (decode(6, dataschema)?, None)
+        }
+        SpecVersion::V0_3 => {
+            others.extend(dataschema.map(|v| (KNOWN_HEADERS[6], v)));
+            (decode(7, schemaurl)?, decode(8, encoding)?)
+        }
+    };
     let datacontenttype = match headers.get(CONTENT_TYPE) {
         Some(value) => Some(value.to_str().map_err(|_| Error::InvalidHeader {
             name: "content-type".to_owned(),
@@ -447,72 +502,51 @@ fn binary_event(headers: &HeaderMap, body: Body<'_>) -> Result<Event, Error> {
         None => None,
     };
     let context = UncheckedContext {
-        id: header("ce-id")?.map(Cow::Owned),
-        source: header("ce-source")?.map(Cow::Owned),
-        ty: header("ce-type")?.map(Cow::Owned),
+        id: decode(1, id)?,
+        source: decode(2, source)?,
+        ty: decode(3, ty)?,
         datacontenttype: datacontenttype.map(Cow::Borrowed),
-        dataschema: match version {
-            SpecVersion::V1_0 => header("ce-dataschema")?,
-            SpecVersion::V0_3 => header("ce-schemaurl")?,
-        }
-        .map(Cow::Owned),
-        subject: header("ce-subject")?.map(Cow::Owned),
-        time: header("ce-time")?.map(Cow::Owned),
-        datacontentencoding: match version {
-            SpecVersion::V0_3 => header("ce-datacontentencoding")?.map(Cow::Owned),
-            SpecVersion::V1_0 => None,
-        },
+        dataschema,
+        subject: decode(4, subject)?,
+        time: decode(5, time)?,
+        datacontentencoding,
     };
     let (mut event, base64_body) = context.check(version)?;
 
-    let extensions = &mut event.extensions;
-    for name in headers.keys() {
-        let Some(attribute) = name.as_str().strip_prefix(HEADER_PREFIX) else {
-            continue;
+    for (name, raw) in others {
+        let attribute = &name[HEADER_PREFIX.len()..];
+        let value = decode_header_value(name, raw.as_bytes())?;
+        let repeated = || Error::InvalidHeader {
+            name: name.to_owned(),
+            reason: "appears more than once",
         };
-        let known = matches!(
-            attribute,
-            "specversion" | "id" | "source" | "type" | "subject" | "time"
-        ) || matches!(
-            (version, attribute),
-            (SpecVersion::V1_0, "dataschema")
-                | (SpecVersion::V0_3, "schemaurl" | "datacontentencoding")
-        );
-        if known {
-            continue;
-        }
-        let Some(raw) = single_value(headers, name.as_str())? else {
-            continue;
+        let clash = || Error::InvalidHeader {
+            name: name.to_owned(),
+            reason: "a Map entry header and a plain attribute header share a name",
         };
-        let value = decode_header_value(name.as_str(), raw.as_bytes())?;
         match (version, attribute.split_once('-')) {
             (SpecVersion::V0_3, Some((map_name, key))) => {
                 check_extension_name(version, map_name)?;
-                let entry = extensions
+                let entry = event
+                    .extensions
                     .entry(map_name.to_owned())
                     .or_insert_with(|| ExtensionValue::Map(BTreeMap::new()));
-                match entry {
-                    ExtensionValue::Map(map) => {
-                        map.insert(key.to_owned(), value);
-                    }
-                    _ => {
-                        return Err(Error::InvalidHeader {
-                            name: name.as_str().to_owned(),
-                            reason: "a Map entry header clashes with a plain attribute of the same name",
-                        });
-                    }
+                let ExtensionValue::Map(map) = entry else {
+                    return Err(clash());
+                };
+                if map.insert(key.to_owned(), value).is_some() {
+                    return Err(repeated());
                 }
             }
             _ => {
                 check_extension_name(version, attribute)?;
-                if extensions
+                match event
+                    .extensions
                     .insert(attribute.to_owned(), ExtensionValue::String(value))
-                    .is_some()
                 {
-                    return Err(Error::InvalidHeader {
-                        name: name.as_str().to_owned(),
-                        reason: "a plain attribute header clashes with Map entry headers of the same name",
-                    });
+                    None => {}
+                    Some(ExtensionValue::Map(_)) => return Err(clash()),
+                    Some(_) => return Err(repeated()),
                 }
             }
         }
@@ -531,18 +565,6 @@ fn binary_event(headers: &HeaderMap, body: Body<'_>) -> Result<Event, Error> {
         body_data(event.datacontenttype.as_deref(), body)?
     };
     Ok(event)
-}
-
-/// The one value of a header; an attribute header repeated is ambiguous, so an error.
-fn single_value<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h HeaderValue>, Error> {
-    let mut values = headers.get_all(name).iter();
-    match (values.next(), values.next()) {
-        (first, None) => Ok(first),
-        _ => Err(Error::InvalidHeader {
-            name: name.to_owned(),
-            reason: "appears more than once",
-        }),
-    }
 }
 
 /// Reads a binary-mode body as data, by its content type (see [`Data`]).
