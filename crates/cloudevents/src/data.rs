@@ -31,9 +31,11 @@ use crate::Error;
 ///
 /// A binary-mode body declared as JSON is not parsed on arrival: a binary-to-binary
 /// pass-through never does JSON work. It is checked when first needed, by
-/// [`Data::deserialize_json`], [`JsonText::check`] or a structured-mode encode, each of which
-/// returns [`Error::InvalidJsonData`] for a body that is not JSON. `"data": null` is JSON `null`, kept
-/// as such; only a missing `data` member (or an empty binary-mode body) means no data.
+/// [`Data::deserialize_json`], [`JsonText::check`] or a structured-mode encode, each of
+/// which returns [`Error::InvalidJsonData`] for a body that is not JSON.
+///
+/// `"data": null` is JSON `null`, kept as such; only a missing `data` member (or an empty
+/// binary-mode body) means no data.
 ///
 /// Equality compares the payload bytes, so two JSON values spelled differently differ.
 ///

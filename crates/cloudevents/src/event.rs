@@ -325,7 +325,6 @@ pub(crate) fn check_extension(
 ///
 /// [`UncheckedContext::check`] holds the specification's rules for them in one place; the
 /// JSON decoder, the HTTP binary-mode decoder and [`EventBuilder::build`] all go through it.
-#[derive(Default)]
 pub(crate) struct UncheckedContext<'a> {
     pub(crate) id: Option<Cow<'a, str>>,
     pub(crate) source: Option<Cow<'a, str>>,
