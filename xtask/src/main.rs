@@ -12,8 +12,13 @@ use std::time::Instant;
 
 mod tidy;
 
-/// The Python `cloudevents` release the interop check runs against.
-const PYTHON_CLOUDEVENTS: &str = "cloudevents==2.2.0";
+/// The Python packages the interop checks run against: the `cloudevents` SDK, and the two
+/// webhook libraries that must verify our signatures (`svix` pinned as `swh-webhooks` pins it).
+const PYTHON_PACKAGES: &[&str] = &[
+    "cloudevents==2.2.0",
+    "standardwebhooks==1.1.0",
+    "svix==1.62.0",
+];
 /// The cargo-deny release installed when the machine has none.
 const CARGO_DENY: &str = "cargo-deny@0.20.2";
 
@@ -232,12 +237,12 @@ fn add_totals(totals: &mut TestTotals, summary: &str) {
     }
 }
 
-/// Creates (once) a venv under `target/` holding the pinned Python `cloudevents` SDK.
+/// Creates (once) a venv under `target/` holding the pinned Python interop packages.
 fn interop_venv(root: &Path) -> Result<PathBuf, String> {
     let venv = root.join("target").join("interop-venv");
     let python = venv.join("bin").join("python");
     let marker = venv.join(".switchyard-ready");
-    let wanted = PYTHON_CLOUDEVENTS;
+    let wanted = PYTHON_PACKAGES.join(" ");
     if std::fs::read_to_string(&marker).is_ok_and(|found| found.trim() == wanted) {
         println!("reusing {} ({wanted})", venv.display());
         return Ok(python);
@@ -250,17 +255,18 @@ fn interop_venv(root: &Path) -> Result<PathBuf, String> {
         "create the interop venv (is python3 with the venv module installed?)",
     )?;
     run(
-        Command::new(&python).args([
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            wanted,
-        ]),
-        "install the Python cloudevents SDK from PyPI",
+        Command::new(&python)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+            ])
+            .args(PYTHON_PACKAGES),
+        "install the Python interop packages from PyPI",
     )?;
-    std::fs::write(&marker, wanted).map_err(|e| format!("writing {}: {e}", marker.display()))?;
+    std::fs::write(&marker, &wanted).map_err(|e| format!("writing {}: {e}", marker.display()))?;
     Ok(python)
 }
 

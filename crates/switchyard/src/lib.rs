@@ -7,6 +7,7 @@
 //! | feature | module | what it is |
 //! |---|---|---|
 //! | `cloudevents` | [`cloudevents`] | CloudEvents v0.3 and v1.0: event model, JSON format, HTTP binding |
+//! | `webhooks` | [`webhooks`] | webhook registry, endpoints, Standard Webhooks signatures, durable store |
 //!
 //! ```
 //! # #[cfg(feature = "cloudevents")] {
@@ -27,3 +28,6 @@
 
 #[cfg(feature = "cloudevents")]
 pub use switchyard_cloudevents as cloudevents;
+
+#[cfg(feature = "webhooks")]
+pub use switchyard_webhooks as webhooks;
