@@ -3,7 +3,7 @@
 //! [`VerifyWebhookLayer`] buffers the request body up to a limit (1 MiB by default), checks
 //! the `webhook-id` / `webhook-timestamp` / `webhook-signature` headers (or their `svix-`
 //! spellings) with a [`Verifier`], and then calls the inner service with the verified body as
-//! `Full<Bytes>` and a [`Verified`] in the request extensions. A request that fails is answered
+//! `Full<Bytes>` and a [`Verified`](crate::Verified) in the request extensions. A request that fails is answered
 //! without reaching the inner service: `401 Unauthorized` with the reason as plain text, or
 //! `413 Payload Too Large` when the body is over the limit.
 //!

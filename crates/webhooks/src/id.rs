@@ -1,0 +1,181 @@
+//! Time-sortable identifiers: `msg_…` for messages and `ep_…` for endpoints, each a prefix and
+//! a 27-character KSUID (4 bytes of seconds since 2014-05-13, 16 random bytes, base62).
+//!
+//! Ids made by one process are strictly increasing, even within a second (the random part is
+//! incremented instead of redrawn), so sorting by id is sorting by creation.
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Mutex;
+
+use crate::error::{Error, KeyError};
+
+/// KSUID epoch: 2014-05-13T16:53:20Z.
+const KSUID_EPOCH: i64 = 1_400_000_000;
+const ENCODED_LEN: usize = 27;
+const ALPHABET: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+static LAST: Mutex<(u32, u128)> = Mutex::new((0, 0));
+
+/// A fresh KSUID string for `now` (Unix seconds), greater than every one made before it in
+/// this process.
+fn next_ksuid(now: i64) -> Result<String, KeyError> {
+    let seconds = u32::try_from(now.saturating_sub(KSUID_EPOCH).max(0)).unwrap_or(u32::MAX);
+    let mut random = [0u8; 16];
+    getrandom::fill(&mut random).map_err(KeyError::Rng)?;
+    let mut last = LAST
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let (ts, payload) = if seconds > last.0 {
+        (seconds, u128::from_be_bytes(random))
+    } else if let Some(next) = last.1.checked_add(1) {
+        // Same second (or a clock that stepped back): keep the order by counting up.
+        (last.0, next)
+    } else {
+        (last.0.saturating_add(1), u128::from_be_bytes(random))
+    };
+    *last = (ts, payload);
+    drop(last);
+    let mut bytes = [0u8; 20];
+    bytes[..4].copy_from_slice(&ts.to_be_bytes());
+    bytes[4..].copy_from_slice(&payload.to_be_bytes());
+    Ok(encode_base62(&bytes))
+}
+
+fn encode_base62(bytes: &[u8; 20]) -> String {
+    // Repeated division of the 160-bit big-endian number by 62.
+    let mut digits = [0u32; 5];
+    for (i, chunk) in bytes.chunks_exact(4).enumerate() {
+        digits[i] = u32::from_be_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+    }
+    let mut out = [b'0'; ENCODED_LEN];
+    let mut pos = ENCODED_LEN;
+    while digits.iter().any(|&d| d != 0) && pos > 0 {
+        let mut remainder: u64 = 0;
+        for d in &mut digits {
+            let value = (remainder << 32) | u64::from(*d);
+            *d = (value / 62) as u32;
+            remainder = value % 62;
+        }
+        pos -= 1;
+        out[pos] = ALPHABET[remainder as usize];
+    }
+    out.iter().map(|&b| b as char).collect()
+}
+
+fn is_ksuid(text: &str) -> bool {
+    text.len() == ENCODED_LEN && text.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+macro_rules! prefixed_id {
+    ($(#[$doc:meta])* $name:ident, $prefix:literal, $kind:literal) => {
+        $(#[$doc])*
+        #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $name(String);
+
+        impl $name {
+            /// The prefix every id of this kind starts with.
+            pub const PREFIX: &'static str = $prefix;
+
+            /// A new id for an object created at `now` (Unix seconds).
+            ///
+            /// # Errors
+            /// [`KeyError::Rng`] when the operating system cannot provide randomness.
+            pub fn generate(now: i64) -> Result<Self, KeyError> {
+                Ok(Self(format!("{}{}", $prefix, next_ksuid(now)?)))
+            }
+
+            /// The id as text.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = Error;
+
+            fn from_str(text: &str) -> Result<Self, Error> {
+                match text.strip_prefix($prefix) {
+                    Some(rest) if is_ksuid(rest) => Ok(Self(text.to_owned())),
+                    _ => Err(Error::InvalidId { kind: $kind, value: text.to_owned() }),
+                }
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = Error;
+
+            fn try_from(text: String) -> Result<Self, Error> {
+                text.parse()
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(id: $name) -> String {
+                id.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Debug::fmt(&self.0, f)
+            }
+        }
+    };
+}
+
+prefixed_id!(
+    /// A message id: `msg_` and a KSUID. Sorting ids sorts messages by creation time.
+    MessageId,
+    "msg_",
+    "message id"
+);
+
+prefixed_id!(
+    /// An endpoint id: `ep_` and a KSUID, generated when the endpoint is created.
+    EndpointId,
+    "ep_",
+    "endpoint id"
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base62_of_zero_and_max() {
+        assert_eq!(encode_base62(&[0; 20]), "0".repeat(27));
+        // The KSUID spec's maximum value.
+        assert_eq!(encode_base62(&[0xFF; 20]), "aWgEPTl1tmebfsQzFP4bxwgy80V");
+    }
+
+    #[test]
+    fn ids_are_strictly_increasing_within_a_second_and_across_seconds() {
+        let mut previous = MessageId::generate(1_700_000_000).unwrap();
+        for i in 0..2000 {
+            let next = MessageId::generate(1_700_000_000 + i / 500).unwrap();
+            assert!(next > previous, "{next} <= {previous}");
+            previous = next;
+        }
+    }
+
+    #[test]
+    fn parse_checks_prefix_and_shape() {
+        let id = EndpointId::generate(1_700_000_000).unwrap();
+        assert_eq!(id.as_str().parse::<EndpointId>().unwrap(), id);
+        assert!(id.as_str().parse::<MessageId>().is_err());
+        assert!("ep_short".parse::<EndpointId>().is_err());
+        assert!(
+            "ep_!!!!!!!!!!!!!!!!!!!!!!!!!!"
+                .parse::<EndpointId>()
+                .is_err()
+        );
+    }
+}

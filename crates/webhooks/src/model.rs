@@ -1,0 +1,508 @@
+//! The registry's records: event types, endpoints, messages and deliveries, and the checked
+//! names they are keyed by.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
+
+use crate::error::Error;
+use crate::id::{EndpointId, MessageId};
+use crate::secret::Secret;
+
+/// The most channels one endpoint may listen to.
+pub const MAX_CHANNELS: usize = 10;
+/// The longest endpoint uid, in bytes.
+pub const MAX_UID_LEN: usize = 256;
+/// The longest channel name, in bytes.
+pub const MAX_CHANNEL_LEN: usize = 128;
+/// The longest event type name, in bytes.
+pub const MAX_EVENT_TYPE_LEN: usize = 256;
+
+fn is_name_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'-' || b == b'_'
+}
+
+macro_rules! checked_name {
+    ($(#[$doc:meta])* $name:ident, $check:expr, $error:expr) => {
+        $(#[$doc])*
+        #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $name(String);
+
+        impl $name {
+            /// Checks and wraps a name.
+            ///
+            /// # Errors
+            /// A typed [`Error`] naming the rule when the text breaks it.
+            pub fn new(text: impl Into<String>) -> Result<Self, Error> {
+                let text = text.into();
+                let check: fn(&str) -> bool = $check;
+                if check(&text) {
+                    Ok(Self(text))
+                } else {
+                    let error: fn(String) -> Error = $error;
+                    Err(error(text))
+                }
+            }
+
+            /// The name as text.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = Error;
+
+            fn from_str(text: &str) -> Result<Self, Error> {
+                Self::new(text)
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = Error;
+
+            fn try_from(text: String) -> Result<Self, Error> {
+                Self::new(text)
+            }
+        }
+
+        impl TryFrom<&str> for $name {
+            type Error = Error;
+
+            fn try_from(text: &str) -> Result<Self, Error> {
+                Self::new(text)
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(name: $name) -> String {
+                name.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Debug::fmt(&self.0, f)
+            }
+        }
+    };
+}
+
+checked_name!(
+    /// An event type name, `<group>.<event>`: two non-empty parts of ASCII letters, digits,
+    /// `-` and `_`, joined by one dot (`^[a-zA-Z0-9\-_]+\.[a-zA-Z0-9\-_]+$`).
+    ///
+    /// ```
+    /// use switchyard_webhooks::EventTypeName;
+    /// assert!(EventTypeName::new("origin.visit").is_ok());
+    /// assert!(EventTypeName::new("origin").is_err());
+    /// assert!(EventTypeName::new("a.b.c").is_err());
+    /// ```
+    EventTypeName,
+    |text| {
+        text.len() <= MAX_EVENT_TYPE_LEN
+            && text.split_once('.').is_some_and(|(group, event)| {
+                !group.is_empty()
+                    && !event.is_empty()
+                    && group.bytes().all(is_name_byte)
+                    && event.bytes().all(is_name_byte)
+            })
+    },
+    |name| Error::InvalidEventTypeName { name }
+);
+
+checked_name!(
+    /// A caller-chosen endpoint identifier: 1 to 256 ASCII letters, digits, `-`, `_` or `.`
+    /// (`^[a-zA-Z0-9\-_.]+$`).
+    EndpointUid,
+    |text| {
+        !text.is_empty()
+            && text.len() <= MAX_UID_LEN
+            && text.bytes().all(|b| is_name_byte(b) || b == b'.')
+    },
+    |uid| Error::InvalidUid { uid }
+);
+
+checked_name!(
+    /// A channel: 1 to 128 ASCII letters, digits, `-`, `_`, `.` or `:`. Channels are
+    /// case-sensitive.
+    Channel,
+    |text| {
+        !text.is_empty()
+            && text.len() <= MAX_CHANNEL_LEN
+            && text.bytes().all(|b| is_name_byte(b) || b == b'.' || b == b':')
+    },
+    |channel| Error::InvalidChannel { channel }
+);
+
+/// A registered event type.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventType {
+    /// `<group>.<event>`.
+    pub name: EventTypeName,
+    /// What the event means, for the people who subscribe to it.
+    pub description: String,
+    /// The Draft 7 JSON Schema every payload of this type must match.
+    pub schema: Value,
+    /// Archived types are kept but not listed, and nothing can be sent with them.
+    pub archived: bool,
+    /// When it was first created.
+    pub created_at: DateTime<Utc>,
+    /// When it was last created-or-updated (or archived).
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Which event types an endpoint receives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventTypeFilter {
+    /// Every event type (Svix's `filterTypes: null`).
+    All,
+    /// Only these (at least one).
+    Only(Vec<EventTypeName>),
+}
+
+impl EventTypeFilter {
+    /// Whether a message of type `name` passes the filter.
+    pub fn accepts(&self, name: &EventTypeName) -> bool {
+        match self {
+            Self::All => true,
+            Self::Only(names) => names.contains(name),
+        }
+    }
+}
+
+/// What a caller gives to create or update an endpoint.
+///
+/// ```
+/// use switchyard_webhooks::{EndpointSpec, EventTypeName};
+///
+/// let spec = EndpointSpec::new("https://hooks.example.com/swh")
+///     .event_type(EventTypeName::new("origin.visit")?)
+///     .channel("swh:1:ori")?
+///     .uid("user-42-visits")?
+///     .header("x-tenant", "42");
+/// # Ok::<(), switchyard_webhooks::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct EndpointSpec {
+    /// Where messages are POSTed: an absolute `http` or `https` URL.
+    pub url: String,
+    /// The event types it receives; empty means all of them.
+    pub event_types: Vec<EventTypeName>,
+    /// Channels it listens to (at most 10). Empty: every message of its types. Otherwise only
+    /// messages sent to one of these channels.
+    pub channels: Vec<Channel>,
+    /// A caller-chosen unique id; creating with a uid that exists updates that endpoint.
+    pub uid: Option<EndpointUid>,
+    /// Free-form metadata, returned as given.
+    pub metadata: Map<String, Value>,
+    /// Extra headers sent with every delivery.
+    pub headers: BTreeMap<String, String>,
+    /// A disabled endpoint is kept but receives nothing.
+    pub disabled: bool,
+    /// The signing secret; generated when absent on creation, kept when absent on update.
+    pub secret: Option<Secret>,
+    /// A human-readable description.
+    pub description: String,
+}
+
+impl EndpointSpec {
+    /// An endpoint for `url` receiving every event type, on no channel, enabled.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            event_types: Vec::new(),
+            channels: Vec::new(),
+            uid: None,
+            metadata: Map::new(),
+            headers: BTreeMap::new(),
+            disabled: false,
+            secret: None,
+            description: String::new(),
+        }
+    }
+
+    /// Adds an event type it receives.
+    #[must_use]
+    pub fn event_type(mut self, name: EventTypeName) -> Self {
+        self.event_types.push(name);
+        self
+    }
+
+    /// Adds a channel it listens to.
+    ///
+    /// # Errors
+    /// [`Error::InvalidChannel`] for a name that is not a valid channel.
+    pub fn channel(mut self, channel: &str) -> Result<Self, Error> {
+        self.channels.push(Channel::new(channel)?);
+        Ok(self)
+    }
+
+    /// Sets its uid.
+    ///
+    /// # Errors
+    /// [`Error::InvalidUid`] for a uid that breaks the rule.
+    pub fn uid(mut self, uid: &str) -> Result<Self, Error> {
+        self.uid = Some(EndpointUid::new(uid)?);
+        Ok(self)
+    }
+
+    /// Adds a custom header (checked when the endpoint is saved).
+    #[must_use]
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.insert(name.into(), value.into());
+        self
+    }
+
+    /// Sets one metadata entry.
+    #[must_use]
+    pub fn metadata(mut self, key: impl Into<String>, value: Value) -> Self {
+        self.metadata.insert(key.into(), value);
+        self
+    }
+
+    /// Uses this secret instead of a generated one.
+    #[must_use]
+    pub fn secret(mut self, secret: Secret) -> Self {
+        self.secret = Some(secret);
+        self
+    }
+
+    /// Creates it disabled (or not).
+    #[must_use]
+    pub fn disabled(mut self, disabled: bool) -> Self {
+        self.disabled = disabled;
+        self
+    }
+}
+
+/// A stored endpoint, without its keys (see [`EndpointKeys`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Endpoint {
+    /// Generated id, `ep_…`.
+    pub id: EndpointId,
+    /// The caller's uid, if it gave one.
+    pub uid: Option<EndpointUid>,
+    /// Where messages are POSTed.
+    pub url: String,
+    /// The event types it receives.
+    pub event_types: EventTypeFilter,
+    /// The channels it listens to; empty means every message of its types.
+    pub channels: Vec<Channel>,
+    /// Free-form metadata.
+    pub metadata: Map<String, Value>,
+    /// Extra headers sent with every delivery.
+    pub headers: BTreeMap<String, String>,
+    /// Disabled endpoints receive nothing.
+    pub disabled: bool,
+    /// A human-readable description.
+    pub description: String,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// When it was last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Endpoint {
+    /// Whether a message of `event_type` on `channel` is for this endpoint (ignoring
+    /// `disabled`): its type passes the filter, and either the endpoint has no channels or the
+    /// message was sent to one of them.
+    pub fn receives(&self, event_type: &EventTypeName, channel: Option<&Channel>) -> bool {
+        self.event_types.accepts(event_type)
+            && (self.channels.is_empty() || channel.is_some_and(|c| self.channels.contains(c)))
+    }
+}
+
+/// An endpoint's signing keys: the current secret and the previous ones still inside their
+/// grace period, newest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointKeys {
+    /// The secret new messages are signed with first.
+    pub current: Secret,
+    /// Earlier secrets and when each stops being used (at most 10).
+    pub previous: Vec<(Secret, DateTime<Utc>)>,
+}
+
+impl EndpointKeys {
+    /// The keys to sign with at `now`: the current one, then every previous one that has not
+    /// expired.
+    pub fn live(&self, now: DateTime<Utc>) -> Vec<Secret> {
+        std::iter::once(self.current.clone())
+            .chain(
+                self.previous
+                    .iter()
+                    .filter(|(_, expires)| *expires > now)
+                    .map(|(secret, _)| secret.clone()),
+            )
+            .collect()
+    }
+}
+
+/// An endpoint as the store keeps it: the endpoint and its keys.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EndpointRecord {
+    /// The endpoint.
+    pub endpoint: Endpoint,
+    /// Its keys.
+    pub keys: EndpointKeys,
+}
+
+/// A message: one `send`, stored with its payload exactly as given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    /// `msg_…`, time-sortable.
+    pub id: MessageId,
+    /// Its event type.
+    pub event_type: EventTypeName,
+    /// The channel it was sent to, if any.
+    pub channel: Option<Channel>,
+    /// The payload bytes exactly as the caller gave them (valid UTF-8 JSON).
+    pub payload: String,
+    /// When it was sent.
+    pub created_at: DateTime<Utc>,
+}
+
+impl Message {
+    /// The payload parsed as JSON.
+    ///
+    /// # Errors
+    /// Only if the stored payload was corrupted: it was valid JSON when it was sent.
+    pub fn payload_json(&self) -> Result<Value, serde_json::Error> {
+        serde_json::from_str(&self.payload)
+    }
+}
+
+/// Where a delivery stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum DeliveryStatus {
+    /// Waiting for its next attempt (possibly leased by a worker right now).
+    Pending,
+    /// An attempt got a 2xx.
+    Succeeded,
+    /// Every attempt failed; no more will be made unless someone resends.
+    Exhausted,
+}
+
+#[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
+impl DeliveryStatus {
+    pub(crate) fn code(self) -> i64 {
+        match self {
+            Self::Pending => 0,
+            Self::Succeeded => 1,
+            Self::Exhausted => 2,
+        }
+    }
+
+    pub(crate) fn from_code(code: i64) -> Option<Self> {
+        match code {
+            0 => Some(Self::Pending),
+            1 => Some(Self::Succeeded),
+            2 => Some(Self::Exhausted),
+            _ => None,
+        }
+    }
+}
+
+/// One message on its way to one endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// The message.
+    pub message_id: MessageId,
+    /// The endpoint.
+    pub endpoint_id: EndpointId,
+    /// Where it stands.
+    pub status: DeliveryStatus,
+    /// How many attempts have been made.
+    pub attempts: u32,
+    /// When the next attempt is due (meaningful while pending).
+    pub next_attempt_at: DateTime<Utc>,
+    /// Until when a worker holds it, if leased.
+    pub leased_until: Option<DateTime<Utc>>,
+}
+
+/// A delivery a worker has leased: nobody else gets it until the lease runs out or the worker
+/// reports back with [`Store::finish_delivery`](crate::store::Store::finish_delivery).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    /// The delivery as it was when leased.
+    pub delivery: Delivery,
+    /// Proof of the lease: a report with another token (an expired, re-leased delivery) is
+    /// refused.
+    pub token: String,
+}
+
+/// What a worker reports after an attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryUpdate {
+    /// The new status.
+    pub status: DeliveryStatus,
+    /// The attempt count after this attempt.
+    pub attempts: u32,
+    /// When to try again (for `Pending`).
+    pub next_attempt_at: DateTime<Utc>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_type_names() {
+        for ok in ["a.b", "origin.visit", "A-1_x.y-2_Z"] {
+            assert!(EventTypeName::new(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", ".", "a.", ".b", "a.b.c", "a b.c", "a.b!", "é.b", "ab"] {
+            assert!(EventTypeName::new(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn uids_and_channels() {
+        assert!(EndpointUid::new("a.b-c_D9").is_ok());
+        assert!(EndpointUid::new("x".repeat(256)).is_ok());
+        assert!(EndpointUid::new("x".repeat(257)).is_err());
+        assert!(EndpointUid::new("a:b").is_err());
+        assert!(EndpointUid::new("").is_err());
+        assert!(Channel::new("swh:1:ori.x-y_z").is_ok());
+        assert!(Channel::new("a/b").is_err());
+        assert!(Channel::new("x".repeat(129)).is_err());
+    }
+
+    #[test]
+    fn channel_matching_is_case_sensitive_and_unchanneled_endpoints_get_everything() {
+        let ty = EventTypeName::new("a.b").unwrap();
+        let mut endpoint = Endpoint {
+            id: EndpointId::generate(0).unwrap(),
+            uid: None,
+            url: "https://x.example".into(),
+            event_types: EventTypeFilter::Only(vec![ty.clone()]),
+            channels: vec![],
+            metadata: Map::new(),
+            headers: BTreeMap::new(),
+            disabled: false,
+            description: String::new(),
+            created_at: Utc::now(),
+            updated_at: Utc::now(),
+        };
+        let upper = Channel::new("Project").unwrap();
+        let lower = Channel::new("project").unwrap();
+        assert!(endpoint.receives(&ty, None));
+        assert!(endpoint.receives(&ty, Some(&upper)));
+        endpoint.channels = vec![lower.clone()];
+        assert!(!endpoint.receives(&ty, None));
+        assert!(!endpoint.receives(&ty, Some(&upper)));
+        assert!(endpoint.receives(&ty, Some(&lower)));
+        assert!(!endpoint.receives(&EventTypeName::new("a.c").unwrap(), Some(&lower)));
+    }
+}

@@ -1,0 +1,620 @@
+//! The registry: event types, endpoints, secrets and messages, with every rule checked here
+//! and the records kept by a [`Store`].
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use chrono::{DateTime, SubsecRound as _, Utc};
+use http::{HeaderName, HeaderValue};
+use serde_json::Value;
+
+use crate::error::{Error, SchemaError};
+use crate::id::{EndpointId, MessageId};
+use crate::model::{
+    Channel, Delivery, Endpoint, EndpointKeys, EndpointRecord, EndpointSpec, EndpointUid,
+    EventType, EventTypeFilter, EventTypeName, MAX_CHANNELS, Message,
+};
+use crate::page::{ListOptions, Page, finish_page};
+use crate::schema::CompiledSchema;
+use crate::secret::Secret;
+use crate::store::{EndpointFilter, MemoryStore, MessageFilter, Store};
+
+/// How long a rotated-out secret keeps signing by default: 24 hours.
+pub const DEFAULT_KEY_GRACE: Duration = Duration::from_secs(24 * 60 * 60);
+/// The most previous secrets kept during grace periods.
+pub const MAX_PREVIOUS_KEYS: usize = 10;
+
+/// Headers the signer sets itself, which an endpoint's custom headers may not override.
+const RESERVED_HEADERS: &[&str] = &[
+    "webhook-id",
+    "webhook-timestamp",
+    "webhook-signature",
+    "svix-id",
+    "svix-timestamp",
+    "svix-signature",
+    "content-type",
+    "content-length",
+    "host",
+    "transfer-encoding",
+    "connection",
+    "user-agent",
+];
+
+/// The registry's source of the current time (a function, so tests can move time).
+#[derive(Clone)]
+pub struct Clock(Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>);
+
+impl Clock {
+    /// The system clock.
+    pub fn system() -> Self {
+        Self(Arc::new(Utc::now))
+    }
+
+    /// A clock that asks `now` for the time.
+    pub fn from_fn(now: impl Fn() -> DateTime<Utc> + Send + Sync + 'static) -> Self {
+        Self(Arc::new(now))
+    }
+
+    /// The current time, truncated to microseconds (what every store keeps).
+    pub fn now(&self) -> DateTime<Utc> {
+        (self.0)().trunc_subsecs(6)
+    }
+}
+
+impl fmt::Debug for Clock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Clock")
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Self::system()
+    }
+}
+
+/// Registry settings. Every field has a documented default.
+#[derive(Debug, Clone)]
+pub struct RegistryConfig {
+    /// How long a rotated-out secret stays valid (default [`DEFAULT_KEY_GRACE`], 24 h).
+    pub key_grace: Duration,
+    /// The time source (default: the system clock).
+    pub clock: Clock,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        Self {
+            key_grace: DEFAULT_KEY_GRACE,
+            clock: Clock::system(),
+        }
+    }
+}
+
+/// The webhook registry: the Rust counterpart of `swh.webhooks.interface.Webhooks`, with no
+/// outside service.
+///
+/// ```
+/// use serde_json::json;
+/// use switchyard_webhooks::{EndpointSpec, EventTypeName, Registry};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), switchyard_webhooks::Error> {
+/// let registry = Registry::in_memory();
+/// let visit = EventTypeName::new("origin.visit")?;
+/// registry
+///     .create_event_type(visit.clone(), "An origin was visited", json!({
+///         "type": "object",
+///         "required": ["origin"],
+///         "properties": {"origin": {"type": "string"}}
+///     }))
+///     .await?;
+///
+/// // Nobody listens yet: nothing is stored, `None` comes back.
+/// assert!(registry.send(&visit, br#"{"origin": "https://example.org"}"#, None).await?.is_none());
+///
+/// let endpoint = registry
+///     .create_endpoint(EndpointSpec::new("https://hooks.example.com/").event_type(visit.clone()))
+///     .await?;
+/// let (id, _at) = registry
+///     .send(&visit, br#"{"origin": "https://example.org"}"#, None)
+///     .await?
+///     .expect("one endpoint listens");
+/// assert_eq!(registry.deliveries(&id).await?[0].endpoint_id, endpoint.id);
+///
+/// // Payloads are validated against the schema, every violation listed.
+/// let err = registry.send(&visit, br#"{"origin": 42}"#, None).await.unwrap_err();
+/// assert!(err.to_string().contains("/origin"));
+/// # Ok(())
+/// # }
+/// ```
+pub struct Registry<S = MemoryStore> {
+    store: S,
+    config: RegistryConfig,
+    /// Compiled schemas by event type, with the `updated_at` they were compiled for.
+    schemas: Mutex<HashMap<EventTypeName, (DateTime<Utc>, CompiledSchema)>>,
+}
+
+impl<S> fmt::Debug for Registry<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Registry")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Registry<MemoryStore> {
+    /// A registry over a fresh [`MemoryStore`].
+    pub fn in_memory() -> Self {
+        Self::new(MemoryStore::new())
+    }
+}
+
+impl<S: Store> Registry<S> {
+    /// A registry over `store` with the default settings.
+    pub fn new(store: S) -> Self {
+        Self::with_config(store, RegistryConfig::default())
+    }
+
+    /// A registry over `store` with these settings.
+    pub fn with_config(store: S, config: RegistryConfig) -> Self {
+        Self {
+            store,
+            config,
+            schemas: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The store, for the delivery engine (leasing) and for inspection.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &RegistryConfig {
+        &self.config
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        self.config.clock.now()
+    }
+
+    // ----- event types -----
+
+    /// Creates an event type, or updates the description and schema of an existing one
+    /// (unarchiving it if it was archived). The schema is checked against the Draft 7
+    /// meta-schema and compiled now, once.
+    ///
+    /// # Errors
+    /// [`SchemaError::InvalidSchema`] (inside [`Error::Schema`]) naming the path of the bad
+    /// part of the schema; [`Error::Store`].
+    pub async fn create_event_type(
+        &self,
+        name: EventTypeName,
+        description: impl Into<String>,
+        schema: Value,
+    ) -> Result<EventType, Error> {
+        let compiled = CompiledSchema::compile(&schema)?;
+        let now = self.now();
+        let created_at = match self.store.event_type(&name).await? {
+            Some(existing) => existing.created_at,
+            None => now,
+        };
+        let event_type = EventType {
+            name,
+            description: description.into(),
+            schema,
+            archived: false,
+            created_at,
+            updated_at: now,
+        };
+        self.store.put_event_type(&event_type).await?;
+        self.schemas
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(event_type.name.clone(), (now, compiled));
+        tracing::debug!(event_type = %event_type.name, "event type saved");
+        Ok(event_type)
+    }
+
+    /// The active event type with this name.
+    ///
+    /// # Errors
+    /// [`Error::EventTypeNotFound`] when it does not exist or is archived.
+    pub async fn event_type(&self, name: &EventTypeName) -> Result<EventType, Error> {
+        match self.store.event_type(name).await? {
+            Some(event_type) if !event_type.archived => Ok(event_type),
+            _ => Err(Error::EventTypeNotFound {
+                name: name.to_string(),
+            }),
+        }
+    }
+
+    /// Active event types, in name order.
+    ///
+    /// # Errors
+    /// [`Error::InvalidId`] for an iterator this registry did not hand out; [`Error::Store`].
+    pub async fn list_event_types(&self, options: &ListOptions) -> Result<Page<EventType>, Error> {
+        let request = options.to_request()?;
+        let items = self.store.list_event_types(&request).await?;
+        Ok(finish_page(items, &request, |t| t.name.as_str()))
+    }
+
+    /// Archives an event type: it is kept, but no longer listed, and nothing can be sent with
+    /// it. Creating it again unarchives it.
+    ///
+    /// # Errors
+    /// [`Error::EventTypeNotFound`] when it does not exist or is already archived.
+    pub async fn archive_event_type(&self, name: &EventTypeName) -> Result<(), Error> {
+        let mut event_type = self.event_type(name).await?;
+        event_type.archived = true;
+        event_type.updated_at = self.now();
+        self.store.put_event_type(&event_type).await?;
+        Ok(())
+    }
+
+    /// The compiled schema for an active event type, compiled at most once per version.
+    async fn active_schema(
+        &self,
+        name: &EventTypeName,
+    ) -> Result<(EventType, CompiledSchema), Error> {
+        let event_type = self.event_type(name).await?;
+        let cached = self
+            .schemas
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(name)
+            .filter(|(version, _)| *version == event_type.updated_at)
+            .map(|(_, compiled)| compiled.clone());
+        let compiled = match cached {
+            Some(compiled) => compiled,
+            None => {
+                // Written by another process, or before a restart: compile and keep it.
+                let compiled = CompiledSchema::compile(&event_type.schema)?;
+                self.schemas
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(name.clone(), (event_type.updated_at, compiled.clone()));
+                compiled
+            }
+        };
+        Ok((event_type, compiled))
+    }
+
+    // ----- endpoints -----
+
+    /// Creates an endpoint, or updates the one with the same `uid`.
+    ///
+    /// On creation a secret is generated from the OS RNG unless the spec carries one. On
+    /// update, as in `swh-webhooks`, the secret is rotated: to the given one, or to a fresh one
+    /// when none is given; the previous secret keeps signing for the grace period.
+    ///
+    /// # Errors
+    /// [`Error::InvalidUrl`], [`Error::InvalidHeader`], [`Error::TooManyChannels`], and
+    /// [`Error::EventTypeNotFound`] when one of its event types does not exist.
+    pub async fn create_endpoint(&self, spec: EndpointSpec) -> Result<Endpoint, Error> {
+        check_url(&spec.url)?;
+        check_headers(&spec.headers)?;
+        if spec.channels.len() > MAX_CHANNELS {
+            return Err(Error::TooManyChannels {
+                count: spec.channels.len(),
+                max: MAX_CHANNELS,
+            });
+        }
+        let mut event_types = spec.event_types.clone();
+        event_types.sort();
+        event_types.dedup();
+        for name in &event_types {
+            self.event_type(name).await?;
+        }
+        let mut channels = spec.channels.clone();
+        channels.sort();
+        channels.dedup();
+
+        let now = self.now();
+        let existing = match &spec.uid {
+            Some(uid) => self.store.endpoint_by_uid(uid).await?,
+            None => None,
+        };
+        let (id, created_at, keys) = match existing {
+            Some(record) => {
+                let next = match spec.secret {
+                    Some(secret) => secret,
+                    None => Secret::generate()?,
+                };
+                let keys = self.rotated(record.keys, next, now);
+                (record.endpoint.id, record.endpoint.created_at, keys)
+            }
+            None => {
+                let current = match spec.secret {
+                    Some(secret) => secret,
+                    None => Secret::generate()?,
+                };
+                let keys = EndpointKeys {
+                    current,
+                    previous: Vec::new(),
+                };
+                (EndpointId::generate(now.timestamp())?, now, keys)
+            }
+        };
+        let endpoint = Endpoint {
+            id,
+            uid: spec.uid,
+            url: spec.url,
+            event_types: if event_types.is_empty() {
+                EventTypeFilter::All
+            } else {
+                EventTypeFilter::Only(event_types)
+            },
+            channels,
+            metadata: spec.metadata,
+            headers: spec.headers,
+            disabled: spec.disabled,
+            description: spec.description,
+            created_at,
+            updated_at: now,
+        };
+        self.store
+            .put_endpoint(&EndpointRecord {
+                endpoint: endpoint.clone(),
+                keys,
+            })
+            .await?;
+        tracing::debug!(endpoint = %endpoint.id, "endpoint saved");
+        Ok(endpoint)
+    }
+
+    async fn record(&self, id_or_uid: &str) -> Result<EndpointRecord, Error> {
+        if let Ok(id) = id_or_uid.parse::<EndpointId>()
+            && let Some(record) = self.store.endpoint(&id).await?
+        {
+            return Ok(record);
+        }
+        if let Ok(uid) = EndpointUid::new(id_or_uid)
+            && let Some(record) = self.store.endpoint_by_uid(&uid).await?
+        {
+            return Ok(record);
+        }
+        Err(Error::EndpointNotFound {
+            id: id_or_uid.to_owned(),
+        })
+    }
+
+    /// The endpoint with this id (`ep_…`) or uid.
+    ///
+    /// # Errors
+    /// [`Error::EndpointNotFound`].
+    pub async fn endpoint(&self, id_or_uid: &str) -> Result<Endpoint, Error> {
+        Ok(self.record(id_or_uid).await?.endpoint)
+    }
+
+    /// Endpoints receiving an event type (and listening to a channel, if given; endpoints with
+    /// no channels always qualify), in creation order or its reverse.
+    ///
+    /// # Errors
+    /// [`Error::EventTypeNotFound`] when the filter names an event type that does not exist.
+    pub async fn list_endpoints(
+        &self,
+        filter: &EndpointFilter,
+        options: &ListOptions,
+    ) -> Result<Page<Endpoint>, Error> {
+        if let Some(name) = &filter.event_type {
+            self.event_type(name).await?;
+        }
+        let request = options.to_request()?;
+        let items = self.store.list_endpoints(filter, &request).await?;
+        Ok(finish_page(items, &request, |e| e.id.as_str()))
+    }
+
+    /// Deletes an endpoint; its pending deliveries go with it.
+    ///
+    /// # Errors
+    /// [`Error::EndpointNotFound`].
+    pub async fn delete_endpoint(&self, id_or_uid: &str) -> Result<(), Error> {
+        let record = self.record(id_or_uid).await?;
+        if self.store.delete_endpoint(&record.endpoint.id).await? {
+            Ok(())
+        } else {
+            Err(Error::EndpointNotFound {
+                id: id_or_uid.to_owned(),
+            })
+        }
+    }
+
+    /// The endpoint's current secret, for its owner to verify signatures with.
+    ///
+    /// # Errors
+    /// [`Error::EndpointNotFound`].
+    pub async fn endpoint_secret(&self, id_or_uid: &str) -> Result<Secret, Error> {
+        Ok(self.record(id_or_uid).await?.keys.current)
+    }
+
+    /// Every key that signs now: the current secret first, then the previous ones still in
+    /// their grace period.
+    ///
+    /// # Errors
+    /// [`Error::EndpointNotFound`].
+    pub async fn live_keys(&self, id_or_uid: &str) -> Result<Vec<Secret>, Error> {
+        Ok(self.record(id_or_uid).await?.keys.live(self.now()))
+    }
+
+    /// Replaces the endpoint's secret with `new` (or a fresh one); the old secret keeps
+    /// signing for [`RegistryConfig::key_grace`]. At most [`MAX_PREVIOUS_KEYS`] previous
+    /// secrets are kept, newest first.
+    ///
+    /// # Errors
+    /// [`Error::EndpointNotFound`]; [`Error::Key`] if the RNG fails.
+    pub async fn rotate_secret(&self, id_or_uid: &str, new: Option<Secret>) -> Result<(), Error> {
+        let mut record = self.record(id_or_uid).await?;
+        let next = match new {
+            Some(secret) => secret,
+            None => Secret::generate()?,
+        };
+        let now = self.now();
+        record.keys = self.rotated(record.keys, next, now);
+        record.endpoint.updated_at = now;
+        self.store.put_endpoint(&record).await?;
+        tracing::info!(endpoint = %record.endpoint.id, "endpoint secret rotated");
+        Ok(())
+    }
+
+    fn rotated(&self, keys: EndpointKeys, next: Secret, now: DateTime<Utc>) -> EndpointKeys {
+        let expires = chrono::Duration::from_std(self.config.key_grace)
+            .ok()
+            .and_then(|grace| now.checked_add_signed(grace))
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
+        let mut previous: Vec<(Secret, DateTime<Utc>)> = std::iter::once((keys.current, expires))
+            .chain(keys.previous)
+            .filter(|(_, until)| *until > now)
+            .collect();
+        previous.truncate(MAX_PREVIOUS_KEYS);
+        EndpointKeys {
+            current: next,
+            previous,
+        }
+    }
+
+    // ----- messages -----
+
+    /// Sends an event: validates the payload against the event type's schema, stores the
+    /// message with the payload bytes exactly as given, and creates one pending delivery per
+    /// enabled endpoint that receives it. Returns `None`, storing nothing, when no endpoint
+    /// listens.
+    ///
+    /// # Errors
+    /// [`Error::EventTypeNotFound`] (missing or archived), [`Error::InvalidChannel`],
+    /// [`SchemaError::NotJson`] or [`SchemaError::InvalidPayload`] listing every violation.
+    pub async fn send(
+        &self,
+        event_type: &EventTypeName,
+        payload: impl AsRef<[u8]>,
+        channel: Option<&str>,
+    ) -> Result<Option<(MessageId, DateTime<Utc>)>, Error> {
+        let message = self.prepare(event_type, payload.as_ref(), channel).await?;
+        let recipients = self
+            .store
+            .recipients(&message.event_type, message.channel.as_ref())
+            .await?;
+        if recipients.is_empty() {
+            return Ok(None);
+        }
+        self.store.insert_message(&message, &recipients).await?;
+        tracing::debug!(message = %message.id, deliveries = recipients.len(), "message stored");
+        Ok(Some((message.id, message.created_at)))
+    }
+
+    /// Like [`Registry::send`], but stores the message even when no endpoint listens (the
+    /// Svix API's behaviour), and returns it.
+    ///
+    /// # Errors
+    /// As [`Registry::send`].
+    pub async fn create_message(
+        &self,
+        event_type: &EventTypeName,
+        payload: impl AsRef<[u8]>,
+        channel: Option<&str>,
+    ) -> Result<Message, Error> {
+        let message = self.prepare(event_type, payload.as_ref(), channel).await?;
+        let recipients = self
+            .store
+            .recipients(&message.event_type, message.channel.as_ref())
+            .await?;
+        self.store.insert_message(&message, &recipients).await?;
+        Ok(message)
+    }
+
+    async fn prepare(
+        &self,
+        event_type: &EventTypeName,
+        payload: &[u8],
+        channel: Option<&str>,
+    ) -> Result<Message, Error> {
+        let channel = channel.map(Channel::new).transpose()?;
+        let (event_type, schema) = self.active_schema(event_type).await?;
+        let text = std::str::from_utf8(payload).map_err(|e| SchemaError::NotJson {
+            message: format!("not UTF-8: {e}"),
+        })?;
+        let value: Value = serde_json::from_str(text).map_err(|e| SchemaError::NotJson {
+            message: e.to_string(),
+        })?;
+        schema.validate(&value)?;
+        let now = self.now();
+        Ok(Message {
+            id: MessageId::generate(now.timestamp())?,
+            event_type: event_type.name,
+            channel,
+            payload: text.to_owned(),
+            created_at: now,
+        })
+    }
+
+    /// The message with this id.
+    ///
+    /// # Errors
+    /// [`Error::MessageNotFound`]; [`Error::InvalidId`] for text that is not a message id.
+    pub async fn message(&self, id: &str) -> Result<Message, Error> {
+        let parsed: MessageId = id.parse()?;
+        self.store
+            .message(&parsed)
+            .await?
+            .ok_or_else(|| Error::MessageNotFound { id: id.to_owned() })
+    }
+
+    /// Messages, optionally of one event type and channel, by id (creation order).
+    ///
+    /// # Errors
+    /// [`Error::InvalidId`] for a foreign iterator; [`Error::Store`].
+    pub async fn list_messages(
+        &self,
+        filter: &MessageFilter,
+        options: &ListOptions,
+    ) -> Result<Page<Message>, Error> {
+        let request = options.to_request()?;
+        let items = self.store.list_messages(filter, &request).await?;
+        Ok(finish_page(items, &request, |m| m.id.as_str()))
+    }
+
+    /// Every delivery of a message.
+    ///
+    /// # Errors
+    /// [`Error::Store`].
+    pub async fn deliveries(&self, message: &MessageId) -> Result<Vec<Delivery>, Error> {
+        Ok(self.store.deliveries(message).await?)
+    }
+}
+
+fn check_url(url: &str) -> Result<(), Error> {
+    let invalid = |reason| Error::InvalidUrl {
+        url: url.to_owned(),
+        reason,
+    };
+    let uri: http::Uri = url.parse().map_err(|_| invalid("not a valid URL"))?;
+    match uri.scheme_str() {
+        Some("http" | "https") => {}
+        Some(_) => return Err(invalid("the scheme must be http or https")),
+        None => return Err(invalid("it must be absolute (https://host/path)")),
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(invalid("it has no host"));
+    }
+    Ok(())
+}
+
+fn check_headers(headers: &std::collections::BTreeMap<String, String>) -> Result<(), Error> {
+    for (name, value) in headers {
+        let invalid = |reason| Error::InvalidHeader {
+            name: name.clone(),
+            reason,
+        };
+        let parsed =
+            HeaderName::try_from(name.as_str()).map_err(|_| invalid("not a valid header name"))?;
+        if RESERVED_HEADERS.contains(&parsed.as_str()) {
+            return Err(invalid("set by the signer and cannot be overridden"));
+        }
+        HeaderValue::from_str(value)
+            .map_err(|_| invalid("the value is not a valid header value"))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,289 @@
+//! An in-memory [`Store`]: everything in maps behind one mutex, gone when dropped.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Bound;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use super::{EndpointFilter, MessageFilter, Store, lease_token, lease_until};
+use crate::error::StoreError;
+use crate::id::{EndpointId, MessageId};
+use crate::model::{
+    Channel, Delivery, DeliveryStatus, DeliveryUpdate, Endpoint, EndpointRecord, EndpointUid,
+    EventType, EventTypeName, Lease, Message,
+};
+use crate::page::{Order, PageRequest};
+
+/// A [`Store`] in memory, for tests and for embedding where durability does not matter.
+/// Cheap to create; lists are keyset-paginated over ordered maps.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    event_types: BTreeMap<String, EventType>,
+    endpoints: BTreeMap<String, EndpointRecord>,
+    uids: HashMap<String, String>,
+    messages: BTreeMap<String, Message>,
+    deliveries: BTreeMap<(String, String), (Delivery, Option<String>)>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave a half-applied change: every mutation
+        // below is computed first and applied with infallible map operations.
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Up to `limit + 1` values after the cursor, in order, that pass `keep`.
+fn page_of<V: Clone>(
+    map: &BTreeMap<String, V>,
+    page: &PageRequest,
+    mut keep: impl FnMut(&V) -> bool,
+) -> Vec<V> {
+    let range = match (&page.after, page.order) {
+        (None, _) => (Bound::Unbounded, Bound::Unbounded),
+        (Some(after), Order::Ascending) => (Bound::Excluded(after.clone()), Bound::Unbounded),
+        (Some(after), Order::Descending) => (Bound::Unbounded, Bound::Excluded(after.clone())),
+    };
+    let iter = map.range::<String, _>(range).map(|(_, v)| v);
+    let take = page.limit.saturating_add(1);
+    match page.order {
+        Order::Ascending => iter.filter(|v| keep(v)).take(take).cloned().collect(),
+        Order::Descending => iter.rev().filter(|v| keep(v)).take(take).cloned().collect(),
+    }
+}
+
+impl Store for MemoryStore {
+    async fn put_event_type(&self, event_type: &EventType) -> Result<(), StoreError> {
+        self.lock()
+            .event_types
+            .insert(event_type.name.to_string(), event_type.clone());
+        Ok(())
+    }
+
+    async fn event_type(&self, name: &EventTypeName) -> Result<Option<EventType>, StoreError> {
+        Ok(self.lock().event_types.get(name.as_str()).cloned())
+    }
+
+    async fn list_event_types(&self, page: &PageRequest) -> Result<Vec<EventType>, StoreError> {
+        Ok(page_of(&self.lock().event_types, page, |t| !t.archived))
+    }
+
+    async fn put_endpoint(&self, record: &EndpointRecord) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        let id = record.endpoint.id.to_string();
+        if let Some(uid) = &record.endpoint.uid
+            && inner
+                .uids
+                .get(uid.as_str())
+                .is_some_and(|owner| *owner != id)
+        {
+            return Err(StoreError::Conflict {
+                what: format!("an endpoint with uid `{uid}`"),
+            });
+        }
+        if let Some(old_uid) = inner
+            .endpoints
+            .get(&id)
+            .and_then(|old| old.endpoint.uid.clone())
+        {
+            inner.uids.remove(old_uid.as_str());
+        }
+        if let Some(uid) = &record.endpoint.uid {
+            inner.uids.insert(uid.to_string(), id.clone());
+        }
+        inner.endpoints.insert(id, record.clone());
+        Ok(())
+    }
+
+    async fn endpoint(&self, id: &EndpointId) -> Result<Option<EndpointRecord>, StoreError> {
+        Ok(self.lock().endpoints.get(id.as_str()).cloned())
+    }
+
+    async fn endpoint_by_uid(
+        &self,
+        uid: &EndpointUid,
+    ) -> Result<Option<EndpointRecord>, StoreError> {
+        let inner = self.lock();
+        Ok(inner
+            .uids
+            .get(uid.as_str())
+            .and_then(|id| inner.endpoints.get(id))
+            .cloned())
+    }
+
+    async fn delete_endpoint(&self, id: &EndpointId) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        let Some(record) = inner.endpoints.remove(id.as_str()) else {
+            return Ok(false);
+        };
+        if let Some(uid) = record.endpoint.uid {
+            inner.uids.remove(uid.as_str());
+        }
+        inner.deliveries.retain(|(_, endpoint), (delivery, _)| {
+            endpoint != id.as_str() || delivery.status != DeliveryStatus::Pending
+        });
+        Ok(true)
+    }
+
+    async fn list_endpoints(
+        &self,
+        filter: &EndpointFilter,
+        page: &PageRequest,
+    ) -> Result<Vec<Endpoint>, StoreError> {
+        let inner = self.lock();
+        let records = page_of(&inner.endpoints, page, |record| {
+            let endpoint = &record.endpoint;
+            filter
+                .event_type
+                .as_ref()
+                .is_none_or(|t| endpoint.event_types.accepts(t))
+                && filter
+                    .channel
+                    .as_ref()
+                    .is_none_or(|c| endpoint.channels.is_empty() || endpoint.channels.contains(c))
+        });
+        Ok(records.into_iter().map(|r| r.endpoint).collect())
+    }
+
+    async fn recipients(
+        &self,
+        event_type: &EventTypeName,
+        channel: Option<&Channel>,
+    ) -> Result<Vec<EndpointId>, StoreError> {
+        Ok(self
+            .lock()
+            .endpoints
+            .values()
+            .filter(|r| !r.endpoint.disabled && r.endpoint.receives(event_type, channel))
+            .map(|r| r.endpoint.id.clone())
+            .collect())
+    }
+
+    async fn insert_message(
+        &self,
+        message: &Message,
+        endpoints: &[EndpointId],
+    ) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        inner
+            .messages
+            .insert(message.id.to_string(), message.clone());
+        for endpoint in endpoints {
+            let delivery = Delivery {
+                message_id: message.id.clone(),
+                endpoint_id: endpoint.clone(),
+                status: DeliveryStatus::Pending,
+                attempts: 0,
+                next_attempt_at: message.created_at,
+                leased_until: None,
+            };
+            inner.deliveries.insert(
+                (message.id.to_string(), endpoint.to_string()),
+                (delivery, None),
+            );
+        }
+        Ok(())
+    }
+
+    async fn message(&self, id: &MessageId) -> Result<Option<Message>, StoreError> {
+        Ok(self.lock().messages.get(id.as_str()).cloned())
+    }
+
+    async fn list_messages(
+        &self,
+        filter: &MessageFilter,
+        page: &PageRequest,
+    ) -> Result<Vec<Message>, StoreError> {
+        Ok(page_of(&self.lock().messages, page, |m| {
+            filter
+                .event_type
+                .as_ref()
+                .is_none_or(|t| m.event_type == *t)
+                && filter
+                    .channel
+                    .as_ref()
+                    .is_none_or(|c| m.channel.as_ref() == Some(c))
+        }))
+    }
+
+    async fn deliveries(&self, message: &MessageId) -> Result<Vec<Delivery>, StoreError> {
+        let inner = self.lock();
+        let start = (message.to_string(), String::new());
+        Ok(inner
+            .deliveries
+            .range(start..)
+            .take_while(|((m, _), _)| m == message.as_str())
+            .map(|(_, (delivery, _))| delivery.clone())
+            .collect())
+    }
+
+    async fn lease_deliveries(
+        &self,
+        now: DateTime<Utc>,
+        lease_for: Duration,
+        limit: usize,
+    ) -> Result<Vec<Lease>, StoreError> {
+        let mut inner = self.lock();
+        let mut due: Vec<(DateTime<Utc>, (String, String))> = inner
+            .deliveries
+            .iter()
+            .filter(|(_, (d, _))| {
+                d.status == DeliveryStatus::Pending
+                    && d.next_attempt_at <= now
+                    && d.leased_until.is_none_or(|until| until <= now)
+            })
+            .map(|(key, (d, _))| (d.next_attempt_at, key.clone()))
+            .collect();
+        due.sort();
+        due.truncate(limit);
+        let until = lease_until(now, lease_for);
+        let mut leases = Vec::with_capacity(due.len());
+        for (_, key) in due {
+            if let Some((delivery, token)) = inner.deliveries.get_mut(&key) {
+                let new_token = lease_token();
+                delivery.leased_until = Some(until);
+                *token = Some(new_token.clone());
+                leases.push(Lease {
+                    delivery: delivery.clone(),
+                    token: new_token,
+                });
+            }
+        }
+        Ok(leases)
+    }
+
+    async fn finish_delivery(
+        &self,
+        lease: &Lease,
+        update: &DeliveryUpdate,
+    ) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        let key = (
+            lease.delivery.message_id.to_string(),
+            lease.delivery.endpoint_id.to_string(),
+        );
+        match inner.deliveries.get_mut(&key) {
+            Some((delivery, token)) if token.as_deref() == Some(lease.token.as_str()) => {
+                delivery.status = update.status;
+                delivery.attempts = update.attempts;
+                delivery.next_attempt_at = update.next_attempt_at;
+                delivery.leased_until = None;
+                *token = None;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+}

@@ -1,0 +1,685 @@
+//! The embedded durable [`Store`]: one SQLite file in WAL mode, through sqlx.
+
+use std::path::Path;
+use std::str::FromStr as _;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+// `AssertSqlSafe` marks SQL assembled from this file's own constants: no caller text is ever
+// formatted into a statement; every value is a bound parameter.
+use sqlx::{AssertSqlSafe, Row as _, Sqlite, Transaction};
+
+use super::{EndpointFilter, MessageFilter, Store, lease_token, lease_until};
+use crate::error::StoreError;
+use crate::id::{EndpointId, MessageId};
+use crate::model::{
+    Channel, Delivery, DeliveryStatus, DeliveryUpdate, Endpoint, EndpointKeys, EndpointRecord,
+    EndpointUid, EventType, EventTypeFilter, EventTypeName, Lease, Message,
+};
+use crate::page::{Order, PageRequest};
+use crate::secret::Secret;
+
+/// The schema version this build writes (SQLite's `user_version`).
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &[&str] = &[
+    "CREATE TABLE event_types (
+        name TEXT PRIMARY KEY NOT NULL,
+        description TEXT NOT NULL,
+        schema TEXT NOT NULL,
+        archived INTEGER NOT NULL,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+    )",
+    "CREATE TABLE endpoints (
+        id TEXT PRIMARY KEY NOT NULL,
+        uid TEXT UNIQUE,
+        url TEXT NOT NULL,
+        all_types INTEGER NOT NULL,
+        event_types TEXT NOT NULL,
+        channels TEXT NOT NULL,
+        metadata TEXT NOT NULL,
+        headers TEXT NOT NULL,
+        disabled INTEGER NOT NULL,
+        description TEXT NOT NULL,
+        keys TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+    )",
+    "CREATE TABLE endpoint_types (
+        event_type TEXT NOT NULL,
+        endpoint_id TEXT NOT NULL,
+        PRIMARY KEY (event_type, endpoint_id)
+    ) WITHOUT ROWID",
+    "CREATE TABLE endpoint_channels (
+        endpoint_id TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        PRIMARY KEY (endpoint_id, channel)
+    ) WITHOUT ROWID",
+    "CREATE TABLE messages (
+        id TEXT PRIMARY KEY NOT NULL,
+        event_type TEXT NOT NULL,
+        channel TEXT,
+        payload TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+    )",
+    "CREATE INDEX messages_by_type ON messages (event_type, id)",
+    "CREATE TABLE deliveries (
+        message_id TEXT NOT NULL,
+        endpoint_id TEXT NOT NULL,
+        status INTEGER NOT NULL,
+        attempts INTEGER NOT NULL,
+        next_attempt_at INTEGER NOT NULL,
+        leased_until INTEGER,
+        lease_token TEXT,
+        PRIMARY KEY (message_id, endpoint_id)
+    )",
+    "CREATE INDEX deliveries_due ON deliveries (status, next_attempt_at)",
+    "CREATE INDEX deliveries_by_endpoint ON deliveries (endpoint_id, status)",
+];
+
+/// A [`Store`] in one SQLite file (WAL journal, `synchronous=FULL`, so a committed send
+/// survives a crash or power cut). Several processes may open the same file; leasing stays
+/// atomic because it is one `UPDATE … RETURNING` statement.
+///
+/// Endpoint secrets are stored in the file so that deliveries can be signed: protect it like
+/// any credential store.
+///
+/// ```
+/// use switchyard_webhooks::{Registry, store::SqliteStore};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = tempfile::tempdir()?;
+/// let registry = Registry::new(SqliteStore::open(dir.path().join("webhooks.db")).await?);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+fn micros(time: DateTime<Utc>) -> i64 {
+    time.timestamp_micros()
+}
+
+fn corrupt(what: impl Into<String>, reason: impl ToString) -> StoreError {
+    StoreError::Corrupt {
+        what: what.into(),
+        reason: reason.to_string(),
+    }
+}
+
+fn time(row: &SqliteRow, column: &str) -> Result<DateTime<Utc>, StoreError> {
+    let value: i64 = row.try_get(column)?;
+    DateTime::from_timestamp_micros(value)
+        .ok_or_else(|| corrupt(column, format!("timestamp {value} out of range")))
+}
+
+fn json<T: serde::de::DeserializeOwned>(row: &SqliteRow, column: &str) -> Result<T, StoreError> {
+    let text: String = row.try_get(column)?;
+    serde_json::from_str(&text).map_err(|e| corrupt(column, e))
+}
+
+fn to_json(value: &impl serde::Serialize) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| corrupt("record", e))
+}
+
+/// The stored form of an endpoint's keys.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredKeys {
+    current: String,
+    previous: Vec<(String, i64)>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file at `path` and brings its schema up to
+    /// date.
+    ///
+    /// # Errors
+    /// [`StoreError::Database`] when the file cannot be opened or written;
+    /// [`StoreError::UnsupportedSchemaVersion`] when a newer build wrote it.
+    pub async fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::new()
+            .filename(path.as_ref())
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await?;
+        let store = Self { pool };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let version: i64 = sqlx::query_scalar("PRAGMA user_version")
+            .fetch_one(&mut *tx)
+            .await?;
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::UnsupportedSchemaVersion {
+                found: version,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        if version < 1 {
+            for statement in SCHEMA {
+                sqlx::query(*statement).execute(&mut *tx).await?;
+            }
+            sqlx::query(AssertSqlSafe(format!(
+                "PRAGMA user_version = {SCHEMA_VERSION}"
+            )))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Closes every connection (waiting for them to be returned).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+fn event_type_from_row(row: &SqliteRow) -> Result<EventType, StoreError> {
+    let name: String = row.try_get("name")?;
+    Ok(EventType {
+        name: EventTypeName::new(name.clone())
+            .map_err(|e| corrupt(format!("event type {name}"), e))?,
+        description: row.try_get("description")?,
+        schema: json(row, "schema")?,
+        archived: row.try_get::<i64, _>("archived")? != 0,
+        created_at: time(row, "created_at")?,
+        updated_at: time(row, "updated_at")?,
+    })
+}
+
+fn endpoint_from_row(row: &SqliteRow) -> Result<EndpointRecord, StoreError> {
+    let id: String = row.try_get("id")?;
+    let what = || format!("endpoint {id}");
+    let uid: Option<String> = row.try_get("uid")?;
+    let event_types: Vec<EventTypeName> = json(row, "event_types")?;
+    let keys: StoredKeys = json(row, "keys")?;
+    let current = Secret::from_str(&keys.current).map_err(|e| corrupt(what(), e))?;
+    let mut previous = Vec::with_capacity(keys.previous.len());
+    for (secret, expires) in keys.previous {
+        let secret = Secret::from_str(&secret).map_err(|e| corrupt(what(), e))?;
+        let expires = DateTime::from_timestamp_micros(expires)
+            .ok_or_else(|| corrupt(what(), "key expiry out of range"))?;
+        previous.push((secret, expires));
+    }
+    let endpoint = Endpoint {
+        id: id.parse().map_err(|e| corrupt(what(), e))?,
+        uid: uid
+            .map(EndpointUid::new)
+            .transpose()
+            .map_err(|e| corrupt(what(), e))?,
+        url: row.try_get("url")?,
+        event_types: if row.try_get::<i64, _>("all_types")? != 0 {
+            EventTypeFilter::All
+        } else {
+            EventTypeFilter::Only(event_types)
+        },
+        channels: json(row, "channels")?,
+        metadata: json::<Map<String, Value>>(row, "metadata")?,
+        headers: json(row, "headers")?,
+        disabled: row.try_get::<i64, _>("disabled")? != 0,
+        description: row.try_get("description")?,
+        created_at: time(row, "created_at")?,
+        updated_at: time(row, "updated_at")?,
+    };
+    Ok(EndpointRecord {
+        endpoint,
+        keys: EndpointKeys { current, previous },
+    })
+}
+
+fn message_from_row(row: &SqliteRow) -> Result<Message, StoreError> {
+    let id: String = row.try_get("id")?;
+    let what = || format!("message {id}");
+    let channel: Option<String> = row.try_get("channel")?;
+    Ok(Message {
+        id: id.parse().map_err(|e| corrupt(what(), e))?,
+        event_type: EventTypeName::new(row.try_get::<String, _>("event_type")?)
+            .map_err(|e| corrupt(what(), e))?,
+        channel: channel
+            .map(Channel::new)
+            .transpose()
+            .map_err(|e| corrupt(what(), e))?,
+        payload: row.try_get("payload")?,
+        created_at: time(row, "created_at")?,
+    })
+}
+
+fn delivery_from_row(row: &SqliteRow) -> Result<Delivery, StoreError> {
+    let message: String = row.try_get("message_id")?;
+    let endpoint: String = row.try_get("endpoint_id")?;
+    let what = || format!("delivery {message}/{endpoint}");
+    let status: i64 = row.try_get("status")?;
+    let leased_until: Option<i64> = row.try_get("leased_until")?;
+    Ok(Delivery {
+        message_id: message.parse().map_err(|e| corrupt(what(), e))?,
+        endpoint_id: endpoint.parse().map_err(|e| corrupt(what(), e))?,
+        status: DeliveryStatus::from_code(status)
+            .ok_or_else(|| corrupt(what(), format!("unknown status {status}")))?,
+        attempts: u32::try_from(row.try_get::<i64, _>("attempts")?)
+            .map_err(|e| corrupt(what(), e))?,
+        next_attempt_at: time(row, "next_attempt_at")?,
+        leased_until: leased_until.and_then(DateTime::from_timestamp_micros),
+    })
+}
+
+fn limit(page: &PageRequest) -> i64 {
+    i64::try_from(page.limit.saturating_add(1)).unwrap_or(i64::MAX)
+}
+
+fn order_sql(page: &PageRequest, column: &str) -> (String, String) {
+    match page.order {
+        Order::Ascending => (format!("{column} > ?"), format!("ORDER BY {column} ASC")),
+        Order::Descending => (format!("{column} < ?"), format!("ORDER BY {column} DESC")),
+    }
+}
+
+async fn write_endpoint_index(
+    tx: &mut Transaction<'_, Sqlite>,
+    endpoint: &Endpoint,
+) -> Result<(), StoreError> {
+    let id = endpoint.id.as_str();
+    sqlx::query("DELETE FROM endpoint_types WHERE endpoint_id = ?")
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query("DELETE FROM endpoint_channels WHERE endpoint_id = ?")
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
+    if let EventTypeFilter::Only(names) = &endpoint.event_types {
+        for name in names {
+            sqlx::query(
+                "INSERT OR IGNORE INTO endpoint_types (event_type, endpoint_id) VALUES (?, ?)",
+            )
+            .bind(name.as_str())
+            .bind(id)
+            .execute(&mut **tx)
+            .await?;
+        }
+    }
+    for channel in &endpoint.channels {
+        sqlx::query("INSERT OR IGNORE INTO endpoint_channels (endpoint_id, channel) VALUES (?, ?)")
+            .bind(id)
+            .bind(channel.as_str())
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
+/// The SQL condition "endpoint `e` receives event type ?" (binds the type once).
+const RECEIVES_TYPE: &str = "(e.all_types = 1 OR EXISTS (SELECT 1 FROM endpoint_types t \
+     WHERE t.endpoint_id = e.id AND t.event_type = ?))";
+const HAS_NO_CHANNELS: &str =
+    "NOT EXISTS (SELECT 1 FROM endpoint_channels c WHERE c.endpoint_id = e.id)";
+const HAS_CHANNEL: &str =
+    "EXISTS (SELECT 1 FROM endpoint_channels c WHERE c.endpoint_id = e.id AND c.channel = ?)";
+
+impl Store for SqliteStore {
+    async fn put_event_type(&self, event_type: &EventType) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO event_types (name, description, schema, archived, created_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?)
+             ON CONFLICT (name) DO UPDATE SET description = excluded.description,
+                schema = excluded.schema, archived = excluded.archived,
+                created_at = excluded.created_at, updated_at = excluded.updated_at",
+        )
+        .bind(event_type.name.as_str())
+        .bind(&event_type.description)
+        .bind(to_json(&event_type.schema)?)
+        .bind(i64::from(event_type.archived))
+        .bind(micros(event_type.created_at))
+        .bind(micros(event_type.updated_at))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn event_type(&self, name: &EventTypeName) -> Result<Option<EventType>, StoreError> {
+        sqlx::query("SELECT * FROM event_types WHERE name = ?")
+            .bind(name.as_str())
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(event_type_from_row)
+            .transpose()
+    }
+
+    async fn list_event_types(&self, page: &PageRequest) -> Result<Vec<EventType>, StoreError> {
+        let (after, order) = order_sql(page, "name");
+        let sql = format!(
+            "SELECT * FROM event_types WHERE archived = 0 AND (? IS NULL OR {after}) {order} LIMIT ?"
+        );
+        sqlx::query(AssertSqlSafe(sql))
+            .bind(page.after.as_deref())
+            .bind(page.after.as_deref())
+            .bind(limit(page))
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(event_type_from_row)
+            .collect()
+    }
+
+    async fn put_endpoint(&self, record: &EndpointRecord) -> Result<(), StoreError> {
+        let endpoint = &record.endpoint;
+        let keys = StoredKeys {
+            current: record.keys.current.expose(),
+            previous: record
+                .keys
+                .previous
+                .iter()
+                .map(|(secret, until)| (secret.expose(), micros(*until)))
+                .collect(),
+        };
+        let event_types: Vec<&EventTypeName> = match &endpoint.event_types {
+            EventTypeFilter::All => Vec::new(),
+            EventTypeFilter::Only(names) => names.iter().collect(),
+        };
+        let mut tx = self.pool.begin().await?;
+        let result = sqlx::query(
+            "INSERT INTO endpoints (id, uid, url, all_types, event_types, channels, metadata,
+                headers, disabled, description, keys, created_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (id) DO UPDATE SET uid = excluded.uid, url = excluded.url,
+                all_types = excluded.all_types, event_types = excluded.event_types,
+                channels = excluded.channels, metadata = excluded.metadata,
+                headers = excluded.headers, disabled = excluded.disabled,
+                description = excluded.description, keys = excluded.keys,
+                created_at = excluded.created_at, updated_at = excluded.updated_at",
+        )
+        .bind(endpoint.id.as_str())
+        .bind(endpoint.uid.as_ref().map(EndpointUid::as_str))
+        .bind(&endpoint.url)
+        .bind(i64::from(matches!(
+            endpoint.event_types,
+            EventTypeFilter::All
+        )))
+        .bind(to_json(&event_types)?)
+        .bind(to_json(&endpoint.channels)?)
+        .bind(to_json(&endpoint.metadata)?)
+        .bind(to_json(&endpoint.headers)?)
+        .bind(i64::from(endpoint.disabled))
+        .bind(&endpoint.description)
+        .bind(to_json(&keys)?)
+        .bind(micros(endpoint.created_at))
+        .bind(micros(endpoint.updated_at))
+        .execute(&mut *tx)
+        .await;
+        if let Err(sqlx::Error::Database(error)) = &result
+            && error.is_unique_violation()
+        {
+            return Err(StoreError::Conflict {
+                what: format!(
+                    "an endpoint with uid `{}`",
+                    endpoint
+                        .uid
+                        .as_ref()
+                        .map(EndpointUid::as_str)
+                        .unwrap_or_default()
+                ),
+            });
+        }
+        result?;
+        write_endpoint_index(&mut tx, endpoint).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn endpoint(&self, id: &EndpointId) -> Result<Option<EndpointRecord>, StoreError> {
+        sqlx::query("SELECT * FROM endpoints WHERE id = ?")
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(endpoint_from_row)
+            .transpose()
+    }
+
+    async fn endpoint_by_uid(
+        &self,
+        uid: &EndpointUid,
+    ) -> Result<Option<EndpointRecord>, StoreError> {
+        sqlx::query("SELECT * FROM endpoints WHERE uid = ?")
+            .bind(uid.as_str())
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(endpoint_from_row)
+            .transpose()
+    }
+
+    async fn delete_endpoint(&self, id: &EndpointId) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let deleted = sqlx::query("DELETE FROM endpoints WHERE id = ?")
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        for sql in [
+            "DELETE FROM endpoint_types WHERE endpoint_id = ?",
+            "DELETE FROM endpoint_channels WHERE endpoint_id = ?",
+            "DELETE FROM deliveries WHERE endpoint_id = ? AND status = 0",
+        ] {
+            sqlx::query(sql).bind(id.as_str()).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(deleted > 0)
+    }
+
+    async fn list_endpoints(
+        &self,
+        filter: &EndpointFilter,
+        page: &PageRequest,
+    ) -> Result<Vec<Endpoint>, StoreError> {
+        let (after, order) = order_sql(page, "e.id");
+        let sql = format!(
+            "SELECT e.* FROM endpoints e
+             WHERE (? IS NULL OR {RECEIVES_TYPE})
+               AND (? IS NULL OR {HAS_NO_CHANNELS} OR {HAS_CHANNEL})
+               AND (? IS NULL OR {after})
+             {order} LIMIT ?"
+        );
+        let event_type = filter.event_type.as_ref().map(EventTypeName::as_str);
+        let channel = filter.channel.as_ref().map(Channel::as_str);
+        sqlx::query(AssertSqlSafe(sql))
+            .bind(event_type)
+            .bind(event_type)
+            .bind(channel)
+            .bind(channel)
+            .bind(page.after.as_deref())
+            .bind(page.after.as_deref())
+            .bind(limit(page))
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|row| endpoint_from_row(row).map(|r| r.endpoint))
+            .collect()
+    }
+
+    async fn recipients(
+        &self,
+        event_type: &EventTypeName,
+        channel: Option<&Channel>,
+    ) -> Result<Vec<EndpointId>, StoreError> {
+        let sql = format!(
+            "SELECT e.id FROM endpoints e
+             WHERE e.disabled = 0 AND {RECEIVES_TYPE}
+               AND ({HAS_NO_CHANNELS} OR (? IS NOT NULL AND {HAS_CHANNEL}))
+             ORDER BY e.id"
+        );
+        let channel = channel.map(Channel::as_str);
+        let ids: Vec<String> = sqlx::query_scalar(AssertSqlSafe(sql))
+            .bind(event_type.as_str())
+            .bind(channel)
+            .bind(channel)
+            .fetch_all(&self.pool)
+            .await?;
+        ids.into_iter()
+            .map(|id| id.parse().map_err(|e| corrupt(format!("endpoint {id}"), e)))
+            .collect()
+    }
+
+    async fn insert_message(
+        &self,
+        message: &Message,
+        endpoints: &[EndpointId],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO messages (id, event_type, channel, payload, created_at) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(message.id.as_str())
+        .bind(message.event_type.as_str())
+        .bind(message.channel.as_ref().map(Channel::as_str))
+        .bind(&message.payload)
+        .bind(micros(message.created_at))
+        .execute(&mut *tx)
+        .await?;
+        for endpoint in endpoints {
+            sqlx::query(
+                "INSERT INTO deliveries (message_id, endpoint_id, status, attempts, next_attempt_at)
+                 VALUES (?, ?, 0, 0, ?)",
+            )
+            .bind(message.id.as_str())
+            .bind(endpoint.as_str())
+            .bind(micros(message.created_at))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn message(&self, id: &MessageId) -> Result<Option<Message>, StoreError> {
+        sqlx::query("SELECT * FROM messages WHERE id = ?")
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(message_from_row)
+            .transpose()
+    }
+
+    async fn list_messages(
+        &self,
+        filter: &MessageFilter,
+        page: &PageRequest,
+    ) -> Result<Vec<Message>, StoreError> {
+        let (after, order) = order_sql(page, "id");
+        let sql = format!(
+            "SELECT * FROM messages
+             WHERE (? IS NULL OR event_type = ?) AND (? IS NULL OR channel = ?)
+               AND (? IS NULL OR {after})
+             {order} LIMIT ?"
+        );
+        let event_type = filter.event_type.as_ref().map(EventTypeName::as_str);
+        let channel = filter.channel.as_ref().map(Channel::as_str);
+        sqlx::query(AssertSqlSafe(sql))
+            .bind(event_type)
+            .bind(event_type)
+            .bind(channel)
+            .bind(channel)
+            .bind(page.after.as_deref())
+            .bind(page.after.as_deref())
+            .bind(limit(page))
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(message_from_row)
+            .collect()
+    }
+
+    async fn deliveries(&self, message: &MessageId) -> Result<Vec<Delivery>, StoreError> {
+        sqlx::query("SELECT * FROM deliveries WHERE message_id = ? ORDER BY endpoint_id")
+            .bind(message.as_str())
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(delivery_from_row)
+            .collect()
+    }
+
+    async fn lease_deliveries(
+        &self,
+        now: DateTime<Utc>,
+        lease_for: Duration,
+        limit: usize,
+    ) -> Result<Vec<Lease>, StoreError> {
+        let token = lease_token();
+        let now_micros = micros(now);
+        // One statement, so SQLite's write lock makes it atomic across connections and
+        // processes: two workers can never come back with the same delivery.
+        let rows = sqlx::query(
+            "UPDATE deliveries SET leased_until = ?, lease_token = ?
+             WHERE rowid IN (
+                SELECT rowid FROM deliveries
+                WHERE status = 0 AND next_attempt_at <= ?
+                  AND (leased_until IS NULL OR leased_until <= ?)
+                ORDER BY next_attempt_at, rowid LIMIT ?)
+             RETURNING *",
+        )
+        .bind(micros(lease_until(now, lease_for)))
+        .bind(&token)
+        .bind(now_micros)
+        .bind(now_micros)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut leases = rows
+            .iter()
+            .map(|row| {
+                Ok(Lease {
+                    delivery: delivery_from_row(row)?,
+                    token: token.clone(),
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        leases.sort_by(|a, b| {
+            (a.delivery.next_attempt_at, &a.delivery.message_id)
+                .cmp(&(b.delivery.next_attempt_at, &b.delivery.message_id))
+        });
+        Ok(leases)
+    }
+
+    async fn finish_delivery(
+        &self,
+        lease: &Lease,
+        update: &DeliveryUpdate,
+    ) -> Result<bool, StoreError> {
+        let updated = sqlx::query(
+            "UPDATE deliveries SET status = ?, attempts = ?, next_attempt_at = ?,
+                leased_until = NULL, lease_token = NULL
+             WHERE message_id = ? AND endpoint_id = ? AND lease_token = ?",
+        )
+        .bind(update.status.code())
+        .bind(i64::from(update.attempts))
+        .bind(micros(update.next_attempt_at))
+        .bind(lease.delivery.message_id.as_str())
+        .bind(lease.delivery.endpoint_id.as_str())
+        .bind(&lease.token)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(updated == 1)
+    }
+}

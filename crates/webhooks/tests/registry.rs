@@ -1,0 +1,899 @@
+//! The registry's behaviour through its public API, as one suite run against both stores:
+//! every test below runs once over `MemoryStore` and once over `SqliteStore`.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::json;
+use switchyard_webhooks::store::{EndpointFilter, MemoryStore, MessageFilter, SqliteStore, Store};
+use switchyard_webhooks::{
+    Channel, Clock, DeliveryStatus, DeliveryUpdate, EndpointSpec, Error, EventTypeName,
+    ListOptions, Order, Registry, RegistryConfig, SchemaError, Secret,
+};
+
+/// A registry whose clock the test moves by hand.
+struct Harness<S> {
+    registry: Registry<S>,
+    now_micros: Arc<AtomicI64>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl<S: Store> Harness<S> {
+    fn with_store(store: S, dir: Option<tempfile::TempDir>) -> Self {
+        let now_micros = Arc::new(AtomicI64::new(1_750_000_000_000_000));
+        let clock_source = Arc::clone(&now_micros);
+        let clock = Clock::from_fn(move || {
+            DateTime::from_timestamp_micros(clock_source.load(Ordering::SeqCst)).unwrap()
+        });
+        let config = RegistryConfig {
+            clock,
+            ..RegistryConfig::default()
+        };
+        Self {
+            registry: Registry::with_config(store, config),
+            now_micros,
+            _dir: dir,
+        }
+    }
+
+    fn advance(&self, by: Duration) {
+        self.now_micros
+            .fetch_add(by.as_micros() as i64, Ordering::SeqCst);
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        DateTime::from_timestamp_micros(self.now_micros.load(Ordering::SeqCst)).unwrap()
+    }
+}
+
+fn name(text: &str) -> EventTypeName {
+    EventTypeName::new(text).unwrap()
+}
+
+fn visit_schema() -> serde_json::Value {
+    json!({
+        "type": "object",
+        "required": ["origin"],
+        "properties": {
+            "origin": {"type": "string"},
+            "visit": {"type": "integer", "minimum": 1}
+        }
+    })
+}
+
+async fn with_visit_type<S: Store>(h: &Harness<S>) -> EventTypeName {
+    let visit = name("origin.visit");
+    h.registry
+        .create_event_type(visit.clone(), "An origin was visited", visit_schema())
+        .await
+        .unwrap();
+    visit
+}
+
+async fn event_types_create_update_list_archive<S: Store>(h: Harness<S>) {
+    let r = &h.registry;
+    let visit = with_visit_type(&h).await;
+    let created = r.event_type(&visit).await.unwrap();
+    assert_eq!(created.description, "An origin was visited");
+    assert_eq!(created.schema, visit_schema());
+
+    h.advance(Duration::from_secs(5));
+    r.create_event_type(visit.clone(), "updated", json!({"type": "object"}))
+        .await
+        .unwrap();
+    let updated = r.event_type(&visit).await.unwrap();
+    assert_eq!(updated.description, "updated");
+    assert_eq!(updated.created_at, created.created_at);
+    assert!(updated.updated_at > created.updated_at);
+
+    for n in ["b.x", "a.x", "c.x"] {
+        r.create_event_type(name(n), n, json!({})).await.unwrap();
+    }
+    let page = r.list_event_types(&ListOptions::new()).await.unwrap();
+    let names: Vec<&str> = page.items.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["a.x", "b.x", "c.x", "origin.visit"]);
+    assert!(page.done);
+
+    // Archive: kept, not listed, not gettable, no sends; creating again unarchives.
+    r.archive_event_type(&name("b.x")).await.unwrap();
+    assert!(matches!(
+        r.event_type(&name("b.x")).await,
+        Err(Error::EventTypeNotFound { .. })
+    ));
+    assert!(matches!(
+        r.archive_event_type(&name("b.x")).await,
+        Err(Error::EventTypeNotFound { .. })
+    ));
+    let names: Vec<String> = r
+        .list_event_types(&ListOptions::new())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|t| t.name.to_string())
+        .collect();
+    assert_eq!(names, ["a.x", "c.x", "origin.visit"]);
+    r.create_endpoint(EndpointSpec::new("https://x.example/").event_type(name("a.x")))
+        .await
+        .unwrap();
+    assert!(matches!(
+        r.send(&name("b.x"), "{}", None).await,
+        Err(Error::EventTypeNotFound { .. })
+    ));
+    r.create_event_type(name("b.x"), "back", json!({}))
+        .await
+        .unwrap();
+    assert_eq!(
+        r.event_type(&name("b.x")).await.unwrap().description,
+        "back"
+    );
+    assert!(matches!(
+        r.event_type(&name("never.made")).await,
+        Err(Error::EventTypeNotFound { .. })
+    ));
+}
+
+async fn bad_schemas_are_refused_with_their_path<S: Store>(h: Harness<S>) {
+    let err = h
+        .registry
+        .create_event_type(
+            name("a.b"),
+            "",
+            json!({"type": "object", "properties": {"x": {"minimum": "one"}}}),
+        )
+        .await
+        .unwrap_err();
+    match err {
+        Error::Schema(SchemaError::InvalidSchema { path, .. }) => {
+            assert_eq!(path, "/properties/x/minimum")
+        }
+        other => panic!("{other:?}"),
+    }
+    // Nothing was stored.
+    assert!(h.registry.event_type(&name("a.b")).await.is_err());
+    assert!(EventTypeName::new("no-dot").is_err());
+}
+
+async fn endpoints_by_id_and_uid_update_and_delete<S: Store>(h: Harness<S>) {
+    let r = &h.registry;
+    let visit = with_visit_type(&h).await;
+    let spec = EndpointSpec::new("https://hooks.example.com/a")
+        .event_type(visit.clone())
+        .uid("user-1.visits")
+        .unwrap()
+        .channel("swh:1:ori")
+        .unwrap()
+        .header("x-tenant", "1")
+        .metadata("owner", json!({"name": "ada", "ids": [1, 2]}));
+    let created = r.create_endpoint(spec).await.unwrap();
+    assert!(created.id.as_str().starts_with("ep_"));
+    assert_eq!(r.endpoint(created.id.as_str()).await.unwrap(), created);
+    assert_eq!(r.endpoint("user-1.visits").await.unwrap(), created);
+    assert_eq!(
+        created.metadata["owner"],
+        json!({"name": "ada", "ids": [1, 2]})
+    );
+    assert_eq!(created.headers["x-tenant"], "1");
+    let first_secret = r.endpoint_secret("user-1.visits").await.unwrap();
+    assert!(first_secret.expose().starts_with("whsec_"));
+
+    // Same uid: an update of the same endpoint, secret rotated, old one still live.
+    h.advance(Duration::from_secs(1));
+    let updated = r
+        .create_endpoint(
+            EndpointSpec::new("https://hooks.example.com/b")
+                .event_type(visit.clone())
+                .uid("user-1.visits")
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(updated.id, created.id);
+    assert_eq!(updated.created_at, created.created_at);
+    assert_eq!(updated.url, "https://hooks.example.com/b");
+    assert!(updated.channels.is_empty());
+    let live = r.live_keys(created.id.as_str()).await.unwrap();
+    assert_eq!(live.len(), 2);
+    assert_ne!(live[0], first_secret);
+    assert_eq!(live[1], first_secret);
+
+    // A given secret is used as is.
+    let mine: Secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".parse().unwrap();
+    let other = r
+        .create_endpoint(EndpointSpec::new("http://localhost:9/").secret(mine.clone()))
+        .await
+        .unwrap();
+    assert_eq!(r.endpoint_secret(other.id.as_str()).await.unwrap(), mine);
+
+    r.delete_endpoint("user-1.visits").await.unwrap();
+    assert!(matches!(
+        r.endpoint(created.id.as_str()).await,
+        Err(Error::EndpointNotFound { .. })
+    ));
+    assert!(matches!(
+        r.delete_endpoint("user-1.visits").await,
+        Err(Error::EndpointNotFound { .. })
+    ));
+    // The uid is free again.
+    r.create_endpoint(
+        EndpointSpec::new("https://x.example/")
+            .uid("user-1.visits")
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+}
+
+async fn endpoint_input_is_checked<S: Store>(h: Harness<S>) {
+    let r = &h.registry;
+    let visit = with_visit_type(&h).await;
+    for (url, ok) in [
+        ("ftp://x.example/", false),
+        ("/relative", false),
+        ("not a url", false),
+        ("https://", false),
+        ("http://127.0.0.1:8080/hook?x=1", true),
+    ] {
+        let result = r.create_endpoint(EndpointSpec::new(url)).await;
+        assert_eq!(result.is_ok(), ok, "{url}: {result:?}");
+        if !ok {
+            assert!(matches!(result, Err(Error::InvalidUrl { .. })));
+        }
+    }
+    let mut spec = EndpointSpec::new("https://x.example/");
+    for i in 0..11 {
+        spec = spec.channel(&format!("c{i}")).unwrap();
+    }
+    assert!(matches!(
+        r.create_endpoint(spec).await,
+        Err(Error::TooManyChannels { count: 11, max: 10 })
+    ));
+    for header in ["webhook-signature", "Content-Type", "bad header"] {
+        let result = r
+            .create_endpoint(EndpointSpec::new("https://x.example/").header(header, "v"))
+            .await;
+        assert!(
+            matches!(result, Err(Error::InvalidHeader { .. })),
+            "{header}"
+        );
+    }
+    let result = r
+        .create_endpoint(EndpointSpec::new("https://x.example/").event_type(name("no.such")))
+        .await;
+    assert!(matches!(result, Err(Error::EventTypeNotFound { .. })));
+    assert!(EndpointSpec::new("x").uid("has space").is_err());
+    assert!(EndpointSpec::new("x").channel("a/b").is_err());
+    assert!("whsec_dG9vIHNob3J0".parse::<Secret>().is_err());
+    // Nothing above was stored.
+    let all = r
+        .list_endpoints(&EndpointFilter::default(), &ListOptions::new())
+        .await
+        .unwrap();
+    assert_eq!(all.items.len(), 1);
+    let _ = visit;
+}
+
+async fn listing_endpoints_by_type_and_channel<S: Store>(h: Harness<S>) {
+    let r = &h.registry;
+    let visit = with_visit_type(&h).await;
+    let other = name("other.event");
+    r.create_event_type(other.clone(), "", json!({}))
+        .await
+        .unwrap();
+    let plain = r
+        .create_endpoint(EndpointSpec::new("https://a.example/").event_type(visit.clone()))
+        .await
+        .unwrap();
+    let lower = r
+        .create_endpoint(
+            EndpointSpec::new("https://b.example/")
+                .event_type(visit.clone())
+                .channel("project")
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let upper = r
+        .create_endpoint(
+            EndpointSpec::new("https://c.example/")
+                .event_type(visit.clone())
+                .channel("Project")
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let all_types = r
+        .create_endpoint(EndpointSpec::new("https://d.example/"))
+        .await
+        .unwrap();
+    let other_only = r
+        .create_endpoint(EndpointSpec::new("https://e.example/").event_type(other.clone()))
+        .await
+        .unwrap();
+
+    let ids = |page: switchyard_webhooks::Page<switchyard_webhooks::Endpoint>| {
+        page.items.into_iter().map(|e| e.id).collect::<Vec<_>>()
+    };
+    let by_type = EndpointFilter {
+        event_type: Some(visit.clone()),
+        channel: None,
+    };
+    assert_eq!(
+        ids(r
+            .list_endpoints(&by_type, &ListOptions::new())
+            .await
+            .unwrap()),
+        [
+            plain.id.clone(),
+            lower.id.clone(),
+            upper.id.clone(),
+            all_types.id.clone()
+        ]
+    );
+    let by_channel = EndpointFilter {
+        event_type: Some(visit.clone()),
+        channel: Some(Channel::new("project").unwrap()),
+    };
+    assert_eq!(
+        ids(r
+            .list_endpoints(&by_channel, &ListOptions::new())
+            .await
+            .unwrap()),
+        [plain.id.clone(), lower.id.clone(), all_types.id.clone()]
+    );
+    let desc = ListOptions::new().order(Order::Descending).limit(2);
+    let page = r.list_endpoints(&by_type, &desc).await.unwrap();
+    assert!(!page.done);
+    assert_eq!(ids(page.clone()), [all_types.id.clone(), upper.id.clone()]);
+    let next = r
+        .list_endpoints(&by_type, &desc.clone().iterator(page.iterator.unwrap()))
+        .await
+        .unwrap();
+    assert!(next.done);
+    assert_eq!(ids(next), [lower.id.clone(), plain.id.clone()]);
+    let by_other = EndpointFilter {
+        event_type: Some(other),
+        channel: None,
+    };
+    assert_eq!(
+        ids(r
+            .list_endpoints(&by_other, &ListOptions::new())
+            .await
+            .unwrap()),
+        [all_types.id.clone(), other_only.id.clone()]
+    );
+    assert!(matches!(
+        r.list_endpoints(
+            &EndpointFilter {
+                event_type: Some(name("no.such")),
+                channel: None
+            },
+            &ListOptions::new()
+        )
+        .await,
+        Err(Error::EventTypeNotFound { .. })
+    ));
+}
+
+async fn send_routes_validates_and_keeps_bytes<S: Store>(h: Harness<S>) {
+    let r = &h.registry;
+    let visit = with_visit_type(&h).await;
+    let payload = "{ \"visit\" : 3,\n  \"origin\":\"https://example.org/ré\" }";
+    assert_eq!(r.send(&visit, payload, None).await.unwrap(), None);
+    assert!(
+        r.list_messages(&MessageFilter::default(), &ListOptions::new())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+
+    let plain = r
+        .create_endpoint(EndpointSpec::new("https://a.example/").event_type(visit.clone()))
+        .await
+        .unwrap();
+    let channeled = r
+        .create_endpoint(
+            EndpointSpec::new("https://b.example/")
+                .event_type(visit.clone())
+                .channel("project")
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    r.create_endpoint(
+        EndpointSpec::new("https://c.example/")
+            .event_type(visit.clone())
+            .disabled(true),
+    )
+    .await
+    .unwrap();
+
+    let (id, at) = r.send(&visit, payload, None).await.unwrap().unwrap();
+    assert!(id.as_str().starts_with("msg_"));
+    assert_eq!(at, h.now());
+    let message = r.message(id.as_str()).await.unwrap();
+    assert_eq!(message.payload, payload, "payload bytes kept exactly");
+    assert_eq!(message.event_type, visit);
+    let deliveries = r.deliveries(&id).await.unwrap();
+    assert_eq!(deliveries.len(), 1);
+    assert_eq!(deliveries[0].endpoint_id, plain.id);
+    assert_eq!(deliveries[0].status, DeliveryStatus::Pending);
+    assert_eq!(deliveries[0].attempts, 0);
+
+    // On a channel: the unchanneled endpoint and the one listening to it; case matters.
+    let (id, _) = r
+        .send(&visit, r#"{"origin":"x"}"#, Some("project"))
+        .await
+        .unwrap()
+        .unwrap();
+    let mut to: Vec<_> = r
+        .deliveries(&id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.endpoint_id)
+        .collect();
+    to.sort();
+    let mut expected = vec![plain.id.clone(), channeled.id.clone()];
+    expected.sort();
+    assert_eq!(to, expected);
+    let (id, _) = r
+        .send(&visit, r#"{"origin":"x"}"#, Some("Project"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.deliveries(&id).await.unwrap().len(), 1);
+
+    // Validation: every violation with its path; nothing stored.
+    let before = r
+        .list_messages(&MessageFilter::default(), &ListOptions::new())
+        .await
+        .unwrap()
+        .items
+        .len();
+    match r.send(&visit, r#"{"visit": 0}"#, None).await.unwrap_err() {
+        Error::Schema(SchemaError::InvalidPayload { violations }) => {
+            let paths: Vec<&str> = violations.iter().map(|v| v.path.as_str()).collect();
+            assert_eq!(violations.len(), 2, "{violations:?}");
+            assert!(
+                paths.contains(&"/visit") && paths.contains(&""),
+                "{paths:?}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        r.send(&visit, "{not json", None).await,
+        Err(Error::Schema(SchemaError::NotJson { .. }))
+    ));
+    assert!(matches!(
+        r.send(&visit, [0xff, 0xfe], None).await,
+        Err(Error::Schema(SchemaError::NotJson { .. }))
+    ));
+    assert!(matches!(
+        r.send(&visit, "{}", Some("bad channel")).await,
+        Err(Error::InvalidChannel { .. })
+    ));
+    let after = r
+        .list_messages(&MessageFilter::default(), &ListOptions::new())
+        .await
+        .unwrap()
+        .items
+        .len();
+    assert_eq!(before, after);
+    assert!(matches!(
+        r.message("msg_2bWgqMTZbJKxRJvlsbgvjpvFbWS").await,
+        Err(Error::MessageNotFound { .. })
+    ));
+    assert!(matches!(
+        r.message("nope").await,
+        Err(Error::InvalidId { .. })
+    ));
+
+    // create_message stores even without listeners.
+    let other = name("other.event");
+    r.create_event_type(other.clone(), "", json!({}))
+        .await
+        .unwrap();
+    let stored = r.create_message(&other, "[]", None).await.unwrap();
+    assert!(r.deliveries(&stored.id).await.unwrap().is_empty());
+    assert_eq!(r.message(stored.id.as_str()).await.unwrap(), stored);
+}
+
+async fn rotation_grace_and_cap<S: Store>(h: Harness<S>) {
+    let r = &h.registry;
+    let endpoint = r
+        .create_endpoint(EndpointSpec::new("https://a.example/"))
+        .await
+        .unwrap();
+    let id = endpoint.id.as_str();
+    let first = r.endpoint_secret(id).await.unwrap();
+    r.rotate_secret(id, None).await.unwrap();
+    let second = r.endpoint_secret(id).await.unwrap();
+    assert_ne!(first, second);
+    assert_eq!(
+        r.live_keys(id).await.unwrap(),
+        [second.clone(), first.clone()]
+    );
+    h.advance(Duration::from_secs(23 * 3600));
+    assert_eq!(r.live_keys(id).await.unwrap().len(), 2);
+    h.advance(Duration::from_secs(3600));
+    assert_eq!(r.live_keys(id).await.unwrap(), [second]);
+
+    for _ in 0..15 {
+        r.rotate_secret(id, None).await.unwrap();
+    }
+    assert_eq!(
+        r.live_keys(id).await.unwrap().len(),
+        11,
+        "current + 10 previous"
+    );
+    let given = Secret::generate().unwrap();
+    r.rotate_secret(id, Some(given.clone())).await.unwrap();
+    assert_eq!(r.endpoint_secret(id).await.unwrap(), given);
+}
+
+async fn pagination_is_complete_in_both_orders<S: Store>(h: Harness<S>) {
+    let r = &h.registry;
+    let ty = name("bulk.item");
+    r.create_event_type(ty.clone(), "", json!({}))
+        .await
+        .unwrap();
+    const COUNT: usize = 1200;
+    let mut sent = Vec::with_capacity(COUNT);
+    for i in 0..COUNT {
+        if i % 400 == 0 {
+            h.advance(Duration::from_secs(1));
+        }
+        let message = r
+            .create_message(&ty, format!("{{\"i\":{i}}}"), None)
+            .await
+            .unwrap();
+        sent.push(message.id);
+    }
+    assert!(
+        sent.windows(2).all(|w| w[0] < w[1]),
+        "ids are time-sortable"
+    );
+    for order in [Order::Ascending, Order::Descending] {
+        let mut seen = Vec::new();
+        let mut options = ListOptions::new().limit(250).order(order);
+        let mut pages = 0;
+        loop {
+            let page = r
+                .list_messages(&MessageFilter::default(), &options)
+                .await
+                .unwrap();
+            pages += 1;
+            assert!(page.items.len() <= 250);
+            seen.extend(page.items.into_iter().map(|m| m.id));
+            if page.done {
+                break;
+            }
+            options = options.iterator(page.iterator.unwrap());
+        }
+        assert_eq!(pages, COUNT.div_ceil(250));
+        let mut expected = sent.clone();
+        if order == Order::Descending {
+            expected.reverse();
+        }
+        assert_eq!(seen, expected);
+    }
+    assert!(matches!(
+        r.list_messages(
+            &MessageFilter::default(),
+            &ListOptions::new().iterator("bogus")
+        )
+        .await,
+        Err(Error::InvalidId { .. })
+    ));
+    let filtered = r
+        .list_messages(
+            &MessageFilter {
+                event_type: Some(name("no.such")),
+                channel: None,
+            },
+            &ListOptions::new(),
+        )
+        .await
+        .unwrap();
+    assert!(filtered.items.is_empty() && filtered.done);
+}
+
+async fn leases_are_exclusive_and_expire<S: Store>(h: Harness<S>) {
+    let r = &h.registry;
+    let visit = with_visit_type(&h).await;
+    for i in 0..3 {
+        r.create_endpoint(
+            EndpointSpec::new(format!("https://{i}.example/")).event_type(visit.clone()),
+        )
+        .await
+        .unwrap();
+    }
+    for _ in 0..20 {
+        r.send(&visit, r#"{"origin":"o"}"#, None)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    let now = h.now();
+    let store = r.store();
+
+    // Four concurrent workers drain 60 deliveries; each is leased exactly once.
+    let mut leased = Vec::new();
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..4)
+            .map(|_| {
+                scope.spawn(|| {
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .unwrap();
+                    rt.block_on(async {
+                        let mut mine = Vec::new();
+                        loop {
+                            let batch = store
+                                .lease_deliveries(now, Duration::from_secs(30), 7)
+                                .await
+                                .unwrap();
+                            if batch.is_empty() {
+                                break mine;
+                            }
+                            mine.extend(batch);
+                        }
+                    })
+                })
+            })
+            .collect();
+        for handle in handles {
+            leased.extend(handle.join().unwrap());
+        }
+    });
+    assert_eq!(leased.len(), 60);
+    let mut keys: Vec<_> = leased
+        .iter()
+        .map(|l| {
+            (
+                l.delivery.message_id.clone(),
+                l.delivery.endpoint_id.clone(),
+            )
+        })
+        .collect();
+    keys.sort();
+    keys.dedup();
+    assert_eq!(keys.len(), 60, "no delivery leased twice");
+
+    // Finish one as succeeded: it is never leased again.
+    let done = &leased[0];
+    let update = DeliveryUpdate {
+        status: DeliveryStatus::Succeeded,
+        attempts: 1,
+        next_attempt_at: now,
+    };
+    assert!(store.finish_delivery(done, &update).await.unwrap());
+    assert!(
+        !store.finish_delivery(done, &update).await.unwrap(),
+        "lease already released"
+    );
+
+    // Reschedule one for later.
+    let retry = &leased[1];
+    let later = now + chrono::Duration::seconds(60);
+    assert!(
+        store
+            .finish_delivery(
+                retry,
+                &DeliveryUpdate {
+                    status: DeliveryStatus::Pending,
+                    attempts: 1,
+                    next_attempt_at: later
+                }
+            )
+            .await
+            .unwrap()
+    );
+
+    // Leases still live: nothing to take.
+    assert!(
+        store
+            .lease_deliveries(now, Duration::from_secs(30), 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // 31 s later the 58 abandoned leases have expired and can be taken again; the retry is
+    // not due yet and the success never comes back.
+    let after = now + chrono::Duration::seconds(31);
+    let again = store
+        .lease_deliveries(after, Duration::from_secs(30), 100)
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 58);
+    // The worker that held an expired lease can no longer report on it.
+    let stale = leased
+        .iter()
+        .find(|l| {
+            l.delivery.message_id == again[0].delivery.message_id
+                && l.delivery.endpoint_id == again[0].delivery.endpoint_id
+        })
+        .unwrap();
+    assert!(!store.finish_delivery(stale, &update).await.unwrap());
+    let at_retry = store
+        .lease_deliveries(later, Duration::from_secs(30), 100)
+        .await
+        .unwrap();
+    assert_eq!(at_retry.len(), 1);
+    assert_eq!(at_retry[0].delivery.attempts, 1);
+    let statuses: Vec<_> = r
+        .deliveries(&done.delivery.message_id)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|d| d.endpoint_id == done.delivery.endpoint_id)
+        .map(|d| d.status)
+        .collect();
+    assert_eq!(statuses, [DeliveryStatus::Succeeded]);
+}
+
+async fn deleting_an_endpoint_drops_its_pending_deliveries<S: Store>(h: Harness<S>) {
+    let r = &h.registry;
+    let visit = with_visit_type(&h).await;
+    let a = r
+        .create_endpoint(EndpointSpec::new("https://a.example/").event_type(visit.clone()))
+        .await
+        .unwrap();
+    let b = r
+        .create_endpoint(EndpointSpec::new("https://b.example/").event_type(visit.clone()))
+        .await
+        .unwrap();
+    let (id, _) = r
+        .send(&visit, r#"{"origin":"o"}"#, None)
+        .await
+        .unwrap()
+        .unwrap();
+    r.delete_endpoint(a.id.as_str()).await.unwrap();
+    let left: Vec<_> = r
+        .deliveries(&id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.endpoint_id)
+        .collect();
+    assert_eq!(left, [b.id]);
+    let leases = r
+        .store()
+        .lease_deliveries(h.now(), Duration::from_secs(5), 10)
+        .await
+        .unwrap();
+    assert_eq!(leases.len(), 1);
+}
+
+async fn memory() -> Harness<MemoryStore> {
+    Harness::with_store(MemoryStore::new(), None)
+}
+
+async fn sqlite() -> Harness<SqliteStore> {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("webhooks.db"))
+        .await
+        .unwrap();
+    Harness::with_store(store, Some(dir))
+}
+
+macro_rules! suite {
+    ($($test:ident),* $(,)?) => {
+        mod memory_store {
+            $(
+                #[tokio::test]
+                async fn $test() {
+                    super::$test(super::memory().await).await;
+                }
+            )*
+        }
+        mod sqlite_store {
+            $(
+                #[tokio::test]
+                async fn $test() {
+                    super::$test(super::sqlite().await).await;
+                }
+            )*
+        }
+    };
+}
+
+suite!(
+    event_types_create_update_list_archive,
+    bad_schemas_are_refused_with_their_path,
+    endpoints_by_id_and_uid_update_and_delete,
+    endpoint_input_is_checked,
+    listing_endpoints_by_type_and_channel,
+    send_routes_validates_and_keeps_bytes,
+    rotation_grace_and_cap,
+    pagination_is_complete_in_both_orders,
+    leases_are_exclusive_and_expire,
+    deleting_an_endpoint_drops_its_pending_deliveries,
+);
+
+/// Everything survives closing and reopening the SQLite file.
+#[tokio::test]
+async fn sqlite_state_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("webhooks.db");
+    let (endpoint, secret, rotated_from, message) = {
+        let registry = Registry::new(SqliteStore::open(&path).await.unwrap());
+        let visit = name("origin.visit");
+        registry
+            .create_event_type(visit.clone(), "visits", visit_schema())
+            .await
+            .unwrap();
+        registry
+            .create_event_type(name("gone.away"), "", json!({}))
+            .await
+            .unwrap();
+        registry
+            .archive_event_type(&name("gone.away"))
+            .await
+            .unwrap();
+        let endpoint = registry
+            .create_endpoint(
+                EndpointSpec::new("https://a.example/")
+                    .event_type(visit.clone())
+                    .uid("keep-me")
+                    .unwrap()
+                    .channel("c1")
+                    .unwrap()
+                    .header("x-k", "v")
+                    .metadata("m", json!([1, {"deep": true}])),
+            )
+            .await
+            .unwrap();
+        let rotated_from = registry.endpoint_secret("keep-me").await.unwrap();
+        registry.rotate_secret("keep-me", None).await.unwrap();
+        let secret = registry.endpoint_secret("keep-me").await.unwrap();
+        let endpoint = registry.endpoint(endpoint.id.as_str()).await.unwrap();
+        let (id, _) = registry
+            .send(&visit, "{\"origin\" :  \"o\"}", Some("c1"))
+            .await
+            .unwrap()
+            .unwrap();
+        let message = registry.message(id.as_str()).await.unwrap();
+        registry.store().close().await;
+        (endpoint, secret, rotated_from, message)
+    };
+
+    let registry = Registry::new(SqliteStore::open(&path).await.unwrap());
+    let visit = registry.event_type(&name("origin.visit")).await.unwrap();
+    assert_eq!(visit.schema, visit_schema());
+    assert!(
+        registry.event_type(&name("gone.away")).await.is_err(),
+        "still archived"
+    );
+    assert_eq!(registry.endpoint("keep-me").await.unwrap(), endpoint);
+    assert_eq!(registry.endpoint_secret("keep-me").await.unwrap(), secret);
+    assert_eq!(
+        registry.live_keys("keep-me").await.unwrap(),
+        [secret, rotated_from]
+    );
+    assert_eq!(
+        registry.message(message.id.as_str()).await.unwrap(),
+        message
+    );
+    let pending = registry
+        .store()
+        .lease_deliveries(Utc::now(), Duration::from_secs(5), 10)
+        .await
+        .unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].delivery.message_id, message.id);
+    // And the schema still validates after the restart.
+    assert!(
+        registry
+            .send(&visit.name, r#"{"origin": 1}"#, Some("c1"))
+            .await
+            .is_err()
+    );
+}
