@@ -276,6 +276,14 @@ pub enum Error {
         /// The id asked for.
         id: String,
     },
+    /// A payload larger than [`RegistryConfig::max_payload_bytes`](crate::RegistryConfig).
+    #[error("payload of {size} bytes is larger than the {limit}-byte limit")]
+    PayloadTooLarge {
+        /// The payload's size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
     /// A schema or payload problem.
     #[error(transparent)]
     Schema(#[from] SchemaError),

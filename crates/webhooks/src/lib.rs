@@ -1,5 +1,51 @@
 //! Webhooks for Rust: an event-type registry with JSON Schemas, endpoints with channels,
-//! Standard Webhooks signatures, and a durable store.
+//! Standard Webhooks signatures, and a durable store. It does what `swh-webhooks` does on top
+//! of a Svix server, with no outside service.
+//!
+//! - **Registry** ([`Registry`]): event types `<group>.<event>` with a Draft 7 JSON Schema
+//!   checked and compiled once; endpoints with event-type filters, up to 10 case-sensitive
+//!   channels, a uid, metadata, custom headers and a secret; `send` validates the payload,
+//!   stores its bytes exactly as given and queues one delivery per listening endpoint.
+//! - **Signatures** ([`signature`]): Standard Webhooks `v1` (HMAC-SHA256) and `v1a`
+//!   (Ed25519), verified by the Python `svix` and `standardwebhooks` libraries, with secret
+//!   rotation and a grace period; [`verify`] is a tower middleware for receivers.
+//! - **Storage** ([`store`]): [`store::MemoryStore`] and the durable
+//!   [`store::SqliteStore`] behind one [`store::Store`] trait; deliveries are leased
+//!   atomically for the delivery engine.
+//!
+//! ```
+//! use serde_json::json;
+//! use switchyard_webhooks::{EndpointSpec, EventTypeName, Registry, Signer};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let registry = Registry::in_memory();
+//! let visit = EventTypeName::new("origin.visit")?;
+//! registry
+//!     .create_event_type(visit.clone(), "An origin was visited", json!({"type": "object"}))
+//!     .await?;
+//! let endpoint = registry
+//!     .create_endpoint(EndpointSpec::new("https://hooks.example.com/").event_type(visit.clone()))
+//!     .await?;
+//!
+//! let (message_id, sent_at) = registry
+//!     .send(&visit, r#"{"origin": "https://example.org"}"#, None)
+//!     .await?
+//!     .expect("one endpoint listens");
+//!
+//! // What a delivery carries: the stored bytes, signed with every live key of the endpoint.
+//! let message = registry.message(message_id.as_str()).await?;
+//! let keys = registry.live_keys(endpoint.id.as_str()).await?;
+//! let signer = Signer::with_keys(keys.into_iter().map(Into::into));
+//! let headers = signer.headers(message.id.as_str(), sent_at.timestamp(), message.payload.as_bytes());
+//! assert!(headers["webhook-signature"].to_str()?.starts_with("v1,"));
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! | cargo feature | default | what it adds |
+//! |---|---|---|
+//! | `sqlite` | yes | [`store::SqliteStore`], the embedded durable store (sqlx, bundled SQLite) |
 #![deny(missing_docs)]
 
 mod error;
@@ -21,6 +67,8 @@ pub use model::{
     Message,
 };
 pub use page::{DEFAULT_LIMIT, ListOptions, MAX_LIMIT, Order, Page, PageRequest};
-pub use registry::{Clock, DEFAULT_KEY_GRACE, MAX_PREVIOUS_KEYS, Registry, RegistryConfig};
+pub use registry::{
+    Clock, DEFAULT_KEY_GRACE, DEFAULT_MAX_PAYLOAD, MAX_PREVIOUS_KEYS, Registry, RegistryConfig,
+};
 pub use secret::{Secret, SigningKey, VerifyingKey};
 pub use signature::{Signer, SigningSecret, Verified, Verifier};

@@ -25,6 +25,8 @@ use crate::store::{EndpointFilter, MemoryStore, MessageFilter, Store};
 pub const DEFAULT_KEY_GRACE: Duration = Duration::from_secs(24 * 60 * 60);
 /// The most previous secrets kept during grace periods.
 pub const MAX_PREVIOUS_KEYS: usize = 10;
+/// The largest payload accepted by default: 1 MiB.
+pub const DEFAULT_MAX_PAYLOAD: usize = 1024 * 1024;
 
 /// Headers the signer sets itself, which an endpoint's custom headers may not override.
 const RESERVED_HEADERS: &[&str] = &[
@@ -80,6 +82,8 @@ impl Default for Clock {
 pub struct RegistryConfig {
     /// How long a rotated-out secret stays valid (default [`DEFAULT_KEY_GRACE`], 24 h).
     pub key_grace: Duration,
+    /// The largest payload `send` accepts, in bytes (default [`DEFAULT_MAX_PAYLOAD`], 1 MiB).
+    pub max_payload_bytes: usize,
     /// The time source (default: the system clock).
     pub clock: Clock,
 }
@@ -88,6 +92,7 @@ impl Default for RegistryConfig {
     fn default() -> Self {
         Self {
             key_grace: DEFAULT_KEY_GRACE,
+            max_payload_bytes: DEFAULT_MAX_PAYLOAD,
             clock: Clock::system(),
         }
     }
@@ -485,7 +490,7 @@ impl<S: Store> Registry<S> {
     ///
     /// # Errors
     /// [`Error::EventTypeNotFound`] (missing or archived), [`Error::InvalidChannel`],
-    /// [`SchemaError::NotJson`] or [`SchemaError::InvalidPayload`] listing every violation.
+    /// [`Error::PayloadTooLarge`], [`SchemaError::NotJson`] or [`SchemaError::InvalidPayload`] listing every violation.
     pub async fn send(
         &self,
         event_type: &EventTypeName,
@@ -531,6 +536,12 @@ impl<S: Store> Registry<S> {
         payload: &[u8],
         channel: Option<&str>,
     ) -> Result<Message, Error> {
+        if payload.len() > self.config.max_payload_bytes {
+            return Err(Error::PayloadTooLarge {
+                size: payload.len(),
+                limit: self.config.max_payload_bytes,
+            });
+        }
         let channel = channel.map(Channel::new).transpose()?;
         let (event_type, schema) = self.active_schema(event_type).await?;
         let text = std::str::from_utf8(payload).map_err(|e| SchemaError::NotJson {

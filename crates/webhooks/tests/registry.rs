@@ -478,6 +478,14 @@ async fn send_routes_validates_and_keeps_bytes<S: Store>(h: Harness<S>) {
         r.send(&visit, "{}", Some("bad channel")).await,
         Err(Error::InvalidChannel { .. })
     ));
+    let huge = format!(
+        r#"{{"origin":"{}"}}"#,
+        "x".repeat(switchyard_webhooks::DEFAULT_MAX_PAYLOAD)
+    );
+    assert!(matches!(
+        r.send(&visit, huge, None).await,
+        Err(Error::PayloadTooLarge { .. })
+    ));
     let after = r
         .list_messages(&MessageFilter::default(), &ListOptions::new())
         .await

@@ -285,10 +285,50 @@ fn limit(page: &PageRequest) -> i64 {
     i64::try_from(page.limit.saturating_add(1)).unwrap_or(i64::MAX)
 }
 
-fn order_sql(page: &PageRequest, column: &str) -> (String, String) {
-    match page.order {
-        Order::Ascending => (format!("{column} > ?"), format!("ORDER BY {column} ASC")),
-        Order::Descending => (format!("{column} < ?"), format!("ORDER BY {column} DESC")),
+/// A `SELECT` assembled from this file's constant fragments: only the conditions that apply
+/// are included (so SQLite can use an index for each; `? IS NULL OR …` would defeat it), and
+/// every value is a bound parameter.
+struct ListQuery {
+    sql: String,
+    binds: Vec<String>,
+}
+
+impl ListQuery {
+    fn new(select: &str) -> Self {
+        Self {
+            sql: format!("{select} WHERE 1"),
+            binds: Vec::new(),
+        }
+    }
+
+    fn condition(&mut self, condition: &str, binds: &[&str]) {
+        self.sql.push_str(" AND ");
+        self.sql.push_str(condition);
+        self.binds.extend(binds.iter().map(|b| (*b).to_owned()));
+    }
+
+    /// Keyset pagination on `column` and the `ORDER BY … LIMIT`.
+    fn page(mut self, page: &PageRequest, column: &str) -> Self {
+        let (cmp, direction) = match page.order {
+            Order::Ascending => (">", "ASC"),
+            Order::Descending => ("<", "DESC"),
+        };
+        if let Some(after) = &page.after {
+            self.condition(&format!("{column} {cmp} ?"), &[after]);
+        }
+        self.sql.push_str(&format!(
+            " ORDER BY {column} {direction} LIMIT {}",
+            limit(page)
+        ));
+        self
+    }
+
+    async fn fetch(self, pool: &SqlitePool) -> Result<Vec<SqliteRow>, StoreError> {
+        let mut query = sqlx::query(AssertSqlSafe(self.sql));
+        for bind in self.binds {
+            query = query.bind(bind);
+        }
+        Ok(query.fetch_all(pool).await?)
     }
 }
 
@@ -365,15 +405,11 @@ impl Store for SqliteStore {
     }
 
     async fn list_event_types(&self, page: &PageRequest) -> Result<Vec<EventType>, StoreError> {
-        let (after, order) = order_sql(page, "name");
-        let sql = format!(
-            "SELECT * FROM event_types WHERE archived = 0 AND (? IS NULL OR {after}) {order} LIMIT ?"
-        );
-        sqlx::query(AssertSqlSafe(sql))
-            .bind(page.after.as_deref())
-            .bind(page.after.as_deref())
-            .bind(limit(page))
-            .fetch_all(&self.pool)
+        let mut query = ListQuery::new("SELECT * FROM event_types");
+        query.condition("archived = 0", &[]);
+        query
+            .page(page, "name")
+            .fetch(&self.pool)
             .await?
             .iter()
             .map(event_type_from_row)
@@ -491,25 +527,19 @@ impl Store for SqliteStore {
         filter: &EndpointFilter,
         page: &PageRequest,
     ) -> Result<Vec<Endpoint>, StoreError> {
-        let (after, order) = order_sql(page, "e.id");
-        let sql = format!(
-            "SELECT e.* FROM endpoints e
-             WHERE (? IS NULL OR {RECEIVES_TYPE})
-               AND (? IS NULL OR {HAS_NO_CHANNELS} OR {HAS_CHANNEL})
-               AND (? IS NULL OR {after})
-             {order} LIMIT ?"
-        );
-        let event_type = filter.event_type.as_ref().map(EventTypeName::as_str);
-        let channel = filter.channel.as_ref().map(Channel::as_str);
-        sqlx::query(AssertSqlSafe(sql))
-            .bind(event_type)
-            .bind(event_type)
-            .bind(channel)
-            .bind(channel)
-            .bind(page.after.as_deref())
-            .bind(page.after.as_deref())
-            .bind(limit(page))
-            .fetch_all(&self.pool)
+        let mut query = ListQuery::new("SELECT e.* FROM endpoints e");
+        if let Some(event_type) = &filter.event_type {
+            query.condition(RECEIVES_TYPE, &[event_type.as_str()]);
+        }
+        if let Some(channel) = &filter.channel {
+            query.condition(
+                &format!("({HAS_NO_CHANNELS} OR {HAS_CHANNEL})"),
+                &[channel.as_str()],
+            );
+        }
+        query
+            .page(page, "e.id")
+            .fetch(&self.pool)
             .await?
             .iter()
             .map(|row| endpoint_from_row(row).map(|r| r.endpoint))
@@ -521,19 +551,32 @@ impl Store for SqliteStore {
         event_type: &EventTypeName,
         channel: Option<&Channel>,
     ) -> Result<Vec<EndpointId>, StoreError> {
-        let sql = format!(
-            "SELECT e.id FROM endpoints e
-             WHERE e.disabled = 0 AND {RECEIVES_TYPE}
-               AND ({HAS_NO_CHANNELS} OR (? IS NOT NULL AND {HAS_CHANNEL}))
-             ORDER BY e.id"
-        );
-        let channel = channel.map(Channel::as_str);
-        let ids: Vec<String> = sqlx::query_scalar(AssertSqlSafe(sql))
-            .bind(event_type.as_str())
-            .bind(channel)
-            .bind(channel)
-            .fetch_all(&self.pool)
-            .await?;
+        let ids: Vec<String> = match channel {
+            None => {
+                let sql = format!(
+                    "SELECT e.id FROM endpoints e
+                     WHERE e.disabled = 0 AND {RECEIVES_TYPE} AND {HAS_NO_CHANNELS}
+                     ORDER BY e.id"
+                );
+                sqlx::query_scalar(AssertSqlSafe(sql))
+                    .bind(event_type.as_str())
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+            Some(channel) => {
+                let sql = format!(
+                    "SELECT e.id FROM endpoints e
+                     WHERE e.disabled = 0 AND {RECEIVES_TYPE}
+                       AND ({HAS_NO_CHANNELS} OR {HAS_CHANNEL})
+                     ORDER BY e.id"
+                );
+                sqlx::query_scalar(AssertSqlSafe(sql))
+                    .bind(event_type.as_str())
+                    .bind(channel.as_str())
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+        };
         ids.into_iter()
             .map(|id| id.parse().map_err(|e| corrupt(format!("endpoint {id}"), e)))
             .collect()
@@ -585,24 +628,16 @@ impl Store for SqliteStore {
         filter: &MessageFilter,
         page: &PageRequest,
     ) -> Result<Vec<Message>, StoreError> {
-        let (after, order) = order_sql(page, "id");
-        let sql = format!(
-            "SELECT * FROM messages
-             WHERE (? IS NULL OR event_type = ?) AND (? IS NULL OR channel = ?)
-               AND (? IS NULL OR {after})
-             {order} LIMIT ?"
-        );
-        let event_type = filter.event_type.as_ref().map(EventTypeName::as_str);
-        let channel = filter.channel.as_ref().map(Channel::as_str);
-        sqlx::query(AssertSqlSafe(sql))
-            .bind(event_type)
-            .bind(event_type)
-            .bind(channel)
-            .bind(channel)
-            .bind(page.after.as_deref())
-            .bind(page.after.as_deref())
-            .bind(limit(page))
-            .fetch_all(&self.pool)
+        let mut query = ListQuery::new("SELECT * FROM messages");
+        if let Some(event_type) = &filter.event_type {
+            query.condition("event_type = ?", &[event_type.as_str()]);
+        }
+        if let Some(channel) = &filter.channel {
+            query.condition("channel = ?", &[channel.as_str()]);
+        }
+        query
+            .page(page, "id")
+            .fetch(&self.pool)
             .await?
             .iter()
             .map(message_from_row)
@@ -681,5 +716,73 @@ impl Store for SqliteStore {
         .await?
         .rows_affected();
         Ok(updated == 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    /// Every page query must walk an index from the cursor, never scan the table from the
+    /// start or sort it: that is what keeps listing N items page by page linear.
+    #[tokio::test]
+    async fn page_queries_seek_an_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("plan.db")).await.unwrap();
+        let page = PageRequest {
+            after: Some("msg_x".into()),
+            order: Order::Descending,
+            limit: 50,
+        };
+        let cases: Vec<(ListQuery, &str)> = vec![
+            (
+                ListQuery::new("SELECT * FROM messages").page(&page, "id"),
+                "messages",
+            ),
+            (
+                {
+                    let mut q = ListQuery::new("SELECT * FROM messages");
+                    q.condition("event_type = ?", &["a.b"]);
+                    q.page(&page, "id")
+                },
+                "messages",
+            ),
+            (
+                {
+                    let mut q = ListQuery::new("SELECT * FROM event_types");
+                    q.condition("archived = 0", &[]);
+                    q.page(&page, "name")
+                },
+                "event_types",
+            ),
+            (
+                ListQuery::new("SELECT e.* FROM endpoints e").page(&page, "e.id"),
+                "endpoints",
+            ),
+        ];
+        for (query, table) in cases {
+            let mut explain =
+                sqlx::query(AssertSqlSafe(format!("EXPLAIN QUERY PLAN {}", query.sql)));
+            for bind in &query.binds {
+                explain = explain.bind(bind.clone());
+            }
+            let plan: Vec<String> = explain
+                .fetch_all(&store.pool)
+                .await
+                .unwrap()
+                .iter()
+                .map(|row| row.try_get::<String, _>("detail").unwrap())
+                .collect();
+            let text = plan.join(" | ");
+            assert!(
+                text.contains(&format!("SEARCH {table}"))
+                    || text.contains("SEARCH e USING"),
+                "{}: {text}",
+                query.sql
+            );
+            assert!(!text.contains("TEMP B-TREE"), "{}: {text}", query.sql);
+        }
     }
 }
