@@ -777,8 +777,7 @@ mod tests {
                 .collect();
             let text = plan.join(" | ");
             assert!(
-                text.contains(&format!("SEARCH {table}"))
-                    || text.contains("SEARCH e USING"),
+                text.contains(&format!("SEARCH {table}")) || text.contains("SEARCH e USING"),
                 "{}: {text}",
                 query.sql
             );
