@@ -19,6 +19,7 @@ use crate::model::{
 use crate::page::{ListOptions, Page, finish_page};
 use crate::schema::CompiledSchema;
 use crate::secret::Secret;
+use crate::signature::Verifier;
 use crate::store::{EndpointFilter, MemoryStore, MessageFilter, Store};
 
 /// How long a rotated-out secret keeps signing by default: 24 hours.
@@ -443,6 +444,18 @@ impl<S: Store> Registry<S> {
     /// [`Error::EndpointNotFound`].
     pub async fn live_keys(&self, id_or_uid: &str) -> Result<Vec<Secret>, Error> {
         Ok(self.record(id_or_uid).await?.keys.live(self.now()))
+    }
+
+    /// A [`Verifier`] holding every live key of the endpoint, for a receiver that shares this
+    /// registry (it accepts messages signed before and after a rotation).
+    ///
+    /// # Errors
+    /// [`Error::EndpointNotFound`].
+    pub async fn verifier(&self, id_or_uid: &str) -> Result<Verifier, Error> {
+        let keys = self.live_keys(id_or_uid).await?;
+        Ok(keys
+            .into_iter()
+            .fold(Verifier::empty(), |verifier, key| verifier.with_secret(key)))
     }
 
     /// Replaces the endpoint's secret with `new` (or a fresh one); the old secret keeps

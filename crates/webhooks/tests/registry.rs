@@ -11,7 +11,7 @@ use serde_json::json;
 use switchyard_webhooks::store::{EndpointFilter, MemoryStore, MessageFilter, SqliteStore, Store};
 use switchyard_webhooks::{
     Channel, Clock, DeliveryStatus, DeliveryUpdate, EndpointSpec, Error, EventTypeName,
-    ListOptions, Order, Registry, RegistryConfig, SchemaError, Secret,
+    ListOptions, Order, Registry, RegistryConfig, SchemaError, Secret, Signer,
 };
 
 /// A registry whose clock the test moves by hand.
@@ -532,6 +532,25 @@ async fn rotation_grace_and_cap<S: Store>(h: Harness<S>) {
     h.advance(Duration::from_secs(3600));
     assert_eq!(r.live_keys(id).await.unwrap(), [second]);
 
+    // A message signed with the old key, then the key rotated: the endpoint's verifier takes
+    // both the old and the new signature.
+    let old = r.endpoint_secret(id).await.unwrap();
+    let old_headers = Signer::new(old).headers("msg_1", 1_700_000_000, b"{}");
+    r.rotate_secret(id, None).await.unwrap();
+    let new_headers =
+        Signer::new(r.endpoint_secret(id).await.unwrap()).headers("msg_1", 1_700_000_000, b"{}");
+    let verifier = r.verifier(id).await.unwrap();
+    assert!(
+        verifier
+            .verify_at(&old_headers, b"{}", 1_700_000_000)
+            .is_ok()
+    );
+    assert!(
+        verifier
+            .verify_at(&new_headers, b"{}", 1_700_000_000)
+            .is_ok()
+    );
+
     for _ in 0..15 {
         r.rotate_secret(id, None).await.unwrap();
     }
@@ -904,4 +923,61 @@ async fn sqlite_state_survives_a_restart() {
             .await
             .is_err()
     );
+}
+
+/// Two stores opened on one file (as two processes would) lease concurrently without ever
+/// handing out the same delivery.
+#[tokio::test]
+async fn sqlite_leases_are_exclusive_across_separately_opened_stores() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shared.db");
+    let registry = Registry::new(SqliteStore::open(&path).await.unwrap());
+    let visit = name("origin.visit");
+    registry
+        .create_event_type(visit.clone(), "", json!({}))
+        .await
+        .unwrap();
+    for i in 0..4 {
+        registry
+            .create_endpoint(
+                EndpointSpec::new(format!("https://{i}.example/")).event_type(visit.clone()),
+            )
+            .await
+            .unwrap();
+    }
+    for _ in 0..50 {
+        registry.send(&visit, "{}", None).await.unwrap().unwrap();
+    }
+    let now = Utc::now();
+    let workers: Vec<_> = (0..3)
+        .map(|_| {
+            let path = path.clone();
+            tokio::spawn(async move {
+                let store = SqliteStore::open(&path).await.unwrap();
+                let mut mine = Vec::new();
+                loop {
+                    let batch = store
+                        .lease_deliveries(now, Duration::from_secs(60), 9)
+                        .await
+                        .unwrap();
+                    if batch.is_empty() {
+                        break mine;
+                    }
+                    mine.extend(
+                        batch
+                            .into_iter()
+                            .map(|l| (l.delivery.message_id, l.delivery.endpoint_id)),
+                    );
+                }
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for worker in workers {
+        all.extend(worker.await.unwrap());
+    }
+    assert_eq!(all.len(), 200);
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), 200, "no delivery leased twice");
 }
