@@ -278,6 +278,13 @@ impl EndpointSpec {
         self
     }
 
+    /// Sets its description.
+    #[must_use]
+    pub fn description(mut self, description: impl Into<String>) -> Self {
+        self.description = description.into();
+        self
+    }
+
     /// Creates it disabled (or not).
     #[must_use]
     pub fn disabled(mut self, disabled: bool) -> Self {

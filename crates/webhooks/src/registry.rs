@@ -510,17 +510,10 @@ impl<S: Store> Registry<S> {
         payload: impl AsRef<[u8]>,
         channel: Option<&str>,
     ) -> Result<Option<(MessageId, DateTime<Utc>)>, Error> {
-        let message = self.prepare(event_type, payload.as_ref(), channel).await?;
-        let recipients = self
-            .store
-            .recipients(&message.event_type, message.channel.as_ref())
+        let (message, stored) = self
+            .store_message(event_type, payload.as_ref(), channel, false)
             .await?;
-        if recipients.is_empty() {
-            return Ok(None);
-        }
-        self.store.insert_message(&message, &recipients).await?;
-        tracing::debug!(message = %message.id, deliveries = recipients.len(), "message stored");
-        Ok(Some((message.id, message.created_at)))
+        Ok(stored.then_some((message.id, message.created_at)))
     }
 
     /// Like [`Registry::send`], but stores the message even when no endpoint listens (the
@@ -534,13 +527,33 @@ impl<S: Store> Registry<S> {
         payload: impl AsRef<[u8]>,
         channel: Option<&str>,
     ) -> Result<Message, Error> {
-        let message = self.prepare(event_type, payload.as_ref(), channel).await?;
+        let (message, _) = self
+            .store_message(event_type, payload.as_ref(), channel, true)
+            .await?;
+        Ok(message)
+    }
+
+    /// Checks a message and stores it with one pending delivery per recipient; without
+    /// recipients it is stored only when `keep_unheard` is set. Returns the message and
+    /// whether it was stored.
+    async fn store_message(
+        &self,
+        event_type: &EventTypeName,
+        payload: &[u8],
+        channel: Option<&str>,
+        keep_unheard: bool,
+    ) -> Result<(Message, bool), Error> {
+        let message = self.prepare(event_type, payload, channel).await?;
         let recipients = self
             .store
             .recipients(&message.event_type, message.channel.as_ref())
             .await?;
+        if recipients.is_empty() && !keep_unheard {
+            return Ok((message, false));
+        }
         self.store.insert_message(&message, &recipients).await?;
-        Ok(message)
+        tracing::debug!(message = %message.id, deliveries = recipients.len(), "message stored");
+        Ok((message, true))
     }
 
     async fn prepare(

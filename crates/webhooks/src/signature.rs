@@ -289,6 +289,8 @@ impl Verifier {
         // first key's MAC lives on the stack: one key is the common case.
         let mut first_mac: Option<[u8; 32]> = None;
         let mut other_macs: Vec<[u8; 32]> = Vec::new();
+        // The Ed25519 message (`id.timestamp.body`), built once if any `v1a` entry needs it.
+        let mut content: Option<Vec<u8>> = None;
         for entry in signature.split(' ').filter(|e| !e.is_empty()) {
             let Some((version, encoded)) = entry.split_once(',') else {
                 continue;
@@ -329,11 +331,12 @@ impl Verifier {
                     let mut bytes = [0u8; 64];
                     bytes.copy_from_slice(&decoded[..64]);
                     let sig = ed25519_dalek::Signature::from_bytes(&bytes);
-                    let content = signed_content(id, timestamp, body);
+                    let content =
+                        content.get_or_insert_with(|| signed_content(id, timestamp, body));
                     if self
                         .public_keys
                         .iter()
-                        .any(|k| k.inner().verify_strict(&content, &sig).is_ok())
+                        .any(|k| k.inner().verify_strict(content, &sig).is_ok())
                     {
                         return Ok(Verified {
                             id: id.to_owned(),
