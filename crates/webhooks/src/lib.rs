@@ -53,6 +53,7 @@ mod id;
 mod model;
 mod page;
 mod registry;
+pub mod retry;
 mod schema;
 mod secret;
 pub mod signature;
