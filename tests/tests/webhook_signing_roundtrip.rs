@@ -148,6 +148,7 @@ async fn registry_messages_reach_a_verifying_receiver() {
                 status: DeliveryStatus::Succeeded,
                 attempts: 1,
                 next_attempt_at: now,
+                attempt: None,
             }
         } else {
             assert_eq!(status, StatusCode::UNAUTHORIZED);
@@ -155,6 +156,7 @@ async fn registry_messages_reach_a_verifying_receiver() {
                 status: DeliveryStatus::Pending,
                 attempts: 1,
                 next_attempt_at: now + chrono::Duration::seconds(5),
+                attempt: None,
             }
         };
         assert!(

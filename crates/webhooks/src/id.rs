@@ -1,4 +1,5 @@
-//! Time-sortable identifiers: `msg_…` for messages and `ep_…` for endpoints, each a prefix and
+//! Time-sortable identifiers: `msg_…` for messages, `ep_…` for endpoints and `atmpt_…` for
+//! delivery attempts, each a prefix and
 //! a 27-character KSUID (4 bytes of seconds since 2014-05-13, 16 random bytes, base62).
 //!
 //! Ids made by one process are strictly increasing, even within a second (the random part is
@@ -143,6 +144,13 @@ prefixed_id!(
     EndpointId,
     "ep_",
     "endpoint id"
+);
+
+prefixed_id!(
+    /// A delivery attempt id: `atmpt_` and a KSUID. Sorting ids sorts attempts by time.
+    AttemptId,
+    "atmpt_",
+    "attempt id"
 );
 
 #[cfg(test)]

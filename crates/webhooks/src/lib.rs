@@ -61,15 +61,16 @@ pub mod store;
 pub mod verify;
 
 pub use error::{Error, KeyError, SchemaError, StoreError, VerifyError, Violation};
-pub use id::{EndpointId, MessageId};
+pub use id::{AttemptId, EndpointId, MessageId};
 pub use model::{
-    Channel, Delivery, DeliveryStatus, DeliveryUpdate, Endpoint, EndpointKeys, EndpointRecord,
-    EndpointSpec, EndpointUid, EventType, EventTypeFilter, EventTypeName, Lease, MAX_CHANNELS,
-    Message,
+    Attempt, AttemptStatus, AttemptTrigger, Channel, Delivery, DeliveryStatus, DeliveryUpdate,
+    Endpoint, EndpointKeys, EndpointRecord, EndpointSpec, EndpointUid, EventType, EventTypeFilter,
+    EventTypeName, Lease, MAX_CHANNELS, MAX_RESPONSE_BODY, Message, SentEvent,
 };
 pub use page::{DEFAULT_LIMIT, ListOptions, MAX_LIMIT, Order, Page, PageRequest};
 pub use registry::{
     Clock, DEFAULT_KEY_GRACE, DEFAULT_MAX_PAYLOAD, MAX_PREVIOUS_KEYS, Registry, RegistryConfig,
+    SentEventQuery,
 };
 pub use secret::{Secret, SigningKey, VerifyingKey};
 pub use signature::{Signer, SigningSecret, Verified, Verifier};

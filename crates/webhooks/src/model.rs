@@ -3,13 +3,15 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::num::NonZeroU32;
 use std::str::FromStr;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
 use crate::error::Error;
-use crate::id::{EndpointId, MessageId};
+use crate::id::{AttemptId, EndpointId, MessageId};
 use crate::secret::Secret;
 
 /// The most channels one endpoint may listen to.
@@ -214,6 +216,11 @@ pub struct EndpointSpec {
     pub secret: Option<Secret>,
     /// A human-readable description.
     pub description: String,
+    /// The most messages per second the delivery engine sends it; `None`: no limit.
+    pub rate_limit: Option<NonZeroU32>,
+    /// Ordered delivery: the next message waits until the previous one succeeded or was
+    /// exhausted (default `false`: messages go out concurrently).
+    pub ordered: bool,
 }
 
 impl EndpointSpec {
@@ -229,6 +236,8 @@ impl EndpointSpec {
             disabled: false,
             secret: None,
             description: String::new(),
+            rate_limit: None,
+            ordered: false,
         }
     }
 
@@ -291,6 +300,20 @@ impl EndpointSpec {
         self.disabled = disabled;
         self
     }
+
+    /// Limits deliveries to this endpoint to `per_second` messages per second.
+    #[must_use]
+    pub fn rate_limit(mut self, per_second: NonZeroU32) -> Self {
+        self.rate_limit = Some(per_second);
+        self
+    }
+
+    /// Turns ordered delivery on or off.
+    #[must_use]
+    pub fn ordered(mut self, ordered: bool) -> Self {
+        self.ordered = ordered;
+        self
+    }
 }
 
 /// A stored endpoint, without its keys (see [`EndpointKeys`]).
@@ -314,6 +337,10 @@ pub struct Endpoint {
     pub disabled: bool,
     /// A human-readable description.
     pub description: String,
+    /// The most messages per second the delivery engine sends it, if limited.
+    pub rate_limit: Option<NonZeroU32>,
+    /// Whether messages are delivered one at a time, in order.
+    pub ordered: bool,
     /// When it was created.
     pub created_at: DateTime<Utc>,
     /// When it was last changed.
@@ -373,10 +400,13 @@ pub struct Message {
     pub event_type: EventTypeName,
     /// The channel it was sent to, if any.
     pub channel: Option<Channel>,
-    /// The payload bytes exactly as the caller gave them (valid UTF-8 JSON).
+    /// The payload bytes exactly as the caller gave them (valid UTF-8 JSON); empty once the
+    /// message has expired.
     pub payload: String,
     /// When it was sent.
     pub created_at: DateTime<Utc>,
+    /// Its payload was purged after the retention period; the message still lists.
+    pub expired: bool,
 }
 
 impl Message {
@@ -436,6 +466,8 @@ pub struct Delivery {
     pub next_attempt_at: DateTime<Utc>,
     /// Until when a worker holds it, if leased.
     pub leased_until: Option<DateTime<Utc>>,
+    /// What its next attempt is recorded as: [`AttemptTrigger::Manual`] after a resend.
+    pub trigger: AttemptTrigger,
 }
 
 /// A delivery a worker has leased: nobody else gets it until the lease runs out or the worker
@@ -449,7 +481,7 @@ pub struct Lease {
     pub token: String,
 }
 
-/// What a worker reports after an attempt.
+/// What a worker reports after an attempt (or after postponing one).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeliveryUpdate {
     /// The new status.
@@ -458,6 +490,174 @@ pub struct DeliveryUpdate {
     pub attempts: u32,
     /// When to try again (for `Pending`).
     pub next_attempt_at: DateTime<Utc>,
+    /// The attempt made, recorded in the same transaction; `None` when the worker made no
+    /// request (it postponed the delivery for a rate limit, or the endpoint was disabled).
+    pub attempt: Option<Attempt>,
+}
+
+/// What an attempt came to. The codes are Svix's `MessageStatus` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AttemptStatus {
+    /// The endpoint answered 2xx (code 0).
+    Success,
+    /// Waiting to be sent (code 1). Recorded attempts are finished, so this only describes a
+    /// delivery that has not been attempted yet.
+    Pending,
+    /// A network error, a timeout or a non-2xx answer (code 2).
+    Failed,
+    /// On the wire right now (code 3): a delivery a worker holds.
+    Sending,
+}
+
+impl AttemptStatus {
+    /// Svix's numeric code.
+    pub fn code(self) -> i64 {
+        match self {
+            Self::Success => 0,
+            Self::Pending => 1,
+            Self::Failed => 2,
+            Self::Sending => 3,
+        }
+    }
+
+    /// The status with this Svix code.
+    pub fn from_code(code: i64) -> Option<Self> {
+        match code {
+            0 => Some(Self::Success),
+            1 => Some(Self::Pending),
+            2 => Some(Self::Failed),
+            3 => Some(Self::Sending),
+            _ => None,
+        }
+    }
+}
+
+/// Why an attempt was made. The codes are Svix's `MessageAttemptTriggerType` values.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum AttemptTrigger {
+    /// The first attempt or a retry on the schedule (code 0).
+    #[default]
+    Scheduled,
+    /// A resend someone asked for (code 1).
+    Manual,
+}
+
+impl AttemptTrigger {
+    /// Svix's numeric code.
+    pub fn code(self) -> i64 {
+        match self {
+            Self::Scheduled => 0,
+            Self::Manual => 1,
+        }
+    }
+
+    /// The trigger with this Svix code.
+    pub fn from_code(code: i64) -> Option<Self> {
+        match code {
+            0 => Some(Self::Scheduled),
+            1 => Some(Self::Manual),
+            _ => None,
+        }
+    }
+}
+
+/// The longest response body an attempt keeps, in bytes (longer ones are cut at a character
+/// boundary).
+pub const MAX_RESPONSE_BODY: usize = 20 * 1024;
+
+/// One HTTP request to an endpoint and what came back: the seed's `SentEvent`, and Svix's
+/// message attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt {
+    /// `atmpt_…`, time-sortable.
+    pub id: AttemptId,
+    /// The message sent.
+    pub message_id: MessageId,
+    /// The endpoint it went to.
+    pub endpoint_id: EndpointId,
+    /// The message's event type.
+    pub event_type: EventTypeName,
+    /// The channel the message was sent to, if any.
+    pub channel: Option<Channel>,
+    /// The URL POSTed to.
+    pub url: String,
+    /// [`AttemptStatus::Success`] or [`AttemptStatus::Failed`].
+    pub status: AttemptStatus,
+    /// The response's status code; 0 when no response came (network error, timeout, refused
+    /// address).
+    pub response_status: u16,
+    /// The response body, at most [`MAX_RESPONSE_BODY`] bytes; for a network error, what went
+    /// wrong.
+    pub response: String,
+    /// The request headers sent (names lower-case). Values of credential-bearing custom
+    /// headers (`authorization`, `cookie`, `proxy-authorization`, and names containing
+    /// `token`, `secret`, `key` or `password`) are replaced by `<redacted>`.
+    pub headers: BTreeMap<String, String>,
+    /// From the start of the request to the end of the response body.
+    pub duration: Duration,
+    /// Scheduled or manual.
+    pub trigger: AttemptTrigger,
+    /// When it was sent: the second of its `webhook-timestamp`.
+    pub timestamp: DateTime<Utc>,
+}
+
+/// One event sent to one endpoint, as `swh-webhooks` lists them (`SentEvent`): an attempt
+/// together with its message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentEvent {
+    /// The event type (`event_type_name`).
+    pub event_type: EventTypeName,
+    /// The URL it was POSTed to (`endpoint_url`).
+    pub endpoint_url: String,
+    /// The message's channel, if any.
+    pub channel: Option<Channel>,
+    /// The request headers sent (credential-bearing custom headers redacted).
+    pub headers: BTreeMap<String, String>,
+    /// The message id (`msg_id`).
+    pub message_id: MessageId,
+    /// The payload bytes as sent; empty when the message has expired (see `expired`).
+    pub payload: String,
+    /// The payload was purged after the retention period.
+    pub expired: bool,
+    /// When it was sent.
+    pub timestamp: DateTime<Utc>,
+    /// The response body (at most [`MAX_RESPONSE_BODY`] bytes).
+    pub response: String,
+    /// The response status code; 0 when no response came.
+    pub response_status_code: u16,
+    /// The attempt this event is.
+    pub attempt_id: AttemptId,
+}
+
+impl SentEvent {
+    /// The event of `attempt`, whose message is `message` (`None` if it is gone).
+    pub fn new(attempt: Attempt, message: Option<Message>) -> Self {
+        let (payload, expired) = match message {
+            Some(message) => (message.payload, message.expired),
+            None => (String::new(), true),
+        };
+        Self {
+            event_type: attempt.event_type,
+            endpoint_url: attempt.url,
+            channel: attempt.channel,
+            headers: attempt.headers,
+            message_id: attempt.message_id,
+            payload,
+            expired,
+            timestamp: attempt.timestamp,
+            response: attempt.response,
+            response_status_code: attempt.response_status,
+            attempt_id: attempt.id,
+        }
+    }
+
+    /// The payload parsed as JSON (`None` once expired).
+    pub fn payload_json(&self) -> Option<Value> {
+        if self.expired {
+            return None;
+        }
+        serde_json::from_str(&self.payload).ok()
+    }
 }
 
 #[cfg(test)]
@@ -499,6 +699,8 @@ mod tests {
             headers: BTreeMap::new(),
             disabled: false,
             description: String::new(),
+            rate_limit: None,
+            ordered: false,
             created_at: Utc::now(),
             updated_at: Utc::now(),
         };

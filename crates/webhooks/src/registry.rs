@@ -9,18 +9,19 @@ use std::time::Duration;
 use chrono::{DateTime, SubsecRound as _, Utc};
 use http::{HeaderName, HeaderValue};
 use serde_json::Value;
+use tokio::sync::Notify;
 
 use crate::error::{Error, SchemaError};
 use crate::id::{EndpointId, MessageId};
 use crate::model::{
-    Channel, Delivery, Endpoint, EndpointKeys, EndpointRecord, EndpointSpec, EndpointUid,
-    EventType, EventTypeFilter, EventTypeName, MAX_CHANNELS, Message,
+    Attempt, Channel, Delivery, Endpoint, EndpointKeys, EndpointRecord, EndpointSpec, EndpointUid,
+    EventType, EventTypeFilter, EventTypeName, MAX_CHANNELS, Message, SentEvent,
 };
-use crate::page::{ListOptions, Page, finish_page};
+use crate::page::{ListOptions, MAX_LIMIT, Order, Page, finish_page};
 use crate::schema::CompiledSchema;
 use crate::secret::Secret;
 use crate::signature::Verifier;
-use crate::store::{EndpointFilter, MemoryStore, MessageFilter, Store};
+use crate::store::{AttemptFilter, EndpointFilter, MemoryStore, MessageFilter, Store};
 
 /// How long a rotated-out secret keeps signing by default: 24 hours.
 pub const DEFAULT_KEY_GRACE: Duration = Duration::from_secs(24 * 60 * 60);
@@ -141,6 +142,9 @@ pub struct Registry<S = MemoryStore> {
     config: RegistryConfig,
     /// Compiled schemas by event type, with the `updated_at` they were compiled for.
     schemas: Mutex<HashMap<EventTypeName, (DateTime<Utc>, CompiledSchema)>>,
+    /// Woken when deliveries become due (a send, a resend), so a delivery engine in this
+    /// process starts at once instead of at its next poll.
+    work: Notify,
 }
 
 impl<S> fmt::Debug for Registry<S> {
@@ -170,6 +174,7 @@ impl<S: Store> Registry<S> {
             store,
             config,
             schemas: Mutex::new(HashMap::new()),
+            work: Notify::new(),
         }
     }
 
@@ -359,6 +364,8 @@ impl<S: Store> Registry<S> {
             headers: spec.headers,
             disabled: spec.disabled,
             description: spec.description,
+            rate_limit: spec.rate_limit,
+            ordered: spec.ordered,
             created_at,
             updated_at: now,
         };
@@ -553,6 +560,9 @@ impl<S: Store> Registry<S> {
         }
         self.store.insert_message(&message, &recipients).await?;
         tracing::debug!(message = %message.id, deliveries = recipients.len(), "message stored");
+        if !recipients.is_empty() {
+            self.work.notify_one();
+        }
         Ok((message, true))
     }
 
@@ -584,6 +594,7 @@ impl<S: Store> Registry<S> {
             channel,
             payload: text.to_owned(),
             created_at: now,
+            expired: false,
         })
     }
 
@@ -620,6 +631,144 @@ impl<S: Store> Registry<S> {
     pub async fn deliveries(&self, message: &MessageId) -> Result<Vec<Delivery>, Error> {
         Ok(self.store.deliveries(message).await?)
     }
+
+    // ----- attempts, sent events, resending -----
+
+    /// Delivery attempts matching the filter, by id (time order) in the order the options
+    /// ask for.
+    ///
+    /// # Errors
+    /// [`Error::InvalidId`] for a foreign iterator; [`Error::Store`].
+    pub async fn list_attempts(
+        &self,
+        filter: &AttemptFilter,
+        options: &ListOptions,
+    ) -> Result<Page<Attempt>, Error> {
+        let request = options.to_request()?;
+        let items = self.store.list_attempts(filter, &request).await?;
+        Ok(finish_page(items, &request, |a| a.id.as_str()))
+    }
+
+    /// The events sent to an endpoint (every attempt, with its message), newest first: the
+    /// seed's `sent_events_list_for_endpoint`.
+    ///
+    /// # Errors
+    /// [`Error::EndpointNotFound`]; [`Error::Store`].
+    pub async fn sent_events_for_endpoint(
+        &self,
+        id_or_uid: &str,
+        query: &SentEventQuery,
+    ) -> Result<Vec<SentEvent>, Error> {
+        let endpoint = self.record(id_or_uid).await?.endpoint;
+        let filter = AttemptFilter {
+            endpoint: Some(endpoint.id),
+            before: query.before,
+            after: query.after,
+            ..AttemptFilter::default()
+        };
+        self.sent_events(filter, query.limit).await
+    }
+
+    /// The events of one type (optionally on one channel) sent to any endpoint, newest first:
+    /// the seed's `sent_events_list_for_event_type`.
+    ///
+    /// # Errors
+    /// [`Error::EventTypeNotFound`]; [`Error::InvalidChannel`]; [`Error::Store`].
+    pub async fn sent_events_for_event_type(
+        &self,
+        event_type: &EventTypeName,
+        channel: Option<&str>,
+        query: &SentEventQuery,
+    ) -> Result<Vec<SentEvent>, Error> {
+        self.event_type(event_type).await?;
+        let filter = AttemptFilter {
+            event_type: Some(event_type.clone()),
+            channel: channel.map(Channel::new).transpose()?,
+            before: query.before,
+            after: query.after,
+            ..AttemptFilter::default()
+        };
+        self.sent_events(filter, query.limit).await
+    }
+
+    async fn sent_events(
+        &self,
+        filter: AttemptFilter,
+        limit: Option<usize>,
+    ) -> Result<Vec<SentEvent>, Error> {
+        let mut events = Vec::new();
+        let mut messages: HashMap<MessageId, Option<Message>> = HashMap::new();
+        let mut options = ListOptions {
+            order: Order::Descending,
+            ..ListOptions::default()
+        };
+        loop {
+            let wanted = limit.map_or(MAX_LIMIT, |l| l.saturating_sub(events.len()));
+            if wanted == 0 {
+                break;
+            }
+            options.limit = Some(wanted.min(MAX_LIMIT));
+            let page = self.list_attempts(&filter, &options).await?;
+            for attempt in page.items {
+                if !messages.contains_key(&attempt.message_id) {
+                    let message = self.store.message(&attempt.message_id).await?;
+                    messages.insert(attempt.message_id.clone(), message);
+                }
+                let message = messages.get(&attempt.message_id).cloned().flatten();
+                events.push(SentEvent::new(attempt, message));
+            }
+            if page.done {
+                break;
+            }
+            options.iterator = page.iterator;
+        }
+        Ok(events)
+    }
+
+    /// Sends a message to an endpoint again, now (a manual attempt, then the retry schedule
+    /// afresh if it fails). The endpoint need not have been a recipient originally.
+    ///
+    /// # Errors
+    /// [`Error::MessageNotFound`]; [`Error::EndpointNotFound`]; [`Error::Store`].
+    pub async fn resend(&self, message: &str, endpoint: &str) -> Result<(), Error> {
+        let message = self.message(message).await?;
+        let endpoint = self.record(endpoint).await?.endpoint;
+        self.store
+            .requeue_delivery(&message.id, &endpoint.id, self.now())
+            .await?;
+        tracing::info!(message = %message.id, endpoint = %endpoint.id, "manual resend queued");
+        self.work.notify_one();
+        Ok(())
+    }
+
+    /// Resends every message to the endpoint whose delivery was exhausted, among those sent
+    /// at or after `since` (Svix's "recover"). Returns how many were queued.
+    ///
+    /// # Errors
+    /// [`Error::EndpointNotFound`]; [`Error::Store`].
+    pub async fn recover(&self, endpoint: &str, since: DateTime<Utc>) -> Result<u64, Error> {
+        let endpoint = self.record(endpoint).await?.endpoint;
+        let count = self
+            .store
+            .recover_deliveries(&endpoint.id, since, self.now())
+            .await?;
+        tracing::info!(endpoint = %endpoint.id, count, "failed messages queued again");
+        if count > 0 {
+            self.work.notify_one();
+        }
+        Ok(count)
+    }
+}
+
+/// Which sent events to list: the seed's `before`, `after` and `limit` arguments.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SentEventQuery {
+    /// Only events sent strictly before this time.
+    pub before: Option<DateTime<Utc>>,
+    /// Only events sent strictly after this time.
+    pub after: Option<DateTime<Utc>>,
+    /// At most this many (newest first); `None`: all of them.
+    pub limit: Option<usize>,
 }
 
 fn check_url(url: &str) -> Result<(), Error> {

@@ -8,10 +8,16 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde_json::json;
-use switchyard_webhooks::store::{EndpointFilter, MemoryStore, MessageFilter, SqliteStore, Store};
+use std::collections::BTreeMap;
+use std::num::NonZeroU32;
+
+use switchyard_webhooks::store::{
+    AttemptFilter, EndpointFilter, HealthChange, MemoryStore, MessageFilter, SqliteStore, Store,
+};
 use switchyard_webhooks::{
-    Channel, Clock, DeliveryStatus, DeliveryUpdate, EndpointSpec, Error, EventTypeName,
-    ListOptions, Order, Registry, RegistryConfig, SchemaError, Secret, Signer,
+    Attempt, AttemptId, AttemptStatus, AttemptTrigger, Channel, Clock, DeliveryStatus,
+    DeliveryUpdate, EndpointSpec, Error, EventTypeName, Lease, ListOptions, Order, Registry,
+    RegistryConfig, SchemaError, Secret, SentEventQuery, Signer,
 };
 
 /// A registry whose clock the test moves by hand.
@@ -700,6 +706,7 @@ async fn leases_are_exclusive_and_expire<S: Store>(h: Harness<S>) {
         status: DeliveryStatus::Succeeded,
         attempts: 1,
         next_attempt_at: now,
+        attempt: None,
     };
     assert!(store.finish_delivery(done, &update).await.unwrap());
     assert!(
@@ -717,7 +724,8 @@ async fn leases_are_exclusive_and_expire<S: Store>(h: Harness<S>) {
                 &DeliveryUpdate {
                     status: DeliveryStatus::Pending,
                     attempts: 1,
-                    next_attempt_at: later
+                    next_attempt_at: later,
+                    attempt: None,
                 }
             )
             .await
@@ -799,6 +807,535 @@ async fn deleting_an_endpoint_drops_its_pending_deliveries<S: Store>(h: Harness<
     assert_eq!(leases.len(), 1);
 }
 
+/// What a worker would record for an attempt on `lease` at `at`.
+async fn attempt_for<S: Store>(
+    h: &Harness<S>,
+    lease: &Lease,
+    status: AttemptStatus,
+    code: u16,
+    at: DateTime<Utc>,
+) -> Attempt {
+    let message = h
+        .registry
+        .message(lease.delivery.message_id.as_str())
+        .await
+        .unwrap();
+    let endpoint = h
+        .registry
+        .endpoint(lease.delivery.endpoint_id.as_str())
+        .await
+        .unwrap();
+    Attempt {
+        id: AttemptId::generate(at.timestamp()).unwrap(),
+        message_id: message.id.clone(),
+        endpoint_id: endpoint.id.clone(),
+        event_type: message.event_type.clone(),
+        channel: message.channel.clone(),
+        url: endpoint.url.clone(),
+        status,
+        response_status: code,
+        response: format!("answer {code}"),
+        headers: BTreeMap::from([("webhook-id".to_owned(), message.id.to_string())]),
+        duration: Duration::from_millis(12),
+        trigger: lease.delivery.trigger,
+        timestamp: at,
+    }
+}
+
+async fn finish<S: Store>(
+    h: &Harness<S>,
+    lease: &Lease,
+    status: DeliveryStatus,
+    code: u16,
+) -> Attempt {
+    let now = h.now();
+    let ok = status == DeliveryStatus::Succeeded;
+    let attempt = attempt_for(
+        h,
+        lease,
+        if ok {
+            AttemptStatus::Success
+        } else {
+            AttemptStatus::Failed
+        },
+        code,
+        now,
+    )
+    .await;
+    let update = DeliveryUpdate {
+        status,
+        attempts: lease.delivery.attempts + 1,
+        next_attempt_at: now + chrono::Duration::seconds(5),
+        attempt: Some(attempt.clone()),
+    };
+    assert!(
+        h.registry
+            .store()
+            .finish_delivery(lease, &update)
+            .await
+            .unwrap()
+    );
+    attempt
+}
+
+async fn attempts_are_recorded_listed_and_become_sent_events<S: Store>(h: Harness<S>) {
+    let r = &h.registry;
+    let visit = with_visit_type(&h).await;
+    let plain = r
+        .create_endpoint(EndpointSpec::new("https://a.example/").event_type(visit.clone()))
+        .await
+        .unwrap();
+    let channeled = r
+        .create_endpoint(
+            EndpointSpec::new("https://b.example/")
+                .event_type(visit.clone())
+                .channel("blue")
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let t0 = h.now();
+    let (first, _) = r
+        .send(&visit, br#"{"origin": "one"}"#, Some("blue"))
+        .await
+        .unwrap()
+        .unwrap();
+    h.advance(Duration::from_secs(10));
+    let (second, _) = r
+        .send(&visit, br#"{"origin":  "two"}"#, None)
+        .await
+        .unwrap()
+        .unwrap();
+    let store = r.store();
+    let leases = store
+        .lease_deliveries(h.now(), Duration::from_secs(30), 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        leases.len(),
+        3,
+        "two for the blue message, one for the other"
+    );
+    h.advance(Duration::from_secs(10));
+    let mut recorded = Vec::new();
+    for lease in &leases {
+        let (status, code) = if lease.delivery.endpoint_id == channeled.id {
+            (DeliveryStatus::Pending, 500)
+        } else {
+            (DeliveryStatus::Succeeded, 204)
+        };
+        recorded.push(finish(&h, lease, status, code).await);
+    }
+    let t_attempts = h.now();
+
+    // Every filter narrows as documented.
+    let all = r
+        .list_attempts(&AttemptFilter::default(), &ListOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(all.items.len(), 3);
+    assert_eq!(
+        all.items[0],
+        recorded
+            .iter()
+            .min_by_key(|a| a.id.clone())
+            .unwrap()
+            .clone()
+    );
+    let by = |filter: AttemptFilter| async move {
+        r.list_attempts(&filter, &ListOptions::default())
+            .await
+            .unwrap()
+            .items
+    };
+    assert_eq!(
+        by(AttemptFilter {
+            endpoint: Some(plain.id.clone()),
+            ..Default::default()
+        })
+        .await
+        .len(),
+        2
+    );
+    assert_eq!(
+        by(AttemptFilter {
+            message: Some(first.clone()),
+            ..Default::default()
+        })
+        .await
+        .len(),
+        2
+    );
+    let blue = Channel::new("blue").unwrap();
+    assert_eq!(
+        by(AttemptFilter {
+            channel: Some(blue.clone()),
+            ..Default::default()
+        })
+        .await
+        .len(),
+        2
+    );
+    let failed = by(AttemptFilter {
+        status: Some(AttemptStatus::Failed),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].endpoint_id, channeled.id);
+    assert_eq!(failed[0].response_status, 500);
+    assert_eq!(failed[0].duration, Duration::from_millis(12));
+    assert_eq!(failed[0].trigger, AttemptTrigger::Scheduled);
+    assert!(
+        by(AttemptFilter {
+            before: Some(t_attempts),
+            ..Default::default()
+        })
+        .await
+        .is_empty()
+    );
+    assert_eq!(
+        by(AttemptFilter {
+            after: Some(t0),
+            ..Default::default()
+        })
+        .await
+        .len(),
+        3
+    );
+
+    // Sent events: the seed's two listings, newest first, with the payload bytes as sent.
+    let for_plain = r
+        .sent_events_for_endpoint(plain.id.as_str(), &SentEventQuery::default())
+        .await
+        .unwrap();
+    assert_eq!(for_plain.len(), 2);
+    assert!(for_plain[0].timestamp >= for_plain[1].timestamp);
+    let two = for_plain.iter().find(|e| e.message_id == second).unwrap();
+    assert_eq!(two.payload, r#"{"origin":  "two"}"#);
+    assert_eq!(two.endpoint_url, "https://a.example/");
+    assert_eq!(two.response_status_code, 204);
+    assert_eq!(two.headers["webhook-id"], second.as_str());
+    assert_eq!(two.payload_json().unwrap()["origin"], "two");
+    let limited = r
+        .sent_events_for_endpoint(
+            plain.id.as_str(),
+            &SentEventQuery {
+                limit: Some(1),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(limited.len(), 1);
+    let on_blue = r
+        .sent_events_for_event_type(&visit, Some("blue"), &SentEventQuery::default())
+        .await
+        .unwrap();
+    assert_eq!(on_blue.len(), 2);
+    assert!(
+        on_blue
+            .iter()
+            .all(|e| e.message_id == first && e.channel == Some(blue.clone()))
+    );
+    let of_type = r
+        .sent_events_for_event_type(&visit, None, &SentEventQuery::default())
+        .await
+        .unwrap();
+    assert_eq!(of_type.len(), 3);
+    assert!(matches!(
+        r.sent_events_for_endpoint("nobody", &SentEventQuery::default())
+            .await,
+        Err(Error::EndpointNotFound { .. })
+    ));
+    assert!(matches!(
+        r.sent_events_for_event_type(&name("no.such"), None, &SentEventQuery::default())
+            .await,
+        Err(Error::EventTypeNotFound { .. })
+    ));
+}
+
+async fn a_lost_lease_still_records_its_attempt<S: Store>(h: Harness<S>) {
+    let r = &h.registry;
+    let visit = with_visit_type(&h).await;
+    let endpoint = r
+        .create_endpoint(EndpointSpec::new("https://a.example/").event_type(visit.clone()))
+        .await
+        .unwrap();
+    let (message, _) = r
+        .send(&visit, br#"{"origin": "x"}"#, None)
+        .await
+        .unwrap()
+        .unwrap();
+    let store = r.store();
+    let lease = store
+        .lease_deliveries(h.now(), Duration::from_secs(30), 10)
+        .await
+        .unwrap()
+        .pop()
+        .unwrap();
+    // Someone resends while the worker is on the wire: the lease is revoked.
+    r.resend(message.as_str(), endpoint.id.as_str())
+        .await
+        .unwrap();
+    let attempt = attempt_for(&h, &lease, AttemptStatus::Success, 200, h.now()).await;
+    let update = DeliveryUpdate {
+        status: DeliveryStatus::Succeeded,
+        attempts: 1,
+        next_attempt_at: h.now(),
+        attempt: Some(attempt),
+    };
+    assert!(!store.finish_delivery(&lease, &update).await.unwrap());
+    // The request happened, so the attempt is on record; the resend is still pending.
+    let attempts = r
+        .list_attempts(&AttemptFilter::default(), &ListOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(attempts.items.len(), 1);
+    let delivery = &r.deliveries(&message).await.unwrap()[0];
+    assert_eq!(delivery.status, DeliveryStatus::Pending);
+    assert_eq!(delivery.trigger, AttemptTrigger::Manual);
+}
+
+async fn resend_and_recover<S: Store>(h: Harness<S>) {
+    let r = &h.registry;
+    let visit = with_visit_type(&h).await;
+    let flaky = r
+        .create_endpoint(EndpointSpec::new("https://a.example/").event_type(visit.clone()))
+        .await
+        .unwrap();
+    let mut messages = Vec::new();
+    for i in 0..3 {
+        let body = format!(r#"{{"origin": "o{i}"}}"#);
+        messages.push(r.send(&visit, body, None).await.unwrap().unwrap().0);
+        h.advance(Duration::from_secs(60));
+    }
+    let since = h.now() - chrono::Duration::seconds(150); // after the first message
+    let store = r.store();
+    for lease in store
+        .lease_deliveries(h.now(), Duration::from_secs(30), 10)
+        .await
+        .unwrap()
+    {
+        finish(&h, &lease, DeliveryStatus::Exhausted, 500).await;
+    }
+    // Recover queues the exhausted deliveries of messages sent since then, and only those.
+    assert_eq!(r.recover(flaky.id.as_str(), since).await.unwrap(), 2);
+    for (i, message) in messages.iter().enumerate() {
+        let delivery = &r.deliveries(message).await.unwrap()[0];
+        if i == 0 {
+            assert_eq!(delivery.status, DeliveryStatus::Exhausted);
+        } else {
+            assert_eq!(delivery.status, DeliveryStatus::Pending);
+            assert_eq!(delivery.attempts, 0, "a fresh schedule");
+            assert_eq!(delivery.trigger, AttemptTrigger::Manual);
+            assert_eq!(delivery.next_attempt_at, h.now());
+        }
+    }
+    // The manual attempt is recorded as manual; the retries after it are scheduled again.
+    let lease = store
+        .lease_deliveries(h.now(), Duration::from_secs(30), 1)
+        .await
+        .unwrap()
+        .pop()
+        .unwrap();
+    let attempt = finish(&h, &lease, DeliveryStatus::Pending, 503).await;
+    assert_eq!(attempt.trigger, AttemptTrigger::Manual);
+    let delivery = &r.deliveries(&lease.delivery.message_id).await.unwrap()[0];
+    assert_eq!(delivery.trigger, AttemptTrigger::Scheduled);
+
+    // Resend reaches an endpoint that was not a recipient when the message was sent.
+    let late = r
+        .create_endpoint(EndpointSpec::new("https://late.example/"))
+        .await
+        .unwrap();
+    r.resend(messages[0].as_str(), late.id.as_str())
+        .await
+        .unwrap();
+    let deliveries = r.deliveries(&messages[0]).await.unwrap();
+    assert_eq!(deliveries.len(), 2);
+    assert!(deliveries.iter().any(|d| d.endpoint_id == late.id
+        && d.status == DeliveryStatus::Pending
+        && d.trigger == AttemptTrigger::Manual));
+    assert!(matches!(
+        r.resend(messages[0].as_str(), "nobody").await,
+        Err(Error::EndpointNotFound { .. })
+    ));
+    assert!(matches!(
+        r.recover("nobody", since).await,
+        Err(Error::EndpointNotFound { .. })
+    ));
+}
+
+async fn failing_endpoints_are_disabled_and_recover<S: Store>(h: Harness<S>) {
+    let r = &h.registry;
+    let store = r.store();
+    let endpoint = r
+        .create_endpoint(EndpointSpec::new("https://a.example/"))
+        .await
+        .unwrap();
+    let id = &endpoint.id;
+    let limit = Duration::from_secs(5 * 24 * 3600);
+    assert_eq!(
+        store.record_health(id, true, h.now(), limit).await.unwrap(),
+        HealthChange::Unchanged
+    );
+    let began = h.now();
+    assert_eq!(
+        store.record_health(id, false, began, limit).await.unwrap(),
+        HealthChange::Unchanged
+    );
+    // A success in between resets the clock.
+    h.advance(Duration::from_secs(4 * 24 * 3600));
+    assert_eq!(
+        store.record_health(id, true, h.now(), limit).await.unwrap(),
+        HealthChange::Recovered {
+            failing_since: began
+        }
+    );
+    let began = h.now();
+    store.record_health(id, false, began, limit).await.unwrap();
+    h.advance(Duration::from_secs(5 * 24 * 3600));
+    assert_eq!(
+        store
+            .record_health(id, false, h.now(), limit)
+            .await
+            .unwrap(),
+        HealthChange::Unchanged,
+        "exactly the threshold is not longer than it"
+    );
+    h.advance(Duration::from_secs(1));
+    assert_eq!(
+        store
+            .record_health(id, false, h.now(), limit)
+            .await
+            .unwrap(),
+        HealthChange::Disabled {
+            failing_since: began
+        }
+    );
+    assert!(r.endpoint(id.as_str()).await.unwrap().disabled);
+    // Reported once.
+    assert_eq!(
+        store
+            .record_health(id, false, h.now(), limit)
+            .await
+            .unwrap(),
+        HealthChange::Unchanged
+    );
+    // Turning it back on starts the clock afresh.
+    let record = store.endpoint(id).await.unwrap().unwrap();
+    let mut enabled = record.clone();
+    enabled.endpoint.disabled = false;
+    store.put_endpoint(&enabled).await.unwrap();
+    assert_eq!(
+        store
+            .record_health(id, false, h.now(), limit)
+            .await
+            .unwrap(),
+        HealthChange::Unchanged
+    );
+    assert!(!r.endpoint(id.as_str()).await.unwrap().disabled);
+}
+
+async fn expired_payloads_still_list<S: Store>(h: Harness<S>) {
+    let r = &h.registry;
+    let visit = with_visit_type(&h).await;
+    let old = r
+        .create_message(&visit, br#"{"origin": "old"}"#, None)
+        .await
+        .unwrap();
+    h.advance(Duration::from_secs(100));
+    let new = r
+        .create_message(&visit, br#"{"origin": "new"}"#, None)
+        .await
+        .unwrap();
+    let purged = r
+        .store()
+        .purge_payloads(h.now() - chrono::Duration::seconds(50))
+        .await
+        .unwrap();
+    assert_eq!(purged, 1);
+    let old = r.message(old.id.as_str()).await.unwrap();
+    assert!(old.expired);
+    assert!(old.payload.is_empty());
+    let new = r.message(new.id.as_str()).await.unwrap();
+    assert!(!new.expired);
+    assert_eq!(new.payload, r#"{"origin": "new"}"#);
+    let listed = r
+        .list_messages(&MessageFilter::default(), &ListOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(listed.items.len(), 2);
+    h.advance(Duration::from_secs(1));
+    assert_eq!(
+        r.store().purge_payloads(h.now()).await.unwrap(),
+        1,
+        "already expired ones are not counted again"
+    );
+}
+
+async fn ordered_endpoints_get_one_message_at_a_time<S: Store>(h: Harness<S>) {
+    let r = &h.registry;
+    let visit = with_visit_type(&h).await;
+    let ordered = r
+        .create_endpoint(
+            EndpointSpec::new("https://ordered.example/")
+                .event_type(visit.clone())
+                .ordered(true)
+                .rate_limit(NonZeroU32::new(5).unwrap()),
+        )
+        .await
+        .unwrap();
+    assert!(ordered.ordered);
+    assert_eq!(ordered.rate_limit, NonZeroU32::new(5));
+    let free = r
+        .create_endpoint(EndpointSpec::new("https://free.example/").event_type(visit.clone()))
+        .await
+        .unwrap();
+    let mut sent = Vec::new();
+    for i in 0..4 {
+        let body = format!(r#"{{"origin": "o{i}"}}"#);
+        sent.push(r.send(&visit, body, None).await.unwrap().unwrap().0);
+    }
+    let store = r.store();
+    let take = |limit| store.lease_deliveries(h.now(), Duration::from_secs(30), limit);
+    let leases = take(100).await.unwrap();
+    let to_ordered: Vec<_> = leases
+        .iter()
+        .filter(|l| l.delivery.endpoint_id == ordered.id)
+        .collect();
+    let to_free = leases
+        .iter()
+        .filter(|l| l.delivery.endpoint_id == free.id)
+        .count();
+    assert_eq!(to_free, 4, "an unordered endpoint gets everything at once");
+    assert_eq!(
+        to_ordered.len(),
+        1,
+        "an ordered one gets the first message only"
+    );
+    assert_eq!(to_ordered[0].delivery.message_id, sent[0]);
+    let first = to_ordered[0].clone();
+    // A retry keeps the line: nothing else goes while the first is pending.
+    finish(&h, &first, DeliveryStatus::Pending, 500).await;
+    h.advance(Duration::from_secs(1));
+    assert!(take(100).await.unwrap().is_empty());
+    // Once it is exhausted (or succeeded), the next one goes.
+    h.advance(Duration::from_secs(10));
+    let retry = take(100).await.unwrap();
+    assert_eq!(retry.len(), 1);
+    assert_eq!(retry[0].delivery.message_id, sent[0]);
+    finish(&h, &retry[0], DeliveryStatus::Exhausted, 500).await;
+    let next = take(100).await.unwrap();
+    assert_eq!(next.len(), 1);
+    assert_eq!(next[0].delivery.message_id, sent[1]);
+    // Settings survive a reload.
+    let reloaded = r.endpoint(ordered.id.as_str()).await.unwrap();
+    assert!(reloaded.ordered);
+    assert_eq!(reloaded.rate_limit, NonZeroU32::new(5));
+}
+
 async fn memory() -> Harness<MemoryStore> {
     Harness::with_store(MemoryStore::new(), None)
 }
@@ -843,6 +1380,12 @@ suite!(
     pagination_is_complete_in_both_orders,
     leases_are_exclusive_and_expire,
     deleting_an_endpoint_drops_its_pending_deliveries,
+    attempts_are_recorded_listed_and_become_sent_events,
+    a_lost_lease_still_records_its_attempt,
+    resend_and_recover,
+    failing_endpoints_are_disabled_and_recover,
+    expired_payloads_still_list,
+    ordered_endpoints_get_one_message_at_a_time,
 );
 
 /// Everything survives closing and reopening the SQLite file.

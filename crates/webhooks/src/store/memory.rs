@@ -7,12 +7,15 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::{EndpointFilter, MessageFilter, Store, lease_token, lease_until};
+use super::{
+    AttemptFilter, EndpointFilter, HealthChange, MessageFilter, Store, attempt_matches,
+    failing_too_long, lease_token, lease_until,
+};
 use crate::error::StoreError;
 use crate::id::{EndpointId, MessageId};
 use crate::model::{
-    Channel, Delivery, DeliveryStatus, DeliveryUpdate, Endpoint, EndpointRecord, EndpointUid,
-    EventType, EventTypeName, Lease, Message,
+    Attempt, AttemptTrigger, Channel, Delivery, DeliveryStatus, DeliveryUpdate, Endpoint,
+    EndpointRecord, EndpointUid, EventType, EventTypeName, Lease, Message,
 };
 use crate::page::{Order, PageRequest};
 
@@ -30,6 +33,38 @@ struct Inner {
     uids: HashMap<String, String>,
     messages: BTreeMap<String, Message>,
     deliveries: BTreeMap<(String, String), (Delivery, Option<String>)>,
+    attempts: BTreeMap<String, Attempt>,
+    failing_since: HashMap<String, DateTime<Utc>>,
+}
+
+impl Inner {
+    /// Whether an ordered endpoint has an earlier pending message than `message`.
+    fn waits_for_earlier(&self, delivery: &Delivery) -> bool {
+        let ordered = self
+            .endpoints
+            .get(delivery.endpoint_id.as_str())
+            .is_some_and(|r| r.endpoint.ordered);
+        ordered
+            && self.deliveries.values().any(|(other, _)| {
+                other.endpoint_id == delivery.endpoint_id
+                    && other.status == DeliveryStatus::Pending
+                    && other.message_id < delivery.message_id
+            })
+    }
+
+    fn requeue(&mut self, message: &MessageId, endpoint: &EndpointId, now: DateTime<Utc>) {
+        let key = (message.to_string(), endpoint.to_string());
+        let delivery = Delivery {
+            message_id: message.clone(),
+            endpoint_id: endpoint.clone(),
+            status: DeliveryStatus::Pending,
+            attempts: 0,
+            next_attempt_at: now,
+            leased_until: None,
+            trigger: AttemptTrigger::Manual,
+        };
+        self.deliveries.insert(key, (delivery, None));
+    }
 }
 
 impl MemoryStore {
@@ -103,6 +138,15 @@ impl Store for MemoryStore {
         if let Some(uid) = &record.endpoint.uid {
             inner.uids.insert(uid.to_string(), id.clone());
         }
+        let reenabled = !record.endpoint.disabled
+            && inner
+                .endpoints
+                .get(&id)
+                .is_some_and(|old| old.endpoint.disabled);
+        if reenabled {
+            // Turning an endpoint back on starts its health clock afresh.
+            inner.failing_since.remove(&id);
+        }
         inner.endpoints.insert(id, record.clone());
         Ok(())
     }
@@ -131,6 +175,7 @@ impl Store for MemoryStore {
         if let Some(uid) = record.endpoint.uid {
             inner.uids.remove(uid.as_str());
         }
+        inner.failing_since.remove(id.as_str());
         inner.deliveries.retain(|(_, endpoint), (delivery, _)| {
             endpoint != id.as_str() || delivery.status != DeliveryStatus::Pending
         });
@@ -188,6 +233,7 @@ impl Store for MemoryStore {
                 attempts: 0,
                 next_attempt_at: message.created_at,
                 leased_until: None,
+                trigger: AttemptTrigger::Scheduled,
             };
             inner.deliveries.insert(
                 (message.id.to_string(), endpoint.to_string()),
@@ -243,6 +289,7 @@ impl Store for MemoryStore {
                 d.status == DeliveryStatus::Pending
                     && d.next_attempt_at <= now
                     && d.leased_until.is_none_or(|until| until <= now)
+                    && !inner.waits_for_earlier(d)
             })
             .map(|(key, (d, _))| (d.next_attempt_at, key.clone()))
             .collect();
@@ -270,6 +317,11 @@ impl Store for MemoryStore {
         update: &DeliveryUpdate,
     ) -> Result<bool, StoreError> {
         let mut inner = self.lock();
+        if let Some(attempt) = &update.attempt {
+            inner
+                .attempts
+                .insert(attempt.id.to_string(), attempt.clone());
+        }
         let key = (
             lease.delivery.message_id.to_string(),
             lease.delivery.endpoint_id.to_string(),
@@ -280,10 +332,103 @@ impl Store for MemoryStore {
                 delivery.attempts = update.attempts;
                 delivery.next_attempt_at = update.next_attempt_at;
                 delivery.leased_until = None;
+                if update.attempt.is_some() {
+                    delivery.trigger = AttemptTrigger::Scheduled;
+                }
                 *token = None;
                 Ok(true)
             }
             _ => Ok(false),
         }
+    }
+
+    async fn list_attempts(
+        &self,
+        filter: &AttemptFilter,
+        page: &PageRequest,
+    ) -> Result<Vec<Attempt>, StoreError> {
+        Ok(page_of(&self.lock().attempts, page, |a| {
+            attempt_matches(filter, a)
+        }))
+    }
+
+    async fn requeue_delivery(
+        &self,
+        message: &MessageId,
+        endpoint: &EndpointId,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.lock().requeue(message, endpoint, now);
+        Ok(())
+    }
+
+    async fn recover_deliveries(
+        &self,
+        endpoint: &EndpointId,
+        since: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let mut inner = self.lock();
+        let exhausted: Vec<MessageId> = inner
+            .deliveries
+            .values()
+            .filter(|(d, _)| d.endpoint_id == *endpoint && d.status == DeliveryStatus::Exhausted)
+            .filter(|(d, _)| {
+                inner
+                    .messages
+                    .get(d.message_id.as_str())
+                    .is_some_and(|m| m.created_at >= since)
+            })
+            .map(|(d, _)| d.message_id.clone())
+            .collect();
+        for message in &exhausted {
+            inner.requeue(message, endpoint, now);
+        }
+        Ok(exhausted.len() as u64)
+    }
+
+    async fn record_health(
+        &self,
+        endpoint: &EndpointId,
+        success: bool,
+        now: DateTime<Utc>,
+        disable_after: Duration,
+    ) -> Result<HealthChange, StoreError> {
+        let mut inner = self.lock();
+        let key = endpoint.to_string();
+        if !inner.endpoints.contains_key(&key) {
+            return Ok(HealthChange::Unchanged);
+        }
+        if success {
+            return Ok(match inner.failing_since.remove(&key) {
+                Some(failing_since) => HealthChange::Recovered { failing_since },
+                None => HealthChange::Unchanged,
+            });
+        }
+        let since = *inner.failing_since.entry(key.clone()).or_insert(now);
+        if failing_too_long(since, now, disable_after)
+            && let Some(record) = inner.endpoints.get_mut(&key)
+            && !record.endpoint.disabled
+        {
+            record.endpoint.disabled = true;
+            record.endpoint.updated_at = now;
+            return Ok(HealthChange::Disabled {
+                failing_since: since,
+            });
+        }
+        Ok(HealthChange::Unchanged)
+    }
+
+    async fn purge_payloads(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let mut inner = self.lock();
+        let mut purged = 0;
+        for message in inner.messages.values_mut() {
+            if message.created_at < before && !message.expired {
+                message.payload = String::new();
+                message.expired = true;
+                purged += 1;
+            }
+        }
+        Ok(purged)
     }
 }

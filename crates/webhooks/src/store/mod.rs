@@ -16,8 +16,8 @@ use chrono::{DateTime, Utc};
 use crate::error::StoreError;
 use crate::id::{EndpointId, MessageId};
 use crate::model::{
-    Channel, Delivery, DeliveryUpdate, Endpoint, EndpointRecord, EndpointUid, EventType,
-    EventTypeName, Lease, Message,
+    Attempt, AttemptStatus, Channel, Delivery, DeliveryUpdate, Endpoint, EndpointRecord,
+    EndpointUid, EventType, EventTypeName, Lease, Message,
 };
 use crate::page::PageRequest;
 
@@ -46,6 +46,43 @@ pub struct MessageFilter {
     pub event_type: Option<EventTypeName>,
     /// Only messages sent to this channel.
     pub channel: Option<Channel>,
+}
+
+/// Which attempts to list. Every field narrows the list; the default lists them all.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AttemptFilter {
+    /// Only attempts to send this message.
+    pub message: Option<MessageId>,
+    /// Only attempts made to this endpoint.
+    pub endpoint: Option<EndpointId>,
+    /// Only attempts of messages of this event type.
+    pub event_type: Option<EventTypeName>,
+    /// Only attempts of messages sent to this channel.
+    pub channel: Option<Channel>,
+    /// Only attempts that came to this.
+    pub status: Option<AttemptStatus>,
+    /// Only attempts made strictly before this time.
+    pub before: Option<DateTime<Utc>>,
+    /// Only attempts made strictly after this time.
+    pub after: Option<DateTime<Utc>>,
+}
+
+/// What [`Store::record_health`] changed about an endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HealthChange {
+    /// Nothing worth telling: still healthy, or failing for less than the threshold.
+    Unchanged,
+    /// It had been failing since the given time, longer than the threshold, and is now
+    /// disabled.
+    Disabled {
+        /// When its current run of failures began.
+        failing_since: DateTime<Utc>,
+    },
+    /// A success after failures that began at the given time.
+    Recovered {
+        /// When the run of failures began.
+        failing_since: DateTime<Utc>,
+    },
 }
 
 /// Durable storage for event types, endpoints, messages and deliveries.
@@ -150,13 +187,90 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> impl Future<Output = Result<Vec<Lease>, StoreError>> + Send;
 
-    /// Records the outcome of an attempt and releases the lease. Returns `false` (and changes
-    /// nothing) when the lease is no longer held: it expired and another worker took it.
+    /// Records the outcome of an attempt and releases the lease, atomically. The attempt in
+    /// the update (if any) is recorded whatever happens, since the request was made; the
+    /// delivery is updated only while the lease is held. Returns `false` when it is not: the
+    /// lease expired and another worker took it, or the delivery was requeued meanwhile.
     fn finish_delivery(
         &self,
         lease: &Lease,
         update: &DeliveryUpdate,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Attempts matching the filter, by id (which is time order).
+    fn list_attempts(
+        &self,
+        filter: &AttemptFilter,
+        page: &PageRequest,
+    ) -> impl Future<Output = Result<Vec<Attempt>, StoreError>> + Send;
+
+    /// Makes the delivery of a message to an endpoint pending again, due at `now`, with a
+    /// fresh retry schedule and its next attempt marked manual; creates the delivery if there
+    /// was none. A lease held on it is revoked (that worker's report will not overwrite this).
+    fn requeue_delivery(
+        &self,
+        message: &MessageId,
+        endpoint: &EndpointId,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Requeues (as [`Store::requeue_delivery`]) every exhausted delivery to `endpoint` of a
+    /// message created at or after `since`; returns how many.
+    fn recover_deliveries(
+        &self,
+        endpoint: &EndpointId,
+        since: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// Notes a success or a failure of an attempt to an endpoint at `now`. A failure starts
+    /// (or continues) a run of failures; when the run has lasted longer than `disable_after`,
+    /// the endpoint is disabled. A success ends the run.
+    fn record_health(
+        &self,
+        endpoint: &EndpointId,
+        success: bool,
+        now: DateTime<Utc>,
+        disable_after: Duration,
+    ) -> impl Future<Output = Result<HealthChange, StoreError>> + Send;
+
+    /// Purges the payloads of messages created before `before` (they still list, marked
+    /// expired); returns how many were purged.
+    fn purge_payloads(
+        &self,
+        before: DateTime<Utc>,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+}
+
+/// Whether `filter` keeps `attempt` (the one definition every store agrees with).
+pub(crate) fn attempt_matches(filter: &AttemptFilter, attempt: &Attempt) -> bool {
+    filter
+        .message
+        .as_ref()
+        .is_none_or(|m| attempt.message_id == *m)
+        && filter
+            .endpoint
+            .as_ref()
+            .is_none_or(|e| attempt.endpoint_id == *e)
+        && filter
+            .event_type
+            .as_ref()
+            .is_none_or(|t| attempt.event_type == *t)
+        && filter
+            .channel
+            .as_ref()
+            .is_none_or(|c| attempt.channel.as_ref() == Some(c))
+        && filter.status.is_none_or(|s| attempt.status == s)
+        && filter.before.is_none_or(|t| attempt.timestamp < t)
+        && filter.after.is_none_or(|t| attempt.timestamp > t)
+}
+
+/// When a run of failures that began at `since` has lasted longer than `limit` at `now`.
+pub(crate) fn failing_too_long(since: DateTime<Utc>, now: DateTime<Utc>, limit: Duration) -> bool {
+    chrono::Duration::from_std(limit)
+        .ok()
+        .and_then(|limit| since.checked_add_signed(limit))
+        .is_some_and(|deadline| now > deadline)
 }
 
 pub(crate) fn lease_token() -> String {

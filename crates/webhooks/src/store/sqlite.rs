@@ -1,5 +1,6 @@
 //! The embedded durable [`Store`]: one SQLite file in WAL mode, through sqlx.
 
+use std::num::NonZeroU32;
 use std::path::Path;
 use std::str::FromStr as _;
 use std::time::Duration;
@@ -14,20 +15,25 @@ use sqlx::sqlite::{
 // formatted into a statement; every value is a bound parameter.
 use sqlx::{AssertSqlSafe, Row as _, Sqlite, Transaction};
 
-use super::{EndpointFilter, MessageFilter, Store, lease_token, lease_until};
+use super::{
+    AttemptFilter, EndpointFilter, HealthChange, MessageFilter, Store, failing_too_long,
+    lease_token, lease_until,
+};
 use crate::error::StoreError;
 use crate::id::{EndpointId, MessageId};
 use crate::model::{
-    Channel, Delivery, DeliveryStatus, DeliveryUpdate, Endpoint, EndpointKeys, EndpointRecord,
-    EndpointUid, EventType, EventTypeFilter, EventTypeName, Lease, Message,
+    Attempt, AttemptStatus, AttemptTrigger, Channel, Delivery, DeliveryStatus, DeliveryUpdate,
+    Endpoint, EndpointKeys, EndpointRecord, EndpointUid, EventType, EventTypeFilter, EventTypeName,
+    Lease, Message,
 };
 use crate::page::{Order, PageRequest};
 use crate::secret::Secret;
 
 /// The schema version this build writes (SQLite's `user_version`).
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
-const SCHEMA: &[&str] = &[
+/// Version 1: the registry (event types, endpoints, messages, deliveries).
+const SCHEMA_V1: &[&str] = &[
     "CREATE TABLE event_types (
         name TEXT PRIMARY KEY NOT NULL,
         description TEXT NOT NULL,
@@ -81,6 +87,37 @@ const SCHEMA: &[&str] = &[
     )",
     "CREATE INDEX deliveries_due ON deliveries (status, next_attempt_at)",
     "CREATE INDEX deliveries_by_endpoint ON deliveries (endpoint_id, status)",
+];
+
+/// Version 2: the delivery engine (attempts, endpoint health and limits, manual triggers,
+/// payload retention). Applied on top of version 1, so files written by 0.1 upgrade in place.
+const SCHEMA_V2: &[&str] = &[
+    "ALTER TABLE endpoints ADD COLUMN rate_limit INTEGER",
+    "ALTER TABLE endpoints ADD COLUMN ordered INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE endpoints ADD COLUMN failing_since INTEGER",
+    "ALTER TABLE messages ADD COLUMN expired INTEGER NOT NULL DEFAULT 0",
+    "CREATE INDEX messages_by_time ON messages (created_at)",
+    "ALTER TABLE deliveries ADD COLUMN next_trigger INTEGER NOT NULL DEFAULT 0",
+    "DROP INDEX deliveries_by_endpoint",
+    "CREATE INDEX deliveries_by_endpoint ON deliveries (endpoint_id, status, message_id)",
+    "CREATE TABLE attempts (
+        id TEXT PRIMARY KEY NOT NULL,
+        message_id TEXT NOT NULL,
+        endpoint_id TEXT NOT NULL,
+        event_type TEXT NOT NULL,
+        channel TEXT,
+        url TEXT NOT NULL,
+        status INTEGER NOT NULL,
+        response_status INTEGER NOT NULL,
+        response TEXT NOT NULL,
+        headers TEXT NOT NULL,
+        duration_us INTEGER NOT NULL,
+        next_trigger INTEGER NOT NULL,
+        created_at INTEGER NOT NULL
+    )",
+    "CREATE INDEX attempts_by_endpoint ON attempts (endpoint_id, id)",
+    "CREATE INDEX attempts_by_message ON attempts (message_id, id)",
+    "CREATE INDEX attempts_by_type ON attempts (event_type, id)",
 ];
 
 /// A [`Store`] in one SQLite file (WAL journal, `synchronous=FULL`, so a committed send
@@ -173,10 +210,14 @@ impl SqliteStore {
                 supported: SCHEMA_VERSION,
             });
         }
-        if version < 1 {
-            for statement in SCHEMA {
-                sqlx::query(*statement).execute(&mut *tx).await?;
+        for (target, statements) in [(1, SCHEMA_V1), (2, SCHEMA_V2)] {
+            if version < target {
+                for statement in statements {
+                    sqlx::query(*statement).execute(&mut *tx).await?;
+                }
             }
+        }
+        if version < SCHEMA_VERSION {
             sqlx::query(AssertSqlSafe(format!(
                 "PRAGMA user_version = {SCHEMA_VERSION}"
             )))
@@ -237,6 +278,16 @@ fn endpoint_from_row(row: &SqliteRow) -> Result<EndpointRecord, StoreError> {
         headers: json(row, "headers")?,
         disabled: row.try_get::<i64, _>("disabled")? != 0,
         description: row.try_get("description")?,
+        rate_limit: row
+            .try_get::<Option<i64>, _>("rate_limit")?
+            .map(|n| {
+                u32::try_from(n)
+                    .ok()
+                    .and_then(NonZeroU32::new)
+                    .ok_or_else(|| corrupt(what(), format!("rate limit {n}")))
+            })
+            .transpose()?,
+        ordered: row.try_get::<i64, _>("ordered")? != 0,
         created_at: time(row, "created_at")?,
         updated_at: time(row, "updated_at")?,
     };
@@ -260,6 +311,44 @@ fn message_from_row(row: &SqliteRow) -> Result<Message, StoreError> {
             .map_err(|e| corrupt(what(), e))?,
         payload: row.try_get("payload")?,
         created_at: time(row, "created_at")?,
+        expired: row.try_get::<i64, _>("expired")? != 0,
+    })
+}
+
+fn attempt_from_row(row: &SqliteRow) -> Result<Attempt, StoreError> {
+    let id: String = row.try_get("id")?;
+    let what = || format!("attempt {id}");
+    let channel: Option<String> = row.try_get("channel")?;
+    let status: i64 = row.try_get("status")?;
+    let trigger: i64 = row.try_get("next_trigger")?;
+    let duration: i64 = row.try_get("duration_us")?;
+    Ok(Attempt {
+        id: id.parse().map_err(|e| corrupt(what(), e))?,
+        message_id: row
+            .try_get::<String, _>("message_id")?
+            .parse()
+            .map_err(|e| corrupt(what(), e))?,
+        endpoint_id: row
+            .try_get::<String, _>("endpoint_id")?
+            .parse()
+            .map_err(|e| corrupt(what(), e))?,
+        event_type: EventTypeName::new(row.try_get::<String, _>("event_type")?)
+            .map_err(|e| corrupt(what(), e))?,
+        channel: channel
+            .map(Channel::new)
+            .transpose()
+            .map_err(|e| corrupt(what(), e))?,
+        url: row.try_get("url")?,
+        status: AttemptStatus::from_code(status)
+            .ok_or_else(|| corrupt(what(), format!("unknown status {status}")))?,
+        response_status: u16::try_from(row.try_get::<i64, _>("response_status")?)
+            .map_err(|e| corrupt(what(), e))?,
+        response: row.try_get("response")?,
+        headers: json(row, "headers")?,
+        duration: Duration::from_micros(u64::try_from(duration).map_err(|e| corrupt(what(), e))?),
+        trigger: AttemptTrigger::from_code(trigger)
+            .ok_or_else(|| corrupt(what(), format!("unknown trigger {trigger}")))?,
+        timestamp: time(row, "created_at")?,
     })
 }
 
@@ -269,6 +358,7 @@ fn delivery_from_row(row: &SqliteRow) -> Result<Delivery, StoreError> {
     let what = || format!("delivery {message}/{endpoint}");
     let status: i64 = row.try_get("status")?;
     let leased_until: Option<i64> = row.try_get("leased_until")?;
+    let trigger: i64 = row.try_get("next_trigger")?;
     Ok(Delivery {
         message_id: message.parse().map_err(|e| corrupt(what(), e))?,
         endpoint_id: endpoint.parse().map_err(|e| corrupt(what(), e))?,
@@ -278,6 +368,8 @@ fn delivery_from_row(row: &SqliteRow) -> Result<Delivery, StoreError> {
             .map_err(|e| corrupt(what(), e))?,
         next_attempt_at: time(row, "next_attempt_at")?,
         leased_until: leased_until.and_then(DateTime::from_timestamp_micros),
+        trigger: AttemptTrigger::from_code(trigger)
+            .ok_or_else(|| corrupt(what(), format!("unknown trigger {trigger}")))?,
     })
 }
 
@@ -434,14 +526,17 @@ impl Store for SqliteStore {
         let mut tx = self.pool.begin().await?;
         let result = sqlx::query(
             "INSERT INTO endpoints (id, uid, url, all_types, event_types, channels, metadata,
-                headers, disabled, description, keys, created_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                headers, disabled, description, keys, created_at, updated_at, rate_limit, ordered)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
              ON CONFLICT (id) DO UPDATE SET uid = excluded.uid, url = excluded.url,
                 all_types = excluded.all_types, event_types = excluded.event_types,
                 channels = excluded.channels, metadata = excluded.metadata,
                 headers = excluded.headers, disabled = excluded.disabled,
                 description = excluded.description, keys = excluded.keys,
-                created_at = excluded.created_at, updated_at = excluded.updated_at",
+                created_at = excluded.created_at, updated_at = excluded.updated_at,
+                rate_limit = excluded.rate_limit, ordered = excluded.ordered,
+                failing_since = CASE WHEN endpoints.disabled = 1 AND excluded.disabled = 0
+                    THEN NULL ELSE endpoints.failing_since END",
         )
         .bind(endpoint.id.as_str())
         .bind(endpoint.uid.as_ref().map(EndpointUid::as_str))
@@ -459,6 +554,8 @@ impl Store for SqliteStore {
         .bind(to_json(&keys)?)
         .bind(micros(endpoint.created_at))
         .bind(micros(endpoint.updated_at))
+        .bind(endpoint.rate_limit.map(|n| i64::from(n.get())))
+        .bind(i64::from(endpoint.ordered))
         .execute(&mut *tx)
         .await;
         if let Err(sqlx::Error::Database(error)) = &result
@@ -667,10 +764,15 @@ impl Store for SqliteStore {
         let rows = sqlx::query(
             "UPDATE deliveries SET leased_until = ?, lease_token = ?
              WHERE rowid IN (
-                SELECT rowid FROM deliveries
-                WHERE status = 0 AND next_attempt_at <= ?
-                  AND (leased_until IS NULL OR leased_until <= ?)
-                ORDER BY next_attempt_at, rowid LIMIT ?)
+                SELECT d.rowid FROM deliveries d
+                WHERE d.status = 0 AND d.next_attempt_at <= ?
+                  AND (d.leased_until IS NULL OR d.leased_until <= ?)
+                  AND (NOT EXISTS (SELECT 1 FROM endpoints e
+                                   WHERE e.id = d.endpoint_id AND e.ordered = 1)
+                       OR NOT EXISTS (SELECT 1 FROM deliveries p
+                                      WHERE p.endpoint_id = d.endpoint_id AND p.status = 0
+                                        AND p.message_id < d.message_id))
+                ORDER BY d.next_attempt_at, d.rowid LIMIT ?)
              RETURNING *",
         )
         .bind(micros(lease_until(now, lease_for)))
@@ -701,21 +803,202 @@ impl Store for SqliteStore {
         lease: &Lease,
         update: &DeliveryUpdate,
     ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        if let Some(attempt) = &update.attempt {
+            sqlx::query(
+                "INSERT INTO attempts (id, message_id, endpoint_id, event_type, channel, url,
+                    status, response_status, response, headers, duration_us, next_trigger,
+                    created_at)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(attempt.id.as_str())
+            .bind(attempt.message_id.as_str())
+            .bind(attempt.endpoint_id.as_str())
+            .bind(attempt.event_type.as_str())
+            .bind(attempt.channel.as_ref().map(Channel::as_str))
+            .bind(&attempt.url)
+            .bind(attempt.status.code())
+            .bind(i64::from(attempt.response_status))
+            .bind(&attempt.response)
+            .bind(to_json(&attempt.headers)?)
+            .bind(i64::try_from(attempt.duration.as_micros()).unwrap_or(i64::MAX))
+            .bind(attempt.trigger.code())
+            .bind(micros(attempt.timestamp))
+            .execute(&mut *tx)
+            .await?;
+        }
+        // A postponement (no attempt) keeps a manual trigger for the attempt still to come.
         let updated = sqlx::query(
             "UPDATE deliveries SET status = ?, attempts = ?, next_attempt_at = ?,
-                leased_until = NULL, lease_token = NULL
+                leased_until = NULL, lease_token = NULL,
+                next_trigger = CASE WHEN ? THEN 0 ELSE next_trigger END
              WHERE message_id = ? AND endpoint_id = ? AND lease_token = ?",
         )
         .bind(update.status.code())
         .bind(i64::from(update.attempts))
         .bind(micros(update.next_attempt_at))
+        .bind(update.attempt.is_some())
         .bind(lease.delivery.message_id.as_str())
         .bind(lease.delivery.endpoint_id.as_str())
         .bind(&lease.token)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?
         .rows_affected();
+        tx.commit().await?;
         Ok(updated == 1)
+    }
+
+    async fn list_attempts(
+        &self,
+        filter: &AttemptFilter,
+        page: &PageRequest,
+    ) -> Result<Vec<Attempt>, StoreError> {
+        let mut query = ListQuery::new("SELECT * FROM attempts");
+        if let Some(message) = &filter.message {
+            query.condition("message_id = ?", &[message.as_str()]);
+        }
+        if let Some(endpoint) = &filter.endpoint {
+            query.condition("endpoint_id = ?", &[endpoint.as_str()]);
+        }
+        if let Some(event_type) = &filter.event_type {
+            query.condition("event_type = ?", &[event_type.as_str()]);
+        }
+        if let Some(channel) = &filter.channel {
+            query.condition("channel = ?", &[channel.as_str()]);
+        }
+        let status;
+        if let Some(code) = filter.status {
+            status = code.code().to_string();
+            query.condition("status = CAST(? AS INTEGER)", &[&status]);
+        }
+        let before;
+        if let Some(time) = filter.before {
+            before = micros(time).to_string();
+            query.condition("created_at < CAST(? AS INTEGER)", &[&before]);
+        }
+        let after;
+        if let Some(time) = filter.after {
+            after = micros(time).to_string();
+            query.condition("created_at > CAST(? AS INTEGER)", &[&after]);
+        }
+        query
+            .page(page, "id")
+            .fetch(&self.pool)
+            .await?
+            .iter()
+            .map(attempt_from_row)
+            .collect()
+    }
+
+    async fn requeue_delivery(
+        &self,
+        message: &MessageId,
+        endpoint: &EndpointId,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO deliveries (message_id, endpoint_id, status, attempts, next_attempt_at,
+                next_trigger)
+             VALUES (?, ?, 0, 0, ?, 1)
+             ON CONFLICT (message_id, endpoint_id) DO UPDATE SET status = 0, attempts = 0,
+                next_attempt_at = excluded.next_attempt_at, next_trigger = 1,
+                leased_until = NULL, lease_token = NULL",
+        )
+        .bind(message.as_str())
+        .bind(endpoint.as_str())
+        .bind(micros(now))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn recover_deliveries(
+        &self,
+        endpoint: &EndpointId,
+        since: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        Ok(sqlx::query(
+            "UPDATE deliveries SET status = 0, attempts = 0, next_attempt_at = ?,
+                next_trigger = 1, leased_until = NULL, lease_token = NULL
+             WHERE endpoint_id = ? AND status = 2
+               AND message_id IN (SELECT id FROM messages WHERE created_at >= ?)",
+        )
+        .bind(micros(now))
+        .bind(endpoint.as_str())
+        .bind(micros(since))
+        .execute(&self.pool)
+        .await?
+        .rows_affected())
+    }
+
+    async fn record_health(
+        &self,
+        endpoint: &EndpointId,
+        success: bool,
+        now: DateTime<Utc>,
+        disable_after: Duration,
+    ) -> Result<HealthChange, StoreError> {
+        if success {
+            // The common case (a healthy endpoint) only reads. The conditional update makes
+            // exactly one of several concurrent successes report the recovery.
+            let failing: Option<Option<i64>> =
+                sqlx::query_scalar("SELECT failing_since FROM endpoints WHERE id = ?")
+                    .bind(endpoint.as_str())
+                    .fetch_optional(&self.pool)
+                    .await?;
+            let Some(since) = failing.flatten() else {
+                return Ok(HealthChange::Unchanged);
+            };
+            let ended = sqlx::query(
+                "UPDATE endpoints SET failing_since = NULL WHERE id = ? AND failing_since = ?",
+            )
+            .bind(endpoint.as_str())
+            .bind(since)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+            return Ok(match DateTime::from_timestamp_micros(since) {
+                Some(failing_since) if ended == 1 => HealthChange::Recovered { failing_since },
+                _ => HealthChange::Unchanged,
+            });
+        }
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query(
+            "UPDATE endpoints SET failing_since = COALESCE(failing_since, ?)
+             WHERE id = ? RETURNING failing_since, disabled",
+        )
+        .bind(micros(now))
+        .bind(endpoint.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let mut change = HealthChange::Unchanged;
+        if let Some(row) = row {
+            let since = time(&row, "failing_since")?;
+            let disabled = row.try_get::<i64, _>("disabled")? != 0;
+            if !disabled && failing_too_long(since, now, disable_after) {
+                sqlx::query("UPDATE endpoints SET disabled = 1, updated_at = ? WHERE id = ?")
+                    .bind(micros(now))
+                    .bind(endpoint.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                change = HealthChange::Disabled {
+                    failing_since: since,
+                };
+            }
+        }
+        tx.commit().await?;
+        Ok(change)
+    }
+
+    async fn purge_payloads(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        Ok(sqlx::query(
+            "UPDATE messages SET payload = '', expired = 1 WHERE created_at < ? AND expired = 0",
+        )
+        .bind(micros(before))
+        .execute(&self.pool)
+        .await?
+        .rows_affected())
     }
 }
 
@@ -761,6 +1044,23 @@ mod tests {
                 ListQuery::new("SELECT e.* FROM endpoints e").page(&page, "e.id"),
                 "endpoints",
             ),
+            (
+                {
+                    let mut q = ListQuery::new("SELECT * FROM attempts");
+                    q.condition("endpoint_id = ?", &["ep_x"]);
+                    q.page(&page, "id")
+                },
+                "attempts",
+            ),
+            (
+                {
+                    let mut q = ListQuery::new("SELECT * FROM attempts");
+                    q.condition("event_type = ?", &["a.b"]);
+                    q.condition("channel = ?", &["blue"]);
+                    q.page(&page, "id")
+                },
+                "attempts",
+            ),
         ];
         for (query, table) in cases {
             let mut explain =
@@ -783,5 +1083,71 @@ mod tests {
             );
             assert!(!text.contains("TEMP B-TREE"), "{}: {text}", query.sql);
         }
+    }
+
+    /// A file written by schema version 1 (before the delivery engine) opens, upgrades in
+    /// place and keeps its data.
+    #[tokio::test]
+    async fn version_1_files_upgrade_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v1.db");
+        {
+            let options = SqliteConnectOptions::new()
+                .filename(&path)
+                .create_if_missing(true);
+            let pool = SqlitePool::connect_with(options).await.unwrap();
+            for statement in SCHEMA_V1 {
+                sqlx::query(*statement).execute(&pool).await.unwrap();
+            }
+            sqlx::query("PRAGMA user_version = 1")
+                .execute(&pool)
+                .await
+                .unwrap();
+            sqlx::query(
+                "INSERT INTO messages (id, event_type, channel, payload, created_at)
+                 VALUES ('msg_2ylMPb5DLdBRLfHmRYkcwGVkW8V', 'a.b', NULL, '{\"x\": 1}', 0)",
+            )
+            .execute(&pool)
+            .await
+            .unwrap();
+            sqlx::query(
+                "INSERT INTO deliveries (message_id, endpoint_id, status, attempts,
+                    next_attempt_at)
+                 VALUES ('msg_2ylMPb5DLdBRLfHmRYkcwGVkW8V', 'ep_2ylMPb5DLdBRLfHmRYkcwGVkW8V',
+                    0, 0, 0)",
+            )
+            .execute(&pool)
+            .await
+            .unwrap();
+            pool.close().await;
+        }
+        let store = SqliteStore::open(&path).await.unwrap();
+        let version: i64 = sqlx::query_scalar("PRAGMA user_version")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        let id: MessageId = "msg_2ylMPb5DLdBRLfHmRYkcwGVkW8V".parse().unwrap();
+        let message = store.message(&id).await.unwrap().unwrap();
+        assert_eq!(message.payload, r#"{"x": 1}"#);
+        assert!(!message.expired);
+        let delivery = &store.deliveries(&id).await.unwrap()[0];
+        assert_eq!(delivery.trigger, AttemptTrigger::Scheduled);
+        let attempts = store
+            .list_attempts(
+                &AttemptFilter::default(),
+                &PageRequest {
+                    after: None,
+                    order: Order::Ascending,
+                    limit: 10,
+                },
+            )
+            .await
+            .unwrap();
+        assert!(attempts.is_empty());
+        store.close().await;
+        // Opening again is a no-op.
+        let again = SqliteStore::open(&path).await.unwrap();
+        assert!(again.message(&id).await.unwrap().is_some());
     }
 }
