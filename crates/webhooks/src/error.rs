@@ -293,4 +293,10 @@ pub enum Error {
     /// The storage backend failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The delivery engine could not set up TLS.
+    #[error("cannot set up TLS for deliveries: {0}")]
+    Tls(String),
+    /// The delivery engine was shut down while work was being handed out.
+    #[error("the delivery engine has stopped")]
+    Stopped,
 }

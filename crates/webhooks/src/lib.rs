@@ -46,8 +46,11 @@
 //! | cargo feature | default | what it adds |
 //! |---|---|---|
 //! | `sqlite` | yes | [`store::SqliteStore`], the embedded durable store (sqlx, bundled SQLite) |
+//! | `delivery` | yes | [`delivery::DeliveryEngine`]: signed POSTs with retries, limits and an SSRF guard (hyper, rustls) |
 #![deny(missing_docs)]
 
+#[cfg(feature = "delivery")]
+pub mod delivery;
 mod error;
 mod id;
 mod model;

@@ -192,6 +192,13 @@ impl<S: Store> Registry<S> {
         self.config.clock.now()
     }
 
+    /// Resolves when deliveries may have become due since the last call (a send or a resend
+    /// in this process). The delivery engine waits on this between polls.
+    #[cfg(feature = "delivery")]
+    pub(crate) async fn work_queued(&self) {
+        self.work.notified().await;
+    }
+
     // ----- event types -----
 
     /// Creates an event type, or updates the description and schema of an existing one

@@ -1,0 +1,903 @@
+//! The delivery engine: workers that lease due deliveries from the store, POST each message
+//! signed to its endpoint, record every attempt, and retry on the schedule.
+//!
+//! - **At least once.** A delivery is leased, not taken: if the process dies mid-request the
+//!   lease runs out and another worker (or the restarted process) sends it again. The attempt
+//!   and the delivery's new state are written in one transaction.
+//! - **Exactly what was sent.** The stored payload bytes go out unchanged with
+//!   `content-type: application/json`, `webhook-id`, `webhook-timestamp` (the second the
+//!   attempt is recorded at), `webhook-signature` (one signature per live key, current
+//!   first), the endpoint's custom headers and a `user-agent` naming Switchyard.
+//! - **Success is any 2xx**; redirects are not followed; requests time out after 30 s.
+//!   Failures retry on [`RetryPolicy`](crate::retry::RetryPolicy) (`Retry-After` on 429/503
+//!   honoured within bounds) until the delivery is exhausted.
+//! - **Nothing hammered**: a global and a per-endpoint limit on requests in flight, a
+//!   per-endpoint rate limit, optional ordered delivery, and endpoints failing for longer
+//!   than [`DeliveryConfig::disable_after`] are disabled.
+//! - **Nothing smuggled**: the [`AddressPolicy`] refuses private, loopback, link-local,
+//!   CGNAT, multicast and reserved addresses after DNS resolution.
+//! - **Everything visible**: every attempt is listed by the registry
+//!   ([`Registry::list_attempts`], [`Registry::sent_events_for_endpoint`]); exhausted
+//!   deliveries and disabled or recovered endpoints are announced as [`Notification`]s and
+//!   as `tracing` events.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use switchyard_webhooks::delivery::{DeliveryConfig, DeliveryEngine};
+//! use switchyard_webhooks::{Registry, store::SqliteStore};
+//!
+//! # #[tokio::main]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let registry = Arc::new(Registry::new(SqliteStore::open("webhooks.db").await?));
+//! let engine = DeliveryEngine::new(Arc::clone(&registry), DeliveryConfig::default())?;
+//! let mut notifications = engine.notifications();
+//! tokio::spawn(async move {
+//!     while let Ok(note) = notifications.recv().await {
+//!         eprintln!("webhooks: {note:?}");
+//!     }
+//! });
+//! // Deliver until told to stop (a signal handler would send this), then finish what is
+//! // in flight.
+//! let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+//! engine.run(async { stopped.await.ok(); }).await?;
+//! # drop(stop);
+//! # Ok(())
+//! # }
+//! ```
+
+mod guard;
+mod limit;
+
+use std::collections::{BTreeMap, HashMap};
+use std::error::Error as StdError;
+use std::future::Future;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use chrono::{DateTime, SubsecRound as _, Utc};
+use http::header::{CONTENT_TYPE, RETRY_AFTER, USER_AGENT};
+use http::{HeaderName, HeaderValue, Request, StatusCode};
+use http_body_util::{BodyExt as _, Full};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast};
+use tokio::task::JoinSet;
+
+pub use guard::{AddressPolicy, RefusedAddress, special_purpose};
+use guard::{GuardedResolver, ResolveError};
+use limit::RateGate;
+
+use crate::error::Error;
+use crate::id::{AttemptId, EndpointId, MessageId};
+use crate::model::{
+    Attempt, AttemptStatus, DeliveryStatus, DeliveryUpdate, EndpointRecord, Lease,
+    MAX_RESPONSE_BODY, Message,
+};
+use crate::registry::Registry;
+use crate::retry::{RetryPolicy, parse_retry_after};
+use crate::signature::Signer;
+use crate::store::{HealthChange, Store};
+
+/// The `user-agent` of every delivery: `Switchyard-Webhooks/<version>`.
+pub const USER_AGENT_VALUE: &str = concat!("Switchyard-Webhooks/", env!("CARGO_PKG_VERSION"));
+
+/// Custom header names whose values are never recorded in attempts (matched on the
+/// lower-case name: exact names, then substrings).
+const SENSITIVE_NAMES: &[&str] = &["authorization", "proxy-authorization", "cookie"];
+const SENSITIVE_PARTS: &[&str] = &["token", "secret", "key", "password", "auth", "session"];
+
+/// Delivery settings. Every field has a documented default.
+#[derive(Debug, Clone)]
+pub struct DeliveryConfig {
+    /// When failed attempts are retried (default: Svix's schedule, eight attempts, ±20 %).
+    pub retry: RetryPolicy,
+    /// The limit on one request, from connecting to the end of the response (default 30 s).
+    pub request_timeout: Duration,
+    /// The most requests in flight in this engine (default 64).
+    pub max_in_flight: usize,
+    /// The most requests in flight to one endpoint (default 8).
+    pub max_in_flight_per_endpoint: usize,
+    /// The most deliveries leased at once (default 100).
+    pub batch_size: usize,
+    /// How often the store is polled for due retries when nothing wakes the engine
+    /// (default 1 s). Sends through the same [`Registry`] wake it at once.
+    pub poll_interval: Duration,
+    /// How long a lease holds (default 2 min; at least the request timeout plus 30 s). A
+    /// worker that dies loses its deliveries to another after this.
+    pub lease_for: Duration,
+    /// An endpoint failing continuously for longer than this is disabled (default 5 days).
+    pub disable_after: Duration,
+    /// Payloads older than this are purged (default 90 days); the messages still list,
+    /// marked expired.
+    pub retention: Duration,
+    /// How often [`DeliveryEngine::run`] purges expired payloads (default 1 h).
+    pub purge_interval: Duration,
+    /// Which addresses may be connected to (default: public unicast only).
+    pub addresses: AddressPolicy,
+    /// How long a delivery held back by its endpoint's limits waits before it is offered
+    /// again (default 250 ms).
+    pub busy_retry: Duration,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        Self {
+            retry: RetryPolicy::default(),
+            request_timeout: Duration::from_secs(30),
+            max_in_flight: 64,
+            max_in_flight_per_endpoint: 8,
+            batch_size: 100,
+            poll_interval: Duration::from_secs(1),
+            lease_for: Duration::from_secs(120),
+            disable_after: Duration::from_secs(5 * 24 * 60 * 60),
+            retention: Duration::from_secs(90 * 24 * 60 * 60),
+            purge_interval: Duration::from_secs(60 * 60),
+            addresses: AddressPolicy::default(),
+            busy_retry: Duration::from_millis(250),
+        }
+    }
+}
+
+/// Something the operator of a webhook service should hear about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Notification {
+    /// A delivery failed its last attempt; no more are made unless someone resends.
+    Exhausted {
+        /// The message.
+        message_id: MessageId,
+        /// The endpoint.
+        endpoint_id: EndpointId,
+        /// How many attempts were made.
+        attempts: u32,
+    },
+    /// An endpoint failed continuously for longer than the threshold and was disabled.
+    EndpointDisabled {
+        /// The endpoint.
+        endpoint_id: EndpointId,
+        /// When its run of failures began.
+        failing_since: DateTime<Utc>,
+    },
+    /// An endpoint succeeded after a run of failures.
+    EndpointRecovered {
+        /// The endpoint.
+        endpoint_id: EndpointId,
+        /// When its run of failures began.
+        failing_since: DateTime<Utc>,
+    },
+}
+
+/// What happened to the deliveries one [`DeliveryEngine::run_due`] handled.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RunReport {
+    /// Attempts answered with a 2xx.
+    pub succeeded: usize,
+    /// Attempts that failed and will be retried.
+    pub failed: usize,
+    /// Attempts that failed for the last time.
+    pub exhausted: usize,
+    /// Deliveries held back by their endpoint's limits, offered again shortly.
+    pub postponed: usize,
+    /// Deliveries dropped without a request: endpoint disabled or gone, payload expired.
+    pub skipped: usize,
+}
+
+impl RunReport {
+    /// Every delivery handled.
+    pub fn total(&self) -> usize {
+        self.succeeded + self.failed + self.exhausted + self.postponed + self.skipped
+    }
+
+    fn add(&mut self, outcome: Outcome) {
+        match outcome {
+            Outcome::Succeeded => self.succeeded += 1,
+            Outcome::Failed => self.failed += 1,
+            Outcome::Exhausted => self.exhausted += 1,
+            Outcome::Postponed => self.postponed += 1,
+            Outcome::Skipped => self.skipped += 1,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Succeeded,
+    Failed,
+    Exhausted,
+    Postponed,
+    Skipped,
+}
+
+/// Request headers as an attempt records them.
+type RecordedHeaders = BTreeMap<String, String>;
+
+type HttpClient = Client<HttpsConnector<HttpConnector<GuardedResolver>>, Full<Bytes>>;
+
+/// Per-endpoint limits, shared by every worker of the engine.
+#[derive(Debug)]
+struct Gate {
+    in_flight: Arc<Semaphore>,
+    rate: RateGate,
+}
+
+struct Shared<S> {
+    registry: Arc<Registry<S>>,
+    config: DeliveryConfig,
+    addresses: Arc<AddressPolicy>,
+    client: HttpClient,
+    global: Arc<Semaphore>,
+    gates: Mutex<HashMap<EndpointId, Arc<Gate>>>,
+    notifications: broadcast::Sender<Notification>,
+}
+
+/// The delivery engine. Cheap to clone (all clones share one set of limits and one
+/// connection pool); several engines, in several processes, may work on one store.
+pub struct DeliveryEngine<S> {
+    shared: Arc<Shared<S>>,
+}
+
+impl<S> Clone for DeliveryEngine<S> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl<S> std::fmt::Debug for DeliveryEngine<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeliveryEngine")
+            .field("config", &self.shared.config)
+            .finish_non_exhaustive()
+    }
+}
+
+fn build_client(
+    config: &DeliveryConfig,
+    addresses: &Arc<AddressPolicy>,
+) -> Result<HttpClient, Error> {
+    let mut http = HttpConnector::new_with_resolver(GuardedResolver::new(Arc::clone(addresses)));
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(config.request_timeout));
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let https = match hyper_rustls::HttpsConnectorBuilder::new()
+        .with_provider_and_native_roots(Arc::clone(&provider))
+    {
+        Ok(builder) => builder.https_or_http().enable_http1().wrap_connector(http),
+        Err(error) => {
+            // Still useful for http endpoints and tests; https ones fail with a clear
+            // certificate error in their attempts.
+            tracing::warn!(%error, "no system CA certificates: https deliveries will fail");
+            let tls = rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .map_err(|e| Error::Tls(e.to_string()))?
+                .with_root_certificates(rustls::RootCertStore::empty())
+                .with_no_client_auth();
+            hyper_rustls::HttpsConnectorBuilder::new()
+                .with_tls_config(tls)
+                .https_or_http()
+                .enable_http1()
+                .wrap_connector(http)
+        }
+    };
+    Ok(Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(config.max_in_flight_per_endpoint.max(1))
+        .build(https))
+}
+
+impl<S: Store> DeliveryEngine<S> {
+    /// An engine delivering the messages of `registry` (it uses the registry's store and
+    /// clock, and wakes when the registry queues work).
+    ///
+    /// # Errors
+    /// [`Error::Tls`] if the TLS stack cannot be set up. A machine without system CA
+    /// certificates is not an error: a warning is logged and https deliveries fail.
+    pub fn new(registry: Arc<Registry<S>>, config: DeliveryConfig) -> Result<Self, Error> {
+        let mut config = config;
+        config.max_in_flight = config.max_in_flight.max(1);
+        config.max_in_flight_per_endpoint = config.max_in_flight_per_endpoint.max(1);
+        config.batch_size = config.batch_size.max(1);
+        config.lease_for = config
+            .lease_for
+            .max(config.request_timeout + Duration::from_secs(30));
+        let addresses = Arc::new(config.addresses.clone());
+        let client = build_client(&config, &addresses)?;
+        let (notifications, _) = broadcast::channel(1024);
+        Ok(Self {
+            shared: Arc::new(Shared {
+                registry,
+                global: Arc::new(Semaphore::new(config.max_in_flight)),
+                config,
+                addresses,
+                client,
+                gates: Mutex::new(HashMap::new()),
+                notifications,
+            }),
+        })
+    }
+
+    /// The settings in force (limits raised to their minimums).
+    pub fn config(&self) -> &DeliveryConfig {
+        &self.shared.config
+    }
+
+    /// A receiver of operational [`Notification`]s from now on. Slow receivers miss the
+    /// oldest ones (each is also a `tracing` event).
+    pub fn notifications(&self) -> broadcast::Receiver<Notification> {
+        self.shared.notifications.subscribe()
+    }
+
+    /// Delivers everything due now and waits until it is done; returns what happened. For
+    /// tests and batch jobs; a service calls [`DeliveryEngine::run`].
+    ///
+    /// # Errors
+    /// [`Error::Store`] when the store fails to lease (deliveries already leased are
+    /// finished first).
+    pub async fn run_due(&self) -> Result<RunReport, Error> {
+        let mut report = RunReport::default();
+        let mut seen = std::collections::HashSet::new();
+        loop {
+            let now = self.shared.registry.config().clock.now();
+            let leases = self
+                .shared
+                .registry
+                .store()
+                .lease_deliveries(
+                    now,
+                    self.shared.config.lease_for,
+                    self.shared.config.batch_size,
+                )
+                .await?;
+            // A postponed delivery can be due again at once when the clock stands still;
+            // one pass over each delivery is what "due now" means.
+            let fresh: Vec<Lease> = leases
+                .into_iter()
+                .filter(|l| {
+                    seen.insert((
+                        l.delivery.message_id.clone(),
+                        l.delivery.endpoint_id.clone(),
+                        l.delivery.attempts,
+                    ))
+                })
+                .collect();
+            if fresh.is_empty() {
+                return Ok(report);
+            }
+            let mut tasks = JoinSet::new();
+            for lease in fresh {
+                let permit = Arc::clone(&self.shared.global)
+                    .acquire_owned()
+                    .await
+                    .map_err(|_| Error::Stopped)?;
+                let shared = Arc::clone(&self.shared);
+                tasks.spawn(async move { shared.deliver(lease, permit).await });
+            }
+            while let Some(done) = tasks.join_next().await {
+                match done {
+                    Ok(Ok(outcome)) => report.add(outcome),
+                    Ok(Err(error)) => tracing::error!(%error, "delivery failed to record"),
+                    Err(error) => tracing::error!(%error, "delivery task panicked"),
+                }
+            }
+        }
+    }
+
+    /// Delivers until `shutdown` resolves, then stops leasing and waits for the requests in
+    /// flight to finish (so a graceful shutdown loses no attempt record). Purges expired
+    /// payloads every [`DeliveryConfig::purge_interval`].
+    ///
+    /// Store errors are logged and retried after the poll interval: a database hiccup
+    /// delays deliveries but does not stop the engine.
+    ///
+    /// # Errors
+    /// Only [`Error::Stopped`], if the engine's semaphore was closed.
+    pub async fn run(&self, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
+        let shared = &self.shared;
+        let config = &shared.config;
+        let mut tasks: JoinSet<Result<Outcome, Error>> = JoinSet::new();
+        let mut next_purge = Instant::now();
+        tokio::pin!(shutdown);
+        loop {
+            while let Some(done) = tasks.try_join_next() {
+                log_task(done);
+            }
+            if Instant::now() >= next_purge {
+                next_purge = Instant::now() + config.purge_interval;
+                if let Err(error) = self.purge_expired().await {
+                    tracing::error!(%error, "purging expired payloads failed");
+                }
+            }
+            let free = shared.global.available_permits();
+            if free == 0 {
+                tokio::select! {
+                    () = &mut shutdown => break,
+                    done = tasks.join_next() => if let Some(done) = done { log_task(done) },
+                }
+                continue;
+            }
+            let now = shared.registry.config().clock.now();
+            let leased = shared
+                .registry
+                .store()
+                .lease_deliveries(now, config.lease_for, free.min(config.batch_size))
+                .await;
+            let count = match leased {
+                Ok(leases) => {
+                    let count = leases.len();
+                    for lease in leases {
+                        let permit = Arc::clone(&shared.global)
+                            .acquire_owned()
+                            .await
+                            .map_err(|_| Error::Stopped)?;
+                        let worker = Arc::clone(shared);
+                        tasks.spawn(async move { worker.deliver(lease, permit).await });
+                    }
+                    count
+                }
+                Err(error) => {
+                    tracing::error!(%error, "leasing deliveries failed; retrying");
+                    0
+                }
+            };
+            if count < free.min(config.batch_size) {
+                // Nothing more is due: wait for new work, the next poll, or shutdown.
+                tokio::select! {
+                    () = &mut shutdown => break,
+                    () = shared.registry.work_queued() => {}
+                    () = tokio::time::sleep(config.poll_interval) => {}
+                }
+            }
+        }
+        tracing::info!(in_flight = tasks.len(), "delivery engine stopping");
+        while let Some(done) = tasks.join_next().await {
+            log_task(done);
+        }
+        Ok(())
+    }
+
+    /// Purges the payloads of messages older than [`DeliveryConfig::retention`]; returns
+    /// how many.
+    ///
+    /// # Errors
+    /// [`Error::Store`].
+    pub async fn purge_expired(&self) -> Result<u64, Error> {
+        let now = self.shared.registry.config().clock.now();
+        let cutoff = chrono::Duration::from_std(self.shared.config.retention)
+            .ok()
+            .and_then(|r| now.checked_sub_signed(r))
+            .unwrap_or(DateTime::<Utc>::MIN_UTC);
+        let purged = self.shared.registry.store().purge_payloads(cutoff).await?;
+        if purged > 0 {
+            tracing::info!(purged, %cutoff, "expired payloads purged");
+        }
+        Ok(purged)
+    }
+}
+
+fn log_task(done: Result<Result<Outcome, Error>, tokio::task::JoinError>) {
+    match done {
+        Ok(Ok(_)) => {}
+        Ok(Err(error)) => {
+            tracing::error!(%error, "delivery failed to record; its lease will expire and it will be retried")
+        }
+        Err(error) => tracing::error!(%error, "delivery task panicked"),
+    }
+}
+
+/// What came back from one request.
+struct Response {
+    status: u16,
+    body: String,
+    retry_after: Option<Duration>,
+}
+
+impl<S: Store> Shared<S> {
+    fn gate(&self, endpoint: &EndpointId) -> Arc<Gate> {
+        let mut gates = self.gates.lock().unwrap_or_else(PoisonError::into_inner);
+        Arc::clone(gates.entry(endpoint.clone()).or_insert_with(|| {
+            Arc::new(Gate {
+                in_flight: Arc::new(Semaphore::new(self.config.max_in_flight_per_endpoint)),
+                rate: RateGate::default(),
+            })
+        }))
+    }
+
+    fn notify(&self, note: Notification) {
+        // No receiver is fine: the tracing event has been emitted.
+        let _ = self.notifications.send(note);
+    }
+
+    /// Finishes a lease without a request.
+    async fn release(
+        &self,
+        lease: &Lease,
+        status: DeliveryStatus,
+        next_attempt_at: DateTime<Utc>,
+    ) -> Result<(), Error> {
+        let update = DeliveryUpdate {
+            status,
+            attempts: lease.delivery.attempts,
+            next_attempt_at,
+            attempt: None,
+        };
+        self.registry
+            .store()
+            .finish_delivery(lease, &update)
+            .await?;
+        Ok(())
+    }
+
+    async fn deliver(
+        self: Arc<Self>,
+        lease: Lease,
+        _permit: OwnedSemaphorePermit,
+    ) -> Result<Outcome, Error> {
+        let store = self.registry.store();
+        let clock = &self.registry.config().clock;
+        let delivery = &lease.delivery;
+        let now = clock.now();
+        let record = store.endpoint(&delivery.endpoint_id).await?;
+        let message = store.message(&delivery.message_id).await?;
+        let (record, message) = match (record, message) {
+            (Some(record), Some(message)) if !record.endpoint.disabled && !message.expired => {
+                (record, message)
+            }
+            (record, message) => {
+                tracing::warn!(
+                    message = %delivery.message_id,
+                    endpoint = %delivery.endpoint_id,
+                    endpoint_found = record.is_some(),
+                    endpoint_disabled = record.as_ref().is_some_and(|r| r.endpoint.disabled),
+                    payload_expired = message.as_ref().is_none_or(|m| m.expired),
+                    "delivery dropped without a request"
+                );
+                self.release(&lease, DeliveryStatus::Exhausted, now).await?;
+                return Ok(Outcome::Skipped);
+            }
+        };
+
+        // Endpoint limits: a delivery that cannot go now goes back to the store for a
+        // moment instead of holding a worker.
+        let gate = self.gate(&delivery.endpoint_id);
+        let Ok(_endpoint_permit) = Arc::clone(&gate.in_flight).try_acquire_owned() else {
+            self.release(
+                &lease,
+                DeliveryStatus::Pending,
+                later(now, self.config.busy_retry),
+            )
+            .await?;
+            return Ok(Outcome::Postponed);
+        };
+        if let Some(rate) = record.endpoint.rate_limit {
+            match gate.rate.reserve(rate, Instant::now()) {
+                Ok(wait) => tokio::time::sleep(wait).await,
+                Err(wait) => {
+                    let wait = wait + self.config.busy_retry.mul_f64(jitter_unit());
+                    self.release(&lease, DeliveryStatus::Pending, later(now, wait))
+                        .await?;
+                    return Ok(Outcome::Postponed);
+                }
+            }
+        }
+
+        let at = clock.now();
+        let (request, headers) = self.request(&record, &message, at)?;
+        let started = Instant::now();
+        let result = match self.check_literal(&record.endpoint.url) {
+            Err(refused) => Err(refused.to_string()),
+            Ok(()) => self.send(request).await,
+        };
+        let duration = started.elapsed();
+        let (response, success) = match result {
+            Ok(response) => {
+                let success = (200..300).contains(&response.status);
+                (response, success)
+            }
+            Err(reason) => (
+                Response {
+                    status: 0,
+                    body: reason,
+                    retry_after: None,
+                },
+                false,
+            ),
+        };
+        let attempts = delivery.attempts.saturating_add(1);
+        let (status, next_attempt_at) = if success {
+            (DeliveryStatus::Succeeded, at)
+        } else {
+            match self.config.retry.next_delay(attempts, response.retry_after) {
+                Some(delay) => (DeliveryStatus::Pending, later(at, delay)),
+                None => (DeliveryStatus::Exhausted, at),
+            }
+        };
+        let attempt = Attempt {
+            id: AttemptId::generate(at.timestamp())?,
+            message_id: message.id.clone(),
+            endpoint_id: record.endpoint.id.clone(),
+            event_type: message.event_type.clone(),
+            channel: message.channel.clone(),
+            url: record.endpoint.url.clone(),
+            status: if success {
+                AttemptStatus::Success
+            } else {
+                AttemptStatus::Failed
+            },
+            response_status: response.status,
+            response: response.body,
+            headers,
+            duration,
+            trigger: delivery.trigger,
+            timestamp: at,
+        };
+        tracing::debug!(
+            message = %message.id,
+            endpoint = %record.endpoint.id,
+            attempt = %attempt.id,
+            status = attempt.response_status,
+            attempts,
+            ?duration,
+            "delivery attempted"
+        );
+        let update = DeliveryUpdate {
+            status,
+            attempts,
+            next_attempt_at,
+            attempt: Some(attempt),
+        };
+        if !store.finish_delivery(&lease, &update).await? {
+            tracing::debug!(message = %message.id, endpoint = %record.endpoint.id,
+                "lease lost during the attempt (requeued or expired); attempt recorded");
+        }
+        if status == DeliveryStatus::Exhausted {
+            tracing::warn!(message = %message.id, endpoint = %record.endpoint.id, attempts,
+                "delivery exhausted");
+            self.notify(Notification::Exhausted {
+                message_id: message.id.clone(),
+                endpoint_id: record.endpoint.id.clone(),
+                attempts,
+            });
+        }
+        let health = store
+            .record_health(&record.endpoint.id, success, at, self.config.disable_after)
+            .await?;
+        match health {
+            HealthChange::Unchanged => {}
+            HealthChange::Disabled { failing_since } => {
+                tracing::warn!(endpoint = %record.endpoint.id, %failing_since,
+                    "endpoint disabled after failing continuously");
+                self.notify(Notification::EndpointDisabled {
+                    endpoint_id: record.endpoint.id.clone(),
+                    failing_since,
+                });
+            }
+            HealthChange::Recovered { failing_since } => {
+                tracing::info!(endpoint = %record.endpoint.id, %failing_since, "endpoint recovered");
+                self.notify(Notification::EndpointRecovered {
+                    endpoint_id: record.endpoint.id.clone(),
+                    failing_since,
+                });
+            }
+        }
+        Ok(match status {
+            DeliveryStatus::Succeeded => Outcome::Succeeded,
+            DeliveryStatus::Exhausted => Outcome::Exhausted,
+            _ => Outcome::Failed,
+        })
+    }
+
+    /// The request for one attempt, and the headers as recorded (credentials redacted).
+    fn request(
+        &self,
+        record: &EndpointRecord,
+        message: &Message,
+        at: DateTime<Utc>,
+    ) -> Result<(Request<Full<Bytes>>, RecordedHeaders), Error> {
+        let body = Bytes::from(message.payload.clone());
+        let signer = Signer::with_keys(record.keys.live(at).into_iter().map(Into::into));
+        let mut builder = Request::post(record.endpoint.url.as_str())
+            .header(CONTENT_TYPE, "application/json")
+            .header(USER_AGENT, USER_AGENT_VALUE);
+        let mut recorded = BTreeMap::new();
+        recorded.insert(CONTENT_TYPE.to_string(), "application/json".to_owned());
+        recorded.insert(USER_AGENT.to_string(), USER_AGENT_VALUE.to_owned());
+        for (name, value) in &record.endpoint.headers {
+            let lower = name.to_ascii_lowercase();
+            let header =
+                HeaderName::try_from(lower.as_str()).map_err(|_| Error::InvalidHeader {
+                    name: name.clone(),
+                    reason: "not a valid header name",
+                })?;
+            let value_parsed = HeaderValue::from_str(value).map_err(|_| Error::InvalidHeader {
+                name: name.clone(),
+                reason: "the value is not a valid header value",
+            })?;
+            builder = builder.header(header, value_parsed);
+            let shown = if is_sensitive(&lower) {
+                "<redacted>".to_owned()
+            } else {
+                value.clone()
+            };
+            recorded.insert(lower, shown);
+        }
+        for (name, value) in &signer.headers(message.id.as_str(), at.timestamp(), &body) {
+            builder = builder.header(name, value);
+            recorded.insert(
+                name.to_string(),
+                String::from_utf8_lossy(value.as_bytes()).into_owned(),
+            );
+        }
+        let request = builder
+            .body(Full::new(body))
+            .map_err(|e| Error::InvalidUrl {
+                url: record.endpoint.url.clone(),
+                reason: if e.is::<http::uri::InvalidUri>() {
+                    "not a valid URL"
+                } else {
+                    "cannot build a request for it"
+                },
+            })?;
+        Ok((request, recorded))
+    }
+
+    /// URLs naming an IP address directly never reach the resolver: check them here.
+    fn check_literal(&self, url: &str) -> Result<(), RefusedAddress> {
+        let host = url
+            .parse::<http::Uri>()
+            .ok()
+            .and_then(|uri| uri.host().map(str::to_owned));
+        let literal = host
+            .as_deref()
+            .map(|h| h.trim_start_matches('[').trim_end_matches(']'))
+            .and_then(|h| h.parse::<IpAddr>().ok());
+        match literal {
+            Some(ip) => self.addresses.check(ip),
+            None => Ok(()),
+        }
+    }
+
+    /// One request, bounded by the timeout; `Err` carries a readable reason.
+    async fn send(&self, request: Request<Full<Bytes>>) -> Result<Response, String> {
+        let timeout = self.config.request_timeout;
+        let exchange = async {
+            let response = self
+                .client
+                .request(request)
+                .await
+                .map_err(|e| describe(&e))?;
+            let status = response.status();
+            let retry_after = if status == StatusCode::TOO_MANY_REQUESTS
+                || status == StatusCode::SERVICE_UNAVAILABLE
+            {
+                response
+                    .headers()
+                    .get(RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| parse_retry_after(v, Utc::now()))
+            } else {
+                None
+            };
+            let mut body = response.into_body();
+            let mut bytes = Vec::new();
+            let mut cut_short = None;
+            while bytes.len() < MAX_RESPONSE_BODY {
+                match body.frame().await {
+                    None => break,
+                    Some(Err(error)) => {
+                        cut_short = Some(describe(&error));
+                        break;
+                    }
+                    Some(Ok(frame)) => {
+                        if let Ok(data) = frame.into_data() {
+                            let room = MAX_RESPONSE_BODY - bytes.len();
+                            bytes.extend_from_slice(&data[..data.len().min(room)]);
+                        }
+                    }
+                }
+            }
+            let mut text = truncate(String::from_utf8_lossy(&bytes).into_owned());
+            if let Some(reason) = cut_short
+                && text.len() + reason.len() + 20 <= MAX_RESPONSE_BODY
+            {
+                text.push_str(&format!(" [body cut short: {reason}]"));
+            }
+            Ok(Response {
+                status: status.as_u16(),
+                body: text,
+                retry_after,
+            })
+        };
+        match tokio::time::timeout(timeout, exchange).await {
+            Ok(result) => result,
+            Err(_) => Err(format!("timed out after {timeout:?}")),
+        }
+    }
+}
+
+/// `at + delay`, saturating, in whole microseconds (what every store keeps).
+fn later(at: DateTime<Utc>, delay: Duration) -> DateTime<Utc> {
+    chrono::Duration::from_std(delay)
+        .ok()
+        .and_then(|d| at.checked_add_signed(d))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+        .trunc_subsecs(6)
+}
+
+/// A uniform draw in `0.0..1.0` from the OS RNG (0.5 if it is unavailable).
+fn jitter_unit() -> f64 {
+    let mut bytes = [0u8; 8];
+    match getrandom::fill(&mut bytes) {
+        Ok(()) => (u64::from_le_bytes(bytes) >> 11) as f64 / (1u64 << 53) as f64,
+        Err(_) => 0.5,
+    }
+}
+
+fn is_sensitive(lower_name: &str) -> bool {
+    SENSITIVE_NAMES.contains(&lower_name) || SENSITIVE_PARTS.iter().any(|p| lower_name.contains(p))
+}
+
+/// At most [`MAX_RESPONSE_BODY`] bytes, cut at a character boundary.
+fn truncate(mut text: String) -> String {
+    if text.len() > MAX_RESPONSE_BODY {
+        let mut end = MAX_RESPONSE_BODY;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    text
+}
+
+/// An error and its causes, outermost first, with the SSRF refusal named plainly.
+fn describe(error: &(dyn StdError + 'static)) -> String {
+    let mut parts = Vec::new();
+    let mut current: Option<&(dyn StdError + 'static)> = Some(error);
+    while let Some(e) = current {
+        if let Some(resolve) = e.downcast_ref::<ResolveError>() {
+            return resolve.to_string();
+        }
+        let text = e.to_string();
+        if parts.last() != Some(&text) {
+            parts.push(text);
+        }
+        current = e.source();
+    }
+    parts.join(": ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sensitive_header_names() {
+        for name in [
+            "authorization",
+            "x-api-key",
+            "x-auth-token",
+            "cookie",
+            "x-secret",
+        ] {
+            assert!(is_sensitive(name), "{name}");
+        }
+        for name in ["x-tenant", "x-request-id", "accept"] {
+            assert!(!is_sensitive(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn truncation_keeps_characters_whole() {
+        let text = "é".repeat(MAX_RESPONSE_BODY);
+        let cut = truncate(text);
+        assert!(cut.len() <= MAX_RESPONSE_BODY);
+        assert!(cut.len() >= MAX_RESPONSE_BODY - 1);
+        assert!(cut.chars().all(|c| c == 'é'));
+        assert_eq!(truncate("short".into()), "short");
+    }
+}
