@@ -9,7 +9,7 @@
 //!   attempt is recorded at), `webhook-signature` (one signature per live key, current
 //!   first), the endpoint's custom headers and a `user-agent` naming Switchyard.
 //! - **Success is any 2xx**; redirects are not followed; requests time out after 30 s.
-//!   Failures retry on [`RetryPolicy`](crate::retry::RetryPolicy) (`Retry-After` on 429/503
+//!   Failures retry on [`RetryPolicy`] (`Retry-After` on 429/503
 //!   honoured within bounds) until the delivery is exhausted.
 //! - **Nothing hammered**: a global and a per-endpoint limit on requests in flight, a
 //!   per-endpoint rate limit, optional ordered delivery, and endpoints failing for longer
@@ -106,7 +106,7 @@ pub struct DeliveryConfig {
     /// How often the store is polled for due retries when nothing wakes the engine
     /// (default 1 s). Sends through the same [`Registry`] wake it at once.
     pub poll_interval: Duration,
-    /// How long a lease holds (default 2 min; at least the request timeout plus 30 s). A
+    /// How long a lease holds (default 2 min; at least the request timeout plus 5 s). A
     /// worker that dies loses its deliveries to another after this.
     pub lease_for: Duration,
     /// An endpoint failing continuously for longer than this is disabled (default 5 days).
@@ -287,7 +287,8 @@ fn build_client(
     };
     Ok(Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(90))
-        .pool_max_idle_per_host(config.max_in_flight_per_endpoint.max(1))
+        // Many endpoints often share a host: keep as many idle connections as may be busy.
+        .pool_max_idle_per_host(config.max_in_flight.max(1))
         .build(https))
 }
 
@@ -305,7 +306,7 @@ impl<S: Store> DeliveryEngine<S> {
         config.batch_size = config.batch_size.max(1);
         config.lease_for = config
             .lease_for
-            .max(config.request_timeout + Duration::from_secs(30));
+            .max(config.request_timeout + Duration::from_secs(5));
         let addresses = Arc::new(config.addresses.clone());
         let client = build_client(&config, &addresses)?;
         let (notifications, _) = broadcast::channel(1024);

@@ -1,0 +1,243 @@
+//! Delivery throughput and latency, side by side with the lower bound.
+//!
+//! `cargo bench -p switchyard-webhooks --bench delivery` prints:
+//! - messages per second from `send` to a received 2xx, on the SQLite store, with 1 and with
+//!   100 endpoints per message, next to the same number of bare hyper client POSTs (no
+//!   store, no signing) to the same loopback receiver, and the ratio;
+//! - p50 / p99 send-to-receive latency at an offered 1,000 messages per second.
+//!
+//! Not criterion: one run is seconds of wall-clock work through a real database and real
+//! sockets, and the numbers wanted (rates, percentiles, a ratio) are printed directly.
+#![allow(clippy::unwrap_used, clippy::print_stdout)]
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::{BodyExt as _, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde_json::json;
+use switchyard_webhooks::delivery::{AddressPolicy, DeliveryConfig, DeliveryEngine};
+use switchyard_webhooks::store::SqliteStore;
+use switchyard_webhooks::{EndpointSpec, EventTypeName, Registry};
+
+const PAYLOAD: &str = r#"{"origin": "https://example.org/repo.git", "visit": 42, "status": "full", "snapshot": "swh:1:snp:0000000000000000000000000000000000000000"}"#;
+
+/// A loopback receiver answering 204 at once, noting when each `webhook-id` arrived.
+struct Receiver {
+    addr: SocketAddr,
+    count: Arc<AtomicUsize>,
+    arrivals: Arc<Mutex<HashMap<String, Instant>>>,
+}
+
+async fn receiver() -> Receiver {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let count = Arc::new(AtomicUsize::new(0));
+    let arrivals: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let (c, a) = (count.clone(), arrivals.clone());
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let _ = stream.set_nodelay(true);
+            let (count, arrivals) = (c.clone(), a.clone());
+            tokio::spawn(async move {
+                let service = service_fn(move |request: Request<Incoming>| {
+                    let (count, arrivals) = (count.clone(), arrivals.clone());
+                    async move {
+                        let now = Instant::now();
+                        let id = request
+                            .headers()
+                            .get("webhook-id")
+                            .and_then(|v| v.to_str().ok())
+                            .map(str::to_owned);
+                        let _ = request.into_body().collect().await;
+                        if let Some(id) = id {
+                            arrivals.lock().unwrap().entry(id).or_insert(now);
+                        }
+                        count.fetch_add(1, Ordering::SeqCst);
+                        Ok::<_, Infallible>(
+                            Response::builder()
+                                .status(204)
+                                .body(Full::new(Bytes::new()))
+                                .unwrap(),
+                        )
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    Receiver {
+        addr,
+        count,
+        arrivals,
+    }
+}
+
+async fn wait_for(count: &AtomicUsize, target: usize) {
+    while count.load(Ordering::SeqCst) < target {
+        tokio::time::sleep(Duration::from_micros(500)).await;
+    }
+}
+
+/// A registry on a fresh SQLite file with `endpoints` endpoints on the receiver, and a
+/// running engine.
+async fn setup(
+    receiver: &Receiver,
+    endpoints: usize,
+) -> (
+    Arc<Registry<SqliteStore>>,
+    EventTypeName,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+    tempfile::TempDir,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("bench.db"))
+        .await
+        .unwrap();
+    let registry = Arc::new(Registry::new(store));
+    let visit = EventTypeName::new("origin.visit").unwrap();
+    registry
+        .create_event_type(visit.clone(), "visits", json!({"type": "object"}))
+        .await
+        .unwrap();
+    for i in 0..endpoints {
+        registry
+            .create_endpoint(
+                EndpointSpec::new(format!("http://{}/e{i}", receiver.addr))
+                    .event_type(visit.clone()),
+            )
+            .await
+            .unwrap();
+    }
+    let config = DeliveryConfig {
+        addresses: AddressPolicy::default().allow("127.0.0.0/8".parse().unwrap()),
+        ..DeliveryConfig::default()
+    };
+    let engine = DeliveryEngine::new(registry.clone(), config).unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(async move {
+        engine
+            .run(async {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap();
+    });
+    (registry, visit, stop, running, dir)
+}
+
+/// Deliveries per second through the engine: `messages` sends, each to `endpoints`.
+async fn engine_rate(messages: usize, endpoints: usize) -> f64 {
+    let receiver = receiver().await;
+    let (registry, visit, stop, running, _dir) = setup(&receiver, endpoints).await;
+    let started = Instant::now();
+    for _ in 0..messages {
+        registry.send(&visit, PAYLOAD, None).await.unwrap().unwrap();
+    }
+    wait_for(&receiver.count, messages * endpoints).await;
+    let elapsed = started.elapsed();
+    let _ = stop.send(());
+    running.await.unwrap();
+    messages as f64 / elapsed.as_secs_f64()
+}
+
+/// The lower bound: the same POSTs from a bare hyper client, 64 at a time.
+async fn bare_rate(messages: usize, endpoints: usize) -> f64 {
+    let receiver = receiver().await;
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(64)
+        .build_http();
+    let total = messages * endpoints;
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut workers = Vec::new();
+    for _ in 0..64 {
+        let (client, next, addr) = (client.clone(), next.clone(), receiver.addr);
+        workers.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                if i >= total {
+                    return;
+                }
+                let request = Request::post(format!("http://{addr}/e{}", i % endpoints))
+                    .header("content-type", "application/json")
+                    .body(Full::new(Bytes::from_static(PAYLOAD.as_bytes())))
+                    .unwrap();
+                let response = client.request(request).await.unwrap();
+                let _ = response.into_body().collect().await;
+            }
+        }));
+    }
+    for worker in workers {
+        worker.await.unwrap();
+    }
+    wait_for(&receiver.count, total).await;
+    messages as f64 / started.elapsed().as_secs_f64()
+}
+
+/// Send-to-receive latency percentiles (p50, p99) at `rate` messages per second.
+async fn latency(rate: u32, seconds: u32) -> (Duration, Duration, f64) {
+    let receiver = receiver().await;
+    let (registry, visit, stop, running, _dir) = setup(&receiver, 1).await;
+    let messages = (rate * seconds) as usize;
+    let mut sent_at = HashMap::with_capacity(messages);
+    let mut ticks = tokio::time::interval(Duration::from_secs(1) / rate);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let started = Instant::now();
+    for _ in 0..messages {
+        ticks.tick().await;
+        let before = Instant::now();
+        let (id, _) = registry.send(&visit, PAYLOAD, None).await.unwrap().unwrap();
+        sent_at.insert(id.to_string(), before);
+    }
+    let offered = messages as f64 / started.elapsed().as_secs_f64();
+    wait_for(&receiver.count, messages).await;
+    let _ = stop.send(());
+    running.await.unwrap();
+    let arrivals = receiver.arrivals.lock().unwrap();
+    let mut latencies: Vec<Duration> = sent_at
+        .iter()
+        .filter_map(|(id, sent)| arrivals.get(id).map(|arrived| *arrived - *sent))
+        .collect();
+    latencies.sort();
+    let pick = |q: f64| latencies[((latencies.len() as f64 - 1.0) * q).round() as usize];
+    (pick(0.50), pick(0.99), offered)
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        println!("delivery: send → received 2xx, SQLite store, loopback receiver\n");
+        println!("| endpoints/message | messages | switchyard msg/s | bare hyper msg/s | ratio |");
+        println!("|---:|---:|---:|---:|---:|");
+        for (messages, endpoints) in [(2_000usize, 1usize), (100, 100)] {
+            let ours = engine_rate(messages, endpoints).await;
+            let bare = bare_rate(messages, endpoints).await;
+            println!(
+                "| {endpoints} | {messages} | {ours:.0} | {bare:.0} | {:.2} |",
+                ours / bare
+            );
+        }
+        let (p50, p99, offered) = latency(1_000, 3).await;
+        println!(
+            "\nlatency at an offered {offered:.0} msg/s (1 endpoint): p50 {:.1} ms, p99 {:.1} ms",
+            p50.as_secs_f64() * 1e3,
+            p99.as_secs_f64() * 1e3
+        );
+    });
+}
