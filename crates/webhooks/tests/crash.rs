@@ -62,8 +62,8 @@ fn spawn_child(path: &std::path::Path) -> Child {
         .unwrap()
 }
 
-/// A receiver counting deliveries per `webhook-id`, answering after a short pause so the
-/// child is killed with requests in flight.
+/// A receiver counting deliveries per `webhook-id`, answering after 10 ms so that the
+/// 2,000 deliveries take seconds and the child is killed with requests in flight.
 async fn counting_receiver() -> (String, Arc<Mutex<HashMap<String, usize>>>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/hook", listener.local_addr().unwrap());
@@ -78,7 +78,7 @@ async fn counting_receiver() -> (String, Arc<Mutex<HashMap<String, usize>>>) {
                     async move {
                         let id = request.headers()["webhook-id"].to_str().unwrap().to_owned();
                         let _ = request.into_body().collect().await;
-                        tokio::time::sleep(Duration::from_millis(2)).await;
+                        tokio::time::sleep(Duration::from_millis(10)).await;
                         *counts.lock().unwrap().entry(id).or_default() += 1;
                         Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
                     }
@@ -116,12 +116,14 @@ async fn every_message_is_delivered_across_a_sigkill() {
         .await
         .unwrap();
 
-    let mut child = spawn_child(&path);
+    // Everything is stored before the engine starts, so the kill lands mid-delivery however
+    // fast or slow the machine is at storing.
     let mut sent = Vec::with_capacity(MESSAGES);
     for i in 0..MESSAGES {
         let body = format!(r#"{{"n": {i}}}"#);
         sent.push(registry.send(&visit, body, None).await.unwrap().unwrap().0);
     }
+    let mut child = spawn_child(&path);
     let received = |counts: &Arc<Mutex<HashMap<String, usize>>>| counts.lock().unwrap().len();
     wait_for("the first deliveries", Duration::from_secs(60), || {
         received(&counts) >= MESSAGES / 4
