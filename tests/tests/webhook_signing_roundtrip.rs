@@ -1,26 +1,26 @@
 //! A webhook from the registry to a receiver over a real loopback connection: messages sent
-//! through a SQLite-backed registry are leased, signed with the endpoint's live keys, POSTed
-//! by a hyper client, checked by a hyper server behind `VerifyWebhookLayer`, and their
-//! outcome recorded — the path the delivery engine (issue 4) automates.
+//! through a SQLite-backed registry are delivered by the delivery engine (leased, signed with
+//! the endpoint's live keys, POSTed), checked by a hyper server behind `VerifyWebhookLayer`,
+//! and every attempt recorded.
 #![allow(clippy::unwrap_used)] // Test helpers: a panic is a failed test.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper::{Request, Response, StatusCode};
+use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use serde_json::json;
-use switchyard::webhooks::store::{SqliteStore, Store};
+use switchyard::webhooks::delivery::{AddressPolicy, DeliveryConfig, DeliveryEngine};
+use switchyard::webhooks::store::SqliteStore;
 use switchyard::webhooks::verify::VerifyWebhookLayer;
 use switchyard::webhooks::{
-    DeliveryStatus, DeliveryUpdate, EndpointSpec, EventTypeName, Registry, Secret, Signer,
-    Verified, Verifier,
+    DeliveryStatus, EndpointSpec, EventTypeName, Registry, Secret, SentEventQuery, Verified,
+    Verifier,
 };
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tower::ServiceBuilder;
 
 type Received = Arc<Mutex<Vec<(String, Bytes)>>>;
@@ -53,31 +53,14 @@ async fn start_receiver(secret: Secret, received: Received) -> SocketAddr {
     addr
 }
 
-async fn post(url: &str, headers: http::HeaderMap, body: String) -> StatusCode {
-    let uri: http::Uri = url.parse().unwrap();
-    let authority = uri.authority().unwrap().as_str().to_owned();
-    let stream = TcpStream::connect(&authority).await.unwrap();
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .unwrap();
-    tokio::spawn(connection);
-    let mut request = Request::post(uri)
-        .header(http::header::HOST, authority)
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .body(Full::new(Bytes::from(body)))
-        .unwrap();
-    request.headers_mut().extend(headers);
-    sender.send_request(request).await.unwrap().status()
-}
-
 #[tokio::test]
 async fn registry_messages_reach_a_verifying_receiver() {
     let dir = tempfile::tempdir().unwrap();
-    let registry = Registry::new(
+    let registry = Arc::new(Registry::new(
         SqliteStore::open(dir.path().join("hooks.db"))
             .await
             .unwrap(),
-    );
+    ));
     let visit = EventTypeName::new("origin.visit").unwrap();
     registry
         .create_event_type(
@@ -102,7 +85,7 @@ async fn registry_messages_reach_a_verifying_receiver() {
         )
         .await
         .unwrap();
-    registry
+    let bad_endpoint = registry
         .create_endpoint(EndpointSpec::new(format!("http://{bad}/hook")).event_type(visit.clone()))
         .await
         .unwrap();
@@ -118,55 +101,17 @@ async fn registry_messages_reach_a_verifying_receiver() {
         sent.push((id.to_string(), payload));
     }
 
-    // One pass of a worker: lease, sign with live keys, POST, record the outcome.
-    let now = chrono::Utc::now();
-    let leases = registry
-        .store()
-        .lease_deliveries(now, Duration::from_secs(30), 100)
-        .await
-        .unwrap();
-    assert_eq!(leases.len(), 10);
-    for lease in &leases {
-        let message = registry
-            .message(lease.delivery.message_id.as_str())
-            .await
-            .unwrap();
-        let endpoint = registry
-            .endpoint(lease.delivery.endpoint_id.as_str())
-            .await
-            .unwrap();
-        let keys = registry.live_keys(endpoint.id.as_str()).await.unwrap();
-        let signer = Signer::with_keys(keys.into_iter().map(Into::into));
-        let headers = signer.headers(
-            message.id.as_str(),
-            now.timestamp(),
-            message.payload.as_bytes(),
-        );
-        let status = post(&endpoint.url, headers, message.payload.clone()).await;
-        let update = if status.is_success() {
-            DeliveryUpdate {
-                status: DeliveryStatus::Succeeded,
-                attempts: 1,
-                next_attempt_at: now,
-                attempt: None,
-            }
-        } else {
-            assert_eq!(status, StatusCode::UNAUTHORIZED);
-            DeliveryUpdate {
-                status: DeliveryStatus::Pending,
-                attempts: 1,
-                next_attempt_at: now + chrono::Duration::seconds(5),
-                attempt: None,
-            }
-        };
-        assert!(
-            registry
-                .store()
-                .finish_delivery(lease, &update)
-                .await
-                .unwrap()
-        );
-    }
+    // The delivery engine: lease, sign with the live keys, POST, record every attempt.
+    let engine = DeliveryEngine::new(
+        Arc::clone(&registry),
+        DeliveryConfig {
+            addresses: AddressPolicy::default().allow("127.0.0.0/8".parse().unwrap()),
+            ..DeliveryConfig::default()
+        },
+    )
+    .unwrap();
+    let report = engine.run_due().await.unwrap();
+    assert_eq!((report.succeeded, report.failed), (5, 5));
 
     // The verifying receiver got every payload, byte for byte, under its message id.
     let mut got: Vec<(String, String)> = good_received
@@ -193,5 +138,15 @@ async fn registry_messages_reach_a_verifying_receiver() {
             assert_eq!(delivery.status, expected);
             assert_eq!(delivery.attempts, 1);
         }
+    }
+    // The forger's receiver refused each one with 401 and said why; it is all on record.
+    let refused = registry
+        .sent_events_for_endpoint(bad_endpoint.id.as_str(), &SentEventQuery::default())
+        .await
+        .unwrap();
+    assert_eq!(refused.len(), 5);
+    for event in refused {
+        assert_eq!(event.response_status_code, 401);
+        assert!(event.response.contains("signature"), "{}", event.response);
     }
 }

@@ -29,6 +29,9 @@ use switchyard_webhooks::delivery::{AddressPolicy, DeliveryConfig, DeliveryEngin
 use switchyard_webhooks::store::SqliteStore;
 use switchyard_webhooks::{EndpointSpec, EventTypeName, Registry};
 
+/// Concurrent `send` callers in the throughput runs.
+const SENDERS: usize = 8;
+
 const PAYLOAD: &str = r#"{"origin": "https://example.org/repo.git", "visit": 42, "status": "full", "snapshot": "swh:1:snp:0000000000000000000000000000000000000000"}"#;
 
 /// A loopback receiver answering 204 at once, noting when each `webhook-id` arrived.
@@ -143,8 +146,19 @@ async fn engine_rate(messages: usize, endpoints: usize) -> f64 {
     let receiver = receiver().await;
     let (registry, visit, stop, running, _dir) = setup(&receiver, endpoints).await;
     let started = Instant::now();
-    for _ in 0..messages {
-        registry.send(&visit, PAYLOAD, None).await.unwrap().unwrap();
+    // Senders as a service would have them: several requests at once.
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut senders = Vec::new();
+    for _ in 0..SENDERS {
+        let (registry, visit, next) = (registry.clone(), visit.clone(), next.clone());
+        senders.push(tokio::spawn(async move {
+            while next.fetch_add(1, Ordering::SeqCst) < messages {
+                registry.send(&visit, PAYLOAD, None).await.unwrap().unwrap();
+            }
+        }));
+    }
+    for sender in senders {
+        sender.await.unwrap();
     }
     wait_for(&receiver.count, messages * endpoints).await;
     let elapsed = started.elapsed();

@@ -186,6 +186,10 @@ pub enum StoreError {
     #[cfg(feature = "sqlite")]
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// A batched write this operation was part of failed (every operation of the batch gets
+    /// the same error).
+    #[error("batched write failed: {0}")]
+    Batch(std::sync::Arc<StoreError>),
     /// The database file's schema is newer than this version of the crate understands.
     #[error("the database schema version {found} is newer than this build supports ({supported})")]
     UnsupportedSchemaVersion {

@@ -657,35 +657,22 @@ async fn leases_are_exclusive_and_expire<S: Store>(h: Harness<S>) {
     let store = r.store();
 
     // Four concurrent workers drain 60 deliveries; each is leased exactly once.
-    let mut leased = Vec::new();
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..4)
-            .map(|_| {
-                scope.spawn(|| {
-                    let rt = tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()
-                        .unwrap();
-                    rt.block_on(async {
-                        let mut mine = Vec::new();
-                        loop {
-                            let batch = store
-                                .lease_deliveries(now, Duration::from_secs(30), 7)
-                                .await
-                                .unwrap();
-                            if batch.is_empty() {
-                                break mine;
-                            }
-                            mine.extend(batch);
-                        }
-                    })
-                })
-            })
-            .collect();
-        for handle in handles {
-            leased.extend(handle.join().unwrap());
+    let drain = || async {
+        let mut mine = Vec::new();
+        loop {
+            let batch = store
+                .lease_deliveries(now, Duration::from_secs(30), 7)
+                .await
+                .unwrap();
+            if batch.is_empty() {
+                break mine;
+            }
+            mine.extend(batch);
+            tokio::task::yield_now().await;
         }
-    });
+    };
+    let (w1, w2, w3, w4) = tokio::join!(drain(), drain(), drain(), drain());
+    let leased: Vec<_> = [w1, w2, w3, w4].into_iter().flatten().collect();
     assert_eq!(leased.len(), 60);
     let mut keys: Vec<_> = leased
         .iter()

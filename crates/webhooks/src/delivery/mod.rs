@@ -71,7 +71,7 @@ pub use guard::{AddressPolicy, RefusedAddress, special_purpose};
 use guard::{GuardedResolver, ResolveError};
 use limit::RateGate;
 
-use crate::error::Error;
+use crate::error::{Error, StoreError};
 use crate::id::{AttemptId, EndpointId, MessageId};
 use crate::model::{
     Attempt, AttemptStatus, DeliveryStatus, DeliveryUpdate, EndpointRecord, Lease,
@@ -224,8 +224,23 @@ struct Gate {
     rate: RateGate,
 }
 
+/// Group commit: workers queue their outcomes; whoever gets the flush lock writes everything
+/// queued in one store transaction, so one disk sync serves many attempts.
+#[derive(Default)]
+struct Recorder {
+    queue: Mutex<Vec<Queued>>,
+    flush: tokio::sync::Mutex<()>,
+}
+
+type Queued = (
+    Lease,
+    DeliveryUpdate,
+    tokio::sync::oneshot::Sender<Result<bool, Arc<StoreError>>>,
+);
+
 struct Shared<S> {
     registry: Arc<Registry<S>>,
+    recorder: Recorder,
     config: DeliveryConfig,
     addresses: Arc<AddressPolicy>,
     client: HttpClient,
@@ -313,6 +328,7 @@ impl<S: Store> DeliveryEngine<S> {
         Ok(Self {
             shared: Arc::new(Shared {
                 registry,
+                recorder: Recorder::default(),
                 global: Arc::new(Semaphore::new(config.max_in_flight)),
                 config,
                 addresses,
@@ -372,12 +388,7 @@ impl<S: Store> DeliveryEngine<S> {
             }
             let mut tasks = JoinSet::new();
             for lease in fresh {
-                let permit = Arc::clone(&self.shared.global)
-                    .acquire_owned()
-                    .await
-                    .map_err(|_| Error::Stopped)?;
-                let shared = Arc::clone(&self.shared);
-                tasks.spawn(async move { shared.deliver(lease, permit).await });
+                tasks.spawn(Arc::clone(&self.shared).deliver_when_free(lease));
             }
             while let Some(done) = tasks.join_next().await {
                 match done {
@@ -414,8 +425,9 @@ impl<S: Store> DeliveryEngine<S> {
                     tracing::error!(%error, "purging expired payloads failed");
                 }
             }
-            let free = shared.global.available_permits();
-            if free == 0 {
+            // Keep at most one batch queued behind the requests in flight: leasing a whole
+            // batch at a time (one store write) rather than one delivery per freed slot.
+            if tasks.len() > config.max_in_flight {
                 tokio::select! {
                     () = &mut shutdown => break,
                     done = tasks.join_next() => if let Some(done) = done { log_task(done) },
@@ -426,18 +438,13 @@ impl<S: Store> DeliveryEngine<S> {
             let leased = shared
                 .registry
                 .store()
-                .lease_deliveries(now, config.lease_for, free.min(config.batch_size))
+                .lease_deliveries(now, config.lease_for, config.batch_size)
                 .await;
             let count = match leased {
                 Ok(leases) => {
                     let count = leases.len();
                     for lease in leases {
-                        let permit = Arc::clone(&shared.global)
-                            .acquire_owned()
-                            .await
-                            .map_err(|_| Error::Stopped)?;
-                        let worker = Arc::clone(shared);
-                        tasks.spawn(async move { worker.deliver(lease, permit).await });
+                        tasks.spawn(Arc::clone(shared).deliver_when_free(lease));
                     }
                     count
                 }
@@ -446,7 +453,7 @@ impl<S: Store> DeliveryEngine<S> {
                     0
                 }
             };
-            if count < free.min(config.batch_size) {
+            if count < config.batch_size {
                 // Nothing more is due: wait for new work, the next poll, or shutdown.
                 tokio::select! {
                     () = &mut shutdown => break,
@@ -514,6 +521,52 @@ impl<S: Store> Shared<S> {
         let _ = self.notifications.send(note);
     }
 
+    /// Records an outcome through the group commit; whether the lease was still held.
+    async fn record(&self, lease: Lease, update: DeliveryUpdate) -> Result<bool, Error> {
+        let (done, outcome) = tokio::sync::oneshot::channel();
+        self.recorder
+            .queue
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((lease, update, done));
+        {
+            // Whoever holds the lock writes everything queued so far; an outcome queued
+            // before the lock was taken is in that batch or in the next holder's.
+            let _flushing = self.recorder.flush.lock().await;
+            let batch = std::mem::take(
+                &mut *self
+                    .recorder
+                    .queue
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner),
+            );
+            if !batch.is_empty() {
+                let (items, waiters): (Vec<_>, Vec<_>) = batch
+                    .into_iter()
+                    .map(|(lease, update, done)| ((lease, update), done))
+                    .unzip();
+                match self.registry.store().finish_deliveries(&items).await {
+                    Ok(held) => {
+                        for (waiter, held) in waiters.into_iter().zip(held) {
+                            let _ = waiter.send(Ok(held));
+                        }
+                    }
+                    Err(error) => {
+                        let error = Arc::new(error);
+                        for waiter in waiters {
+                            let _ = waiter.send(Err(Arc::clone(&error)));
+                        }
+                    }
+                }
+            }
+        }
+        match outcome.await {
+            Ok(Ok(held)) => Ok(held),
+            Ok(Err(error)) => Err(Error::Store(StoreError::Batch(error))),
+            Err(_) => Err(Error::Stopped),
+        }
+    }
+
     /// Finishes a lease without a request.
     async fn release(
         &self,
@@ -532,6 +585,15 @@ impl<S: Store> Shared<S> {
             .finish_delivery(lease, &update)
             .await?;
         Ok(())
+    }
+
+    /// Waits for a global slot, then delivers.
+    async fn deliver_when_free(self: Arc<Self>, lease: Lease) -> Result<Outcome, Error> {
+        let permit = Arc::clone(&self.global)
+            .acquire_owned()
+            .await
+            .map_err(|_| Error::Stopped)?;
+        self.deliver(lease, permit).await
     }
 
     async fn deliver(
@@ -652,7 +714,7 @@ impl<S: Store> Shared<S> {
             next_attempt_at,
             attempt: Some(attempt),
         };
-        if !store.finish_delivery(&lease, &update).await? {
+        if !self.record(lease.clone(), update).await? {
             tracing::debug!(message = %message.id, endpoint = %record.endpoint.id,
                 "lease lost during the attempt (requeued or expired); attempt recorded");
         }

@@ -197,6 +197,22 @@ pub trait Store: Send + Sync + 'static {
         update: &DeliveryUpdate,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
+    /// [`Store::finish_delivery`] for several leases at once. A durable store writes them in
+    /// one transaction (group commit: one disk sync for many attempts). Returns, for each
+    /// item, whether its lease was still held.
+    fn finish_deliveries(
+        &self,
+        items: &[(Lease, DeliveryUpdate)],
+    ) -> impl Future<Output = Result<Vec<bool>, StoreError>> + Send {
+        async move {
+            let mut held = Vec::with_capacity(items.len());
+            for (lease, update) in items {
+                held.push(self.finish_delivery(lease, update).await?);
+            }
+            Ok(held)
+        }
+    }
+
     /// Attempts matching the filter, by id (which is time order).
     fn list_attempts(
         &self,

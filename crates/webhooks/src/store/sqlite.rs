@@ -139,7 +139,13 @@ const SCHEMA_V2: &[&str] = &[
 /// ```
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
+    /// Readers (WAL lets them run beside the writer).
     pool: SqlitePool,
+    /// The one connection this process writes through. SQLite allows one writer at a time;
+    /// writing through several connections made them collide and back off in SQLite's busy
+    /// handler (millisecond sleeps), and writers queued behind readers for a connection.
+    /// Other processes are still coordinated by SQLite's lock and the busy timeout.
+    writer: SqlitePool,
 }
 
 fn micros(time: DateTime<Utc>) -> i64 {
@@ -190,17 +196,22 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await?;
+        // Migrate before any reader connects: a connection that saw the old schema would
+        // keep describing rows by it.
+        Self::migrate(&writer).await?;
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options)
             .await?;
-        let store = Self { pool };
-        store.migrate().await?;
-        Ok(store)
+        Ok(Self { pool, writer })
     }
 
-    async fn migrate(&self) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+    async fn migrate(writer: &SqlitePool) -> Result<(), StoreError> {
+        let mut tx = writer.begin().await?;
         let version: i64 = sqlx::query_scalar("PRAGMA user_version")
             .fetch_one(&mut *tx)
             .await?;
@@ -231,6 +242,7 @@ impl SqliteStore {
     /// Closes every connection (waiting for them to be returned).
     pub async fn close(&self) {
         self.pool.close().await;
+        self.writer.close().await;
     }
 }
 
@@ -458,6 +470,55 @@ async fn write_endpoint_index(
     Ok(())
 }
 
+/// Records one attempt and updates its delivery inside `tx`; whether the lease was held.
+async fn finish_in(
+    tx: &mut Transaction<'_, Sqlite>,
+    lease: &Lease,
+    update: &DeliveryUpdate,
+) -> Result<bool, StoreError> {
+    if let Some(attempt) = &update.attempt {
+        sqlx::query(
+            "INSERT INTO attempts (id, message_id, endpoint_id, event_type, channel, url,
+                    status, response_status, response, headers, duration_us, next_trigger,
+                    created_at)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(attempt.id.as_str())
+        .bind(attempt.message_id.as_str())
+        .bind(attempt.endpoint_id.as_str())
+        .bind(attempt.event_type.as_str())
+        .bind(attempt.channel.as_ref().map(Channel::as_str))
+        .bind(&attempt.url)
+        .bind(attempt.status.code())
+        .bind(i64::from(attempt.response_status))
+        .bind(&attempt.response)
+        .bind(to_json(&attempt.headers)?)
+        .bind(i64::try_from(attempt.duration.as_micros()).unwrap_or(i64::MAX))
+        .bind(attempt.trigger.code())
+        .bind(micros(attempt.timestamp))
+        .execute(&mut **tx)
+        .await?;
+    }
+    // A postponement (no attempt) keeps a manual trigger for the attempt still to come.
+    let updated = sqlx::query(
+        "UPDATE deliveries SET status = ?, attempts = ?, next_attempt_at = ?,
+                leased_until = NULL, lease_token = NULL,
+                next_trigger = CASE WHEN ? THEN 0 ELSE next_trigger END
+             WHERE message_id = ? AND endpoint_id = ? AND lease_token = ?",
+    )
+    .bind(update.status.code())
+    .bind(i64::from(update.attempts))
+    .bind(micros(update.next_attempt_at))
+    .bind(update.attempt.is_some())
+    .bind(lease.delivery.message_id.as_str())
+    .bind(lease.delivery.endpoint_id.as_str())
+    .bind(&lease.token)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    Ok(updated == 1)
+}
+
 /// The SQL condition "endpoint `e` receives event type ?" (binds the type once).
 const RECEIVES_TYPE: &str = "(e.all_types = 1 OR EXISTS (SELECT 1 FROM endpoint_types t \
      WHERE t.endpoint_id = e.id AND t.event_type = ?))";
@@ -481,7 +542,7 @@ impl Store for SqliteStore {
         .bind(i64::from(event_type.archived))
         .bind(micros(event_type.created_at))
         .bind(micros(event_type.updated_at))
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -523,7 +584,7 @@ impl Store for SqliteStore {
             EventTypeFilter::All => Vec::new(),
             EventTypeFilter::Only(names) => names.iter().collect(),
         };
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let result = sqlx::query(
             "INSERT INTO endpoints (id, uid, url, all_types, event_types, channels, metadata,
                 headers, disabled, description, keys, created_at, updated_at, rate_limit, ordered)
@@ -602,7 +663,7 @@ impl Store for SqliteStore {
     }
 
     async fn delete_endpoint(&self, id: &EndpointId) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let deleted = sqlx::query("DELETE FROM endpoints WHERE id = ?")
             .bind(id.as_str())
             .execute(&mut *tx)
@@ -684,7 +745,7 @@ impl Store for SqliteStore {
         message: &Message,
         endpoints: &[EndpointId],
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         sqlx::query(
             "INSERT INTO messages (id, event_type, channel, payload, created_at) VALUES (?, ?, ?, ?, ?)",
         )
@@ -780,7 +841,7 @@ impl Store for SqliteStore {
         .bind(now_micros)
         .bind(now_micros)
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.writer)
         .await?;
         let mut leases = rows
             .iter()
@@ -803,49 +864,23 @@ impl Store for SqliteStore {
         lease: &Lease,
         update: &DeliveryUpdate,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        if let Some(attempt) = &update.attempt {
-            sqlx::query(
-                "INSERT INTO attempts (id, message_id, endpoint_id, event_type, channel, url,
-                    status, response_status, response, headers, duration_us, next_trigger,
-                    created_at)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(attempt.id.as_str())
-            .bind(attempt.message_id.as_str())
-            .bind(attempt.endpoint_id.as_str())
-            .bind(attempt.event_type.as_str())
-            .bind(attempt.channel.as_ref().map(Channel::as_str))
-            .bind(&attempt.url)
-            .bind(attempt.status.code())
-            .bind(i64::from(attempt.response_status))
-            .bind(&attempt.response)
-            .bind(to_json(&attempt.headers)?)
-            .bind(i64::try_from(attempt.duration.as_micros()).unwrap_or(i64::MAX))
-            .bind(attempt.trigger.code())
-            .bind(micros(attempt.timestamp))
-            .execute(&mut *tx)
-            .await?;
-        }
-        // A postponement (no attempt) keeps a manual trigger for the attempt still to come.
-        let updated = sqlx::query(
-            "UPDATE deliveries SET status = ?, attempts = ?, next_attempt_at = ?,
-                leased_until = NULL, lease_token = NULL,
-                next_trigger = CASE WHEN ? THEN 0 ELSE next_trigger END
-             WHERE message_id = ? AND endpoint_id = ? AND lease_token = ?",
-        )
-        .bind(update.status.code())
-        .bind(i64::from(update.attempts))
-        .bind(micros(update.next_attempt_at))
-        .bind(update.attempt.is_some())
-        .bind(lease.delivery.message_id.as_str())
-        .bind(lease.delivery.endpoint_id.as_str())
-        .bind(&lease.token)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        let mut tx = self.writer.begin().await?;
+        let held = finish_in(&mut tx, lease, update).await?;
         tx.commit().await?;
-        Ok(updated == 1)
+        Ok(held)
+    }
+
+    async fn finish_deliveries(
+        &self,
+        items: &[(Lease, DeliveryUpdate)],
+    ) -> Result<Vec<bool>, StoreError> {
+        let mut tx = self.writer.begin().await?;
+        let mut held = Vec::with_capacity(items.len());
+        for (lease, update) in items {
+            held.push(finish_in(&mut tx, lease, update).await?);
+        }
+        tx.commit().await?;
+        Ok(held)
     }
 
     async fn list_attempts(
@@ -907,7 +942,7 @@ impl Store for SqliteStore {
         .bind(message.as_str())
         .bind(endpoint.as_str())
         .bind(micros(now))
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -927,7 +962,7 @@ impl Store for SqliteStore {
         .bind(micros(now))
         .bind(endpoint.as_str())
         .bind(micros(since))
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?
         .rows_affected())
     }
@@ -955,7 +990,7 @@ impl Store for SqliteStore {
             )
             .bind(endpoint.as_str())
             .bind(since)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?
             .rows_affected();
             return Ok(match DateTime::from_timestamp_micros(since) {
@@ -963,7 +998,7 @@ impl Store for SqliteStore {
                 _ => HealthChange::Unchanged,
             });
         }
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let row = sqlx::query(
             "UPDATE endpoints SET failing_since = COALESCE(failing_since, ?)
              WHERE id = ? RETURNING failing_since, disabled",
@@ -996,7 +1031,7 @@ impl Store for SqliteStore {
             "UPDATE messages SET payload = '', expired = 1 WHERE created_at < ? AND expired = 0",
         )
         .bind(micros(before))
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?
         .rows_affected())
     }
