@@ -78,13 +78,7 @@ impl RetryPolicy {
         attempts_made: u32,
         retry_after: Option<Duration>,
     ) -> Option<Duration> {
-        let mut bytes = [0u8; 8];
-        // Without randomness the delay is simply not jittered.
-        let unit = match getrandom::fill(&mut bytes) {
-            Ok(()) => (u64::from_le_bytes(bytes) >> 11) as f64 / (1u64 << 53) as f64,
-            Err(_) => 0.5,
-        };
-        self.next_delay_with(attempts_made, retry_after, unit)
+        self.next_delay_with(attempts_made, retry_after, unit_draw())
     }
 
     /// [`RetryPolicy::next_delay`] with the random draw given (`unit` in `0.0..1.0`; 0.5 means
@@ -104,6 +98,15 @@ impl RetryPolicy {
             Some(asked) => scheduled.max(asked.min(self.max_retry_after)),
             None => scheduled,
         })
+    }
+}
+
+/// A uniform draw in `0.0..1.0` from the OS RNG; 0.5 (no jitter) if it is unavailable.
+pub(crate) fn unit_draw() -> f64 {
+    let mut bytes = [0u8; 8];
+    match getrandom::fill(&mut bytes) {
+        Ok(()) => (u64::from_le_bytes(bytes) >> 11) as f64 / (1u64 << 53) as f64,
+        Err(_) => 0.5,
     }
 }
 

@@ -78,7 +78,7 @@ use crate::model::{
     MAX_RESPONSE_BODY, Message,
 };
 use crate::registry::Registry;
-use crate::retry::{RetryPolicy, parse_retry_after};
+use crate::retry::{RetryPolicy, parse_retry_after, unit_draw};
 use crate::signature::Signer;
 use crate::store::{HealthChange, Store};
 
@@ -641,7 +641,7 @@ impl<S: Store> Shared<S> {
             match gate.rate.reserve(rate, Instant::now()) {
                 Ok(wait) => tokio::time::sleep(wait).await,
                 Err(wait) => {
-                    let wait = wait + self.config.busy_retry.mul_f64(jitter_unit());
+                    let wait = wait + self.config.busy_retry.mul_f64(unit_draw());
                     self.release(&lease, DeliveryStatus::Pending, later(now, wait))
                         .await?;
                     return Ok(Outcome::Postponed);
@@ -890,15 +890,6 @@ fn later(at: DateTime<Utc>, delay: Duration) -> DateTime<Utc> {
         .and_then(|d| at.checked_add_signed(d))
         .unwrap_or(DateTime::<Utc>::MAX_UTC)
         .trunc_subsecs(6)
-}
-
-/// A uniform draw in `0.0..1.0` from the OS RNG (0.5 if it is unavailable).
-fn jitter_unit() -> f64 {
-    let mut bytes = [0u8; 8];
-    match getrandom::fill(&mut bytes) {
-        Ok(()) => (u64::from_le_bytes(bytes) >> 11) as f64 / (1u64 << 53) as f64,
-        Err(_) => 0.5,
-    }
 }
 
 fn is_sensitive(lower_name: &str) -> bool {
