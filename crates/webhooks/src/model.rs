@@ -23,6 +23,14 @@ pub const MAX_CHANNEL_LEN: usize = 128;
 /// The longest event type name, in bytes.
 pub const MAX_EVENT_TYPE_LEN: usize = 256;
 
+/// `at + by`, saturating at the latest representable time.
+pub(crate) fn after(at: DateTime<Utc>, by: Duration) -> DateTime<Utc> {
+    chrono::Duration::from_std(by)
+        .ok()
+        .and_then(|by| at.checked_add_signed(by))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
 fn is_name_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'-' || b == b'_'
 }

@@ -15,7 +15,7 @@ use crate::error::{Error, SchemaError};
 use crate::id::{EndpointId, MessageId};
 use crate::model::{
     Attempt, Channel, Delivery, Endpoint, EndpointKeys, EndpointRecord, EndpointSpec, EndpointUid,
-    EventType, EventTypeFilter, EventTypeName, MAX_CHANNELS, Message, SentEvent,
+    EventType, EventTypeFilter, EventTypeName, MAX_CHANNELS, Message, SentEvent, after,
 };
 use crate::page::{ListOptions, MAX_LIMIT, Order, Page, finish_page};
 use crate::schema::CompiledSchema;
@@ -493,10 +493,7 @@ impl<S: Store> Registry<S> {
     }
 
     fn rotated(&self, keys: EndpointKeys, next: Secret, now: DateTime<Utc>) -> EndpointKeys {
-        let expires = chrono::Duration::from_std(self.config.key_grace)
-            .ok()
-            .and_then(|grace| now.checked_add_signed(grace))
-            .unwrap_or(DateTime::<Utc>::MAX_UTC);
+        let expires = after(now, self.config.key_grace);
         let mut previous: Vec<(Secret, DateTime<Utc>)> = std::iter::once((keys.current, expires))
             .chain(keys.previous)
             .filter(|(_, until)| *until > now)

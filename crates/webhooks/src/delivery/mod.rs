@@ -652,7 +652,7 @@ impl<S: Store> Shared<S> {
         let at = clock.now();
         let (request, headers) = self.request(&record, &message, at)?;
         let started = Instant::now();
-        let result = match self.check_literal(&record.endpoint.url) {
+        let result = match self.check_literal(request.uri()) {
             Err(refused) => Err(refused.to_string()),
             Ok(()) => self.send(request).await,
         };
@@ -810,13 +810,9 @@ impl<S: Store> Shared<S> {
     }
 
     /// URLs naming an IP address directly never reach the resolver: check them here.
-    fn check_literal(&self, url: &str) -> Result<(), RefusedAddress> {
-        let host = url
-            .parse::<http::Uri>()
-            .ok()
-            .and_then(|uri| uri.host().map(str::to_owned));
-        let literal = host
-            .as_deref()
+    fn check_literal(&self, uri: &http::Uri) -> Result<(), RefusedAddress> {
+        let literal = uri
+            .host()
             .map(|h| h.trim_start_matches('[').trim_end_matches(']'))
             .and_then(|h| h.parse::<IpAddr>().ok());
         match literal {
@@ -885,11 +881,7 @@ impl<S: Store> Shared<S> {
 
 /// `at + delay`, saturating, in whole microseconds (what every store keeps).
 fn later(at: DateTime<Utc>, delay: Duration) -> DateTime<Utc> {
-    chrono::Duration::from_std(delay)
-        .ok()
-        .and_then(|d| at.checked_add_signed(d))
-        .unwrap_or(DateTime::<Utc>::MAX_UTC)
-        .trunc_subsecs(6)
+    crate::model::after(at, delay).trunc_subsecs(6)
 }
 
 fn is_sensitive(lower_name: &str) -> bool {

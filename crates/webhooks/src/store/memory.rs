@@ -9,13 +9,13 @@ use chrono::{DateTime, Utc};
 
 use super::{
     AttemptFilter, EndpointFilter, HealthChange, MessageFilter, Store, attempt_matches,
-    failing_too_long, lease_token, lease_until,
+    failing_too_long, lease_token,
 };
 use crate::error::StoreError;
 use crate::id::{EndpointId, MessageId};
 use crate::model::{
     Attempt, AttemptTrigger, Channel, Delivery, DeliveryStatus, DeliveryUpdate, Endpoint,
-    EndpointRecord, EndpointUid, EventType, EventTypeName, Lease, Message,
+    EndpointRecord, EndpointUid, EventType, EventTypeName, Lease, Message, after,
 };
 use crate::page::{Order, PageRequest};
 
@@ -295,7 +295,7 @@ impl Store for MemoryStore {
             .collect();
         due.sort();
         due.truncate(limit);
-        let until = lease_until(now, lease_for);
+        let until = after(now, lease_for);
         let mut leases = Vec::with_capacity(due.len());
         for (_, key) in due {
             if let Some((delivery, token)) = inner.deliveries.get_mut(&key) {

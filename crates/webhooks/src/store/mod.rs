@@ -283,19 +283,9 @@ pub(crate) fn attempt_matches(filter: &AttemptFilter, attempt: &Attempt) -> bool
 
 /// When a run of failures that began at `since` has lasted longer than `limit` at `now`.
 pub(crate) fn failing_too_long(since: DateTime<Utc>, now: DateTime<Utc>, limit: Duration) -> bool {
-    chrono::Duration::from_std(limit)
-        .ok()
-        .and_then(|limit| since.checked_add_signed(limit))
-        .is_some_and(|deadline| now > deadline)
+    now > crate::model::after(since, limit)
 }
 
 pub(crate) fn lease_token() -> String {
     uuid::Uuid::new_v4().simple().to_string()
-}
-
-pub(crate) fn lease_until(now: DateTime<Utc>, lease_for: Duration) -> DateTime<Utc> {
-    chrono::Duration::from_std(lease_for)
-        .ok()
-        .and_then(|d| now.checked_add_signed(d))
-        .unwrap_or(DateTime::<Utc>::MAX_UTC)
 }

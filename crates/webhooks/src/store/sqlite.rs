@@ -17,14 +17,14 @@ use sqlx::{AssertSqlSafe, Row as _, Sqlite, Transaction};
 
 use super::{
     AttemptFilter, EndpointFilter, HealthChange, MessageFilter, Store, failing_too_long,
-    lease_token, lease_until,
+    lease_token,
 };
 use crate::error::StoreError;
 use crate::id::{EndpointId, MessageId};
 use crate::model::{
     Attempt, AttemptStatus, AttemptTrigger, Channel, Delivery, DeliveryStatus, DeliveryUpdate,
     Endpoint, EndpointKeys, EndpointRecord, EndpointUid, EventType, EventTypeFilter, EventTypeName,
-    Lease, Message,
+    Lease, Message, after,
 };
 use crate::page::{Order, PageRequest};
 use crate::secret::Secret;
@@ -836,7 +836,7 @@ impl Store for SqliteStore {
                 ORDER BY d.next_attempt_at, d.rowid LIMIT ?)
              RETURNING *",
         )
-        .bind(micros(lease_until(now, lease_for)))
+        .bind(micros(after(now, lease_for)))
         .bind(&token)
         .bind(now_micros)
         .bind(now_micros)
