@@ -190,6 +190,10 @@ pub enum StoreError {
     /// the same error).
     #[error("batched write failed: {0}")]
     Batch(std::sync::Arc<StoreError>),
+    /// The batched write this operation was part of was cancelled before it finished: the
+    /// operation may or may not have been stored.
+    #[error("the batched write this operation was part of was interrupted; its outcome is unknown")]
+    Interrupted,
     /// The database file's schema is newer than this version of the crate understands.
     #[error("the database schema version {found} is newer than this build supports ({supported})")]
     UnsupportedSchemaVersion {

@@ -52,6 +52,7 @@
 #[cfg(feature = "delivery")]
 pub mod delivery;
 mod error;
+mod group;
 mod id;
 mod model;
 mod page;

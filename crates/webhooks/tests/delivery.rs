@@ -585,11 +585,26 @@ async fn manual_resends_are_recorded_as_manual() {
 
 #[tokio::test]
 async fn endpoints_failing_too_long_are_disabled_and_successes_are_recoveries() {
+    health_is_tracked(MemoryStore::new()).await;
+}
+
+#[tokio::test]
+async fn endpoint_health_is_tracked_in_the_sqlite_group_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    health_is_tracked(
+        SqliteStore::open(dir.path().join("health.db"))
+            .await
+            .unwrap(),
+    )
+    .await;
+}
+
+async fn health_is_tracked<S: Store>(store: S) {
     let config = DeliveryConfig {
         disable_after: Duration::from_secs(3600),
         ..test_config()
     };
-    let h = harness(config).await;
+    let h = harness_with(store, config, true).await;
     let mut notes = h.engine.notifications();
     let failing = Receiver::start(|_| Answer::status(500)).await;
     let flaky = Receiver::start(|n| Answer::status(if n == 0 { 500 } else { 200 })).await;

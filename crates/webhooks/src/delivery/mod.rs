@@ -71,7 +71,8 @@ pub use guard::{AddressPolicy, RefusedAddress, special_purpose};
 use guard::{GuardedResolver, ResolveError};
 use limit::RateGate;
 
-use crate::error::{Error, StoreError};
+use crate::error::Error;
+use crate::group::GroupCommit;
 use crate::id::{AttemptId, EndpointId, MessageId};
 use crate::model::{
     Attempt, AttemptStatus, DeliveryStatus, DeliveryUpdate, EndpointRecord, Lease,
@@ -224,19 +225,15 @@ struct Gate {
     rate: RateGate,
 }
 
-/// Group commit: workers queue their outcomes; whoever gets the flush lock writes everything
-/// queued in one store transaction, so one disk sync serves many attempts.
-#[derive(Default)]
-struct Recorder {
-    queue: Mutex<Vec<Queued>>,
-    flush: tokio::sync::Mutex<()>,
-}
+/// Group commit of attempt outcomes: one store transaction (one disk sync) for many.
+type Recorder = GroupCommit<(Lease, DeliveryUpdate), bool>;
 
-type Queued = (
-    Lease,
-    DeliveryUpdate,
-    tokio::sync::oneshot::Sender<Result<bool, Arc<StoreError>>>,
-);
+/// A leased delivery with its endpoint and message as read for its batch (`None`: gone).
+struct Job {
+    lease: Lease,
+    endpoint: Option<Arc<EndpointRecord>>,
+    message: Option<Arc<Message>>,
+}
 
 struct Shared<S> {
     registry: Arc<Registry<S>>,
@@ -387,8 +384,8 @@ impl<S: Store> DeliveryEngine<S> {
                 return Ok(report);
             }
             let mut tasks = JoinSet::new();
-            for lease in fresh {
-                tasks.spawn(Arc::clone(&self.shared).deliver_when_free(lease));
+            for job in self.shared.prepare(fresh).await? {
+                tasks.spawn(Arc::clone(&self.shared).deliver_when_free(job));
             }
             while let Some(done) = tasks.join_next().await {
                 match done {
@@ -443,8 +440,15 @@ impl<S: Store> DeliveryEngine<S> {
             let count = match leased {
                 Ok(leases) => {
                     let count = leases.len();
-                    for lease in leases {
-                        tasks.spawn(Arc::clone(shared).deliver_when_free(lease));
+                    match shared.prepare(leases).await {
+                        Ok(jobs) => {
+                            for job in jobs {
+                                tasks.spawn(Arc::clone(shared).deliver_when_free(job));
+                            }
+                        }
+                        // The leases run out and the deliveries are offered again.
+                        Err(error) => tracing::error!(%error, count,
+                            "reading leased deliveries failed; they will be retried"),
                     }
                     count
                 }
@@ -523,48 +527,21 @@ impl<S: Store> Shared<S> {
 
     /// Records an outcome through the group commit; whether the lease was still held.
     async fn record(&self, lease: Lease, update: DeliveryUpdate) -> Result<bool, Error> {
-        let (done, outcome) = tokio::sync::oneshot::channel();
-        self.recorder
-            .queue
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push((lease, update, done));
-        {
-            // Whoever holds the lock writes everything queued so far; an outcome queued
-            // before the lock was taken is in that batch or in the next holder's.
-            let _flushing = self.recorder.flush.lock().await;
-            let batch = std::mem::take(
-                &mut *self
-                    .recorder
-                    .queue
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner),
-            );
-            if !batch.is_empty() {
-                let (items, waiters): (Vec<_>, Vec<_>) = batch
-                    .into_iter()
-                    .map(|(lease, update, done)| ((lease, update), done))
-                    .unzip();
-                match self.registry.store().finish_deliveries(&items).await {
-                    Ok(held) => {
-                        for (waiter, held) in waiters.into_iter().zip(held) {
-                            let _ = waiter.send(Ok(held));
-                        }
-                    }
-                    Err(error) => {
-                        let error = Arc::new(error);
-                        for waiter in waiters {
-                            let _ = waiter.send(Err(Arc::clone(&error)));
-                        }
-                    }
+        let held = self
+            .recorder
+            .submit((lease, update), |items| async move {
+                let finished = self
+                    .registry
+                    .store()
+                    .finish_deliveries(&items, self.config.disable_after)
+                    .await?;
+                for (endpoint, change) in finished.health {
+                    self.announce_health(endpoint, change);
                 }
-            }
-        }
-        match outcome.await {
-            Ok(Ok(held)) => Ok(held),
-            Ok(Err(error)) => Err(Error::Store(StoreError::Batch(error))),
-            Err(_) => Err(Error::Stopped),
-        }
+                Ok(finished.held)
+            })
+            .await?;
+        Ok(held)
     }
 
     /// Finishes a lease without a request.
@@ -580,33 +557,91 @@ impl<S: Store> Shared<S> {
             next_attempt_at,
             attempt: None,
         };
-        self.registry
-            .store()
-            .finish_delivery(lease, &update)
-            .await?;
+        self.record(lease.clone(), update).await?;
         Ok(())
     }
 
+    /// Tells the operator about a change in an endpoint's health.
+    fn announce_health(&self, endpoint_id: EndpointId, change: HealthChange) {
+        match change {
+            HealthChange::Unchanged => {}
+            HealthChange::Disabled { failing_since } => {
+                tracing::warn!(endpoint = %endpoint_id, %failing_since,
+                    "endpoint disabled after failing continuously");
+                self.notify(Notification::EndpointDisabled {
+                    endpoint_id,
+                    failing_since,
+                });
+            }
+            HealthChange::Recovered { failing_since } => {
+                tracing::info!(endpoint = %endpoint_id, %failing_since, "endpoint recovered");
+                self.notify(Notification::EndpointRecovered {
+                    endpoint_id,
+                    failing_since,
+                });
+            }
+        }
+    }
+
+    /// Reads the endpoints and messages of a batch of leases, each once.
+    async fn prepare(&self, leases: Vec<Lease>) -> Result<Vec<Job>, Error> {
+        let store = self.registry.store();
+        let mut endpoint_ids: Vec<EndpointId> = leases
+            .iter()
+            .map(|l| l.delivery.endpoint_id.clone())
+            .collect();
+        endpoint_ids.sort_unstable();
+        endpoint_ids.dedup();
+        let mut message_ids: Vec<MessageId> = leases
+            .iter()
+            .map(|l| l.delivery.message_id.clone())
+            .collect();
+        message_ids.sort_unstable();
+        message_ids.dedup();
+        let endpoints: HashMap<EndpointId, Arc<EndpointRecord>> = store
+            .endpoints(&endpoint_ids)
+            .await?
+            .into_iter()
+            .map(|r| (r.endpoint.id.clone(), Arc::new(r)))
+            .collect();
+        let messages: HashMap<MessageId, Arc<Message>> = store
+            .messages(&message_ids)
+            .await?
+            .into_iter()
+            .map(|m| (m.id.clone(), Arc::new(m)))
+            .collect();
+        Ok(leases
+            .into_iter()
+            .map(|lease| Job {
+                endpoint: endpoints.get(&lease.delivery.endpoint_id).cloned(),
+                message: messages.get(&lease.delivery.message_id).cloned(),
+                lease,
+            })
+            .collect())
+    }
+
     /// Waits for a global slot, then delivers.
-    async fn deliver_when_free(self: Arc<Self>, lease: Lease) -> Result<Outcome, Error> {
+    async fn deliver_when_free(self: Arc<Self>, job: Job) -> Result<Outcome, Error> {
         let permit = Arc::clone(&self.global)
             .acquire_owned()
             .await
             .map_err(|_| Error::Stopped)?;
-        self.deliver(lease, permit).await
+        self.deliver(job, permit).await
     }
 
     async fn deliver(
         self: Arc<Self>,
-        lease: Lease,
+        job: Job,
         _permit: OwnedSemaphorePermit,
     ) -> Result<Outcome, Error> {
-        let store = self.registry.store();
         let clock = &self.registry.config().clock;
+        let Job {
+            lease,
+            endpoint: record,
+            message,
+        } = job;
         let delivery = &lease.delivery;
         let now = clock.now();
-        let record = store.endpoint(&delivery.endpoint_id).await?;
-        let message = store.message(&delivery.message_id).await?;
         let (record, message) = match (record, message) {
             (Some(record), Some(message)) if !record.endpoint.disabled && !message.expired => {
                 (record, message)
@@ -625,10 +660,16 @@ impl<S: Store> Shared<S> {
             }
         };
 
-        // Endpoint limits: a delivery that cannot go now goes back to the store for a
-        // moment instead of holding a worker.
+        // Endpoint limits: a delivery that cannot go soon goes back to the store for a
+        // moment instead of holding a worker. A fast endpoint frees a slot well within the
+        // wait, so its deliveries queue here rather than in the store.
         let gate = self.gate(&delivery.endpoint_id);
-        let Ok(_endpoint_permit) = Arc::clone(&gate.in_flight).try_acquire_owned() else {
+        let slot = tokio::time::timeout(
+            self.config.busy_retry,
+            Arc::clone(&gate.in_flight).acquire_owned(),
+        )
+        .await;
+        let Ok(Ok(_endpoint_permit)) = slot else {
             self.release(
                 &lease,
                 DeliveryStatus::Pending,
@@ -726,27 +767,6 @@ impl<S: Store> Shared<S> {
                 endpoint_id: record.endpoint.id.clone(),
                 attempts,
             });
-        }
-        let health = store
-            .record_health(&record.endpoint.id, success, at, self.config.disable_after)
-            .await?;
-        match health {
-            HealthChange::Unchanged => {}
-            HealthChange::Disabled { failing_since } => {
-                tracing::warn!(endpoint = %record.endpoint.id, %failing_since,
-                    "endpoint disabled after failing continuously");
-                self.notify(Notification::EndpointDisabled {
-                    endpoint_id: record.endpoint.id.clone(),
-                    failing_since,
-                });
-            }
-            HealthChange::Recovered { failing_since } => {
-                tracing::info!(endpoint = %record.endpoint.id, %failing_since, "endpoint recovered");
-                self.notify(Notification::EndpointRecovered {
-                    endpoint_id: record.endpoint.id.clone(),
-                    failing_since,
-                });
-            }
         }
         Ok(match status {
             DeliveryStatus::Succeeded => Outcome::Succeeded,

@@ -8,8 +8,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::{
-    AttemptFilter, EndpointFilter, HealthChange, MessageFilter, Store, attempt_matches,
-    failing_too_long, lease_token,
+    AttemptFilter, EndpointFilter, Health, HealthChange, MessageFilter, Store, attempt_matches,
+    lease_token,
 };
 use crate::error::StoreError;
 use crate::id::{EndpointId, MessageId};
@@ -396,27 +396,26 @@ impl Store for MemoryStore {
     ) -> Result<HealthChange, StoreError> {
         let mut inner = self.lock();
         let key = endpoint.to_string();
-        if !inner.endpoints.contains_key(&key) {
+        let Some(disabled) = inner.endpoints.get(&key).map(|r| r.endpoint.disabled) else {
             return Ok(HealthChange::Unchanged);
-        }
-        if success {
-            return Ok(match inner.failing_since.remove(&key) {
-                Some(failing_since) => HealthChange::Recovered { failing_since },
-                None => HealthChange::Unchanged,
-            });
-        }
-        let since = *inner.failing_since.entry(key.clone()).or_insert(now);
-        if failing_too_long(since, now, disable_after)
-            && let Some(record) = inner.endpoints.get_mut(&key)
+        };
+        let mut health = Health {
+            failing_since: inner.failing_since.get(&key).copied(),
+            disabled,
+        };
+        let change = health.apply(success, now, disable_after);
+        match health.failing_since {
+            Some(since) => inner.failing_since.insert(key.clone(), since),
+            None => inner.failing_since.remove(&key),
+        };
+        if let Some(record) = inner.endpoints.get_mut(&key)
+            && health.disabled
             && !record.endpoint.disabled
         {
             record.endpoint.disabled = true;
             record.endpoint.updated_at = now;
-            return Ok(HealthChange::Disabled {
-                failing_since: since,
-            });
         }
-        Ok(HealthChange::Unchanged)
+        Ok(change)
     }
 
     async fn purge_payloads(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {

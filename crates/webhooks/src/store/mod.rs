@@ -85,6 +85,15 @@ pub enum HealthChange {
     },
 }
 
+/// What [`Store::finish_deliveries`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Finished {
+    /// For each item, whether its lease was still held.
+    pub held: Vec<bool>,
+    /// The endpoints whose health the batch's attempts changed, with the change, in order.
+    pub health: Vec<(EndpointId, HealthChange)>,
+}
+
 /// Durable storage for event types, endpoints, messages and deliveries.
 ///
 /// Lists return records in key order (event types by name, endpoints and messages by id, which
@@ -197,19 +206,67 @@ pub trait Store: Send + Sync + 'static {
         update: &DeliveryUpdate,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
-    /// [`Store::finish_delivery`] for several leases at once. A durable store writes them in
-    /// one transaction (group commit: one disk sync for many attempts). Returns, for each
-    /// item, whether its lease was still held.
+    /// [`Store::finish_delivery`] for several leases at once, plus the
+    /// [`Store::record_health`] of every attempt among them (its endpoint, its success, its
+    /// timestamp), in item order. A durable store writes it all in one transaction (group
+    /// commit: one disk sync for many attempts).
     fn finish_deliveries(
         &self,
         items: &[(Lease, DeliveryUpdate)],
-    ) -> impl Future<Output = Result<Vec<bool>, StoreError>> + Send {
+        disable_after: Duration,
+    ) -> impl Future<Output = Result<Finished, StoreError>> + Send {
         async move {
-            let mut held = Vec::with_capacity(items.len());
+            let mut finished = Finished {
+                held: Vec::with_capacity(items.len()),
+                health: Vec::new(),
+            };
             for (lease, update) in items {
-                held.push(self.finish_delivery(lease, update).await?);
+                finished
+                    .held
+                    .push(self.finish_delivery(lease, update).await?);
+                if let Some(attempt) = &update.attempt {
+                    let change = self
+                        .record_health(
+                            &attempt.endpoint_id,
+                            attempt.status == AttemptStatus::Success,
+                            attempt.timestamp,
+                            disable_after,
+                        )
+                        .await?;
+                    if change != HealthChange::Unchanged {
+                        finished.health.push((attempt.endpoint_id.clone(), change));
+                    }
+                }
             }
-            Ok(held)
+            Ok(finished)
+        }
+    }
+
+    /// The endpoints with these ids that exist, in no particular order.
+    fn endpoints(
+        &self,
+        ids: &[EndpointId],
+    ) -> impl Future<Output = Result<Vec<EndpointRecord>, StoreError>> + Send {
+        async move {
+            let mut found = Vec::with_capacity(ids.len());
+            for id in ids {
+                found.extend(self.endpoint(id).await?);
+            }
+            Ok(found)
+        }
+    }
+
+    /// The messages with these ids that exist, in no particular order.
+    fn messages(
+        &self,
+        ids: &[MessageId],
+    ) -> impl Future<Output = Result<Vec<Message>, StoreError>> + Send {
+        async move {
+            let mut found = Vec::with_capacity(ids.len());
+            for id in ids {
+                found.extend(self.message(id).await?);
+            }
+            Ok(found)
         }
     }
 
@@ -281,8 +338,40 @@ pub(crate) fn attempt_matches(filter: &AttemptFilter, attempt: &Attempt) -> bool
         && filter.after.is_none_or(|t| attempt.timestamp > t)
 }
 
+/// An endpoint's health as a store keeps it, and the one rule that changes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Health {
+    /// When its current run of failures began; `None` while healthy.
+    pub(crate) failing_since: Option<DateTime<Utc>>,
+    /// Whether it is disabled.
+    pub(crate) disabled: bool,
+}
+
+impl Health {
+    /// Applies the outcome of an attempt made at `now` (see [`Store::record_health`]).
+    pub(crate) fn apply(
+        &mut self,
+        success: bool,
+        now: DateTime<Utc>,
+        disable_after: Duration,
+    ) -> HealthChange {
+        if success {
+            return match self.failing_since.take() {
+                Some(failing_since) => HealthChange::Recovered { failing_since },
+                None => HealthChange::Unchanged,
+            };
+        }
+        let failing_since = *self.failing_since.get_or_insert(now);
+        if !self.disabled && failing_too_long(failing_since, now, disable_after) {
+            self.disabled = true;
+            return HealthChange::Disabled { failing_since };
+        }
+        HealthChange::Unchanged
+    }
+}
+
 /// When a run of failures that began at `since` has lasted longer than `limit` at `now`.
-pub(crate) fn failing_too_long(since: DateTime<Utc>, now: DateTime<Utc>, limit: Duration) -> bool {
+fn failing_too_long(since: DateTime<Utc>, now: DateTime<Utc>, limit: Duration) -> bool {
     now > crate::model::after(since, limit)
 }
 

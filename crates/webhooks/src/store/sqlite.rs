@@ -1,8 +1,10 @@
 //! The embedded durable [`Store`]: one SQLite file in WAL mode, through sqlx.
 
+use std::collections::{HashMap, HashSet};
 use std::num::NonZeroU32;
 use std::path::Path;
 use std::str::FromStr as _;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -16,10 +18,11 @@ use sqlx::sqlite::{
 use sqlx::{AssertSqlSafe, Row as _, Sqlite, Transaction};
 
 use super::{
-    AttemptFilter, EndpointFilter, HealthChange, MessageFilter, Store, failing_too_long,
+    AttemptFilter, EndpointFilter, Finished, Health, HealthChange, MessageFilter, Store,
     lease_token,
 };
 use crate::error::StoreError;
+use crate::group::GroupCommit;
 use crate::id::{EndpointId, MessageId};
 use crate::model::{
     Attempt, AttemptStatus, AttemptTrigger, Channel, Delivery, DeliveryStatus, DeliveryUpdate,
@@ -146,6 +149,8 @@ pub struct SqliteStore {
     /// handler (millisecond sleeps), and writers queued behind readers for a connection.
     /// Other processes are still coordinated by SQLite's lock and the busy timeout.
     writer: SqlitePool,
+    /// Messages sent at the same time are stored in one transaction (one disk sync).
+    inserts: Arc<GroupCommit<(Message, Vec<EndpointId>), ()>>,
 }
 
 fn micros(time: DateTime<Utc>) -> i64 {
@@ -207,7 +212,11 @@ impl SqliteStore {
             .max_connections(4)
             .connect_with(options)
             .await?;
-        Ok(Self { pool, writer })
+        Ok(Self {
+            pool,
+            writer,
+            inserts: Arc::default(),
+        })
     }
 
     async fn migrate(writer: &SqlitePool) -> Result<(), StoreError> {
@@ -470,53 +479,243 @@ async fn write_endpoint_index(
     Ok(())
 }
 
-/// Records one attempt and updates its delivery inside `tx`; whether the lease was held.
+/// The ids as one JSON array, bound to a single parameter and unpacked with `json_each`:
+/// a batch of any size is one statement, with no limit on bound variables.
+fn id_array<'a>(ids: impl IntoIterator<Item = &'a str>) -> String {
+    Value::Array(ids.into_iter().map(Value::from).collect()).to_string()
+}
+
+/// Records the attempts and updates the deliveries of a batch inside `tx` (four statements
+/// whatever its size); for each item, whether its lease was held.
 async fn finish_in(
     tx: &mut Transaction<'_, Sqlite>,
-    lease: &Lease,
-    update: &DeliveryUpdate,
-) -> Result<bool, StoreError> {
-    if let Some(attempt) = &update.attempt {
+    items: &[(Lease, DeliveryUpdate)],
+) -> Result<Vec<bool>, StoreError> {
+    let mut attempts = Vec::new();
+    for attempt in items
+        .iter()
+        .filter_map(|(_, update)| update.attempt.as_ref())
+    {
+        attempts.push(Value::Array(vec![
+            attempt.id.as_str().into(),
+            attempt.message_id.as_str().into(),
+            attempt.endpoint_id.as_str().into(),
+            attempt.event_type.as_str().into(),
+            attempt.channel.as_ref().map(Channel::as_str).into(),
+            attempt.url.as_str().into(),
+            attempt.status.code().into(),
+            attempt.response_status.into(),
+            attempt.response.as_str().into(),
+            to_json(&attempt.headers)?.into(),
+            i64::try_from(attempt.duration.as_micros())
+                .unwrap_or(i64::MAX)
+                .into(),
+            attempt.trigger.code().into(),
+            micros(attempt.timestamp).into(),
+        ]));
+    }
+    // The attempt is recorded whatever happened to the lease: the request was made.
+    if !attempts.is_empty() {
         sqlx::query(
             "INSERT INTO attempts (id, message_id, endpoint_id, event_type, channel, url,
                     status, response_status, response, headers, duration_us, next_trigger,
                     created_at)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4,
+                    value ->> 5, value ->> 6, value ->> 7, value ->> 8, value ->> 9,
+                    value ->> 10, value ->> 11, value ->> 12
+             FROM json_each(?)",
         )
-        .bind(attempt.id.as_str())
-        .bind(attempt.message_id.as_str())
-        .bind(attempt.endpoint_id.as_str())
-        .bind(attempt.event_type.as_str())
-        .bind(attempt.channel.as_ref().map(Channel::as_str))
-        .bind(&attempt.url)
-        .bind(attempt.status.code())
-        .bind(i64::from(attempt.response_status))
-        .bind(&attempt.response)
-        .bind(to_json(&attempt.headers)?)
-        .bind(i64::try_from(attempt.duration.as_micros()).unwrap_or(i64::MAX))
-        .bind(attempt.trigger.code())
-        .bind(micros(attempt.timestamp))
+        .bind(Value::Array(attempts).to_string())
         .execute(&mut **tx)
         .await?;
     }
-    // A postponement (no attempt) keeps a manual trigger for the attempt still to come.
-    let updated = sqlx::query(
-        "UPDATE deliveries SET status = ?, attempts = ?, next_attempt_at = ?,
-                leased_until = NULL, lease_token = NULL,
-                next_trigger = CASE WHEN ? THEN 0 ELSE next_trigger END
-             WHERE message_id = ? AND endpoint_id = ? AND lease_token = ?",
+    let updates = Value::Array(
+        items
+            .iter()
+            .map(|(lease, update)| {
+                Value::Array(vec![
+                    lease.delivery.message_id.as_str().into(),
+                    lease.delivery.endpoint_id.as_str().into(),
+                    lease.token.as_str().into(),
+                    update.status.code().into(),
+                    update.attempts.into(),
+                    micros(update.next_attempt_at).into(),
+                    update.attempt.is_some().into(),
+                ])
+            })
+            .collect(),
     )
-    .bind(update.status.code())
-    .bind(i64::from(update.attempts))
-    .bind(micros(update.next_attempt_at))
-    .bind(update.attempt.is_some())
-    .bind(lease.delivery.message_id.as_str())
-    .bind(lease.delivery.endpoint_id.as_str())
-    .bind(&lease.token)
-    .execute(&mut **tx)
+    .to_string();
+    const BATCH: &str = "SELECT value ->> 0 AS message_id, value ->> 1 AS endpoint_id,
+            value ->> 2 AS token, value ->> 3 AS status, value ->> 4 AS attempts,
+            value ->> 5 AS next_attempt_at, value ->> 6 AS attempted
+        FROM json_each(?)";
+    // Which leases are still held, read before the update clears the tokens (the writer
+    // connection's transaction makes read and update one step).
+    let held: HashSet<(String, String)> = sqlx::query_as(AssertSqlSafe(format!(
+        "SELECT d.message_id, d.endpoint_id FROM deliveries d JOIN ({BATCH}) v
+             ON d.message_id = v.message_id AND d.endpoint_id = v.endpoint_id
+                AND d.lease_token = v.token"
+    )))
+    .bind(&updates)
+    .fetch_all(&mut **tx)
     .await?
-    .rows_affected();
-    Ok(updated == 1)
+    .into_iter()
+    .collect();
+    if !held.is_empty() {
+        // A postponement (no attempt) keeps a manual trigger for the attempt still to come.
+        sqlx::query(AssertSqlSafe(format!(
+            "UPDATE deliveries SET status = v.status, attempts = v.attempts,
+                next_attempt_at = v.next_attempt_at, leased_until = NULL, lease_token = NULL,
+                next_trigger = CASE WHEN v.attempted THEN 0 ELSE deliveries.next_trigger END
+             FROM ({BATCH}) v
+             WHERE deliveries.message_id = v.message_id AND deliveries.endpoint_id = v.endpoint_id
+               AND deliveries.lease_token = v.token"
+        )))
+        .bind(&updates)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(items
+        .iter()
+        .map(|(lease, _)| {
+            held.contains(&(
+                lease.delivery.message_id.as_str().to_owned(),
+                lease.delivery.endpoint_id.as_str().to_owned(),
+            ))
+        })
+        .collect())
+}
+
+/// Applies the outcomes of attempts — (endpoint, success, when), in order — to their
+/// endpoints' health inside `tx`: one read of the endpoints involved, then one write per
+/// endpoint whose health changed (none while all is well).
+async fn health_in(
+    tx: &mut Transaction<'_, Sqlite>,
+    outcomes: &[(&EndpointId, bool, DateTime<Utc>)],
+    disable_after: Duration,
+) -> Result<Vec<(EndpointId, HealthChange)>, StoreError> {
+    if outcomes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows = sqlx::query(
+        "SELECT id, failing_since, disabled FROM endpoints
+         WHERE id IN (SELECT value FROM json_each(?))",
+    )
+    .bind(id_array(outcomes.iter().map(|(id, _, _)| id.as_str())))
+    .fetch_all(&mut **tx)
+    .await?;
+    // Per endpoint: its health as read, and as it becomes.
+    let mut states = HashMap::with_capacity(rows.len());
+    for row in &rows {
+        let id: String = row.try_get("id")?;
+        let failing_since: Option<i64> = row.try_get("failing_since")?;
+        let failing_since = failing_since
+            .map(|since| {
+                DateTime::from_timestamp_micros(since).ok_or_else(|| {
+                    corrupt(format!("endpoint {id}"), format!("failing_since {since}"))
+                })
+            })
+            .transpose()?;
+        let health = Health {
+            failing_since,
+            disabled: row.try_get::<i64, _>("disabled")? != 0,
+        };
+        states.insert(id, (health, health));
+    }
+    let mut changes = Vec::new();
+    let mut disabled_at = HashMap::new();
+    for &(endpoint, success, at) in outcomes {
+        // An endpoint deleted meanwhile has no health to keep.
+        let Some((_, health)) = states.get_mut(endpoint.as_str()) else {
+            continue;
+        };
+        let change = health.apply(success, at, disable_after);
+        if let HealthChange::Disabled { .. } = change {
+            disabled_at.insert(endpoint.as_str(), at);
+        }
+        if change != HealthChange::Unchanged {
+            changes.push((endpoint.clone(), change));
+        }
+    }
+    for (id, (before, after)) in states.iter().filter(|(_, (b, a))| b != a) {
+        sqlx::query(
+            "UPDATE endpoints SET failing_since = ?, disabled = ?,
+                updated_at = COALESCE(?, updated_at)
+             WHERE id = ?",
+        )
+        .bind(after.failing_since.map(micros))
+        .bind(after.disabled || before.disabled)
+        .bind(disabled_at.get(id.as_str()).copied().map(micros))
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(changes)
+}
+
+/// The outcomes of a batch's attempts, for [`health_in`].
+fn outcomes(items: &[(Lease, DeliveryUpdate)]) -> Vec<(&EndpointId, bool, DateTime<Utc>)> {
+    items
+        .iter()
+        .filter_map(|(_, update)| update.attempt.as_ref())
+        .map(|a| {
+            (
+                &a.endpoint_id,
+                a.status == AttemptStatus::Success,
+                a.timestamp,
+            )
+        })
+        .collect()
+}
+
+/// Messages per `INSERT` statement (five bound values each, far below SQLite's limit).
+const MESSAGES_PER_STATEMENT: usize = 500;
+
+/// Stores messages and their pending deliveries inside `tx`: a statement per 500 messages,
+/// one for all the deliveries. Payloads are bound as they are, byte for byte.
+async fn insert_messages_in(
+    tx: &mut Transaction<'_, Sqlite>,
+    batch: &[(Message, Vec<EndpointId>)],
+) -> Result<(), StoreError> {
+    for chunk in batch.chunks(MESSAGES_PER_STATEMENT) {
+        let rows = vec!["(?, ?, ?, ?, ?)"; chunk.len()].join(", ");
+        let sql = format!(
+            "INSERT INTO messages (id, event_type, channel, payload, created_at) VALUES {rows}"
+        );
+        let mut query = sqlx::query(AssertSqlSafe(sql));
+        for (message, _) in chunk {
+            query = query
+                .bind(message.id.as_str())
+                .bind(message.event_type.as_str())
+                .bind(message.channel.as_ref().map(Channel::as_str))
+                .bind(message.payload.as_str())
+                .bind(micros(message.created_at));
+        }
+        query.execute(&mut **tx).await?;
+    }
+    let deliveries: Vec<Value> = batch
+        .iter()
+        .flat_map(|(message, endpoints)| {
+            endpoints.iter().map(move |endpoint| {
+                Value::Array(vec![
+                    message.id.as_str().into(),
+                    endpoint.as_str().into(),
+                    micros(message.created_at).into(),
+                ])
+            })
+        })
+        .collect();
+    if !deliveries.is_empty() {
+        sqlx::query(
+            "INSERT INTO deliveries (message_id, endpoint_id, status, attempts, next_attempt_at)
+             SELECT value ->> 0, value ->> 1, 0, 0, value ->> 2 FROM json_each(?)",
+        )
+        .bind(Value::Array(deliveries).to_string())
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
 }
 
 /// The SQL condition "endpoint `e` receives event type ?" (binds the type once).
@@ -649,6 +848,16 @@ impl Store for SqliteStore {
             .transpose()
     }
 
+    async fn endpoints(&self, ids: &[EndpointId]) -> Result<Vec<EndpointRecord>, StoreError> {
+        sqlx::query("SELECT * FROM endpoints WHERE id IN (SELECT value FROM json_each(?))")
+            .bind(id_array(ids.iter().map(EndpointId::as_str)))
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(endpoint_from_row)
+            .collect()
+    }
+
     async fn endpoint_by_uid(
         &self,
         uid: &EndpointUid,
@@ -745,30 +954,14 @@ impl Store for SqliteStore {
         message: &Message,
         endpoints: &[EndpointId],
     ) -> Result<(), StoreError> {
-        let mut tx = self.writer.begin().await?;
-        sqlx::query(
-            "INSERT INTO messages (id, event_type, channel, payload, created_at) VALUES (?, ?, ?, ?, ?)",
-        )
-        .bind(message.id.as_str())
-        .bind(message.event_type.as_str())
-        .bind(message.channel.as_ref().map(Channel::as_str))
-        .bind(&message.payload)
-        .bind(micros(message.created_at))
-        .execute(&mut *tx)
-        .await?;
-        for endpoint in endpoints {
-            sqlx::query(
-                "INSERT INTO deliveries (message_id, endpoint_id, status, attempts, next_attempt_at)
-                 VALUES (?, ?, 0, 0, ?)",
-            )
-            .bind(message.id.as_str())
-            .bind(endpoint.as_str())
-            .bind(micros(message.created_at))
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        self.inserts
+            .submit((message.clone(), endpoints.to_vec()), |batch| async move {
+                let mut tx = self.writer.begin().await?;
+                insert_messages_in(&mut tx, &batch).await?;
+                tx.commit().await?;
+                Ok(vec![(); batch.len()])
+            })
+            .await
     }
 
     async fn message(&self, id: &MessageId) -> Result<Option<Message>, StoreError> {
@@ -779,6 +972,16 @@ impl Store for SqliteStore {
             .as_ref()
             .map(message_from_row)
             .transpose()
+    }
+
+    async fn messages(&self, ids: &[MessageId]) -> Result<Vec<Message>, StoreError> {
+        sqlx::query("SELECT * FROM messages WHERE id IN (SELECT value FROM json_each(?))")
+            .bind(id_array(ids.iter().map(MessageId::as_str)))
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(message_from_row)
+            .collect()
     }
 
     async fn list_messages(
@@ -865,22 +1068,24 @@ impl Store for SqliteStore {
         update: &DeliveryUpdate,
     ) -> Result<bool, StoreError> {
         let mut tx = self.writer.begin().await?;
-        let held = finish_in(&mut tx, lease, update).await?;
+        let held = finish_in(&mut tx, &[(lease.clone(), update.clone())]).await?;
         tx.commit().await?;
-        Ok(held)
+        Ok(held.first().copied().unwrap_or(false))
     }
 
     async fn finish_deliveries(
         &self,
         items: &[(Lease, DeliveryUpdate)],
-    ) -> Result<Vec<bool>, StoreError> {
-        let mut tx = self.writer.begin().await?;
-        let mut held = Vec::with_capacity(items.len());
-        for (lease, update) in items {
-            held.push(finish_in(&mut tx, lease, update).await?);
+        disable_after: Duration,
+    ) -> Result<Finished, StoreError> {
+        if items.is_empty() {
+            return Ok(Finished::default());
         }
+        let mut tx = self.writer.begin().await?;
+        let held = finish_in(&mut tx, items).await?;
+        let health = health_in(&mut tx, &outcomes(items), disable_after).await?;
         tx.commit().await?;
-        Ok(held)
+        Ok(Finished { held, health })
     }
 
     async fn list_attempts(
@@ -974,56 +1179,13 @@ impl Store for SqliteStore {
         now: DateTime<Utc>,
         disable_after: Duration,
     ) -> Result<HealthChange, StoreError> {
-        if success {
-            // The common case (a healthy endpoint) only reads. The conditional update makes
-            // exactly one of several concurrent successes report the recovery.
-            let failing: Option<Option<i64>> =
-                sqlx::query_scalar("SELECT failing_since FROM endpoints WHERE id = ?")
-                    .bind(endpoint.as_str())
-                    .fetch_optional(&self.pool)
-                    .await?;
-            let Some(since) = failing.flatten() else {
-                return Ok(HealthChange::Unchanged);
-            };
-            let ended = sqlx::query(
-                "UPDATE endpoints SET failing_since = NULL WHERE id = ? AND failing_since = ?",
-            )
-            .bind(endpoint.as_str())
-            .bind(since)
-            .execute(&self.writer)
-            .await?
-            .rows_affected();
-            return Ok(match DateTime::from_timestamp_micros(since) {
-                Some(failing_since) if ended == 1 => HealthChange::Recovered { failing_since },
-                _ => HealthChange::Unchanged,
-            });
-        }
         let mut tx = self.writer.begin().await?;
-        let row = sqlx::query(
-            "UPDATE endpoints SET failing_since = COALESCE(failing_since, ?)
-             WHERE id = ? RETURNING failing_since, disabled",
-        )
-        .bind(micros(now))
-        .bind(endpoint.as_str())
-        .fetch_optional(&mut *tx)
-        .await?;
-        let mut change = HealthChange::Unchanged;
-        if let Some(row) = row {
-            let since = time(&row, "failing_since")?;
-            let disabled = row.try_get::<i64, _>("disabled")? != 0;
-            if !disabled && failing_too_long(since, now, disable_after) {
-                sqlx::query("UPDATE endpoints SET disabled = 1, updated_at = ? WHERE id = ?")
-                    .bind(micros(now))
-                    .bind(endpoint.as_str())
-                    .execute(&mut *tx)
-                    .await?;
-                change = HealthChange::Disabled {
-                    failing_since: since,
-                };
-            }
-        }
+        let changes = health_in(&mut tx, &[(endpoint, success, now)], disable_after).await?;
         tx.commit().await?;
-        Ok(change)
+        Ok(changes
+            .into_iter()
+            .next()
+            .map_or(HealthChange::Unchanged, |(_, change)| change))
     }
 
     async fn purge_payloads(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
