@@ -1323,6 +1323,57 @@ async fn ordered_endpoints_get_one_message_at_a_time<S: Store>(h: Harness<S>) {
     assert_eq!(reloaded.rate_limit, NonZeroU32::new(5));
 }
 
+/// Sends made at the same time (which the SQLite store writes as one batch) each store their
+/// message, exact payload and deliveries.
+async fn concurrent_sends_each_store_their_message<S: Store>(h: Harness<S>) {
+    let r = &h.registry;
+    let visit = with_visit_type(&h).await;
+    let mut endpoints = Vec::new();
+    for i in 0..3 {
+        let spec =
+            EndpointSpec::new(format!("https://example.org/hook/{i}")).event_type(visit.clone());
+        endpoints.push(r.create_endpoint(spec).await.unwrap().id);
+    }
+    endpoints.sort();
+    let sender = |n: usize| {
+        let visit = visit.clone();
+        async move {
+            let mut sent = Vec::new();
+            for i in 0..5 {
+                let payload = format!("{{\"origin\": \"o-{n}-{i}\",  \"visit\": {}}}", i + 1);
+                let (id, _) = r.send(&visit, &payload, None).await.unwrap().unwrap();
+                sent.push((id, payload));
+            }
+            sent
+        }
+    };
+    let (a, b, c, d, e, f, g, k) = tokio::join!(
+        sender(0),
+        sender(1),
+        sender(2),
+        sender(3),
+        sender(4),
+        sender(5),
+        sender(6),
+        sender(7)
+    );
+    let sent: Vec<_> = [a, b, c, d, e, f, g, k].into_iter().flatten().collect();
+    assert_eq!(sent.len(), 40);
+    for (id, payload) in sent {
+        let message = r.message(id.as_str()).await.unwrap();
+        assert_eq!(message.payload, payload);
+        let mut to: Vec<_> = r
+            .deliveries(&id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|d| d.endpoint_id)
+            .collect();
+        to.sort();
+        assert_eq!(to, endpoints, "deliveries of {id}");
+    }
+}
+
 async fn memory() -> Harness<MemoryStore> {
     Harness::with_store(MemoryStore::new(), None)
 }
@@ -1373,6 +1424,7 @@ suite!(
     failing_endpoints_are_disabled_and_recover,
     expired_payloads_still_list,
     ordered_endpoints_get_one_message_at_a_time,
+    concurrent_sends_each_store_their_message,
 );
 
 /// Everything survives closing and reopening the SQLite file.
