@@ -64,7 +64,7 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast};
+use tokio::sync::{Semaphore, broadcast};
 use tokio::task::JoinSet;
 
 pub use guard::{AddressPolicy, RefusedAddress, special_purpose};
@@ -385,7 +385,7 @@ impl<S: Store> DeliveryEngine<S> {
             }
             let mut tasks = JoinSet::new();
             for job in self.shared.prepare(fresh).await? {
-                tasks.spawn(Arc::clone(&self.shared).deliver_when_free(job));
+                tasks.spawn(Arc::clone(&self.shared).deliver(job));
             }
             while let Some(done) = tasks.join_next().await {
                 match done {
@@ -443,7 +443,7 @@ impl<S: Store> DeliveryEngine<S> {
                     match shared.prepare(leases).await {
                         Ok(jobs) => {
                             for job in jobs {
-                                tasks.spawn(Arc::clone(shared).deliver_when_free(job));
+                                tasks.spawn(Arc::clone(shared).deliver(job));
                             }
                         }
                         // The leases run out and the deliveries are offered again.
@@ -620,20 +620,9 @@ impl<S: Store> Shared<S> {
             .collect())
     }
 
-    /// Waits for a global slot, then delivers.
-    async fn deliver_when_free(self: Arc<Self>, job: Job) -> Result<Outcome, Error> {
-        let permit = Arc::clone(&self.global)
-            .acquire_owned()
-            .await
-            .map_err(|_| Error::Stopped)?;
-        self.deliver(job, permit).await
-    }
-
-    async fn deliver(
-        self: Arc<Self>,
-        job: Job,
-        _permit: OwnedSemaphorePermit,
-    ) -> Result<Outcome, Error> {
+    /// Delivers one leased delivery: takes a slot of its endpoint, then a global one, then
+    /// its rate-limit turn, makes the request and records the outcome.
+    async fn deliver(self: Arc<Self>, job: Job) -> Result<Outcome, Error> {
         let clock = &self.registry.config().clock;
         let Job {
             lease,
@@ -678,6 +667,12 @@ impl<S: Store> Shared<S> {
             .await?;
             return Ok(Outcome::Postponed);
         };
+        // The global slot comes second: a delivery waiting for its endpoint must not hold
+        // back deliveries to other endpoints.
+        let _permit = Arc::clone(&self.global)
+            .acquire_owned()
+            .await
+            .map_err(|_| Error::Stopped)?;
         if let Some(rate) = record.endpoint.rate_limit {
             match gate.rate.reserve(rate, Instant::now()) {
                 Ok(wait) => tokio::time::sleep(wait).await,
