@@ -489,7 +489,7 @@ fn id_array<'a>(ids: impl IntoIterator<Item = &'a str>) -> String {
 /// whatever its size); for each item, whether its lease was held.
 async fn finish_in(
     tx: &mut Transaction<'_, Sqlite>,
-    items: &[(Lease, DeliveryUpdate)],
+    items: &[(&Lease, &DeliveryUpdate)],
 ) -> Result<Vec<bool>, StoreError> {
     let mut attempts = Vec::new();
     for attempt in items
@@ -1068,7 +1068,7 @@ impl Store for SqliteStore {
         update: &DeliveryUpdate,
     ) -> Result<bool, StoreError> {
         let mut tx = self.writer.begin().await?;
-        let held = finish_in(&mut tx, &[(lease.clone(), update.clone())]).await?;
+        let held = finish_in(&mut tx, &[(lease, update)]).await?;
         tx.commit().await?;
         Ok(held.first().copied().unwrap_or(false))
     }
@@ -1082,7 +1082,8 @@ impl Store for SqliteStore {
             return Ok(Finished::default());
         }
         let mut tx = self.writer.begin().await?;
-        let held = finish_in(&mut tx, items).await?;
+        let refs: Vec<(&Lease, &DeliveryUpdate)> = items.iter().map(|(l, u)| (l, u)).collect();
+        let held = finish_in(&mut tx, &refs).await?;
         let health = health_in(&mut tx, &outcomes(items), disable_after).await?;
         tx.commit().await?;
         Ok(Finished { held, health })
