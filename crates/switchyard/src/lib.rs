@@ -8,6 +8,7 @@
 //! |---|---|---|
 //! | `cloudevents` | [`cloudevents`] | CloudEvents v0.3 and v1.0: event model, JSON format, HTTP binding |
 //! | `webhooks` | [`webhooks`] | webhook registry, endpoints, Standard Webhooks signatures, durable store |
+//! | `runtime-events` | [`runtime_events`] | CEL-filtered subscriptions: `subscribe`, `next_event`, `unsubscribe` |
 //!
 //! ```
 //! # #[cfg(feature = "cloudevents")] {
@@ -31,3 +32,6 @@ pub use switchyard_cloudevents as cloudevents;
 
 #[cfg(feature = "webhooks")]
 pub use switchyard_webhooks as webhooks;
+
+#[cfg(feature = "runtime-events")]
+pub use switchyard_runtime_events as runtime_events;
