@@ -256,6 +256,7 @@ fn compile_checked(
     let (expr, info) = env()
         .parser()
         .max_recursion_depth(depth)
+        .enable_ident_escape_syntax(true)
         .parse_with_source_info(source)
         .map_err(|errors| syntax_error(source, &errors, limits.max_depth))?;
     let mut checker = Checker {
@@ -388,6 +389,31 @@ const TYPE_NAMES: [&str; 10] = [
     "type",
     "uint",
 ];
+
+/// Qualified names of the types of timestamps and durations (`type(x) == google.protobuf.Timestamp`).
+const QUALIFIED_TYPES: [&str; 2] = ["google.protobuf.Timestamp", "google.protobuf.Duration"];
+
+/// Whether `e` is `google.protobuf.Timestamp` or `google.protobuf.Duration`.
+fn qualified_type(e: &IdedExpr) -> bool {
+    let mut parts = Vec::new();
+    let mut at = e;
+    loop {
+        match &at.expr {
+            Expr::Select(select) if !select.test => {
+                parts.push(select.field.as_str());
+                at = &select.operand;
+            }
+            Expr::Ident(name) => {
+                parts.push(name.as_str());
+                break;
+            }
+            _ => return false,
+        }
+    }
+    parts.reverse();
+    let name = parts.join(".");
+    QUALIFIED_TYPES.contains(&name.as_str())
+}
 
 /// Namespaces of the extensions' global functions.
 const NAMESPACES: [&str; 4] = ["math", "strings", "base64", "lists"];
@@ -547,6 +573,7 @@ impl Checker<'_> {
                     })
                 }
             }
+            Expr::Select(_) if qualified_type(e) => Ok(()),
             Expr::Select(select) => self.walk(&select.operand),
             Expr::List(list) => list.elements.iter().try_for_each(|x| self.walk(x)),
             Expr::Map(map) => map.entries.iter().try_for_each(|entry| match &entry.expr {
@@ -728,6 +755,7 @@ fn kind<'e>(e: &'e IdedExpr, accus: &[(&'e str, &'e IdedExpr)]) -> (Kind, u64) {
             }
         }
         Expr::Select(select) if select.test => Kind::Bool,
+        Expr::Select(_) if qualified_type(e) => Kind::Not("a type"),
         Expr::Select(_) => Kind::Dyn,
         Expr::Comprehension(c) => {
             let mut inner = accus.to_vec();
