@@ -19,6 +19,7 @@
 use crate::binding::bind_json;
 use crate::error::{EvalError, FilterError};
 use crate::event::Event;
+use crate::fast::{self, Plan};
 use crate::pattern::{self, Pin};
 use cel::common::ast::{
     CallExpr, ComprehensionExpr, EntryExpr, Expr, IdedExpr, LiteralValue, SourceInfo, operators,
@@ -74,6 +75,7 @@ impl Default for FilterLimits {
 pub struct Filter {
     source: String,
     program: Option<IdedExpr>,
+    pub(crate) fast: Option<Plan>,
     keys: Option<Vec<TypeKey>>,
     uses_data: bool,
     _pins: Vec<Pin>,
@@ -145,6 +147,7 @@ impl Filter {
             return Ok(Filter {
                 source: source.to_owned(),
                 program: None,
+                fast: None,
                 keys: None,
                 uses_data: false,
                 _pins: Vec::new(),
@@ -181,6 +184,7 @@ impl Filter {
         Ok(Filter {
             source: source.to_owned(),
             keys: type_keys(&program),
+            fast: fast::plan(&program),
             program: Some(program),
             uses_data,
             _pins: pins,
@@ -209,9 +213,32 @@ impl Filter {
         if !self.admits_type(&event.event_type) {
             return Ok(false);
         }
+        if let Some(answer) = self.evaluate_fast(event) {
+            return Ok(answer);
+        }
         let mut context = Context::with_env(Arc::clone(env()));
         bind_event(&mut context, event, self.uses_data);
         evaluate(program, &context)
+    }
+
+    /// The CEL interpreter's answer, bypassing the direct evaluator (for tests comparing them).
+    #[cfg(test)]
+    pub(crate) fn interpret(&self, event: &Event) -> Result<bool, EvalError> {
+        let Some(program) = &self.program else {
+            return Ok(true);
+        };
+        let mut context = Context::with_env(Arc::clone(env()));
+        bind_event(&mut context, event, self.uses_data);
+        evaluate(program, &context)
+    }
+
+    /// The direct evaluator's answer, when it has a definite one (see the `fast` module).
+    pub(crate) fn evaluate_fast(&self, event: &Event) -> Option<bool> {
+        match (&self.program, &self.fast) {
+            (None, _) => Some(true),
+            (Some(_), Some(plan)) => plan.evaluate(&event.event_type, &event.data),
+            (Some(_), None) => None,
+        }
     }
 
     /// Evaluates in a context already holding the event's variables.

@@ -443,25 +443,36 @@ impl Hub {
         if candidates.is_empty() {
             return Ok(Published::default());
         }
-        let with_data = candidates.iter().any(|sub| sub.filter.uses_data());
-        let mut context = Context::with_env(Arc::clone(filter::env()));
-        filter::bind_event(&mut context, &event, with_data);
         let evaluated = candidates.len();
         self.inner
             .evaluations
             .fetch_add(evaluated as u64, Ordering::Relaxed);
-        candidates.retain(|sub| match sub.filter.evaluate_in(&context) {
-            Ok(matched) => matched,
-            Err(error) => {
-                sub.counters.eval_errors.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(
-                    subscription = %sub.id,
-                    event = %event.id,
-                    event_type = %event.event_type,
-                    %error,
-                    "filter failed on an event; counted as no match"
-                );
-                false
+        // The direct evaluator answers most filters from the JSON in place; the CEL context
+        // is built (once, shared) only for the filters it leaves to the interpreter.
+        let mut context: Option<Context<'_, '_>> = None;
+        let with_data = candidates.iter().any(|sub| sub.filter.uses_data());
+        candidates.retain(|sub| {
+            if let Some(answer) = sub.filter.evaluate_fast(&event) {
+                return answer;
+            }
+            let context = context.get_or_insert_with(|| {
+                let mut context = Context::with_env(Arc::clone(filter::env()));
+                filter::bind_event(&mut context, &event, with_data);
+                context
+            });
+            match sub.filter.evaluate_in(context) {
+                Ok(matched) => matched,
+                Err(error) => {
+                    sub.counters.eval_errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(
+                        subscription = %sub.id,
+                        event = %event.id,
+                        event_type = %event.event_type,
+                        %error,
+                        "filter failed on an event; counted as no match"
+                    );
+                    false
+                }
             }
         });
         drop(context);

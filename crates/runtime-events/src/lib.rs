@@ -43,6 +43,7 @@
 mod binding;
 mod error;
 mod event;
+mod fast;
 mod filter;
 mod hub;
 mod pattern;

@@ -11,6 +11,8 @@
 //! notice and passes when the folder is absent). The report (every failure with its reason)
 //! is written to `target/cel-conformance.md`; the crate README carries it.
 
+#![allow(clippy::print_stdout)] // Test code: the notice and the report go to stdout.
+
 use serde_json::{Map, Value as Json};
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
