@@ -12,6 +12,7 @@
 use cel::common::ast::{CallExpr, Expr, IdedExpr, LiteralValue, operators};
 use regex::Regex;
 use serde_json::Value as Json;
+use std::sync::Arc;
 
 /// A compiled plan; see the module docs.
 #[derive(Debug)]
@@ -36,7 +37,7 @@ pub(crate) enum Plan {
     },
     Matches {
         operand: Operand,
-        regex: Regex,
+        regex: Arc<Regex>,
     },
     Has {
         operand: Operand,
@@ -163,7 +164,8 @@ fn plan_call(call: &CallExpr) -> Option<Plan> {
             };
             Some(Plan::Matches {
                 operand: operand(target)?,
-                regex: crate::pattern::compile(&pattern).ok()?,
+                // Shared with the pattern table, where the checker pinned it: compiled once.
+                regex: crate::pattern::lookup(&pattern).ok()?,
             })
         }
         _ => None,

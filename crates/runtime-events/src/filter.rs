@@ -207,22 +207,19 @@ impl Filter {
     /// [`EvalError`] when the filter fails on this event or yields something other than a
     /// boolean.
     pub fn matches(&self, event: &Event) -> Result<bool, EvalError> {
-        let Some(program) = &self.program else {
+        if self.program.is_none() {
             return Ok(true);
-        };
+        }
         if !self.admits_type(&event.event_type) {
             return Ok(false);
         }
         if let Some(answer) = self.evaluate_fast(event) {
             return Ok(answer);
         }
-        let mut context = Context::with_env(Arc::clone(env()));
-        bind_event(&mut context, event, self.uses_data);
-        evaluate(program, &context)
+        self.interpret(event)
     }
 
-    /// The CEL interpreter's answer, bypassing the direct evaluator (for tests comparing them).
-    #[cfg(test)]
+    /// The CEL interpreter's answer, bypassing the direct evaluator.
     pub(crate) fn interpret(&self, event: &Event) -> Result<bool, EvalError> {
         let Some(program) = &self.program else {
             return Ok(true);

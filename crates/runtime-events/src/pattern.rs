@@ -100,7 +100,7 @@ impl Drop for Pin {
 }
 
 /// The compiled regex for `pattern`: from the table, or compiled and cached unpinned.
-fn lookup(pattern: &str) -> Result<Arc<Regex>, String> {
+pub(crate) fn lookup(pattern: &str) -> Result<Arc<Regex>, String> {
     {
         let table = table().read().unwrap_or_else(PoisonError::into_inner);
         if let Some(entry) = table.entries.get(pattern) {
