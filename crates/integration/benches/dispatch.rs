@@ -1,0 +1,2 @@
+//! Dispatch benchmark (filled in once the crate builds).
+fn main() {}
