@@ -405,10 +405,7 @@ impl Integration {
                 source: ValidationSource::Auth,
             });
         };
-        check(fields, auth.credentials_value(), ValidationSource::Auth).map_err(|mut failure| {
-            failure.value = Value::Null;
-            failure
-        })
+        check(fields, auth.credentials_value(), ValidationSource::Auth)
     }
 
     fn result(&self, payload: ResultPayload) -> IntegrationResult {
@@ -442,7 +439,12 @@ fn check(
     if schema.is_valid(value) {
         return Ok(());
     }
-    let violations = schema.violations(value);
+    // Credentials are secrets: their values stay out of messages and results.
+    let violations = if source == ValidationSource::Auth {
+        schema.violations_redacted(value)
+    } else {
+        schema.violations(value)
+    };
     let first = violations.first();
     Err(ValidationFailure {
         message: python_message(&violations),

@@ -168,8 +168,9 @@ impl ActionError {
 
 /// Account details from a connected-account handler, shown in the platform's UI. Every field
 /// is optional; all seven are always serialised (absent ones as `null`), as in the original.
+/// The field set is the wire format's, so the struct is exhaustive: build it with a literal
+/// and `..ConnectedAccountInfo::default()`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[non_exhaustive]
 pub struct ConnectedAccountInfo {
     /// Email address.
     pub email: Option<String>,

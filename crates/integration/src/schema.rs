@@ -86,6 +86,18 @@ impl Schema {
     /// Every violation of the schema by `value`, ordered by where in `value` it is.
     #[must_use]
     pub fn violations(&self, value: &Value) -> Vec<Violation> {
+        self.collect(value, false)
+    }
+
+    /// As [`Schema::violations`], but no part of `value` appears in the result: messages say
+    /// `[redacted]` where they would quote it and every [`Violation::value`] is `null`. For
+    /// credentials.
+    #[must_use]
+    pub fn violations_redacted(&self, value: &Value) -> Vec<Violation> {
+        self.collect(value, true)
+    }
+
+    fn collect(&self, value: &Value, redact: bool) -> Vec<Violation> {
         let mut found: Vec<Violation> = self
             .validator
             .iter_errors(value)
@@ -100,10 +112,16 @@ impl Schema {
                     }
                     value = Value::Null;
                 }
+                let message = if redact {
+                    value = Value::Null;
+                    error.masked_with("[redacted]").to_string()
+                } else {
+                    error.to_string()
+                };
                 Violation {
                     pointer,
                     schema_path: segments(error.schema_path()),
-                    message: error.to_string(),
+                    message,
                     value,
                 }
             })
