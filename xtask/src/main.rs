@@ -12,13 +12,21 @@ use std::time::Instant;
 
 mod tidy;
 
-/// The Python packages the interop checks run against: the `cloudevents` SDK, and the two
-/// webhook libraries that must verify our signatures (`svix` pinned as `swh-webhooks` pins it).
+/// The Python packages the interop checks run against: the `cloudevents` SDK, the two
+/// webhook libraries that must verify our signatures (`svix` pinned as `swh-webhooks` pins it),
+/// and the Autohive Integrations SDK's dependencies.
 const PYTHON_PACKAGES: &[&str] = &[
     "cloudevents==2.2.0",
     "standardwebhooks==1.1.0",
     "svix==1.62.0",
+    // The Autohive SDK's own dependencies (it is installed without them, below).
+    "jsonschema==4.17.3",
+    "aiohttp==3.12.15",
 ];
+/// Installed with `--no-deps --ignore-requires-python`: autohive-integrations-sdk declares
+/// Python >= 3.13 but runs on the machine's 3.11 (its interop test proves it); its
+/// dependencies are pinned in `PYTHON_PACKAGES`.
+const PYTHON_PACKAGES_IGNORING_PYTHON_VERSION: &[&str] = &["autohive-integrations-sdk==2.0.1"];
 /// The cargo-deny release installed when the machine has none.
 const CARGO_DENY: &str = "cargo-deny@0.20.2";
 
@@ -242,7 +250,9 @@ fn interop_venv(root: &Path) -> Result<PathBuf, String> {
     let venv = root.join("target").join("interop-venv");
     let python = venv.join("bin").join("python");
     let marker = venv.join(".switchyard-ready");
-    let wanted = PYTHON_PACKAGES.join(" ");
+    let wanted = [PYTHON_PACKAGES, PYTHON_PACKAGES_IGNORING_PYTHON_VERSION]
+        .concat()
+        .join(" ");
     if std::fs::read_to_string(&marker).is_ok_and(|found| found.trim() == wanted) {
         println!("reusing {} ({wanted})", venv.display());
         return Ok(python);
@@ -265,6 +275,20 @@ fn interop_venv(root: &Path) -> Result<PathBuf, String> {
             ])
             .args(PYTHON_PACKAGES),
         "install the Python interop packages from PyPI",
+    )?;
+    run(
+        Command::new(&python)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "--no-deps",
+                "--ignore-requires-python",
+            ])
+            .args(PYTHON_PACKAGES_IGNORING_PYTHON_VERSION),
+        "install the Autohive SDK from PyPI",
     )?;
     std::fs::write(&marker, &wanted).map_err(|e| format!("writing {}: {e}", marker.display()))?;
     Ok(python)

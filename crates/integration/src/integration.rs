@@ -399,7 +399,11 @@ impl Integration {
         };
         let Some(auth) = ctx.auth() else {
             return Err(ValidationFailure {
-                message: crate::error::AuthError::NotAnEnvelope.to_string(),
+                // The original's words, so platforms matching on them keep working.
+                message: "context.auth must be the platform auth envelope \
+                          {\"auth_type\": ..., \"credentials\": {...}} with a non-empty \
+                          auth_type; flat auth is not supported."
+                    .to_owned(),
                 property: None,
                 value: Value::Null,
                 source: ValidationSource::Auth,
