@@ -76,7 +76,7 @@ impl Schema {
         &self.raw
     }
 
-    /// Whether `value` satisfies the schema. Faster than [`Schema::validate`]: it stops at the
+    /// Whether `value` satisfies the schema. Faster than [`Schema::violations`]: it stops at the
     /// first violation and builds no messages.
     #[must_use]
     pub fn is_valid(&self, value: &Value) -> bool {

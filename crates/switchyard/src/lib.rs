@@ -9,6 +9,7 @@
 //! | `cloudevents` | [`cloudevents`] | CloudEvents v0.3 and v1.0: event model, JSON format, HTTP binding |
 //! | `webhooks` | [`webhooks`] | webhook registry, endpoints, Standard Webhooks signatures, durable store |
 //! | `runtime-events` | [`runtime_events`] | CEL-filtered subscriptions: `subscribe`, `next_event`, `unsubscribe` |
+//! | `integration` | [`integration`] | config-driven integrations: `config.json`, schema-checked dispatch, `ExecutionContext::fetch` |
 //!
 //! ```
 //! # #[cfg(feature = "cloudevents")] {
@@ -35,3 +36,6 @@ pub use switchyard_webhooks as webhooks;
 
 #[cfg(feature = "runtime-events")]
 pub use switchyard_runtime_events as runtime_events;
+
+#[cfg(feature = "integration")]
+pub use switchyard_integration as integration;
