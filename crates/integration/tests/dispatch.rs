@@ -214,7 +214,9 @@ async fn credentials_are_checked_and_never_echoed() {
     let failure = result.as_validation_error().expect("validation error");
     assert_eq!(failure.source, ValidationSource::Auth);
     assert!(
-        failure.message.contains("platform envelope"),
+        failure
+            .message
+            .starts_with("context.auth must be the platform auth envelope"),
         "{}",
         failure.message
     );
