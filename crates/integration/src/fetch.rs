@@ -339,9 +339,8 @@ impl<'a> FetchRequest<'a> {
         let limit = config.body_limit();
         let max_retries = config.retries();
         let mut redirects = 0;
-        let mut attempts = 0;
+        let mut failures = 0;
         loop {
-            attempts += 1;
             let mut request = Request::builder()
                 .method(method.clone())
                 .uri(uri.clone())
@@ -389,7 +388,6 @@ impl<'a> FetchRequest<'a> {
                         }
                         tracing::debug!(status = parts.status.as_u16(), to = %next, "following redirect");
                         uri = next;
-                        attempts -= 1;
                         continue;
                     }
                     return finish(parts.status, parts.headers, bytes);
@@ -400,7 +398,9 @@ impl<'a> FetchRequest<'a> {
             };
             let nothing_sent = matches!(&failure, Failure::Transport(error) if error.is_connect());
             let may_repeat = nothing_sent || idempotent(&method) || self.retry_non_idempotent;
-            if attempts > max_retries || !may_repeat {
+            failures += 1;
+            let attempts = failures;
+            if failures > max_retries || !may_repeat {
                 return Err(match failure {
                     Failure::Timeout => FetchError::Timeout { attempts, timeout },
                     other => FetchError::Connect {
@@ -409,8 +409,8 @@ impl<'a> FetchRequest<'a> {
                     },
                 });
             }
-            let wait = backoff(config.first_backoff(), attempts - 1);
-            tracing::debug!(%failure, attempt = attempts, wait_ms = wait.as_millis() as u64, "request failed; retrying");
+            let wait = backoff(config.first_backoff(), failures - 1);
+            tracing::debug!(%failure, attempt = failures, wait_ms = wait.as_millis() as u64, "request failed; retrying");
             tokio::time::sleep(wait).await;
         }
     }

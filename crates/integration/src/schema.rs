@@ -47,12 +47,7 @@ impl Schema {
     ) -> Result<(Self, Vec<Repair>), CompileError> {
         let mut repairs = Vec::new();
         repair_boolean_required(&mut raw, &mut Vec::new(), &mut repairs);
-        if let Err(error) = jsonschema::draft7::meta::validate(&raw) {
-            return Err(CompileError {
-                segments: segments(error.instance_path()),
-                message: error.to_string(),
-            });
-        }
+        // `build` checks the schema against the Draft 7 meta-schema first.
         let validator = jsonschema::options()
             .with_draft(Draft::Draft7)
             .should_validate_formats(validate_formats)
