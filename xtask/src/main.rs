@@ -264,30 +264,29 @@ fn interop_venv(root: &Path) -> Result<PathBuf, String> {
             .arg(&venv),
         "create the interop venv (is python3 with the venv module installed?)",
     )?;
-    run(
-        Command::new(&python)
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-            ])
-            .args(PYTHON_PACKAGES),
+    let pip_install = |extra: &[&str], packages: &[&str], what: &str| {
+        run(
+            Command::new(&python)
+                .args([
+                    "-m",
+                    "pip",
+                    "install",
+                    "--quiet",
+                    "--disable-pip-version-check",
+                ])
+                .args(extra)
+                .args(packages),
+            what,
+        )
+    };
+    pip_install(
+        &[],
+        PYTHON_PACKAGES,
         "install the Python interop packages from PyPI",
     )?;
-    run(
-        Command::new(&python)
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                "--no-deps",
-                "--ignore-requires-python",
-            ])
-            .args(PYTHON_PACKAGES_IGNORING_PYTHON_VERSION),
+    pip_install(
+        &["--no-deps", "--ignore-requires-python"],
+        PYTHON_PACKAGES_IGNORING_PYTHON_VERSION,
         "install the Autohive SDK from PyPI",
     )?;
     std::fs::write(&marker, &wanted).map_err(|e| format!("writing {}: {e}", marker.display()))?;
