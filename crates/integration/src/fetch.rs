@@ -399,12 +399,14 @@ impl<'a> FetchRequest<'a> {
             let nothing_sent = matches!(&failure, Failure::Transport(error) if error.is_connect());
             let may_repeat = nothing_sent || idempotent(&method) || self.retry_non_idempotent;
             failures += 1;
-            let attempts = failures;
             if failures > max_retries || !may_repeat {
                 return Err(match failure {
-                    Failure::Timeout => FetchError::Timeout { attempts, timeout },
+                    Failure::Timeout => FetchError::Timeout {
+                        attempts: failures,
+                        timeout,
+                    },
                     other => FetchError::Connect {
-                        attempts,
+                        attempts: failures,
                         message: other.to_string(),
                     },
                 });
