@@ -22,6 +22,11 @@ const PYTHON_PACKAGES: &[&str] = &[
     // The Autohive SDK's own dependencies (it is installed without them, below).
     "jsonschema==4.17.3",
     "aiohttp==3.12.15",
+    // Relay's step SDK, and the dependency versions its WebhookServer works with.
+    "relay-sdk==0.3.1",
+    "hypercorn==0.13.2",
+    "asgiref==3.8.1",
+    "requests==2.32.3",
 ];
 /// Installed with `--no-deps --ignore-requires-python`: autohive-integrations-sdk declares
 /// Python >= 3.13 but runs on the machine's 3.11 (its interop test proves it); its
