@@ -52,7 +52,19 @@ impl From<usize> for Segment {
 
 /// A path into a step's spec, such as `azure["connection"]["secret"]`.
 ///
-/// The empty path (`Path::default()`) means the whole spec.
+/// The empty path (`Path::default()`) means the whole spec. Accepted forms:
+///
+/// | form | example |
+/// |---|---|
+/// | canonical (what Python's `Dynamic` renders) | `azure["connection"]["secret"]` |
+/// | dotted (names `[A-Za-z_][A-Za-z0-9_-]*`, letters of any script) | `azure.connection.secret` |
+/// | integer indexes | `items[0].name` |
+/// | single-quoted keys | `azure['connection']` |
+/// | keys with JSON escapes | `labels["app.kubernetes.io/name"]`, `x["say \"hi\""]` |
+/// | a bracketed root | `["2fa"].code` |
+///
+/// A key indexes an array when it is a decimal number (`x["0"]`, all Python can send), and
+/// an index looks an object up by its decimal form.
 ///
 /// ```
 /// use switchyard_metadata::{Path, dynamic};
@@ -146,7 +158,7 @@ impl Path {
         }
     }
 
-    /// Parses any accepted form; see the [module docs](self) for the grammar.
+    /// Parses any accepted form; see [`Path`] for the grammar.
     ///
     /// # Errors
     /// [`PathError`] with the byte offset of the first character that does not fit and what

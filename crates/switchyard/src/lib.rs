@@ -10,6 +10,7 @@
 //! | `webhooks` | [`webhooks`] | webhook registry, endpoints, Standard Webhooks signatures, durable store |
 //! | `runtime-events` | [`runtime_events`] | CEL-filtered subscriptions: `subscribe`, `next_event`, `unsubscribe` |
 //! | `integration` | [`integration`] | config-driven integrations: `config.json`, schema-checked dispatch, `ExecutionContext::fetch` |
+//! | `metadata` | [`metadata`] | step metadata: Relay-compatible client and service, `Dynamic` paths, `WebhookServer` |
 //!
 //! ```
 //! # #[cfg(feature = "cloudevents")] {
@@ -39,3 +40,6 @@ pub use switchyard_runtime_events as runtime_events;
 
 #[cfg(feature = "integration")]
 pub use switchyard_integration as integration;
+
+#[cfg(feature = "metadata")]
+pub use switchyard_metadata as metadata;
