@@ -31,6 +31,9 @@ pub const METADATA_API_URL: &str = "METADATA_API_URL";
 /// Responses larger than this are refused (a spec value or error body, never a stream).
 const RESPONSE_LIMIT: usize = 64 << 20;
 
+/// The longest wait between two attempts, however many retries are configured.
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
 /// What Python's `urllib.parse.quote` leaves alone (its default keeps `/`).
 const PATH_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'_')
@@ -164,7 +167,8 @@ impl InterfaceBuilder {
         self
     }
 
-    /// Wait before the first retry, doubled for each further one. Default 100 ms.
+    /// Wait before the first retry, doubled for each further one (at most 10 s). Default
+    /// 100 ms.
     pub fn backoff(mut self, backoff: Duration) -> Self {
         self.backoff = backoff;
         self
@@ -489,7 +493,7 @@ impl Interface {
                 }
             }
             let factor = 1u32.checked_shl(attempt - 1).unwrap_or(u32::MAX);
-            tokio::time::sleep(inner.backoff.saturating_mul(factor)).await;
+            tokio::time::sleep(inner.backoff.saturating_mul(factor).min(MAX_BACKOFF)).await;
         }
     }
 }

@@ -40,7 +40,7 @@ use zeroize::Zeroizing;
 use crate::error::{BoxError, BuildError, SinkError};
 use crate::path::Path;
 use crate::sink::{Decorator, DecoratorKind, EmittedEvent, RunRequest, Sink};
-use crate::spec::{Lookup, Reference, Resolver, SpecSource, lookup};
+use crate::spec::{Lookup, Reference, Resolver, SpecSource, lookup, outputs_needed};
 use crate::store::{BoxFuture, MemoryOutputs, OutputStore};
 use crate::value::{SecretValue, SpecResponse, encode_bytes};
 
@@ -637,7 +637,7 @@ impl Inner {
             secrets: &self.secrets,
             connections: &self.connections,
             parameters: &self.parameters,
-            outputs: self.fetch_outputs(step, spec).await?,
+            outputs: self.fetch_outputs(step, spec, &path).await?,
         };
         match lookup(spec.value(), &path, &resolver) {
             Lookup::Found {
@@ -661,27 +661,22 @@ impl Inner {
         }
     }
 
-    /// The outputs `spec` references, from the store.
+    /// The outputs a lookup of `path` reads, from the store.
     async fn fetch_outputs(
         &self,
         step: &str,
         spec: &SpecSource,
+        path: &Path,
     ) -> Result<HashMap<(String, String), Value>, Problem> {
         let mut outputs = HashMap::new();
-        for reference in spec.references() {
-            if let Reference::Output { step: from, name } = reference {
-                let key = (from.clone(), name.clone());
-                if outputs.contains_key(&key) {
-                    continue;
-                }
-                let value = self
-                    .outputs
-                    .get(from, name)
-                    .await
-                    .map_err(|e| store_problem(step, &e))?;
-                if let Some(value) = value {
-                    outputs.insert(key, value);
-                }
+        for (from, name) in outputs_needed(spec.value(), path) {
+            let value = self
+                .outputs
+                .get(&from, &name)
+                .await
+                .map_err(|e| store_problem(step, &e))?;
+            if let Some(value) = value {
+                outputs.insert((from, name), value);
             }
         }
         Ok(outputs)

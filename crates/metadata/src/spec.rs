@@ -291,7 +291,7 @@ pub(crate) struct Resolver<'a> {
     pub(crate) secrets: &'a HashMap<String, SecretValue>,
     pub(crate) connections: &'a HashMap<(String, String), Value>,
     pub(crate) parameters: &'a Map<String, Value>,
-    /// The outputs this spec references, fetched from the store for this request.
+    /// The outputs the lookup needs (see [`outputs_needed`]), fetched for this request.
     pub(crate) outputs: HashMap<(String, String), Value>,
 }
 
@@ -335,6 +335,40 @@ impl Resolver<'_> {
             other => other.clone(),
         }
     }
+}
+
+/// The outputs a [`lookup`] of `path` will read: the first `Output` reference met along the
+/// path (what lies beyond it is data), or else those in the subtree the path ends at. Lets
+/// the service fetch only these from its store.
+pub(crate) fn outputs_needed(spec: &Value, path: &Path) -> Vec<(String, String)> {
+    let mut node = Cow::Borrowed(spec);
+    for segment in path.segments() {
+        if let Value::Object(object) = node.as_ref()
+            && let Ok(Some(reference)) = Reference::from_object(object)
+        {
+            return match reference {
+                Reference::Output { step, name } => vec![(step, name)],
+                // Secrets, connections and parameters resolve to data: no outputs beyond.
+                _ => Vec::new(),
+            };
+        }
+        node = match child(node, segment) {
+            Ok(next) => next,
+            Err(_) => return Vec::new(),
+        };
+    }
+    let mut references = Vec::new();
+    let _ = collect_references(&node, &mut Path::default(), &mut references);
+    let mut needed: Vec<(String, String)> = references
+        .into_iter()
+        .filter_map(|r| match r {
+            Reference::Output { step, name } => Some((step, name)),
+            _ => None,
+        })
+        .collect();
+    needed.sort();
+    needed.dedup();
+    needed
 }
 
 /// The outcome of looking a path up in a spec.
@@ -556,6 +590,26 @@ mod tests {
         assert_eq!(found(&s, "cfg.region", &f).0, json!("eu"));
         assert_eq!(found(&s, "items[1].name", &f).0, json!("second"));
         assert_eq!(found(&s, r#"items["1"]["name"]"#, &f).0, json!("second"));
+    }
+
+    #[test]
+    fn only_the_outputs_a_lookup_reads_are_needed() {
+        let s = spec();
+        let needed = |p: &str| outputs_needed(&s, &Path::parse(p).expect("path"));
+        let image = vec![("build".to_owned(), "image".to_owned())];
+        assert_eq!(needed("image"), image);
+        assert_eq!(needed("image.deeper"), image);
+        assert_eq!(needed("old"), image);
+        assert_eq!(needed("azure.connection.secret"), Vec::new());
+        assert_eq!(needed("items[0]"), Vec::new());
+        assert_eq!(needed("nope.x"), Vec::new());
+        assert_eq!(
+            needed(""),
+            vec![
+                ("build".to_owned(), "image".to_owned()),
+                ("deploy".to_owned(), "url".to_owned())
+            ]
+        );
     }
 
     #[test]
