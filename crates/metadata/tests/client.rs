@@ -241,18 +241,22 @@ async fn slow_request(addr: SocketAddr) -> Result<String, String> {
     Ok(String::from_utf8_lossy(&reply).into_owned())
 }
 
-#[tokio::test]
-async fn shutdown_drains_in_flight_requests() {
-    let server = WebhookServer::bind_to(
-        Slow {
-            delay: Duration::from_millis(300),
-        },
-        "127.0.0.1:0".parse().expect("addr"),
-    )
-    .drain_timeout(Duration::from_secs(5))
-    .bind()
-    .await
-    .expect("bind");
+/// A [`Slow`] server with one request in flight (sent 100 ms before this returns): its
+/// address, the stop trigger, and the serving task.
+async fn slow_server_with_request(
+    delay: Duration,
+    drain: Duration,
+) -> (
+    SocketAddr,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<Drained>,
+    tokio::task::JoinHandle<Result<String, String>>,
+) {
+    let server = WebhookServer::bind_to(Slow { delay }, "127.0.0.1:0".parse().expect("addr"))
+        .drain_timeout(drain)
+        .bind()
+        .await
+        .expect("bind");
     let addr = server.local_addr().expect("addr");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let serving = tokio::spawn(server.serve_until(async {
@@ -260,6 +264,13 @@ async fn shutdown_drains_in_flight_requests() {
     }));
     let request = tokio::spawn(slow_request(addr));
     tokio::time::sleep(Duration::from_millis(100)).await;
+    (addr, stop, serving, request)
+}
+
+#[tokio::test]
+async fn shutdown_drains_in_flight_requests() {
+    let (addr, stop, serving, request) =
+        slow_server_with_request(Duration::from_millis(300), Duration::from_secs(5)).await;
     let _ = stop.send(());
     let reply = request.await.expect("join").expect("request");
     assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
@@ -270,23 +281,8 @@ async fn shutdown_drains_in_flight_requests() {
 
 #[tokio::test]
 async fn drain_is_bounded() {
-    let server = WebhookServer::bind_to(
-        Slow {
-            delay: Duration::from_secs(30),
-        },
-        "127.0.0.1:0".parse().expect("addr"),
-    )
-    .drain_timeout(Duration::from_millis(200))
-    .bind()
-    .await
-    .expect("bind");
-    let addr = server.local_addr().expect("addr");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let serving = tokio::spawn(server.serve_until(async {
-        let _ = stopped.await;
-    }));
-    let _request = tokio::spawn(slow_request(addr));
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (_, stop, serving, _request) =
+        slow_server_with_request(Duration::from_secs(30), Duration::from_millis(200)).await;
     let started = Instant::now();
     let _ = stop.send(());
     assert_eq!(serving.await.expect("join"), Drained::TimedOut);
