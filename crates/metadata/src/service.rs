@@ -422,13 +422,7 @@ impl Inner {
                 format!("no route {raw_path}"),
             )
         })?;
-        let method_fits = match route_kind {
-            Route::Health | Route::Spec | Route::Secret => parts.method == Method::GET,
-            Route::Outputs => {
-                parts.method == Method::PUT || (parts.method == Method::GET && segments.len() >= 3)
-            }
-            Route::Events | Route::WorkflowRun | Route::Decorator => parts.method == Method::POST,
-        };
+        let method_fits = allow.split(", ").any(|m| m == parts.method.as_str());
         if !method_fits {
             let mut problem = Problem::new(
                 StatusCode::METHOD_NOT_ALLOWED,

@@ -261,6 +261,16 @@ async fn raw_spec_errors_are_json() {
     let (status, headers, _) = raw(&server.base, "POST", "/spec", &[], "").await;
     assert_eq!(status, 405);
     assert_eq!(headers["allow"], "GET");
+    let (status, headers, _) = raw(&server.base, "GET", "/outputs/x", &[], "").await;
+    assert_eq!(
+        (status, &headers["allow"]),
+        (405, &"PUT".parse().expect("header"))
+    );
+    let (status, headers, _) = raw(&server.base, "DELETE", "/outputs/s/x", &[], "").await;
+    assert_eq!(
+        (status, &headers["allow"]),
+        (405, &"GET, PUT".parse().expect("header"))
+    );
     let (status, _, body) = raw(&server.base, "GET", "/nothing/here", &[], "").await;
     assert_eq!(status, 404);
     assert_eq!(body["error"]["code"], "route_not_found");
