@@ -443,6 +443,25 @@ impl<S: Store> Registry<S> {
         }
     }
 
+    /// Replaces an endpoint's custom headers (the Svix API's `PUT …/headers`). Unlike
+    /// [`Registry::create_endpoint`] on an existing uid, this leaves the secret alone.
+    ///
+    /// # Errors
+    /// [`Error::EndpointNotFound`]; [`Error::InvalidHeader`] for a name or value HTTP does
+    /// not allow, or a header the signer sets.
+    pub async fn update_endpoint_headers(
+        &self,
+        id_or_uid: &str,
+        headers: std::collections::BTreeMap<String, String>,
+    ) -> Result<Endpoint, Error> {
+        check_headers(&headers)?;
+        let mut record = self.record(id_or_uid).await?;
+        record.endpoint.headers = headers;
+        record.endpoint.updated_at = self.now();
+        self.store.put_endpoint(&record).await?;
+        Ok(record.endpoint)
+    }
+
     /// The endpoint's current secret, for its owner to verify signatures with.
     ///
     /// # Errors

@@ -214,6 +214,27 @@ async fn endpoints_by_id_and_uid_update_and_delete<S: Store>(h: Harness<S>) {
         .unwrap();
     assert_eq!(r.endpoint_secret(other.id.as_str()).await.unwrap(), mine);
 
+    // Replacing the custom headers keeps the secret (no rotation) and checks the headers.
+    let keys_before = r.live_keys("user-1.visits").await.unwrap();
+    let headers = [("X-Swh-Event".to_owned(), "origin.visit".to_owned())].into();
+    let with_headers = r
+        .update_endpoint_headers("user-1.visits", headers)
+        .await
+        .unwrap();
+    assert_eq!(with_headers.headers.len(), 1);
+    assert_eq!(with_headers.headers["X-Swh-Event"], "origin.visit");
+    assert_eq!(r.endpoint("user-1.visits").await.unwrap(), with_headers);
+    assert_eq!(r.live_keys("user-1.visits").await.unwrap(), keys_before);
+    let reserved = [("webhook-id".to_owned(), "x".to_owned())].into();
+    assert!(matches!(
+        r.update_endpoint_headers("user-1.visits", reserved).await,
+        Err(Error::InvalidHeader { .. })
+    ));
+    assert!(matches!(
+        r.update_endpoint_headers("nobody", Default::default()).await,
+        Err(Error::EndpointNotFound { .. })
+    ));
+
     r.delete_endpoint("user-1.visits").await.unwrap();
     assert!(matches!(
         r.endpoint(created.id.as_str()).await,
