@@ -27,11 +27,16 @@ const PYTHON_PACKAGES: &[&str] = &[
     "hypercorn==0.13.2",
     "asgiref==3.8.1",
     "requests==2.32.3",
+    // swh-webhooks' dependencies but for swh.journal (see below).
+    "swh.core==5.0.1",
+    "tenacity==9.2.1",
 ];
-/// Installed with `--no-deps --ignore-requires-python`: autohive-integrations-sdk declares
-/// Python >= 3.13 but runs on the machine's 3.11 (its interop test proves it); its
-/// dependencies are pinned in `PYTHON_PACKAGES`.
-const PYTHON_PACKAGES_IGNORING_PYTHON_VERSION: &[&str] = &["autohive-integrations-sdk==2.0.1"];
+/// Installed with `--no-deps --ignore-requires-python`, their dependencies pinned in
+/// `PYTHON_PACKAGES`: autohive-integrations-sdk declares Python >= 3.13 but runs on the
+/// machine's 3.11 (its interop test proves it); swh.webhooks would pull swh.journal and a
+/// Kafka client that only its journal client (not the `Webhooks` interface) imports.
+const PYTHON_PACKAGES_WITHOUT_DEPS: &[&str] =
+    &["autohive-integrations-sdk==2.0.1", "swh.webhooks==0.3.2"];
 /// The cargo-deny release installed when the machine has none.
 const CARGO_DENY: &str = "cargo-deny@0.20.2";
 
@@ -255,7 +260,7 @@ fn interop_venv(root: &Path) -> Result<PathBuf, String> {
     let venv = root.join("target").join("interop-venv");
     let python = venv.join("bin").join("python");
     let marker = venv.join(".switchyard-ready");
-    let wanted = [PYTHON_PACKAGES, PYTHON_PACKAGES_IGNORING_PYTHON_VERSION]
+    let wanted = [PYTHON_PACKAGES, PYTHON_PACKAGES_WITHOUT_DEPS]
         .concat()
         .join(" ");
     if std::fs::read_to_string(&marker).is_ok_and(|found| found.trim() == wanted) {
@@ -291,8 +296,8 @@ fn interop_venv(root: &Path) -> Result<PathBuf, String> {
     )?;
     pip_install(
         &["--no-deps", "--ignore-requires-python"],
-        PYTHON_PACKAGES_IGNORING_PYTHON_VERSION,
-        "install the Autohive SDK from PyPI",
+        PYTHON_PACKAGES_WITHOUT_DEPS,
+        "install the Autohive SDK and swh.webhooks from PyPI",
     )?;
     std::fs::write(&marker, &wanted).map_err(|e| format!("writing {}: {e}", marker.display()))?;
     Ok(python)
