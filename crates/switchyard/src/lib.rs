@@ -11,6 +11,7 @@
 //! | `runtime-events` | [`runtime_events`] | CEL-filtered subscriptions: `subscribe`, `next_event`, `unsubscribe` |
 //! | `integration` | [`integration`] | config-driven integrations: `config.json`, schema-checked dispatch, `ExecutionContext::fetch` |
 //! | `metadata` | [`metadata`] | step metadata: Relay-compatible client and service, `Dynamic` paths, `WebhookServer` |
+//! | `server` | [`server`] | the `switchyard` server as a library: the Svix- and Relay-compatible APIs in one process |
 //!
 //! ```
 //! # #[cfg(feature = "cloudevents")] {
@@ -43,3 +44,6 @@ pub use switchyard_integration as integration;
 
 #[cfg(feature = "metadata")]
 pub use switchyard_metadata as metadata;
+
+#[cfg(feature = "server")]
+pub use switchyard_server as server;

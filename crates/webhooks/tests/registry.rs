@@ -231,7 +231,8 @@ async fn endpoints_by_id_and_uid_update_and_delete<S: Store>(h: Harness<S>) {
         Err(Error::InvalidHeader { .. })
     ));
     assert!(matches!(
-        r.update_endpoint_headers("nobody", Default::default()).await,
+        r.update_endpoint_headers("nobody", Default::default())
+            .await,
         Err(Error::EndpointNotFound { .. })
     ));
 

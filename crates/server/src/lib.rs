@@ -1,0 +1,39 @@
+//! The Switchyard server: every Switchyard API in one process with an embedded store, so the
+//! Python clients of Svix (`swh-webhooks`, `svix`) and Relay (`relay-sdk`) work against it
+//! unchanged.
+//!
+//! - **Webhooks, Svix-compatible** (`/api/v1/…`): applications, event types with JSON
+//!   Schemas, endpoints with channels, secrets and headers, messages and delivery attempts,
+//!   answered by `switchyard-webhooks` on SQLite; every message is delivered, signed with
+//!   Standard Webhooks signatures, with retries.
+//! - **Metadata, Relay-compatible** (`/spec`, `/outputs`, `/secrets`, …): the
+//!   `switchyard-metadata` service for one step's spec file.
+//! - **Health**: `GET /health` and Svix's `GET /api/v1/health/`, the only routes without a
+//!   bearer token.
+//!
+//! The `switchyard` binary wraps this library: `switchyard serve` starts [`Server`] with a
+//! [`Config`] from flags and an optional TOML file.
+//!
+//! ```no_run
+//! use switchyard_server::{Config, Server};
+//!
+//! # #[tokio::main] async fn main() -> Result<(), switchyard_server::ServerError> {
+//! let mut config = Config::default();
+//! config.bind = "127.0.0.1:0".parse().expect("an address");
+//! let server = Server::start(config).await?;
+//! println!("listening on {} with token file .switchyard/token", server.local_addr());
+//! server.run_until(async { let _ = tokio::signal::ctrl_c().await; }).await
+//! # }
+//! ```
+#![deny(missing_docs)]
+
+pub mod config;
+mod error;
+pub mod logging;
+mod server;
+mod svix;
+pub mod tools;
+
+pub use config::{Config, LogFormat, MetadataConfig, Token};
+pub use error::{ApiError, FieldError, ServerError};
+pub use server::{RunningServer, Server, TOKEN_FILE};

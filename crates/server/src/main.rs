@@ -1,0 +1,264 @@
+//! The `switchyard` command: `serve` runs the server; `sign` and `verify` are Standard
+//! Webhooks signatures from the command line.
+
+// A command-line program: its results go to standard output.
+#![allow(clippy::print_stdout)]
+
+use std::io::Read as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use switchyard_server::{
+    Config, LogFormat, MetadataConfig, Server, ServerError, Token, logging, tools,
+};
+
+/// Switchyard: Svix-compatible webhooks and Relay-compatible step metadata in one process.
+#[derive(Debug, Parser)]
+#[command(name = "switchyard", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve every API (default 127.0.0.1:8071, data in ./.switchyard).
+    Serve(ServeArgs),
+    /// Print the `webhook-signature` header value for a body.
+    Sign(SignArgs),
+    /// Verify a body's Standard Webhooks signature; exits 1 when it does not verify.
+    Verify(VerifyArgs),
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// A TOML config file; flags override it.
+    #[arg(long, short, env = "SWITCHYARD_CONFIG")]
+    config: Option<PathBuf>,
+    /// The address to listen on.
+    #[arg(long, env = "SWITCHYARD_BIND")]
+    bind: Option<SocketAddr>,
+    /// Where the embedded store lives.
+    #[arg(long, env = "SWITCHYARD_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// An accepted bearer token (repeatable). Without any, one is generated into
+    /// `<data-dir>/token`.
+    #[arg(long = "token", env = "SWITCHYARD_TOKEN", hide_env_values = true)]
+    tokens: Vec<String>,
+    /// The log format.
+    #[arg(long, value_enum)]
+    log_format: Option<LogFormat>,
+    /// The largest request body, in bytes.
+    #[arg(long)]
+    body_limit: Option<usize>,
+    /// A subnet deliveries may reach despite the SSRF guard (repeatable), e.g. 127.0.0.0/8.
+    #[arg(long = "allow-subnet")]
+    allow_subnets: Vec<ipnet::IpNet>,
+    /// Serve the metadata API for this step spec file (JSON or YAML).
+    #[arg(long)]
+    metadata_spec: Option<PathBuf>,
+    /// The metadata step's name.
+    #[arg(long, default_value = "step")]
+    metadata_step: String,
+}
+
+#[derive(Debug, Args)]
+struct SignArgs {
+    /// A `whsec_…` secret or `whsk_…` Ed25519 key (repeatable; one signature each).
+    #[arg(
+        long = "secret",
+        required = true,
+        env = "SWITCHYARD_WEBHOOK_SECRET",
+        hide_env_values = true
+    )]
+    secrets: Vec<String>,
+    /// The message id (`webhook-id`).
+    #[arg(long)]
+    id: String,
+    /// Unix seconds (`webhook-timestamp`); default now.
+    #[arg(long)]
+    timestamp: Option<i64>,
+    /// Print all three headers, not only the signature.
+    #[arg(long)]
+    headers: bool,
+    /// The body file; `-` or nothing reads standard input.
+    file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct VerifyArgs {
+    /// A `whsec_…` secret or `whpk_…` public key (repeatable; any may match).
+    #[arg(
+        long = "secret",
+        required = true,
+        env = "SWITCHYARD_WEBHOOK_SECRET",
+        hide_env_values = true
+    )]
+    secrets: Vec<String>,
+    /// The `webhook-id` value.
+    #[arg(long)]
+    id: String,
+    /// The `webhook-timestamp` value.
+    #[arg(long)]
+    timestamp: String,
+    /// The `webhook-signature` value.
+    #[arg(long)]
+    signature: String,
+    /// Check the timestamp against this Unix time instead of now.
+    #[arg(long)]
+    now: Option<i64>,
+    /// The body file; `-` or nothing reads standard input.
+    file: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => serve(args),
+        Command::Sign(args) => sign(args),
+        Command::Verify(args) => verify(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("switchyard: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn read_body(file: Option<&PathBuf>) -> Result<Vec<u8>, String> {
+    match file.filter(|p| p.as_os_str() != "-") {
+        Some(path) => {
+            std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+        }
+        None => {
+            let mut body = Vec::new();
+            std::io::stdin()
+                .read_to_end(&mut body)
+                .map_err(|e| format!("cannot read standard input: {e}"))?;
+            Ok(body)
+        }
+    }
+}
+
+fn sign(args: SignArgs) -> Result<ExitCode, String> {
+    let body = read_body(args.file.as_ref())?;
+    let timestamp = args.timestamp.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+    });
+    let signature =
+        tools::sign(&args.secrets, &args.id, timestamp, &body).map_err(|e| e.to_string())?;
+    if args.headers {
+        println!("webhook-id: {}", args.id);
+        println!("webhook-timestamp: {timestamp}");
+        println!("webhook-signature: {signature}");
+    } else {
+        println!("{signature}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn verify(args: VerifyArgs) -> Result<ExitCode, String> {
+    let body = read_body(args.file.as_ref())?;
+    match tools::verify(
+        &args.secrets,
+        &args.id,
+        &args.timestamp,
+        &args.signature,
+        &body,
+        args.now,
+    ) {
+        Ok(verified) => {
+            println!("verified: {} at {}", verified.id, verified.timestamp);
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(tools::ToolError::Verify(error)) => {
+            eprintln!("switchyard: not verified: {error}");
+            Ok(ExitCode::FAILURE)
+        }
+        Err(other) => Err(other.to_string()),
+    }
+}
+
+fn config(args: ServeArgs) -> Result<Config, ServerError> {
+    let mut config = match &args.config {
+        Some(path) => Config::from_file(path)?,
+        None => Config::default(),
+    };
+    if let Some(bind) = args.bind {
+        config.bind = bind;
+    }
+    if let Some(dir) = args.data_dir {
+        config.data_dir = dir;
+    }
+    if !args.tokens.is_empty() {
+        config.tokens = args.tokens.into_iter().map(Token::new).collect();
+        config.check()?;
+    }
+    if let Some(format) = args.log_format {
+        config.log_format = format;
+    }
+    if let Some(limit) = args.body_limit {
+        config.body_limit = limit;
+        config.check()?;
+    }
+    for subnet in args.allow_subnets {
+        config.allow_subnet(subnet);
+    }
+    if let Some(spec) = args.metadata_spec {
+        config.metadata = Some(MetadataConfig {
+            spec,
+            step: args.metadata_step,
+            tokens: Vec::new(),
+            outputs: None,
+        });
+    }
+    Ok(config)
+}
+
+fn serve(args: ServeArgs) -> Result<ExitCode, String> {
+    let config = config(args).map_err(|e| e.to_string())?;
+    logging::init(config.log_format, &config.log_filter).map_err(|e| e.to_string())?;
+    let runtime =
+        tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the runtime: {e}"))?;
+    runtime.block_on(async move {
+        let server = Server::start(config).await.map_err(|e| {
+            tracing::error!(error = %e, "cannot start");
+            e.to_string()
+        })?;
+        server
+            .run_until(shutdown_signal())
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// Resolves on SIGINT or SIGTERM (Ctrl-C elsewhere).
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+                    _ = term.recv() => tracing::info!("SIGTERM received"),
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM; stopping on SIGINT only");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,334 @@
+//! Putting the APIs together: the router (Svix-compatible webhooks, Relay-compatible
+//! metadata, health), bearer-token auth, JSON errors for unknown routes and methods, and a
+//! server that shuts down gracefully.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use base64::Engine as _;
+use http::header::AUTHORIZATION;
+use http::{Method, StatusCode, Uri};
+use subtle::ConstantTimeEq;
+use switchyard_metadata::{ChannelSink, Emitted, FileOutputs, MetadataService, SpecSource};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tower::Layer as _;
+use tower_http::normalize_path::NormalizePathLayer;
+
+use crate::config::{Config, Token};
+use crate::error::{ApiError, ServerError};
+use crate::svix::{self, SvixState, apps::Apps};
+
+/// The file a generated token is kept in, inside the data directory.
+pub const TOKEN_FILE: &str = "token";
+
+/// Starts servers. See [`Server::start`].
+#[derive(Debug)]
+pub struct Server;
+
+/// A server that is listening. Stop it with [`RunningServer::shutdown`] or run it until a
+/// signal with [`RunningServer::run_until`].
+#[derive(Debug)]
+pub struct RunningServer {
+    addr: SocketAddr,
+    token: Token,
+    stop: watch::Sender<bool>,
+    http: JoinHandle<Result<(), std::io::Error>>,
+    svix: Arc<SvixState>,
+    grace: Duration,
+}
+
+impl Server {
+    /// Opens the store under the data directory, binds the address and starts serving
+    /// (and delivering) in the background.
+    ///
+    /// # Errors
+    /// [`ServerError::DataDir`], [`ServerError::Bind`], [`ServerError::Webhooks`],
+    /// [`ServerError::MetadataSpec`] and the other start-up failures, each naming the file,
+    /// address or setting at fault.
+    pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| ServerError::DataDir {
+            path: config.data_dir.clone(),
+            source,
+        })?;
+        let tokens = if config.tokens.is_empty() {
+            vec![load_or_generate_token(&config.data_dir)?]
+        } else {
+            config.tokens.clone()
+        };
+        let listener =
+            TcpListener::bind(config.bind)
+                .await
+                .map_err(|source| ServerError::Bind {
+                    addr: config.bind,
+                    source,
+                })?;
+        let addr = listener.local_addr().map_err(ServerError::Serve)?;
+        let apps = Apps::open(&config.data_dir, config.delivery.clone()).await?;
+        let svix = Arc::new(SvixState {
+            apps,
+            body_limit: config.body_limit,
+        });
+        let metadata = match &config.metadata {
+            Some(metadata) => Some(metadata_service(&config, metadata, &tokens, addr).await?),
+            None => None,
+        };
+        let router = router(Arc::clone(&svix), metadata, Arc::new(tokens.clone()));
+        let app = NormalizePathLayer::trim_trailing_slash().layer(router);
+        let (stop, mut stopped) = watch::channel(false);
+        let http = tokio::spawn(async move {
+            axum::serve(
+                listener,
+                axum::ServiceExt::<Request>::into_make_service(app),
+            )
+            .with_graceful_shutdown(async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            })
+            .await
+        });
+        tracing::info!(%addr, data_dir = %config.data_dir.display(), "switchyard serving");
+        Ok(RunningServer {
+            addr,
+            token: tokens.into_iter().next().unwrap_or_else(|| Token::new("")),
+            stop,
+            http,
+            svix,
+            grace: config.shutdown_grace,
+        })
+    }
+}
+
+impl RunningServer {
+    /// The address it listens on (useful after binding port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The first accepted bearer token (the generated one when none was configured).
+    pub fn token(&self) -> &Token {
+        &self.token
+    }
+
+    /// Serves until `signal` resolves, then shuts down gracefully.
+    ///
+    /// # Errors
+    /// [`ServerError::Serve`] when serving failed.
+    pub async fn run_until(self, signal: impl Future<Output = ()>) -> Result<(), ServerError> {
+        signal.await;
+        self.shutdown().await
+    }
+
+    /// Stops accepting connections, lets in-flight requests finish, then stops the delivery
+    /// engines, letting in-flight deliveries finish and record their attempts (each within
+    /// the configured grace period).
+    ///
+    /// # Errors
+    /// [`ServerError::Serve`] when serving had failed.
+    pub async fn shutdown(self) -> Result<(), ServerError> {
+        tracing::info!("shutting down: finishing in-flight requests and deliveries");
+        let _ = self.stop.send(true);
+        let mut http = self.http;
+        let served = match tokio::time::timeout(self.grace, &mut http).await {
+            Ok(Ok(result)) => result.map_err(ServerError::Serve),
+            Ok(Err(join)) => Err(ServerError::Serve(std::io::Error::other(join))),
+            Err(_) => {
+                tracing::warn!(grace = ?self.grace, "requests still running after the grace period; closing them");
+                http.abort();
+                Ok(())
+            }
+        };
+        self.svix.apps.shutdown(self.grace).await;
+        tracing::info!("stopped");
+        served
+    }
+}
+
+/// Reads `<data_dir>/token`, or writes a new random one there (readable by the owner only).
+fn load_or_generate_token(data_dir: &Path) -> Result<Token, ServerError> {
+    let path = data_dir.join(TOKEN_FILE);
+    let io = |source| ServerError::DataDir {
+        path: path.clone(),
+        source,
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let text = text.trim();
+            if text.is_empty() {
+                return Err(io(std::io::Error::other("the token file is empty")));
+            }
+            return Ok(Token::new(text));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io(e)),
+    }
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| io(std::io::Error::other(e)))?;
+    let token = format!(
+        "sy_{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    );
+    write_private(&path, &token).map_err(io)?;
+    tracing::info!(path = %path.display(), "generated an API token (clients send it as `Authorization: Bearer …`)");
+    Ok(Token::new(token))
+}
+
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(text.as_bytes())?;
+    file.write_all(b"\n")?;
+    file.sync_all()
+}
+
+async fn metadata_service(
+    config: &Config,
+    metadata: &crate::config::MetadataConfig,
+    server_tokens: &[Token],
+    addr: SocketAddr,
+) -> Result<MetadataService, ServerError> {
+    let spec = SpecSource::from_file(&metadata.spec)?;
+    let outputs_path = metadata
+        .outputs
+        .clone()
+        .unwrap_or_else(|| config.data_dir.join("outputs.json"));
+    let outputs = FileOutputs::open(&outputs_path)
+        .await
+        .map_err(|e| ServerError::DataDir {
+            path: outputs_path.clone(),
+            source: std::io::Error::other(e),
+        })?;
+    let (sink, mut emitted) = ChannelSink::new(1024, &format!("http://{addr}/workflows"));
+    tokio::spawn(async move {
+        while let Some(item) = emitted.recv().await {
+            match item {
+                Emitted::Event(event) => {
+                    tracing::info!(step = %event.step, key = ?event.key, "step emitted an event");
+                }
+                Emitted::Run(request, run) => {
+                    tracing::info!(step = %request.step, workflow = %run.name, run = run.run_number, "step started a workflow run");
+                }
+                Emitted::Decorator(decorator) => {
+                    tracing::info!(step = %decorator.step, name = %decorator.name, "step set a decorator");
+                }
+                _ => {}
+            }
+        }
+    });
+    let tokens = if metadata.tokens.is_empty() {
+        server_tokens
+    } else {
+        &metadata.tokens
+    };
+    let mut builder = MetadataService::builder()
+        .step(metadata.step.clone(), spec)
+        .outputs(outputs)
+        .sink(sink)
+        .body_limit(config.body_limit);
+    for token in tokens {
+        builder = builder.token(token.expose(), metadata.step.clone());
+    }
+    Ok(builder.build()?)
+}
+
+/// The routes of the metadata API (Relay serves them at the root).
+const METADATA_ROUTES: &[&str] = &[
+    "/spec",
+    "/outputs",
+    "/outputs/{*rest}",
+    "/secrets/{*rest}",
+    "/events",
+    "/workflows/{*rest}",
+    "/decorators/{*rest}",
+    "/healthz",
+];
+
+fn router(
+    svix: Arc<SvixState>,
+    metadata: Option<MetadataService>,
+    tokens: Arc<Vec<Token>>,
+) -> Router {
+    let protected =
+        svix::routes(svix).layer(axum::middleware::from_fn_with_state(tokens, authenticate));
+    let mut router = Router::new()
+        .route("/health", get(health))
+        .route("/api/v1/health", get(svix_health).head(svix_health))
+        .merge(protected);
+    // The metadata service checks its own step tokens (Basic password or Bearer).
+    if let Some(metadata) = metadata {
+        for route in METADATA_ROUTES {
+            router = router.route_service(route, metadata.clone());
+        }
+    }
+    router
+        .fallback(unknown_route)
+        .method_not_allowed_fallback(wrong_method)
+}
+
+async fn health() -> Response {
+    (
+        StatusCode::OK,
+        axum::Json(serde_json::json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")})),
+    )
+        .into_response()
+}
+
+async fn svix_health() -> StatusCode {
+    StatusCode::NO_CONTENT
+}
+
+async fn unknown_route(method: Method, uri: Uri) -> ApiError {
+    ApiError::not_found(format!("no route for {method} {}", uri.path()))
+}
+
+async fn wrong_method(method: Method, uri: Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{method} is not allowed on {}", uri.path()),
+    )
+}
+
+/// Bearer-token auth: the token is compared in constant time with each accepted one.
+async fn authenticate(
+    State(tokens): State<Arc<Vec<Token>>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let given = request
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            let (scheme, token) = v.split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+        });
+    let Some(given) = given else {
+        return ApiError::unauthorized("send `Authorization: Bearer <token>`").into_response();
+    };
+    let mut accepted = false;
+    for token in tokens.iter() {
+        // Every token is compared, so timing does not tell which one (or whether any) matched.
+        accepted |= bool::from(token.expose().as_bytes().ct_eq(given.as_bytes()));
+    }
+    if accepted {
+        next.run(request).await
+    } else {
+        ApiError::unauthorized("the bearer token is not valid").into_response()
+    }
+}

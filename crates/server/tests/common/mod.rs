@@ -1,0 +1,119 @@
+//! What the server's integration tests share: a server on a temporary directory and a small
+//! HTTP client.
+#![allow(dead_code, clippy::unwrap_used)] // Test code; not every test uses every helper.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde_json::Value;
+use switchyard_server::{Config, RunningServer, Server, Token};
+
+/// The token every test server accepts.
+pub const TOKEN: &str = "test-token-0123456789abcdef";
+
+/// A config for a loopback server on `dir`, delivering to loopback addresses.
+pub fn config(dir: &std::path::Path) -> Config {
+    let mut config = Config {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.to_owned(),
+        tokens: vec![Token::new(TOKEN)],
+        shutdown_grace: Duration::from_secs(5),
+        ..Config::default()
+    };
+    config.allow_subnet("127.0.0.0/8".parse().unwrap());
+    config.delivery.retry.schedule = vec![Duration::from_millis(200); 3];
+    config.delivery.retry.jitter = 0.0;
+    config
+}
+
+/// Starts a server on `dir`.
+pub async fn start(dir: &std::path::Path) -> RunningServer {
+    Server::start(config(dir)).await.unwrap()
+}
+
+/// A reply: status, headers and body.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: http::HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    /// The body as JSON.
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body)))
+    }
+}
+
+/// A client for one server.
+#[derive(Clone)]
+pub struct Api {
+    addr: SocketAddr,
+    client: Client<HttpConnector, Full<Bytes>>,
+    token: Option<String>,
+}
+
+impl Api {
+    pub fn new(addr: SocketAddr) -> Self {
+        Self {
+            addr,
+            client: Client::builder(TokioExecutor::new()).build_http(),
+            token: Some(TOKEN.to_owned()),
+        }
+    }
+
+    /// The same client with another token (or none).
+    pub fn with_token(&self, token: Option<&str>) -> Self {
+        Self {
+            token: token.map(str::to_owned),
+            ..self.clone()
+        }
+    }
+
+    pub async fn send(&self, method: Method, path: &str, body: impl Into<Bytes>) -> Reply {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(format!("http://{}{path}", self.addr))
+            .header("content-type", "application/json");
+        if let Some(token) = &self.token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        let response = self
+            .client
+            .request(request.body(Full::new(body.into())).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        self.send(Method::GET, path, Bytes::new()).await
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> Reply {
+        self.send(Method::POST, path, body.to_string()).await
+    }
+
+    pub async fn put(&self, path: &str, body: &Value) -> Reply {
+        self.send(Method::PUT, path, body.to_string()).await
+    }
+
+    pub async fn delete(&self, path: &str) -> Reply {
+        self.send(Method::DELETE, path, Bytes::new()).await
+    }
+}

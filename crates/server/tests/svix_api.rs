@@ -1,0 +1,626 @@
+//! The Svix-compatible API over loopback HTTP: status codes, bodies, errors, auth, limits,
+//! application isolation, delivery and a restart on the same data directory.
+#![allow(clippy::unwrap_used)] // Test code.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::Api;
+use http::{Method, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use switchyard_webhooks::{Secret, Verifier};
+
+/// A loopback receiver that records (path, headers, body) and answers 200 after `delay`.
+async fn receiver(delay: Duration) -> (String, Arc<Mutex<Vec<(String, http::HeaderMap, Bytes)>>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let record = Arc::clone(&seen);
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let record = Arc::clone(&record);
+            tokio::spawn(async move {
+                let service = service_fn(move |request: http::Request<hyper::body::Incoming>| {
+                    let record = Arc::clone(&record);
+                    async move {
+                        let path = request.uri().path().to_owned();
+                        let headers = request.headers().clone();
+                        let body = request.into_body().collect().await.unwrap().to_bytes();
+                        tokio::time::sleep(delay).await;
+                        record.lock().unwrap().push((path, headers, body));
+                        Ok::<_, hyper::Error>(http::Response::new(Full::new(Bytes::from("ok"))))
+                    }
+                });
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    (url, seen)
+}
+
+async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    for _ in 0..400 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+async fn with_event_type(api: &Api) {
+    let created = api
+        .post(
+            "/api/v1/event-type",
+            &json!({"name": "origin.visit", "description": "visited",
+                    "schemas": {"1": {"type": "object", "required": ["url"]}}}),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{:?}", created.body);
+}
+
+#[tokio::test]
+async fn health_needs_no_token_everything_else_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::start(dir.path()).await;
+    let api = Api::new(server.local_addr());
+    let anonymous = api.with_token(None);
+
+    let health = anonymous.get("/health").await;
+    assert_eq!(health.status, StatusCode::OK);
+    assert_eq!(health.json()["status"], "ok");
+    assert_eq!(
+        anonymous.get("/api/v1/health/").await.status,
+        StatusCode::NO_CONTENT
+    );
+
+    let missing = anonymous.get("/api/v1/event-type").await;
+    assert_eq!(missing.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(missing.json()["code"], "authentication_failed");
+    assert!(missing.headers.contains_key("www-authenticate"));
+    let wrong = api
+        .with_token(Some("test-token-0123456789abcdeX"))
+        .get("/api/v1/event-type")
+        .await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(wrong.json()["detail"], "the bearer token is not valid");
+    assert_eq!(api.get("/api/v1/event-type").await.status, StatusCode::OK);
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn bad_requests_get_typed_json_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = common::config(dir.path());
+    config.body_limit = 4096;
+    let server = switchyard_server::Server::start(config).await.unwrap();
+    let api = Api::new(server.local_addr());
+
+    let unknown = api.get("/api/v1/nothing-here").await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        unknown.json(),
+        json!({"code": "not_found", "detail": "no route for GET /api/v1/nothing-here"})
+    );
+    let method = api.send(Method::PATCH, "/api/v1/event-type", "{}").await;
+    assert_eq!(method.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(method.json()["code"], "method_not_allowed");
+
+    let broken = api
+        .send(Method::POST, "/api/v1/event-type", "{\"name\": ")
+        .await;
+    assert_eq!(broken.status, StatusCode::BAD_REQUEST);
+    assert_eq!(broken.json()["code"], "invalid_json");
+    let empty = api.send(Method::POST, "/api/v1/event-type", "").await;
+    assert_eq!(empty.status, StatusCode::BAD_REQUEST);
+    let missing = api
+        .post("/api/v1/event-type", &json!({"name": "a.b"}))
+        .await;
+    assert_eq!(missing.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        missing.json()["detail"][0]["loc"],
+        json!(["body", "description"])
+    );
+    assert_eq!(missing.json()["detail"][0]["type"], "missing");
+    let wrong_type = api
+        .post("/api/v1/event-type", &json!({"name": 5, "description": ""}))
+        .await;
+    assert_eq!(wrong_type.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let bad_name = api
+        .post(
+            "/api/v1/event-type",
+            &json!({"name": "nodot", "description": ""}),
+        )
+        .await;
+    assert_eq!(bad_name.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(bad_name.json()["detail"][0]["loc"], json!(["body", "name"]));
+    let bad_schema = api
+        .post(
+            "/api/v1/event-type",
+            &json!({"name": "a.b", "description": "", "schemas": {"1": {"type": "nonsense"}}}),
+        )
+        .await;
+    assert_eq!(bad_schema.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        bad_schema.json()["detail"][0]["msg"]
+            .as_str()
+            .unwrap()
+            .contains("invalid JSON Schema")
+    );
+
+    let huge = format!(
+        "{{\"name\": \"a.b\", \"description\": \"{}\"}}",
+        "x".repeat(5000)
+    );
+    let too_large = api.send(Method::POST, "/api/v1/event-type", huge).await;
+    assert_eq!(too_large.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(too_large.json()["code"], "payload_too_large");
+
+    let bad_query = api.get("/api/v1/event-type?limit=0").await;
+    assert_eq!(bad_query.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        bad_query.json()["detail"][0]["loc"],
+        json!(["query", "limit"])
+    );
+    let bad_iterator = api.get("/api/v1/event-type?iterator=garbage!").await;
+    assert_eq!(bad_iterator.status, StatusCode::UNPROCESSABLE_ENTITY);
+
+    let no_app = api.get("/api/v1/app/nobody/endpoint").await;
+    assert_eq!(no_app.status, StatusCode::NOT_FOUND);
+    assert_eq!(no_app.json()["code"], "not_found");
+    // Nothing above was stored.
+    assert_eq!(
+        api.get("/api/v1/event-type").await.json()["data"],
+        json!([])
+    );
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn applications_event_types_and_endpoints_answer_as_svix_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::start(dir.path()).await;
+    let api = Api::new(server.local_addr());
+
+    // Applications: 201, then 200 with get_if_exists, 409 without.
+    let app = api
+        .post(
+            "/api/v1/app?get_if_exists=true",
+            &json!({"name": "Visits", "uid": "visits"}),
+        )
+        .await;
+    assert_eq!(app.status, StatusCode::CREATED);
+    let app_id = app.json()["id"].as_str().unwrap().to_owned();
+    assert!(app_id.starts_with("app_"), "{app_id}");
+    let again = api
+        .post(
+            "/api/v1/app?get_if_exists=true",
+            &json!({"name": "Visits", "uid": "visits"}),
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::OK);
+    assert_eq!(again.json()["id"], app_id.as_str());
+    let conflict = api
+        .post("/api/v1/app", &json!({"name": "Visits", "uid": "visits"}))
+        .await;
+    assert_eq!(conflict.status, StatusCode::CONFLICT);
+    assert_eq!(conflict.json()["code"], "conflict");
+    assert_eq!(
+        api.get(&format!("/api/v1/app/{app_id}")).await.json()["uid"],
+        "visits"
+    );
+
+    // Event types: 201, 409 event_type_exists, PUT updates, DELETE archives.
+    with_event_type(&api).await;
+    let exists = api
+        .post(
+            "/api/v1/event-type/",
+            &json!({"name": "origin.visit", "description": "x"}),
+        )
+        .await;
+    assert_eq!(exists.status, StatusCode::CONFLICT);
+    assert_eq!(exists.json()["code"], "event_type_exists");
+    let updated = api
+        .put(
+            "/api/v1/event-type/origin.visit",
+            &json!({"description": "updated", "schemas": {"1": {"type": "object"}}}),
+        )
+        .await;
+    assert_eq!(updated.status, StatusCode::OK);
+    assert_eq!(updated.json()["description"], "updated");
+    let listed = api.get("/api/v1/event-type?with_content=true").await.json();
+    assert_eq!(listed["done"], true);
+    assert_eq!(
+        listed["data"][0]["schemas"],
+        json!({"1": {"type": "object"}})
+    );
+    assert!(listed.get("prevIterator").is_some());
+    let without = api.get("/api/v1/event-type").await.json();
+    assert!(without["data"][0].get("schemas").is_none());
+    assert_eq!(
+        api.put(
+            "/api/v1/event-type/origin.none",
+            &json!({"description": ""})
+        )
+        .await
+        .status,
+        StatusCode::NOT_FOUND
+    );
+
+    // Endpoints: 201, uid conflict 409, id or uid in paths, headers, secret rotation.
+    let path = format!("/api/v1/app/{app_id}/endpoint");
+    let (url, _) = receiver(Duration::ZERO).await;
+    let endpoint = api
+        .post(
+            &path,
+            &json!({"url": url, "uid": "ep-1", "version": 1, "filterTypes": ["origin.visit"],
+                             "channels": ["c1"], "metadata": {"k": "v"}}),
+        )
+        .await;
+    assert_eq!(endpoint.status, StatusCode::CREATED, "{:?}", endpoint.body);
+    let endpoint = endpoint.json();
+    let ep_id = endpoint["id"].as_str().unwrap().to_owned();
+    assert_eq!(endpoint["filterTypes"], json!(["origin.visit"]));
+    assert_eq!(endpoint["channels"], json!(["c1"]));
+    assert_eq!(endpoint["metadata"], json!({"k": "v"}));
+    let dup = api.post(&path, &json!({"url": url, "uid": "ep-1"})).await;
+    assert_eq!(dup.status, StatusCode::CONFLICT);
+    assert_eq!(dup.json()["code"], "conflict");
+    let unknown_type = api
+        .post(&path, &json!({"url": url, "filterTypes": ["origin.none"]}))
+        .await;
+    assert_eq!(unknown_type.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let bad_secret = api
+        .post(&path, &json!({"url": url, "secret": "plaintext"}))
+        .await;
+    assert_eq!(bad_secret.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        bad_secret.json()["detail"][0]["loc"],
+        json!(["body", "secret"])
+    );
+    assert_eq!(
+        api.get(&format!("{path}/ep-1")).await.json()["id"],
+        ep_id.as_str()
+    );
+    assert_eq!(
+        api.get(&format!("{path}/{ep_id}/")).await.json()["uid"],
+        "ep-1"
+    );
+
+    let secret = api.get(&format!("{path}/ep-1/secret")).await.json()["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(secret.starts_with("whsec_"));
+    let given = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let rotated = api
+        .post(
+            &format!("{path}/ep-1/secret/rotate"),
+            &json!({"key": given}),
+        )
+        .await;
+    assert_eq!(rotated.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        api.get(&format!("{path}/ep-1/secret")).await.json()["key"],
+        given
+    );
+    let fresh = api
+        .send(Method::POST, &format!("{path}/ep-1/secret/rotate"), "")
+        .await;
+    assert_eq!(fresh.status, StatusCode::NO_CONTENT);
+    assert_ne!(
+        api.get(&format!("{path}/ep-1/secret")).await.json()["key"],
+        given
+    );
+
+    let headers = api
+        .put(
+            &format!("{path}/ep-1/headers"),
+            &json!({"headers": {"X-Swh-Event": "origin.visit"}}),
+        )
+        .await;
+    assert_eq!(headers.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        api.get(&format!("{path}/ep-1/headers")).await.json()["headers"],
+        json!({"X-Swh-Event": "origin.visit"})
+    );
+    let reserved = api
+        .put(
+            &format!("{path}/ep-1/headers"),
+            &json!({"headers": {"webhook-id": "x"}}),
+        )
+        .await;
+    assert_eq!(reserved.status, StatusCode::UNPROCESSABLE_ENTITY);
+
+    // Pagination: three endpoints, two per page, newest first by default.
+    for n in 2..=3 {
+        api.post(&path, &json!({"url": url, "uid": format!("ep-{n}")}))
+            .await;
+    }
+    let first = api.get(&format!("{path}?limit=2")).await.json();
+    assert_eq!(first["done"], false);
+    assert_eq!(first["data"][0]["uid"], "ep-3");
+    let iterator = first["iterator"].as_str().unwrap();
+    let second = api
+        .get(&format!("{path}?limit=2&iterator={iterator}"))
+        .await
+        .json();
+    assert_eq!(second["done"], true);
+    assert_eq!(second["data"][0]["uid"], "ep-1");
+    let ascending = api.get(&format!("{path}?order=ascending")).await.json();
+    assert_eq!(ascending["data"][0]["uid"], "ep-1");
+
+    assert_eq!(
+        api.delete(&format!("{path}/ep-2")).await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        api.delete(&format!("{path}/ep-2")).await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        api.delete("/api/v1/event-type/origin.visit").await.status,
+        StatusCode::NO_CONTENT
+    );
+    let archived = api.get("/api/v1/event-type/origin.visit").await.json();
+    assert_eq!(archived["archived"], true);
+    assert_eq!(
+        api.get("/api/v1/event-type").await.json()["data"],
+        json!([])
+    );
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_are_delivered_signed_and_applications_are_isolated() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::start(dir.path()).await;
+    let api = Api::new(server.local_addr());
+    with_event_type(&api).await;
+    let (url, seen) = receiver(Duration::ZERO).await;
+    let mut secrets = Vec::new();
+    for app in ["a", "b"] {
+        api.post("/api/v1/app", &json!({"name": app, "uid": app}))
+            .await;
+        let created = api
+            .post(
+                &format!("/api/v1/app/{app}/endpoint"),
+                &json!({"url": format!("{url}/{app}"), "uid": "ep"}),
+            )
+            .await;
+        assert_eq!(created.status, StatusCode::CREATED);
+        let key = api
+            .get(&format!("/api/v1/app/{app}/endpoint/ep/secret"))
+            .await
+            .json()["key"]
+            .clone();
+        secrets.push(key.as_str().unwrap().parse::<Secret>().unwrap());
+    }
+
+    // The payload's bytes are kept exactly: spacing and key order included.
+    let body = r#"{"eventType": "origin.visit", "payload": {"url":  "https://x", "a": [1, 2.50]}, "eventId": "e-1"}"#;
+    let sent = api.send(Method::POST, "/api/v1/app/a/msg", body).await;
+    assert_eq!(sent.status, StatusCode::ACCEPTED, "{:?}", sent.body);
+    let sent = sent.json();
+    let msg_id = sent["id"].as_str().unwrap().to_owned();
+    assert_eq!(sent["eventId"], "e-1");
+    assert_eq!(sent["payload"], json!({"url": "https://x", "a": [1, 2.50]}));
+
+    wait_for("the delivery", || !seen.lock().unwrap().is_empty()).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let deliveries = seen.lock().unwrap().clone();
+    assert_eq!(
+        deliveries.len(),
+        1,
+        "only application a's endpoint receives it"
+    );
+    let (path, headers, delivered) = &deliveries[0];
+    assert_eq!(path, "/a");
+    assert_eq!(
+        delivered.as_ref(),
+        br#"{"url":  "https://x", "a": [1, 2.50]}"#
+    );
+    Verifier::new(secrets[0].clone())
+        .verify(headers, delivered)
+        .unwrap();
+    assert!(
+        Verifier::new(secrets[1].clone())
+            .verify(headers, delivered)
+            .is_err()
+    );
+
+    // The message, its attempts, and the lists, from application a only.
+    let message = api.get(&format!("/api/v1/app/a/msg/{msg_id}")).await;
+    assert_eq!(message.status, StatusCode::OK);
+    assert_eq!(
+        api.get(&format!("/api/v1/app/b/msg/{msg_id}")).await.status,
+        StatusCode::NOT_FOUND
+    );
+    let listed = api
+        .get("/api/v1/app/a/msg?event_types=origin.visit")
+        .await
+        .json();
+    assert_eq!(listed["data"][0]["id"], msg_id.as_str());
+    assert_eq!(api.get("/api/v1/app/b/msg").await.json()["data"], json!([]));
+    let attempts = api
+        .get(&format!("/api/v1/app/a/attempt/msg/{msg_id}"))
+        .await
+        .json();
+    let attempt = &attempts["data"][0];
+    assert_eq!(attempt["msgId"], msg_id.as_str());
+    assert_eq!(attempt["status"], 0);
+    assert_eq!(attempt["triggerType"], 0);
+    assert_eq!(attempt["responseStatusCode"], 200);
+    assert_eq!(attempt["response"], "ok");
+    let by_endpoint = api
+        .get("/api/v1/app/a/attempt/endpoint/ep?status=0")
+        .await
+        .json();
+    assert_eq!(by_endpoint["data"][0]["id"], attempt["id"]);
+    let later = api
+        .get("/api/v1/app/a/attempt/endpoint/ep?after=2999-01-01T00:00:00%2B00:00")
+        .await
+        .json();
+    assert_eq!(later["data"], json!([]));
+    let bad_time = api
+        .get("/api/v1/app/a/attempt/endpoint/ep?before=yesterday")
+        .await;
+    assert_eq!(bad_time.status, StatusCode::UNPROCESSABLE_ENTITY);
+
+    // Schema violations and unknown event types are refused and store nothing.
+    let invalid = api
+        .post(
+            "/api/v1/app/a/msg",
+            &json!({"eventType": "origin.visit", "payload": {}}),
+        )
+        .await;
+    assert_eq!(invalid.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        invalid.json()["detail"][0]["msg"]
+            .as_str()
+            .unwrap()
+            .contains("url")
+    );
+    let unknown = api
+        .post(
+            "/api/v1/app/a/msg",
+            &json!({"eventType": "origin.none", "payload": {}}),
+        )
+        .await;
+    assert_eq!(unknown.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let not_object = api
+        .post(
+            "/api/v1/app/a/msg",
+            &json!({"eventType": "origin.visit", "payload": [1]}),
+        )
+        .await;
+    assert_eq!(not_object.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let two_channels = api
+        .post(
+            "/api/v1/app/a/msg",
+            &json!({"eventType": "origin.visit", "payload": {"url": "x"}, "channels": ["a", "b"]}),
+        )
+        .await;
+    assert_eq!(two_channels.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        api.get("/api/v1/app/a/msg").await.json()["data"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // Deleting an application takes its endpoints with it.
+    assert_eq!(
+        api.delete("/api/v1/app/b").await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(api.get("/api/v1/app/b").await.status, StatusCode::NOT_FOUND);
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_finishes_in_flight_deliveries_and_state_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::start(dir.path()).await;
+    let api = Api::new(server.local_addr());
+    with_event_type(&api).await;
+    let (url, seen) = receiver(Duration::from_millis(700)).await;
+    api.post("/api/v1/app", &json!({"name": "slow", "uid": "slow"}))
+        .await;
+    api.post(
+        "/api/v1/app/slow/endpoint",
+        &json!({"url": url, "uid": "ep"}),
+    )
+    .await;
+    let sent = api
+        .post(
+            "/api/v1/app/slow/msg",
+            &json!({"eventType": "origin.visit", "payload": {"url": "x"}}),
+        )
+        .await;
+    let msg_id = sent.json()["id"].as_str().unwrap().to_owned();
+    // The receiver is still answering when the server is told to stop.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(seen.lock().unwrap().is_empty());
+    server.shutdown().await.unwrap();
+    assert_eq!(
+        seen.lock().unwrap().len(),
+        1,
+        "the in-flight delivery finished"
+    );
+
+    let server = common::start(dir.path()).await;
+    let api = Api::new(server.local_addr());
+    assert_eq!(api.get("/api/v1/app/slow").await.status, StatusCode::OK);
+    assert_eq!(
+        api.get("/api/v1/event-type/origin.visit").await.json()["archived"],
+        false
+    );
+    let attempts = api
+        .get(&format!("/api/v1/app/slow/attempt/msg/{msg_id}"))
+        .await
+        .json();
+    assert_eq!(attempts["data"].as_array().unwrap().len(), 1, "{attempts}");
+    assert_eq!(
+        attempts["data"][0]["status"], 0,
+        "the attempt was recorded as a success"
+    );
+    // An application created after the restart gets the event types too.
+    api.post("/api/v1/app", &json!({"name": "new", "uid": "new"}))
+        .await;
+    api.post(
+        "/api/v1/app/new/endpoint",
+        &json!({"url": url, "uid": "ep"}),
+    )
+    .await;
+    let sent = api
+        .post(
+            "/api/v1/app/new/msg",
+            &json!({"eventType": "origin.visit", "payload": {"url": "y"}}),
+        )
+        .await;
+    assert_eq!(sent.status, StatusCode::ACCEPTED, "{:?}", sent.body);
+    let generated: Value = api.get("/health").await.json();
+    assert_eq!(generated["status"], "ok");
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_token_is_generated_once_when_none_is_configured() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = common::config(dir.path());
+    config.tokens.clear();
+    let server = switchyard_server::Server::start(config.clone())
+        .await
+        .unwrap();
+    let token = server.token().expose().to_owned();
+    assert!(token.starts_with("sy_") && token.len() > 40, "{token}");
+    let file = std::fs::read_to_string(dir.path().join(switchyard_server::TOKEN_FILE)).unwrap();
+    assert_eq!(file.trim(), token);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(dir.path().join("token"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let api = Api::new(server.local_addr()).with_token(Some(&token));
+    assert_eq!(api.get("/api/v1/app").await.status, StatusCode::OK);
+    server.shutdown().await.unwrap();
+    let again = switchyard_server::Server::start(config).await.unwrap();
+    assert_eq!(again.token().expose(), token);
+    again.shutdown().await.unwrap();
+}
