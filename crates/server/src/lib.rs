@@ -8,6 +8,9 @@
 //!   Standard Webhooks signatures, with retries.
 //! - **Metadata, Relay-compatible** (`/spec`, `/outputs`, `/secrets`, …): the
 //!   `switchyard-metadata` service for one step's spec file.
+//! - **Runtime events** (`/runtime/v1/…`): CEL-filtered subscriptions, long-polling for the
+//!   next event, and ingestion per source of CloudEvents (every mode and version) and plain
+//!   webhook requests; what steps send through the metadata API is published there too.
 //! - **Health**: `GET /health` and Svix's `GET /api/v1/health/`, the only routes without a
 //!   bearer token.
 //!
@@ -30,6 +33,7 @@
 pub mod config;
 mod error;
 pub mod logging;
+pub mod runtime;
 mod server;
 mod svix;
 pub mod tools;

@@ -17,7 +17,10 @@ use base64::Engine as _;
 use http::header::AUTHORIZATION;
 use http::{Method, StatusCode, Uri};
 use subtle::ConstantTimeEq;
-use switchyard_metadata::{ChannelSink, Emitted, FileOutputs, MetadataService, SpecSource};
+use switchyard_metadata::{
+    ChannelSink, DecoratorKind, Emitted, FileOutputs, MetadataService, SpecSource,
+};
+use switchyard_runtime_events::{Event, Hub};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -26,6 +29,7 @@ use tower_http::normalize_path::NormalizePathLayer;
 
 use crate::config::{Config, Token};
 use crate::error::{ApiError, ServerError};
+use crate::runtime::{self, METADATA_SOURCE, RuntimeState};
 use crate::svix::{self, SvixState, apps::Apps};
 
 /// The file a generated token is kept in, inside the data directory.
@@ -78,11 +82,23 @@ impl Server {
             apps,
             body_limit: config.body_limit,
         });
+        let hub = Arc::new(Hub::new());
         let metadata = match &config.metadata {
-            Some(metadata) => Some(metadata_service(&config, metadata, &tokens, addr).await?),
+            Some(metadata) => {
+                Some(metadata_service(&config, metadata, &tokens, addr, Arc::clone(&hub)).await?)
+            }
             None => None,
         };
-        let router = router(Arc::clone(&svix), metadata, Arc::new(tokens.clone()));
+        let runtime = Arc::new(RuntimeState {
+            hub,
+            body_limit: config.body_limit,
+        });
+        let router = router(
+            Arc::clone(&svix),
+            runtime,
+            metadata,
+            Arc::new(tokens.clone()),
+        );
         let app = NormalizePathLayer::trim_trailing_slash().layer(router);
         let (stop, mut stopped) = watch::channel(false);
         let http = tokio::spawn(async move {
@@ -201,6 +217,7 @@ async fn metadata_service(
     metadata: &crate::config::MetadataConfig,
     server_tokens: &[Token],
     addr: SocketAddr,
+    hub: Arc<Hub>,
 ) -> Result<MetadataService, ServerError> {
     let spec = SpecSource::from_file(&metadata.spec)?;
     let outputs_path = metadata
@@ -214,19 +231,15 @@ async fn metadata_service(
             source: std::io::Error::other(e),
         })?;
     let (sink, mut emitted) = ChannelSink::new(1024, &format!("http://{addr}/workflows"));
+    // What steps send is published as runtime events (source `metadata`), so subscribers
+    // can wait for a step's events, runs and decorators.
     tokio::spawn(async move {
         while let Some(item) = emitted.recv().await {
-            match item {
-                Emitted::Event(event) => {
-                    tracing::info!(step = %event.step, key = ?event.key, "step emitted an event");
-                }
-                Emitted::Run(request, run) => {
-                    tracing::info!(step = %request.step, workflow = %run.name, run = run.run_number, "step started a workflow run");
-                }
-                Emitted::Decorator(decorator) => {
-                    tracing::info!(step = %decorator.step, name = %decorator.name, "step set a decorator");
-                }
-                _ => {}
+            let event = metadata_event(item);
+            if let Some(event) = event
+                && let Err(error) = hub.publish(event)
+            {
+                tracing::warn!(%error, "a metadata event was not published");
             }
         }
     });
@@ -246,6 +259,41 @@ async fn metadata_service(
     Ok(builder.build()?)
 }
 
+/// A runtime event for what a step sent through the metadata API.
+fn metadata_event(item: Emitted) -> Option<Event> {
+    let (event_type, data) = match item {
+        Emitted::Event(event) => {
+            tracing::info!(step = %event.step, key = ?event.key, "step emitted an event");
+            (
+                "step.event",
+                serde_json::json!({"step": event.step, "data": event.data, "key": event.key}),
+            )
+        }
+        Emitted::Run(request, run) => {
+            tracing::info!(step = %request.step, workflow = %run.name, run = run.run_number, "step started a workflow run");
+            (
+                "workflow.run",
+                serde_json::json!({"step": request.step, "workflow": run.name,
+                    "run_number": run.run_number, "parameters": request.parameters}),
+            )
+        }
+        Emitted::Decorator(decorator) => {
+            tracing::info!(step = %decorator.step, name = %decorator.name, "step set a decorator");
+            let (description, uri) = match decorator.kind {
+                DecoratorKind::Link { description, uri } => (description, uri),
+                _ => (String::new(), String::new()),
+            };
+            (
+                "step.decorator",
+                serde_json::json!({"step": decorator.step, "name": decorator.name,
+                    "description": description, "uri": uri}),
+            )
+        }
+        _ => return None,
+    };
+    Some(Event::new(METADATA_SOURCE, event_type, data))
+}
+
 /// The routes of the metadata API (Relay serves them at the root).
 const METADATA_ROUTES: &[&str] = &[
     "/spec",
@@ -260,11 +308,13 @@ const METADATA_ROUTES: &[&str] = &[
 
 fn router(
     svix: Arc<SvixState>,
+    runtime: Arc<RuntimeState>,
     metadata: Option<MetadataService>,
     tokens: Arc<Vec<Token>>,
 ) -> Router {
-    let protected =
-        svix::routes(svix).layer(axum::middleware::from_fn_with_state(tokens, authenticate));
+    let protected = svix::routes(svix)
+        .merge(runtime::routes(runtime))
+        .layer(axum::middleware::from_fn_with_state(tokens, authenticate));
     let mut router = Router::new()
         .route("/health", get(health))
         .route("/api/v1/health", get(svix_health).head(svix_health))

@@ -101,7 +101,7 @@ pub(crate) fn routes(state: Arc<SvixState>) -> Router {
 // ----- request plumbing -----
 
 /// Reads the whole body, refusing more than `limit` bytes with a typed 413.
-async fn read_body(body: Body, limit: usize) -> ApiResult<bytes::Bytes> {
+pub(crate) async fn read_body(body: Body, limit: usize) -> ApiResult<bytes::Bytes> {
     axum::body::to_bytes(body, limit).await.map_err(|error| {
         let too_large = std::error::Error::source(&error)
             .is_some_and(|source| source.is::<http_body_util::LengthLimitError>());
@@ -119,7 +119,7 @@ async fn read_body(body: Body, limit: usize) -> ApiResult<bytes::Bytes> {
 
 /// Parses a JSON body: 400 `invalid_json` for text that is not JSON, 422 for JSON of the
 /// wrong shape, naming the field when serde does.
-fn parse_json<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> ApiResult<T> {
+pub(crate) fn parse_json<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> ApiResult<T> {
     serde_json::from_slice(bytes).map_err(|e| json_error(&e))
 }
 
