@@ -1,15 +1,18 @@
 //! The `switchyard` command: `serve` runs the server; `sign` and `verify` are Standard
-//! Webhooks signatures from the command line.
+//! Webhooks signatures from the command line; `events encode|decode` moves CloudEvents
+//! between HTTP modes and spec versions.
 
 // A command-line program: its results go to standard output.
 #![allow(clippy::print_stdout)]
 
-use std::io::Read as _;
+use std::io::{Read as _, Write as _};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use switchyard_cloudevents::SpecVersion;
+use switchyard_cloudevents::http::Mode;
 use switchyard_server::{
     Config, LogFormat, MetadataConfig, Server, ServerError, Token, logging, tools,
 };
@@ -30,6 +33,68 @@ enum Command {
     Sign(SignArgs),
     /// Verify a body's Standard Webhooks signature; exits 1 when it does not verify.
     Verify(VerifyArgs),
+    /// CloudEvents between HTTP modes and spec versions.
+    #[command(subcommand)]
+    Events(EventsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum EventsCommand {
+    /// Read events in the JSON format (an object, or an array), write an HTTP message
+    /// (header lines, a blank line, the body).
+    Encode {
+        /// The content mode.
+        #[arg(long, value_enum, default_value = "binary")]
+        mode: ModeArg,
+        /// Convert to this spec version first.
+        #[arg(long, value_enum)]
+        to: Option<VersionArg>,
+        /// The input file; `-` or nothing reads standard input.
+        file: Option<PathBuf>,
+    },
+    /// Read an HTTP message in any mode (header lines, a blank line, the body), write its
+    /// events in the JSON format.
+    Decode {
+        /// Convert to this spec version.
+        #[arg(long, value_enum)]
+        to: Option<VersionArg>,
+        /// The input file; `-` or nothing reads standard input.
+        file: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum ModeArg {
+    Binary,
+    Structured,
+    Batch,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum VersionArg {
+    #[value(name = "1.0")]
+    V1_0,
+    #[value(name = "0.3")]
+    V0_3,
+}
+
+impl From<ModeArg> for Mode {
+    fn from(mode: ModeArg) -> Self {
+        match mode {
+            ModeArg::Binary => Mode::Binary,
+            ModeArg::Structured => Mode::Structured,
+            ModeArg::Batch => Mode::Batch,
+        }
+    }
+}
+
+impl From<VersionArg> for SpecVersion {
+    fn from(version: VersionArg) -> Self {
+        match version {
+            VersionArg::V1_0 => SpecVersion::V1_0,
+            VersionArg::V0_3 => SpecVersion::V0_3,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -119,6 +184,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve(args),
         Command::Sign(args) => sign(args),
         Command::Verify(args) => verify(args),
+        Command::Events(command) => events(command),
     };
     match result {
         Ok(code) => code,
@@ -183,6 +249,24 @@ fn verify(args: VerifyArgs) -> Result<ExitCode, String> {
         }
         Err(other) => Err(other.to_string()),
     }
+}
+
+fn events(command: EventsCommand) -> Result<ExitCode, String> {
+    let output = match command {
+        EventsCommand::Encode { mode, to, file } => {
+            let input = read_body(file.as_ref())?;
+            tools::encode_events(&input, mode.into(), to.map(Into::into))
+        }
+        EventsCommand::Decode { to, file } => {
+            let input = read_body(file.as_ref())?;
+            tools::decode_events(&input, to.map(Into::into))
+        }
+    }
+    .map_err(|e| e.to_string())?;
+    std::io::stdout()
+        .write_all(&output)
+        .map_err(|e| format!("cannot write standard output: {e}"))?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn config(args: ServeArgs) -> Result<Config, ServerError> {
