@@ -117,6 +117,27 @@ fn ci(root: &Path) -> Result<(), String> {
         )?;
         Ok(())
     })?;
+    // The server load test: an optimised build, since it reports rates and latencies.
+    step(&mut timings, "load", || {
+        let load = cargo_test(
+            root,
+            &[
+                "test",
+                "--release",
+                "-p",
+                "switchyard-e2e",
+                "--test",
+                "server_load",
+                "--",
+                "--ignored",
+                "--nocapture",
+            ],
+            &[],
+        )?;
+        totals.passed += load.passed;
+        totals.failed += load.failed;
+        Ok(())
+    })?;
     step(&mut timings, "doc", || {
         cargo(
             root,
