@@ -99,13 +99,8 @@ pub(crate) struct EventTypeOut {
 
 impl EventTypeOut {
     pub(crate) fn new(event_type: &EventType, with_content: bool) -> Self {
-        let schemas = with_content.then(|| {
-            if event_type.schema == Value::Object(Map::new()) {
-                Value::Object(Map::new())
-            } else {
-                serde_json::json!({ SCHEMA_VERSION: event_type.schema })
-            }
-        });
+        let schemas =
+            with_content.then(|| serde_json::json!({ SCHEMA_VERSION: event_type.schema }));
         Self {
             name: event_type.name.to_string(),
             description: event_type.description.clone(),
