@@ -185,7 +185,13 @@ pub enum StoreError {
     /// The database reported an error.
     #[cfg(feature = "sqlite")]
     #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(#[from] rusqlite::Error),
+    /// The store was closed; it takes no more writes.
+    #[error("the store is closed")]
+    Closed,
+    /// The store could not start its writer thread.
+    #[error("could not start the store's writer thread: {0}")]
+    Thread(String),
     /// A batched write this operation was part of failed (every operation of the batch gets
     /// the same error).
     #[error("batched write failed: {0}")]

@@ -45,7 +45,7 @@
 //!
 //! | cargo feature | default | what it adds |
 //! |---|---|---|
-//! | `sqlite` | yes | [`store::SqliteStore`], the embedded durable store (sqlx, bundled SQLite) |
+//! | `sqlite` | yes | [`store::SqliteStore`], the embedded durable store (rusqlite, bundled SQLite, its own writer thread) |
 //! | `delivery` | yes | [`delivery::DeliveryEngine`]: signed POSTs with retries, limits and an SSRF guard (hyper, rustls) |
 #![deny(missing_docs)]
 

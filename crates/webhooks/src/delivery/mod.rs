@@ -422,9 +422,10 @@ impl<S: Store> DeliveryEngine<S> {
                     tracing::error!(%error, "purging expired payloads failed");
                 }
             }
-            // Keep at most one batch queued behind the requests in flight: leasing a whole
-            // batch at a time (one store write) rather than one delivery per freed slot.
-            if tasks.len() > config.max_in_flight {
+            // Keep at most two batches queued behind the requests in flight and the outcomes
+            // being recorded: leasing a whole batch at a time (one store write) rather than
+            // one delivery per freed slot, and never holding more than that in memory.
+            if tasks.len() > config.max_in_flight + 2 * config.batch_size {
                 tokio::select! {
                     () = &mut shutdown => break,
                     done = tasks.join_next() => if let Some(done) = done { log_task(done) },
@@ -658,7 +659,7 @@ impl<S: Store> Shared<S> {
             Arc::clone(&gate.in_flight).acquire_owned(),
         )
         .await;
-        let Ok(Ok(_endpoint_permit)) = slot else {
+        let Ok(Ok(endpoint_permit)) = slot else {
             self.release(
                 &lease,
                 DeliveryStatus::Pending,
@@ -669,7 +670,7 @@ impl<S: Store> Shared<S> {
         };
         // The global slot comes second: a delivery waiting for its endpoint must not hold
         // back deliveries to other endpoints.
-        let _permit = Arc::clone(&self.global)
+        let permit = Arc::clone(&self.global)
             .acquire_owned()
             .await
             .map_err(|_| Error::Stopped)?;
@@ -693,6 +694,10 @@ impl<S: Store> Shared<S> {
             Ok(()) => self.send(request).await,
         };
         let duration = started.elapsed();
+        // The request is over: its slots go to the next deliveries while this one's outcome
+        // waits for the store.
+        drop(permit);
+        drop(endpoint_permit);
         let (response, success) = match result {
             Ok(response) => {
                 let success = (200..300).contains(&response.status);

@@ -1,0 +1,939 @@
+//! The embedded durable [`Store`]: one SQLite file in WAL mode, written by one thread of its
+//! own that groups concurrent writes into shared transactions.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{Connection, ErrorCode, OptionalExtension as _, params};
+
+use super::{
+    AttemptFilter, EndpointFilter, Finished, Health, HealthChange, MessageFilter, Store,
+    lease_token,
+};
+use crate::error::StoreError;
+use crate::id::{EndpointId, MessageId};
+use crate::model::{
+    Attempt, AttemptStatus, Channel, Delivery, DeliveryUpdate, Endpoint, EndpointRecord,
+    EndpointUid, EventType, EventTypeFilter, EventTypeName, Lease, Message, after,
+};
+use crate::page::{Order, PageRequest};
+
+mod rows;
+mod schema;
+mod worker;
+
+use rows::{StoredKeys, corrupt, micros, to_json};
+use worker::Db;
+
+/// A [`Store`] in one SQLite file (WAL journal, `synchronous=FULL`, so a committed send
+/// survives a crash or power cut). Several processes may open the same file; leasing stays
+/// atomic because it is one `UPDATE … RETURNING` statement under SQLite's write lock.
+///
+/// Writes go to a thread of the store's own, which runs everything queued in one
+/// transaction: concurrent sends and attempt records share one disk sync. Reads run on the
+/// calling thread, on a small pool of connections (in WAL mode they never wait for the
+/// writer).
+///
+/// Endpoint secrets are stored in the file so that deliveries can be signed: protect it like
+/// any credential store.
+///
+/// ```
+/// use switchyard_webhooks::{Registry, store::SqliteStore};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = tempfile::tempdir()?;
+/// let registry = Registry::new(SqliteStore::open(dir.path().join("webhooks.db")).await?);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    db: Arc<Db>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file at `path` and brings its schema up to
+    /// date (files written by earlier versions are upgraded in place).
+    ///
+    /// # Errors
+    /// [`StoreError::Database`] when the file cannot be opened or written;
+    /// [`StoreError::UnsupportedSchemaVersion`] when a newer build wrote it.
+    pub async fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let db = Db::open(path.as_ref(), schema::migrate).await?;
+        Ok(Self { db: Arc::new(db) })
+    }
+
+    /// Finishes the writes queued, then closes every connection. Later calls fail with
+    /// [`StoreError::Closed`].
+    pub async fn close(&self) {
+        self.db.close().await;
+    }
+}
+
+/// A `SELECT` assembled from this file's constant fragments: only the conditions that apply
+/// are included (so SQLite can use an index for each; `? IS NULL OR …` would defeat it), and
+/// every value is a bound parameter.
+struct ListQuery {
+    sql: String,
+    binds: Vec<SqlValue>,
+}
+
+impl ListQuery {
+    fn new(select: &str) -> Self {
+        Self {
+            sql: format!("{select} WHERE 1"),
+            binds: Vec::new(),
+        }
+    }
+
+    fn condition(&mut self, condition: &str, binds: impl IntoIterator<Item = SqlValue>) {
+        self.sql.push_str(" AND ");
+        self.sql.push_str(condition);
+        self.binds.extend(binds);
+    }
+
+    /// Keyset pagination on `column` and the `ORDER BY … LIMIT`.
+    fn page(mut self, page: &PageRequest, column: &str) -> Self {
+        let (cmp, direction) = match page.order {
+            Order::Ascending => (">", "ASC"),
+            Order::Descending => ("<", "DESC"),
+        };
+        if let Some(after) = &page.after {
+            self.condition(&format!("{column} {cmp} ?"), [text(after)]);
+        }
+        let limit = page.limit.saturating_add(1);
+        self.sql
+            .push_str(&format!(" ORDER BY {column} {direction} LIMIT {limit}"));
+        self
+    }
+
+    fn fetch<T>(
+        self,
+        conn: &Connection,
+        mut map: impl FnMut(&rusqlite::Row<'_>) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
+        let mut statement = conn.prepare_cached(&self.sql)?;
+        let mut rows = statement.query(rusqlite::params_from_iter(self.binds))?;
+        let mut found = Vec::new();
+        while let Some(row) = rows.next()? {
+            found.push(map(row)?);
+        }
+        Ok(found)
+    }
+}
+
+fn text(value: &str) -> SqlValue {
+    SqlValue::Text(value.to_owned())
+}
+
+/// The SQL condition "endpoint `e` receives event type ?" (binds the type once).
+const RECEIVES_TYPE: &str = "(e.all_types = 1 OR EXISTS (SELECT 1 FROM endpoint_types t \
+     WHERE t.endpoint_id = e.id AND t.event_type = ?))";
+const HAS_NO_CHANNELS: &str =
+    "NOT EXISTS (SELECT 1 FROM endpoint_channels c WHERE c.endpoint_id = e.id)";
+const HAS_CHANNEL: &str =
+    "EXISTS (SELECT 1 FROM endpoint_channels c WHERE c.endpoint_id = e.id AND c.channel = ?)";
+
+/// Attempts with the ids of their message and endpoint.
+const SELECT_ATTEMPTS: &str = "SELECT a.*, \
+     (SELECT id FROM messages WHERE seq = a.msg) AS message_id, \
+     (SELECT id FROM endpoints WHERE seq = a.ep) AS endpoint_id \
+     FROM attempts a";
+
+fn is_unique_violation(error: &rusqlite::Error) -> bool {
+    matches!(
+        error,
+        rusqlite::Error::SqliteFailure(e, _)
+            if e.code == ErrorCode::ConstraintViolation
+                && e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+    )
+}
+
+fn one<T>(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    map: impl FnOnce(&rusqlite::Row<'_>) -> Result<T, StoreError>,
+) -> Result<Option<T>, StoreError> {
+    let mut statement = conn.prepare_cached(sql)?;
+    let mut rows = statement.query(params)?;
+    match rows.next()? {
+        Some(row) => Ok(Some(map(row)?)),
+        None => Ok(None),
+    }
+}
+
+fn write_endpoint(conn: &Connection, record: &EndpointRecord) -> Result<(), StoreError> {
+    let endpoint = &record.endpoint;
+    let event_types: Vec<&EventTypeName> = match &endpoint.event_types {
+        EventTypeFilter::All => Vec::new(),
+        EventTypeFilter::Only(names) => names.iter().collect(),
+    };
+    let result = conn
+        .prepare_cached(
+            "INSERT INTO endpoints (id, uid, url, all_types, event_types, channels, metadata,
+                headers, disabled, description, keys, created_at, updated_at, rate_limit,
+                ordered)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (id) DO UPDATE SET uid = excluded.uid, url = excluded.url,
+                all_types = excluded.all_types, event_types = excluded.event_types,
+                channels = excluded.channels, metadata = excluded.metadata,
+                headers = excluded.headers, disabled = excluded.disabled,
+                description = excluded.description, keys = excluded.keys,
+                created_at = excluded.created_at, updated_at = excluded.updated_at,
+                rate_limit = excluded.rate_limit, ordered = excluded.ordered, deleted = 0,
+                failing_since = CASE WHEN endpoints.disabled = 1 AND excluded.disabled = 0
+                    THEN NULL ELSE endpoints.failing_since END",
+        )?
+        .execute(params![
+            endpoint.id.as_str(),
+            endpoint.uid.as_ref().map(EndpointUid::as_str),
+            endpoint.url,
+            matches!(endpoint.event_types, EventTypeFilter::All),
+            to_json(&event_types)?,
+            to_json(&endpoint.channels)?,
+            to_json(&endpoint.metadata)?,
+            to_json(&endpoint.headers)?,
+            endpoint.disabled,
+            endpoint.description,
+            to_json(&StoredKeys::of(&record.keys))?,
+            micros(endpoint.created_at),
+            micros(endpoint.updated_at),
+            endpoint.rate_limit.map(|n| i64::from(n.get())),
+            endpoint.ordered,
+        ]);
+    match result {
+        Err(error) if is_unique_violation(&error) => {
+            return Err(StoreError::Conflict {
+                what: format!(
+                    "an endpoint with uid `{}`",
+                    endpoint
+                        .uid
+                        .as_ref()
+                        .map(EndpointUid::as_str)
+                        .unwrap_or_default()
+                ),
+            });
+        }
+        other => other?,
+    };
+    let id = endpoint.id.as_str();
+    conn.prepare_cached("DELETE FROM endpoint_types WHERE endpoint_id = ?")?
+        .execute([id])?;
+    conn.prepare_cached("DELETE FROM endpoint_channels WHERE endpoint_id = ?")?
+        .execute([id])?;
+    if let EventTypeFilter::Only(names) = &endpoint.event_types {
+        let mut insert = conn.prepare_cached(
+            "INSERT OR IGNORE INTO endpoint_types (event_type, endpoint_id) VALUES (?, ?)",
+        )?;
+        for name in names {
+            insert.execute([name.as_str(), id])?;
+        }
+    }
+    let mut insert = conn.prepare_cached(
+        "INSERT OR IGNORE INTO endpoint_channels (endpoint_id, channel) VALUES (?, ?)",
+    )?;
+    for channel in &endpoint.channels {
+        insert.execute([id, channel.as_str()])?;
+    }
+    Ok(())
+}
+
+/// The integer keys of a message and an endpoint (`None` for one that does not exist).
+fn keys(
+    conn: &Connection,
+    message: &str,
+    endpoint: &str,
+) -> Result<(Option<i64>, Option<i64>), StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT (SELECT seq FROM messages WHERE id = ?1),
+                    (SELECT seq FROM endpoints WHERE id = ?2)",
+        )?
+        .query_row([message, endpoint], |row| Ok((row.get(0)?, row.get(1)?)))?)
+}
+
+/// Records the attempts and updates the deliveries of a batch; for each item, whether its
+/// lease was held. An attempt is recorded whatever happened to the lease: the request was
+/// made.
+fn finish_in(
+    conn: &Connection,
+    items: &[(Lease, DeliveryUpdate)],
+) -> Result<Vec<bool>, StoreError> {
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO attempts (id, msg, ep, event_type, channel, url, status, response_status,
+            response, headers, duration_us, trigger_code, created_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )?;
+    // A postponement (no attempt) keeps a manual trigger for the attempt still to come.
+    let mut update = conn.prepare_cached(
+        "UPDATE deliveries SET status = ?4, attempts = ?5, next_attempt_at = ?6,
+            leased_until = NULL, lease_token = NULL,
+            next_trigger = CASE WHEN ?7 THEN 0 ELSE next_trigger END
+         WHERE msg = ?1 AND ep = ?2 AND lease_token = ?3",
+    )?;
+    let mut held = Vec::with_capacity(items.len());
+    for (lease, change) in items {
+        let delivery = &lease.delivery;
+        let (msg, ep) = keys(
+            conn,
+            delivery.message_id.as_str(),
+            delivery.endpoint_id.as_str(),
+        )?;
+        if let Some(attempt) = &change.attempt {
+            record_attempt(conn, &mut insert, attempt, delivery, (msg, ep))?;
+        }
+        let (Some(msg), Some(ep)) = (msg, ep) else {
+            held.push(false);
+            continue;
+        };
+        let changed = update.execute(params![
+            msg,
+            ep,
+            lease.token,
+            change.status.code(),
+            change.attempts,
+            micros(change.next_attempt_at),
+            change.attempt.is_some(),
+        ])?;
+        held.push(changed == 1);
+    }
+    Ok(held)
+}
+
+fn record_attempt(
+    conn: &Connection,
+    insert: &mut rusqlite::CachedStatement<'_>,
+    attempt: &Attempt,
+    delivery: &Delivery,
+    lease_keys: (Option<i64>, Option<i64>),
+) -> Result<(), StoreError> {
+    // The attempt names its delivery's message and endpoint; look them up only if not.
+    let keys = if attempt.message_id == delivery.message_id
+        && attempt.endpoint_id == delivery.endpoint_id
+    {
+        lease_keys
+    } else {
+        keys(
+            conn,
+            attempt.message_id.as_str(),
+            attempt.endpoint_id.as_str(),
+        )?
+    };
+    let (Some(msg), Some(ep)) = keys else {
+        tracing::warn!(attempt = %attempt.id, message = %attempt.message_id,
+            endpoint = %attempt.endpoint_id, "attempt names no stored message or endpoint; not recorded");
+        return Ok(());
+    };
+    insert.execute(params![
+        attempt.id.as_str(),
+        msg,
+        ep,
+        attempt.event_type.as_str(),
+        attempt.channel.as_ref().map(Channel::as_str),
+        attempt.url,
+        attempt.status.code(),
+        attempt.response_status,
+        attempt.response,
+        to_json(&attempt.headers)?,
+        i64::try_from(attempt.duration.as_micros()).unwrap_or(i64::MAX),
+        attempt.trigger.code(),
+        micros(attempt.timestamp),
+    ])?;
+    Ok(())
+}
+
+/// Applies the outcomes of attempts — (endpoint, success, when), in order — to their
+/// endpoints' health: one read per endpoint involved, then one write per endpoint whose
+/// health changed (none while all is well).
+fn health_in(
+    conn: &Connection,
+    outcomes: &[(&EndpointId, bool, DateTime<Utc>)],
+    disable_after: Duration,
+) -> Result<Vec<(EndpointId, HealthChange)>, StoreError> {
+    // Per endpoint: its health as read, and as it becomes.
+    let mut states: HashMap<&str, (Health, Health)> = HashMap::new();
+    let mut read = conn.prepare_cached(
+        "SELECT failing_since, disabled FROM endpoints WHERE id = ? AND deleted = 0",
+    )?;
+    for (id, _, _) in outcomes {
+        if states.contains_key(id.as_str()) {
+            continue;
+        }
+        let found: Option<(Option<i64>, bool)> = read
+            .query_row([id.as_str()], |row| Ok((row.get(0)?, row.get(1)?)))
+            .optional()?;
+        // An endpoint deleted meanwhile has no health to keep.
+        let Some((failing_since, disabled)) = found else {
+            continue;
+        };
+        let failing_since = failing_since
+            .map(|since| {
+                DateTime::from_timestamp_micros(since).ok_or_else(|| {
+                    corrupt(format!("endpoint {id}"), format!("failing_since {since}"))
+                })
+            })
+            .transpose()?;
+        let health = Health {
+            failing_since,
+            disabled,
+        };
+        states.insert(id.as_str(), (health, health));
+    }
+    let mut changes = Vec::new();
+    let mut disabled_at = HashMap::new();
+    for &(endpoint, success, at) in outcomes {
+        let Some((_, health)) = states.get_mut(endpoint.as_str()) else {
+            continue;
+        };
+        let change = health.apply(success, at, disable_after);
+        if let HealthChange::Disabled { .. } = change {
+            disabled_at.insert(endpoint.as_str(), at);
+        }
+        if change != HealthChange::Unchanged {
+            changes.push((endpoint.clone(), change));
+        }
+    }
+    let mut write = conn.prepare_cached(
+        "UPDATE endpoints SET failing_since = ?, disabled = ?,
+            updated_at = COALESCE(?, updated_at)
+         WHERE id = ?",
+    )?;
+    for (id, (before, after)) in states.iter().filter(|(_, (b, a))| b != a) {
+        write.execute(params![
+            after.failing_since.map(micros),
+            after.disabled || before.disabled,
+            disabled_at.get(id).copied().map(micros),
+            id,
+        ])?;
+    }
+    Ok(changes)
+}
+
+/// The outcomes of a batch's attempts, for [`health_in`].
+fn outcomes(items: &[(Lease, DeliveryUpdate)]) -> Vec<(&EndpointId, bool, DateTime<Utc>)> {
+    items
+        .iter()
+        .filter_map(|(_, update)| update.attempt.as_ref())
+        .map(|a| {
+            (
+                &a.endpoint_id,
+                a.status == AttemptStatus::Success,
+                a.timestamp,
+            )
+        })
+        .collect()
+}
+
+/// Stores a message and one pending delivery per endpoint that exists.
+fn insert_message_in(
+    conn: &Connection,
+    message: &Message,
+    endpoints: &[EndpointId],
+) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO messages (id, event_type, channel, payload, created_at)
+         VALUES (?, ?, ?, ?, ?)",
+    )?
+    .execute(params![
+        message.id.as_str(),
+        message.event_type.as_str(),
+        message.channel.as_ref().map(Channel::as_str),
+        message.payload,
+        micros(message.created_at),
+    ])?;
+    let msg = conn.last_insert_rowid();
+    let created = micros(message.created_at);
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO deliveries (msg, ep, status, attempts, next_attempt_at)
+         SELECT ?1, seq, 0, 0, ?2 FROM endpoints WHERE id = ?3",
+    )?;
+    for endpoint in endpoints {
+        insert.execute(params![msg, created, endpoint.as_str()])?;
+    }
+    Ok(())
+}
+
+/// Ids of messages and endpoints by integer key, each looked up once per call.
+struct Names<'c> {
+    conn: &'c Connection,
+    messages: HashMap<i64, String>,
+    endpoints: HashMap<i64, String>,
+}
+
+impl<'c> Names<'c> {
+    fn new(conn: &'c Connection) -> Self {
+        Self {
+            conn,
+            messages: HashMap::new(),
+            endpoints: HashMap::new(),
+        }
+    }
+
+    fn message(&mut self, seq: i64) -> Result<&str, StoreError> {
+        Self::name(self.conn, &mut self.messages, "messages", seq)
+    }
+
+    fn endpoint(&mut self, seq: i64) -> Result<&str, StoreError> {
+        Self::name(self.conn, &mut self.endpoints, "endpoints", seq)
+    }
+
+    fn name<'m>(
+        conn: &Connection,
+        names: &'m mut HashMap<i64, String>,
+        table: &str,
+        seq: i64,
+    ) -> Result<&'m str, StoreError> {
+        if let std::collections::hash_map::Entry::Vacant(entry) = names.entry(seq) {
+            let sql = if table == "messages" {
+                "SELECT id FROM messages WHERE seq = ?"
+            } else {
+                "SELECT id FROM endpoints WHERE seq = ?"
+            };
+            let id: Option<String> = conn
+                .prepare_cached(sql)?
+                .query_row([seq], |row| row.get(0))
+                .optional()?;
+            let id = id.ok_or_else(|| corrupt(format!("{table} row {seq}"), "missing"))?;
+            entry.insert(id);
+        }
+        Ok(names.get(&seq).map(String::as_str).unwrap_or_default())
+    }
+}
+
+impl Store for SqliteStore {
+    async fn put_event_type(&self, event_type: &EventType) -> Result<(), StoreError> {
+        let row = (
+            event_type.name.to_string(),
+            event_type.description.clone(),
+            to_json(&event_type.schema)?,
+            event_type.archived,
+            micros(event_type.created_at),
+            micros(event_type.updated_at),
+        );
+        self.db
+            .write(move |conn| {
+                conn.prepare_cached(
+                    "INSERT INTO event_types (name, description, schema, archived, created_at,
+                        updated_at)
+                     VALUES (?, ?, ?, ?, ?, ?)
+                     ON CONFLICT (name) DO UPDATE SET description = excluded.description,
+                        schema = excluded.schema, archived = excluded.archived,
+                        created_at = excluded.created_at, updated_at = excluded.updated_at",
+                )?
+                .execute(params![row.0, row.1, row.2, row.3, row.4, row.5])?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn event_type(&self, name: &EventTypeName) -> Result<Option<EventType>, StoreError> {
+        self.db.read(|conn| {
+            one(
+                conn,
+                "SELECT * FROM event_types WHERE name = ?",
+                [name.as_str()],
+                rows::event_type,
+            )
+        })
+    }
+
+    async fn list_event_types(&self, page: &PageRequest) -> Result<Vec<EventType>, StoreError> {
+        let mut query = ListQuery::new("SELECT * FROM event_types");
+        query.condition("archived = 0", []);
+        self.db
+            .read(|conn| query.page(page, "name").fetch(conn, rows::event_type))
+    }
+
+    async fn put_endpoint(&self, record: &EndpointRecord) -> Result<(), StoreError> {
+        let record = record.clone();
+        self.db
+            .write(move |conn| write_endpoint(conn, &record))
+            .await
+    }
+
+    async fn endpoint(&self, id: &EndpointId) -> Result<Option<EndpointRecord>, StoreError> {
+        self.db.read(|conn| {
+            one(
+                conn,
+                "SELECT * FROM endpoints WHERE id = ? AND deleted = 0",
+                [id.as_str()],
+                rows::endpoint_record,
+            )
+        })
+    }
+
+    async fn endpoints(&self, ids: &[EndpointId]) -> Result<Vec<EndpointRecord>, StoreError> {
+        self.db.read(|conn| {
+            let mut found = Vec::with_capacity(ids.len());
+            for id in ids {
+                found.extend(one(
+                    conn,
+                    "SELECT * FROM endpoints WHERE id = ? AND deleted = 0",
+                    [id.as_str()],
+                    rows::endpoint_record,
+                )?);
+            }
+            Ok(found)
+        })
+    }
+
+    async fn endpoint_by_uid(
+        &self,
+        uid: &EndpointUid,
+    ) -> Result<Option<EndpointRecord>, StoreError> {
+        self.db.read(|conn| {
+            one(
+                conn,
+                "SELECT * FROM endpoints WHERE uid = ? AND deleted = 0",
+                [uid.as_str()],
+                rows::endpoint_record,
+            )
+        })
+    }
+
+    async fn delete_endpoint(&self, id: &EndpointId) -> Result<bool, StoreError> {
+        let id = id.to_string();
+        self.db
+            .write(move |conn| {
+                // A tombstone: its attempts still name it; its secrets, headers and uid go.
+                let deleted = conn
+                    .prepare_cached(
+                        "UPDATE endpoints SET deleted = 1, uid = NULL, keys = '',
+                            headers = '{}', metadata = '{}', event_types = '[]',
+                            channels = '[]', all_types = 0, disabled = 1
+                         WHERE id = ? AND deleted = 0",
+                    )?
+                    .execute([&id])?;
+                for sql in [
+                    "DELETE FROM endpoint_types WHERE endpoint_id = ?",
+                    "DELETE FROM endpoint_channels WHERE endpoint_id = ?",
+                    "DELETE FROM deliveries WHERE status = 0
+                        AND ep = (SELECT seq FROM endpoints WHERE id = ?)",
+                ] {
+                    conn.prepare_cached(sql)?.execute([&id])?;
+                }
+                Ok(deleted > 0)
+            })
+            .await
+    }
+
+    async fn list_endpoints(
+        &self,
+        filter: &EndpointFilter,
+        page: &PageRequest,
+    ) -> Result<Vec<Endpoint>, StoreError> {
+        let mut query = ListQuery::new("SELECT e.* FROM endpoints e");
+        query.condition("e.deleted = 0", []);
+        if let Some(event_type) = &filter.event_type {
+            query.condition(RECEIVES_TYPE, [text(event_type.as_str())]);
+        }
+        if let Some(channel) = &filter.channel {
+            query.condition(
+                &format!("({HAS_NO_CHANNELS} OR {HAS_CHANNEL})"),
+                [text(channel.as_str())],
+            );
+        }
+        self.db
+            .read(|conn| query.page(page, "e.id").fetch(conn, rows::endpoint))
+    }
+
+    async fn recipients(
+        &self,
+        event_type: &EventTypeName,
+        channel: Option<&Channel>,
+    ) -> Result<Vec<EndpointId>, StoreError> {
+        let mut query = ListQuery::new("SELECT e.id FROM endpoints e");
+        query.condition("e.deleted = 0 AND e.disabled = 0", []);
+        query.condition(RECEIVES_TYPE, [text(event_type.as_str())]);
+        match channel {
+            None => query.condition(HAS_NO_CHANNELS, []),
+            Some(channel) => query.condition(
+                &format!("({HAS_NO_CHANNELS} OR {HAS_CHANNEL})"),
+                [text(channel.as_str())],
+            ),
+        }
+        query.sql.push_str(" ORDER BY e.id");
+        self.db.read(|conn| {
+            query.fetch(conn, |row| {
+                let id: String = row.get(0)?;
+                id.parse().map_err(|e| corrupt(format!("endpoint {id}"), e))
+            })
+        })
+    }
+
+    async fn insert_message(
+        &self,
+        message: &Message,
+        endpoints: &[EndpointId],
+    ) -> Result<(), StoreError> {
+        let (message, endpoints) = (message.clone(), endpoints.to_vec());
+        self.db
+            .write(move |conn| insert_message_in(conn, &message, &endpoints))
+            .await
+    }
+
+    async fn message(&self, id: &MessageId) -> Result<Option<Message>, StoreError> {
+        self.db.read(|conn| {
+            one(
+                conn,
+                "SELECT * FROM messages WHERE id = ?",
+                [id.as_str()],
+                rows::message,
+            )
+        })
+    }
+
+    async fn messages(&self, ids: &[MessageId]) -> Result<Vec<Message>, StoreError> {
+        self.db.read(|conn| {
+            let mut found = Vec::with_capacity(ids.len());
+            for id in ids {
+                found.extend(one(
+                    conn,
+                    "SELECT * FROM messages WHERE id = ?",
+                    [id.as_str()],
+                    rows::message,
+                )?);
+            }
+            Ok(found)
+        })
+    }
+
+    async fn list_messages(
+        &self,
+        filter: &MessageFilter,
+        page: &PageRequest,
+    ) -> Result<Vec<Message>, StoreError> {
+        let mut query = ListQuery::new("SELECT * FROM messages");
+        if let Some(event_type) = &filter.event_type {
+            query.condition("event_type = ?", [text(event_type.as_str())]);
+        }
+        if let Some(channel) = &filter.channel {
+            query.condition("channel = ?", [text(channel.as_str())]);
+        }
+        self.db
+            .read(|conn| query.page(page, "id").fetch(conn, rows::message))
+    }
+
+    async fn deliveries(&self, message: &MessageId) -> Result<Vec<Delivery>, StoreError> {
+        self.db.read(|conn| {
+            let mut statement = conn.prepare_cached(
+                "SELECT d.*, (SELECT id FROM endpoints WHERE seq = d.ep) AS endpoint_id
+                 FROM deliveries d
+                 WHERE d.msg = (SELECT seq FROM messages WHERE id = ?)
+                 ORDER BY endpoint_id",
+            )?;
+            let mut rows = statement.query([message.as_str()])?;
+            let mut found = Vec::new();
+            while let Some(row) = rows.next()? {
+                let endpoint: String = row.get("endpoint_id")?;
+                found.push(rows::delivery(row, message.as_str(), &endpoint)?);
+            }
+            Ok(found)
+        })
+    }
+
+    async fn lease_deliveries(
+        &self,
+        now: DateTime<Utc>,
+        lease_for: Duration,
+        limit: usize,
+    ) -> Result<Vec<Lease>, StoreError> {
+        let token = lease_token();
+        let until = micros(after(now, lease_for));
+        let now = micros(now);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.db
+            .write_relaxed(move |conn| {
+                // One statement under the write lock, so two workers (even in two processes)
+                // never come back with the same delivery.
+                let mut statement = conn.prepare_cached(
+                    "UPDATE deliveries SET leased_until = ?1, lease_token = ?2
+                     WHERE (msg, ep) IN (
+                        SELECT d.msg, d.ep FROM deliveries d
+                        WHERE d.status = 0 AND d.next_attempt_at <= ?3
+                          AND (d.leased_until IS NULL OR d.leased_until <= ?3)
+                          AND (NOT EXISTS (SELECT 1 FROM endpoints e
+                                           WHERE e.seq = d.ep AND e.ordered = 1)
+                               OR NOT EXISTS (SELECT 1 FROM deliveries p
+                                              WHERE p.status = 0 AND p.ep = d.ep
+                                                AND p.msg < d.msg))
+                        ORDER BY d.next_attempt_at, d.msg, d.ep LIMIT ?4)
+                     RETURNING *",
+                )?;
+                let mut rows = statement.query(params![until, token, now, limit])?;
+                let mut names = Names::new(conn);
+                let mut leases = Vec::new();
+                while let Some(row) = rows.next()? {
+                    let message = names.message(row.get("msg")?)?.to_owned();
+                    let endpoint = names.endpoint(row.get("ep")?)?;
+                    leases.push(Lease {
+                        delivery: rows::delivery(row, &message, endpoint)?,
+                        token: token.clone(),
+                    });
+                }
+                leases.sort_by(|a, b| {
+                    (a.delivery.next_attempt_at, &a.delivery.message_id)
+                        .cmp(&(b.delivery.next_attempt_at, &b.delivery.message_id))
+                });
+                Ok(leases)
+            })
+            .await
+    }
+
+    async fn finish_delivery(
+        &self,
+        lease: &Lease,
+        update: &DeliveryUpdate,
+    ) -> Result<bool, StoreError> {
+        let items = [(lease.clone(), update.clone())];
+        self.db
+            .write_relaxed(move |conn| {
+                Ok(finish_in(conn, &items)?.first().copied().unwrap_or(false))
+            })
+            .await
+    }
+
+    async fn finish_deliveries(
+        &self,
+        items: &[(Lease, DeliveryUpdate)],
+        disable_after: Duration,
+    ) -> Result<Finished, StoreError> {
+        if items.is_empty() {
+            return Ok(Finished::default());
+        }
+        let items = items.to_vec();
+        self.db
+            .write_relaxed(move |conn| {
+                let held = finish_in(conn, &items)?;
+                let health = health_in(conn, &outcomes(&items), disable_after)?;
+                Ok(Finished { held, health })
+            })
+            .await
+    }
+
+    async fn list_attempts(
+        &self,
+        filter: &AttemptFilter,
+        page: &PageRequest,
+    ) -> Result<Vec<Attempt>, StoreError> {
+        let mut query = ListQuery::new(SELECT_ATTEMPTS);
+        if let Some(message) = &filter.message {
+            query.condition(
+                "a.msg = (SELECT seq FROM messages WHERE id = ?)",
+                [text(message.as_str())],
+            );
+        }
+        if let Some(endpoint) = &filter.endpoint {
+            query.condition(
+                "a.ep = (SELECT seq FROM endpoints WHERE id = ?)",
+                [text(endpoint.as_str())],
+            );
+        }
+        if let Some(event_type) = &filter.event_type {
+            query.condition("a.event_type = ?", [text(event_type.as_str())]);
+        }
+        if let Some(channel) = &filter.channel {
+            query.condition("a.channel = ?", [text(channel.as_str())]);
+        }
+        if let Some(status) = filter.status {
+            query.condition("a.status = ?", [SqlValue::Integer(status.code())]);
+        }
+        if let Some(time) = filter.before {
+            query.condition("a.created_at < ?", [SqlValue::Integer(micros(time))]);
+        }
+        if let Some(time) = filter.after {
+            query.condition("a.created_at > ?", [SqlValue::Integer(micros(time))]);
+        }
+        self.db
+            .read(|conn| query.page(page, "a.id").fetch(conn, rows::attempt))
+    }
+
+    async fn requeue_delivery(
+        &self,
+        message: &MessageId,
+        endpoint: &EndpointId,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let (message, endpoint) = (message.to_string(), endpoint.to_string());
+        self.db
+            .write(move |conn| {
+                conn.prepare_cached(
+                    "INSERT INTO deliveries (msg, ep, status, attempts, next_attempt_at,
+                        next_trigger)
+                     SELECT m.seq, e.seq, 0, 0, ?3, 1 FROM messages m, endpoints e
+                     WHERE m.id = ?1 AND e.id = ?2
+                     ON CONFLICT (msg, ep) DO UPDATE SET status = 0, attempts = 0,
+                        next_attempt_at = excluded.next_attempt_at, next_trigger = 1,
+                        leased_until = NULL, lease_token = NULL",
+                )?
+                .execute(params![message, endpoint, micros(now)])?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn recover_deliveries(
+        &self,
+        endpoint: &EndpointId,
+        since: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let endpoint = endpoint.to_string();
+        self.db
+            .write(move |conn| {
+                let changed = conn
+                    .prepare_cached(
+                        "UPDATE deliveries SET status = 0, attempts = 0, next_attempt_at = ?1,
+                            next_trigger = 1, leased_until = NULL, lease_token = NULL
+                         WHERE status = 2 AND ep = (SELECT seq FROM endpoints WHERE id = ?2)
+                           AND msg IN (SELECT seq FROM messages WHERE created_at >= ?3)",
+                    )?
+                    .execute(params![micros(now), endpoint, micros(since)])?;
+                Ok(changed as u64)
+            })
+            .await
+    }
+
+    async fn record_health(
+        &self,
+        endpoint: &EndpointId,
+        success: bool,
+        now: DateTime<Utc>,
+        disable_after: Duration,
+    ) -> Result<HealthChange, StoreError> {
+        let endpoint = endpoint.clone();
+        self.db
+            .write_relaxed(move |conn| {
+                let changes = health_in(conn, &[(&endpoint, success, now)], disable_after)?;
+                Ok(changes
+                    .into_iter()
+                    .next()
+                    .map_or(HealthChange::Unchanged, |(_, change)| change))
+            })
+            .await
+    }
+
+    async fn purge_payloads(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let before = micros(before);
+        self.db
+            .write_relaxed(move |conn| {
+                let purged = conn
+                    .prepare_cached(
+                        "UPDATE messages SET payload = '', expired = 1
+                         WHERE created_at < ? AND expired = 0",
+                    )?
+                    .execute([before])?;
+                Ok(purged as u64)
+            })
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,217 @@
+//! Reading stored rows back into the model, and the column encodings shared by every
+//! statement (timestamps as microseconds, lists and maps as JSON text).
+
+use std::num::NonZeroU32;
+use std::str::FromStr as _;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rusqlite::Row;
+use serde_json::{Map, Value};
+
+use crate::error::StoreError;
+use crate::model::{
+    Attempt, AttemptStatus, AttemptTrigger, Channel, Delivery, DeliveryStatus, Endpoint,
+    EndpointKeys, EndpointRecord, EndpointUid, EventType, EventTypeFilter, EventTypeName, Message,
+};
+use crate::secret::Secret;
+
+/// The stored form of an endpoint's keys.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub(super) struct StoredKeys {
+    pub(super) current: String,
+    pub(super) previous: Vec<(String, i64)>,
+}
+
+impl StoredKeys {
+    pub(super) fn of(keys: &EndpointKeys) -> Self {
+        Self {
+            current: keys.current.expose(),
+            previous: keys
+                .previous
+                .iter()
+                .map(|(secret, until)| (secret.expose(), micros(*until)))
+                .collect(),
+        }
+    }
+}
+
+/// How every timestamp is stored: microseconds since the Unix epoch.
+pub(super) fn micros(time: DateTime<Utc>) -> i64 {
+    time.timestamp_micros()
+}
+
+pub(super) fn corrupt(what: impl Into<String>, reason: impl ToString) -> StoreError {
+    StoreError::Corrupt {
+        what: what.into(),
+        reason: reason.to_string(),
+    }
+}
+
+pub(super) fn to_json(value: &impl serde::Serialize) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| corrupt("record", e))
+}
+
+fn time(row: &Row<'_>, column: &str) -> Result<DateTime<Utc>, StoreError> {
+    let value: i64 = row.get(column)?;
+    DateTime::from_timestamp_micros(value)
+        .ok_or_else(|| corrupt(column, format!("timestamp {value} out of range")))
+}
+
+fn json<T: serde::de::DeserializeOwned>(row: &Row<'_>, column: &str) -> Result<T, StoreError> {
+    let text: String = row.get(column)?;
+    serde_json::from_str(&text).map_err(|e| corrupt(column, e))
+}
+
+fn flag(row: &Row<'_>, column: &str) -> Result<bool, StoreError> {
+    Ok(row.get::<_, i64>(column)? != 0)
+}
+
+pub(super) fn event_type(row: &Row<'_>) -> Result<EventType, StoreError> {
+    let name: String = row.get("name")?;
+    Ok(EventType {
+        name: EventTypeName::new(name.clone())
+            .map_err(|e| corrupt(format!("event type {name}"), e))?,
+        description: row.get("description")?,
+        schema: json(row, "schema")?,
+        archived: flag(row, "archived")?,
+        created_at: time(row, "created_at")?,
+        updated_at: time(row, "updated_at")?,
+    })
+}
+
+/// An endpoint without its keys (what listings return).
+pub(super) fn endpoint(row: &Row<'_>) -> Result<Endpoint, StoreError> {
+    let id: String = row.get("id")?;
+    let what = || format!("endpoint {id}");
+    let uid: Option<String> = row.get("uid")?;
+    let event_types: Vec<EventTypeName> = json(row, "event_types")?;
+    Ok(Endpoint {
+        id: id.parse().map_err(|e| corrupt(what(), e))?,
+        uid: uid
+            .map(EndpointUid::new)
+            .transpose()
+            .map_err(|e| corrupt(what(), e))?,
+        url: row.get("url")?,
+        event_types: if flag(row, "all_types")? {
+            EventTypeFilter::All
+        } else {
+            EventTypeFilter::Only(event_types)
+        },
+        channels: json(row, "channels")?,
+        metadata: json::<Map<String, Value>>(row, "metadata")?,
+        headers: json(row, "headers")?,
+        disabled: flag(row, "disabled")?,
+        description: row.get("description")?,
+        rate_limit: row
+            .get::<_, Option<i64>>("rate_limit")?
+            .map(|n| {
+                u32::try_from(n)
+                    .ok()
+                    .and_then(NonZeroU32::new)
+                    .ok_or_else(|| corrupt(what(), format!("rate limit {n}")))
+            })
+            .transpose()?,
+        ordered: flag(row, "ordered")?,
+        created_at: time(row, "created_at")?,
+        updated_at: time(row, "updated_at")?,
+    })
+}
+
+pub(super) fn endpoint_record(row: &Row<'_>) -> Result<EndpointRecord, StoreError> {
+    let endpoint = endpoint(row)?;
+    let what = || format!("endpoint {}", endpoint.id);
+    let keys: StoredKeys = json(row, "keys")?;
+    let current = Secret::from_str(&keys.current).map_err(|e| corrupt(what(), e))?;
+    let mut previous = Vec::with_capacity(keys.previous.len());
+    for (secret, expires) in keys.previous {
+        let secret = Secret::from_str(&secret).map_err(|e| corrupt(what(), e))?;
+        let expires = DateTime::from_timestamp_micros(expires)
+            .ok_or_else(|| corrupt(what(), "key expiry out of range"))?;
+        previous.push((secret, expires));
+    }
+    Ok(EndpointRecord {
+        endpoint,
+        keys: EndpointKeys { current, previous },
+    })
+}
+
+pub(super) fn message(row: &Row<'_>) -> Result<Message, StoreError> {
+    let id: String = row.get("id")?;
+    let what = || format!("message {id}");
+    let channel: Option<String> = row.get("channel")?;
+    Ok(Message {
+        id: id.parse().map_err(|e| corrupt(what(), e))?,
+        event_type: EventTypeName::new(row.get::<_, String>("event_type")?)
+            .map_err(|e| corrupt(what(), e))?,
+        channel: channel
+            .map(Channel::new)
+            .transpose()
+            .map_err(|e| corrupt(what(), e))?,
+        payload: row.get("payload")?,
+        created_at: time(row, "created_at")?,
+        expired: flag(row, "expired")?,
+    })
+}
+
+/// An attempt, from a row of `attempts` with the ids of its message and endpoint joined in
+/// as `message_id` and `endpoint_id`.
+pub(super) fn attempt(row: &Row<'_>) -> Result<Attempt, StoreError> {
+    let id: String = row.get("id")?;
+    let what = || format!("attempt {id}");
+    let channel: Option<String> = row.get("channel")?;
+    let status: i64 = row.get("status")?;
+    let trigger: i64 = row.get("trigger_code")?;
+    let duration: i64 = row.get("duration_us")?;
+    Ok(Attempt {
+        id: id.parse().map_err(|e| corrupt(what(), e))?,
+        message_id: row
+            .get::<_, String>("message_id")?
+            .parse()
+            .map_err(|e| corrupt(what(), e))?,
+        endpoint_id: row
+            .get::<_, String>("endpoint_id")?
+            .parse()
+            .map_err(|e| corrupt(what(), e))?,
+        event_type: EventTypeName::new(row.get::<_, String>("event_type")?)
+            .map_err(|e| corrupt(what(), e))?,
+        channel: channel
+            .map(Channel::new)
+            .transpose()
+            .map_err(|e| corrupt(what(), e))?,
+        url: row.get("url")?,
+        status: AttemptStatus::from_code(status)
+            .ok_or_else(|| corrupt(what(), format!("unknown status {status}")))?,
+        response_status: u16::try_from(row.get::<_, i64>("response_status")?)
+            .map_err(|e| corrupt(what(), e))?,
+        response: row.get("response")?,
+        headers: json(row, "headers")?,
+        duration: Duration::from_micros(u64::try_from(duration).map_err(|e| corrupt(what(), e))?),
+        trigger: AttemptTrigger::from_code(trigger)
+            .ok_or_else(|| corrupt(what(), format!("unknown trigger {trigger}")))?,
+        timestamp: time(row, "created_at")?,
+    })
+}
+
+/// A delivery, from a row of `deliveries` (whose message and endpoint ids the caller knows).
+pub(super) fn delivery(
+    row: &Row<'_>,
+    message_id: &str,
+    endpoint_id: &str,
+) -> Result<Delivery, StoreError> {
+    let what = || format!("delivery {message_id}/{endpoint_id}");
+    let status: i64 = row.get("status")?;
+    let leased_until: Option<i64> = row.get("leased_until")?;
+    let trigger: i64 = row.get("next_trigger")?;
+    Ok(Delivery {
+        message_id: message_id.parse().map_err(|e| corrupt(what(), e))?,
+        endpoint_id: endpoint_id.parse().map_err(|e| corrupt(what(), e))?,
+        status: DeliveryStatus::from_code(status)
+            .ok_or_else(|| corrupt(what(), format!("unknown status {status}")))?,
+        attempts: u32::try_from(row.get::<_, i64>("attempts")?).map_err(|e| corrupt(what(), e))?,
+        next_attempt_at: time(row, "next_attempt_at")?,
+        leased_until: leased_until.and_then(DateTime::from_timestamp_micros),
+        trigger: AttemptTrigger::from_code(trigger)
+            .ok_or_else(|| corrupt(what(), format!("unknown trigger {trigger}")))?,
+    })
+}

@@ -1,0 +1,245 @@
+//! The SQLite schema, versioned with `PRAGMA user_version`, and the migrations that bring a
+//! file written by an older build up to date in place.
+//!
+//! A new file goes through every migration too, so the upgrade path is what every test runs.
+
+use rusqlite::Connection;
+
+use crate::error::StoreError;
+
+/// The schema version this build writes.
+pub(super) const VERSION: i64 = 3;
+
+/// Version 1: the registry (event types, endpoints, messages, deliveries).
+pub(super) const V1: &[&str] = &[
+    "CREATE TABLE event_types (
+        name TEXT PRIMARY KEY NOT NULL,
+        description TEXT NOT NULL,
+        schema TEXT NOT NULL,
+        archived INTEGER NOT NULL,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+    )",
+    "CREATE TABLE endpoints (
+        id TEXT PRIMARY KEY NOT NULL,
+        uid TEXT UNIQUE,
+        url TEXT NOT NULL,
+        all_types INTEGER NOT NULL,
+        event_types TEXT NOT NULL,
+        channels TEXT NOT NULL,
+        metadata TEXT NOT NULL,
+        headers TEXT NOT NULL,
+        disabled INTEGER NOT NULL,
+        description TEXT NOT NULL,
+        keys TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+    )",
+    "CREATE TABLE endpoint_types (
+        event_type TEXT NOT NULL,
+        endpoint_id TEXT NOT NULL,
+        PRIMARY KEY (event_type, endpoint_id)
+    ) WITHOUT ROWID",
+    "CREATE TABLE endpoint_channels (
+        endpoint_id TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        PRIMARY KEY (endpoint_id, channel)
+    ) WITHOUT ROWID",
+    "CREATE TABLE messages (
+        id TEXT PRIMARY KEY NOT NULL,
+        event_type TEXT NOT NULL,
+        channel TEXT,
+        payload TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+    )",
+    "CREATE INDEX messages_by_type ON messages (event_type, id)",
+    "CREATE TABLE deliveries (
+        message_id TEXT NOT NULL,
+        endpoint_id TEXT NOT NULL,
+        status INTEGER NOT NULL,
+        attempts INTEGER NOT NULL,
+        next_attempt_at INTEGER NOT NULL,
+        leased_until INTEGER,
+        lease_token TEXT,
+        PRIMARY KEY (message_id, endpoint_id)
+    )",
+    "CREATE INDEX deliveries_due ON deliveries (status, next_attempt_at)",
+    "CREATE INDEX deliveries_by_endpoint ON deliveries (endpoint_id, status)",
+];
+
+/// Version 2: the delivery engine (attempts, endpoint health and limits, manual triggers,
+/// payload retention).
+pub(super) const V2: &[&str] = &[
+    "ALTER TABLE endpoints ADD COLUMN rate_limit INTEGER",
+    "ALTER TABLE endpoints ADD COLUMN ordered INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE endpoints ADD COLUMN failing_since INTEGER",
+    "ALTER TABLE messages ADD COLUMN expired INTEGER NOT NULL DEFAULT 0",
+    "CREATE INDEX messages_by_time ON messages (created_at)",
+    "ALTER TABLE deliveries ADD COLUMN next_trigger INTEGER NOT NULL DEFAULT 0",
+    "DROP INDEX deliveries_by_endpoint",
+    "CREATE INDEX deliveries_by_endpoint ON deliveries (endpoint_id, status, message_id)",
+    "CREATE TABLE attempts (
+        id TEXT PRIMARY KEY NOT NULL,
+        message_id TEXT NOT NULL,
+        endpoint_id TEXT NOT NULL,
+        event_type TEXT NOT NULL,
+        channel TEXT,
+        url TEXT NOT NULL,
+        status INTEGER NOT NULL,
+        response_status INTEGER NOT NULL,
+        response TEXT NOT NULL,
+        headers TEXT NOT NULL,
+        duration_us INTEGER NOT NULL,
+        next_trigger INTEGER NOT NULL,
+        created_at INTEGER NOT NULL
+    )",
+    "CREATE INDEX attempts_by_endpoint ON attempts (endpoint_id, id)",
+    "CREATE INDEX attempts_by_message ON attempts (message_id, id)",
+    "CREATE INDEX attempts_by_type ON attempts (event_type, id)",
+];
+
+/// Version 3: the per-delivery tables written for every delivery (deliveries, attempts)
+/// refer to messages and endpoints by integer keys, and their indexes hold only what the
+/// queries seek. Recording a delivery's attempt touched about ten B-trees keyed by
+/// 31-character ids; it now touches fewer, keyed by small integers.
+///
+/// - `messages.seq`, `endpoints.seq`: the integer keys. Ids stay unique and are what the
+///   API speaks.
+/// - Deleted endpoints are kept as tombstones (`deleted = 1`, secrets, headers and metadata
+///   wiped, uid freed) so their attempts still name them.
+/// - `deliveries` is clustered on (message, endpoint); the due queue, the pending
+///   deliveries of an endpoint and its exhausted ones are partial indexes, so a delivery
+///   that succeeded leaves them.
+const V3: &[&str] = &[
+    "CREATE TABLE endpoints_v3 (
+        seq INTEGER PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        uid TEXT UNIQUE,
+        url TEXT NOT NULL,
+        all_types INTEGER NOT NULL,
+        event_types TEXT NOT NULL,
+        channels TEXT NOT NULL,
+        metadata TEXT NOT NULL,
+        headers TEXT NOT NULL,
+        disabled INTEGER NOT NULL,
+        description TEXT NOT NULL,
+        keys TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        rate_limit INTEGER,
+        ordered INTEGER NOT NULL DEFAULT 0,
+        failing_since INTEGER,
+        deleted INTEGER NOT NULL DEFAULT 0
+    )",
+    "INSERT INTO endpoints_v3 (id, uid, url, all_types, event_types, channels, metadata,
+        headers, disabled, description, keys, created_at, updated_at, rate_limit, ordered,
+        failing_since)
+     SELECT id, uid, url, all_types, event_types, channels, metadata, headers, disabled,
+        description, keys, created_at, updated_at, rate_limit, ordered, failing_since
+     FROM endpoints ORDER BY id",
+    // Endpoints deleted before this version, still named by deliveries or attempts.
+    "INSERT INTO endpoints_v3 (id, url, all_types, event_types, channels, metadata, headers,
+        disabled, description, keys, created_at, updated_at, deleted)
+     SELECT endpoint_id, '', 0, '[]', '[]', '{}', '{}', 1, '', '', 0, 0, 1
+     FROM (SELECT endpoint_id FROM deliveries UNION SELECT endpoint_id FROM attempts)
+     WHERE endpoint_id NOT IN (SELECT id FROM endpoints)
+     ORDER BY endpoint_id",
+    "CREATE TABLE messages_v3 (
+        seq INTEGER PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        event_type TEXT NOT NULL,
+        channel TEXT,
+        payload TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        expired INTEGER NOT NULL DEFAULT 0
+    )",
+    "INSERT INTO messages_v3 (id, event_type, channel, payload, created_at, expired)
+     SELECT id, event_type, channel, payload, created_at, expired FROM messages ORDER BY id",
+    "CREATE TABLE deliveries_v3 (
+        msg INTEGER NOT NULL,
+        ep INTEGER NOT NULL,
+        status INTEGER NOT NULL,
+        attempts INTEGER NOT NULL,
+        next_attempt_at INTEGER NOT NULL,
+        leased_until INTEGER,
+        lease_token TEXT,
+        next_trigger INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (msg, ep)
+    ) WITHOUT ROWID",
+    // A delivery of a message that is gone has nothing to deliver.
+    "INSERT INTO deliveries_v3 (msg, ep, status, attempts, next_attempt_at, leased_until,
+        lease_token, next_trigger)
+     SELECT m.seq, e.seq, d.status, d.attempts, d.next_attempt_at, d.leased_until,
+        d.lease_token, d.next_trigger
+     FROM deliveries d
+     JOIN messages_v3 m ON m.id = d.message_id
+     JOIN endpoints_v3 e ON e.id = d.endpoint_id",
+    "CREATE TABLE attempts_v3 (
+        seq INTEGER PRIMARY KEY,
+        id TEXT NOT NULL,
+        msg INTEGER NOT NULL,
+        ep INTEGER NOT NULL,
+        event_type TEXT NOT NULL,
+        channel TEXT,
+        url TEXT NOT NULL,
+        status INTEGER NOT NULL,
+        response_status INTEGER NOT NULL,
+        response TEXT NOT NULL,
+        headers TEXT NOT NULL,
+        duration_us INTEGER NOT NULL,
+        trigger_code INTEGER NOT NULL,
+        created_at INTEGER NOT NULL
+    )",
+    "INSERT INTO attempts_v3 (id, msg, ep, event_type, channel, url, status, response_status,
+        response, headers, duration_us, trigger_code, created_at)
+     SELECT a.id, m.seq, e.seq, a.event_type, a.channel, a.url, a.status, a.response_status,
+        a.response, a.headers, a.duration_us, a.next_trigger, a.created_at
+     FROM attempts a
+     JOIN messages_v3 m ON m.id = a.message_id
+     JOIN endpoints_v3 e ON e.id = a.endpoint_id
+     ORDER BY a.id",
+    "DROP TABLE attempts",
+    "DROP TABLE deliveries",
+    "DROP TABLE messages",
+    "DROP TABLE endpoints",
+    "ALTER TABLE endpoints_v3 RENAME TO endpoints",
+    "ALTER TABLE messages_v3 RENAME TO messages",
+    "ALTER TABLE deliveries_v3 RENAME TO deliveries",
+    "ALTER TABLE attempts_v3 RENAME TO attempts",
+    "CREATE INDEX messages_by_type ON messages (event_type, id)",
+    "CREATE INDEX messages_by_time ON messages (created_at)",
+    "CREATE INDEX deliveries_due ON deliveries (next_attempt_at) WHERE status = 0",
+    "CREATE INDEX deliveries_pending ON deliveries (ep, msg) WHERE status = 0",
+    "CREATE INDEX deliveries_exhausted ON deliveries (ep, msg) WHERE status = 2",
+    "CREATE INDEX attempts_by_endpoint ON attempts (ep, id)",
+    "CREATE INDEX attempts_by_message ON attempts (msg, id)",
+    "CREATE INDEX attempts_by_type ON attempts (event_type, id)",
+];
+
+/// Brings the file's schema up to [`VERSION`], in one transaction.
+///
+/// # Errors
+/// [`StoreError::UnsupportedSchemaVersion`] for a file a newer build wrote;
+/// [`StoreError::Database`].
+pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let found: i64 = tx.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    if found > VERSION {
+        return Err(StoreError::UnsupportedSchemaVersion {
+            found,
+            supported: VERSION,
+        });
+    }
+    for (target, statements) in [(1, V1), (2, V2), (3, V3)] {
+        if found < target {
+            for statement in statements {
+                tx.execute_batch(statement)?;
+            }
+        }
+    }
+    if found < VERSION {
+        tx.pragma_update(None, "user_version", VERSION)?;
+    }
+    tx.commit()?;
+    Ok(())
+}
