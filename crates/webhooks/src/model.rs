@@ -609,6 +609,9 @@ pub struct Attempt {
     pub timestamp: DateTime<Utc>,
 }
 
+/// The `user-agent` of every delivery: `Switchyard-Webhooks/<version>`.
+pub(crate) const USER_AGENT: &str = concat!("Switchyard-Webhooks/", env!("CARGO_PKG_VERSION"));
+
 /// One event sent to one endpoint, as `swh-webhooks` lists them (`SentEvent`): an attempt
 /// together with its message.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -11,7 +12,7 @@ use http::{HeaderName, HeaderValue};
 use serde_json::Value;
 use tokio::sync::Notify;
 
-use crate::error::{Error, SchemaError};
+use crate::error::{Error, SchemaError, StoreError};
 use crate::id::{EndpointId, MessageId};
 use crate::model::{
     Attempt, Channel, Delivery, Endpoint, EndpointKeys, EndpointRecord, EndpointSpec, EndpointUid,
@@ -145,6 +146,9 @@ pub struct Registry<S = MemoryStore> {
     /// Woken when deliveries become due (a send, a resend), so a delivery engine in this
     /// process starts at once instead of at its next poll.
     work: Notify,
+    /// Counts the endpoint writes made through this registry: a delivery engine in this
+    /// process drops the endpoints it cached when it changes.
+    endpoint_writes: AtomicU64,
 }
 
 impl<S> fmt::Debug for Registry<S> {
@@ -175,6 +179,7 @@ impl<S: Store> Registry<S> {
             config,
             schemas: Mutex::new(HashMap::new()),
             work: Notify::new(),
+            endpoint_writes: AtomicU64::new(0),
         }
     }
 
@@ -190,6 +195,20 @@ impl<S: Store> Registry<S> {
 
     fn now(&self) -> DateTime<Utc> {
         self.config.clock.now()
+    }
+
+    /// How many endpoint writes this registry has made (any change means cached endpoints
+    /// may be stale).
+    #[cfg(feature = "delivery")]
+    pub(crate) fn endpoint_writes(&self) -> u64 {
+        self.endpoint_writes.load(Ordering::Acquire)
+    }
+
+    /// Stores an endpoint and counts the write (whether or not it succeeded).
+    async fn save_endpoint(&self, record: &EndpointRecord) -> Result<(), StoreError> {
+        let result = self.store.put_endpoint(record).await;
+        self.endpoint_writes.fetch_add(1, Ordering::AcqRel);
+        result
     }
 
     /// Resolves when deliveries may have become due since the last call (a send or a resend
@@ -376,12 +395,11 @@ impl<S: Store> Registry<S> {
             created_at,
             updated_at: now,
         };
-        self.store
-            .put_endpoint(&EndpointRecord {
-                endpoint: endpoint.clone(),
-                keys,
-            })
-            .await?;
+        self.save_endpoint(&EndpointRecord {
+            endpoint: endpoint.clone(),
+            keys,
+        })
+        .await?;
         tracing::debug!(endpoint = %endpoint.id, "endpoint saved");
         Ok(endpoint)
     }
@@ -434,7 +452,9 @@ impl<S: Store> Registry<S> {
     /// [`Error::EndpointNotFound`].
     pub async fn delete_endpoint(&self, id_or_uid: &str) -> Result<(), Error> {
         let record = self.record(id_or_uid).await?;
-        if self.store.delete_endpoint(&record.endpoint.id).await? {
+        let deleted = self.store.delete_endpoint(&record.endpoint.id).await;
+        self.endpoint_writes.fetch_add(1, Ordering::AcqRel);
+        if deleted? {
             Ok(())
         } else {
             Err(Error::EndpointNotFound {
@@ -458,7 +478,7 @@ impl<S: Store> Registry<S> {
         let mut record = self.record(id_or_uid).await?;
         record.endpoint.headers = headers;
         record.endpoint.updated_at = self.now();
-        self.store.put_endpoint(&record).await?;
+        self.save_endpoint(&record).await?;
         Ok(record.endpoint)
     }
 
@@ -506,7 +526,7 @@ impl<S: Store> Registry<S> {
         let now = self.now();
         record.keys = self.rotated(record.keys, next, now);
         record.endpoint.updated_at = now;
-        self.store.put_endpoint(&record).await?;
+        self.save_endpoint(&record).await?;
         tracing::info!(endpoint = %record.endpoint.id, "endpoint secret rotated");
         Ok(())
     }

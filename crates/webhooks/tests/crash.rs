@@ -1,6 +1,7 @@
 //! At-least-once delivery across a crash: the engine runs in a child process on a SQLite
-//! file, is killed with SIGKILL in the middle of 2,000 deliveries, and is restarted on the
-//! same file. Every message must reach the receiver and have a recorded success.
+//! file, is killed with SIGKILL in the middle of 2,000 messages to 3 endpoints each, and is
+//! restarted on the same file. Every (message, endpoint) pair must reach the receiver and
+//! have a recorded success.
 //!
 //! The child is this same test binary, re-run with `--ignored crash_child` and
 //! `SWITCHYARD_CRASH_CHILD` set to the database path; `crash_child` is not a test of its own,
@@ -26,6 +27,10 @@ use switchyard_webhooks::{AttemptStatus, EndpointSpec, EventTypeName, ListOption
 
 const CHILD_ENV: &str = "SWITCHYARD_CRASH_CHILD";
 const MESSAGES: usize = 2_000;
+/// Endpoints every message goes to (paths of the one receiver).
+const ENDPOINTS: usize = 3;
+/// Requests the receiver saw, per (path, `webhook-id`).
+type Counts = Arc<Mutex<HashMap<(String, String), usize>>>;
 
 /// In the child: deliver from the given file until killed.
 #[test]
@@ -52,22 +57,41 @@ fn crash_child() {
     });
 }
 
-fn spawn_child(path: &std::path::Path) -> Child {
-    Command::new(std::env::current_exe().unwrap())
-        .args(["crash_child", "--exact", "--ignored", "--test-threads=1"])
-        .env(CHILD_ENV, path)
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap()
+/// The engine's child process, killed when dropped so that a failing test leaves none
+/// behind.
+struct ChildEngine(Child);
+
+impl ChildEngine {
+    fn spawn(path: &std::path::Path) -> Self {
+        let child = Command::new(std::env::current_exe().unwrap())
+            .args(["crash_child", "--exact", "--ignored", "--test-threads=1"])
+            .env(CHILD_ENV, path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        Self(child)
+    }
+
+    /// SIGKILL on Unix: no cleanup, no flush.
+    fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
-/// A receiver counting deliveries per `webhook-id`, answering after 10 ms so that the
-/// 2,000 deliveries take seconds and the child is killed with requests in flight.
-async fn counting_receiver() -> (String, Arc<Mutex<HashMap<String, usize>>>) {
+impl Drop for ChildEngine {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A receiver counting deliveries per path and `webhook-id`, answering after 10 ms so that
+/// the 6,000 deliveries take seconds and the child is killed with requests in flight.
+async fn counting_receiver() -> (String, Counts) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    let counts: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let counts: Counts = Arc::default();
     let shared = counts.clone();
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
@@ -77,9 +101,10 @@ async fn counting_receiver() -> (String, Arc<Mutex<HashMap<String, usize>>>) {
                     let counts = counts.clone();
                     async move {
                         let id = request.headers()["webhook-id"].to_str().unwrap().to_owned();
+                        let path = request.uri().path().to_owned();
                         let _ = request.into_body().collect().await;
                         tokio::time::sleep(Duration::from_millis(10)).await;
-                        *counts.lock().unwrap().entry(id).or_default() += 1;
+                        *counts.lock().unwrap().entry((path, id)).or_default() += 1;
                         Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
                     }
                 });
@@ -111,10 +136,12 @@ async fn every_message_is_delivered_across_a_sigkill() {
         .create_event_type(visit.clone(), "visits", json!({"type": "object"}))
         .await
         .unwrap();
-    let endpoint = registry
-        .create_endpoint(EndpointSpec::new(&url).event_type(visit.clone()))
-        .await
-        .unwrap();
+    let mut endpoints = Vec::with_capacity(ENDPOINTS);
+    for n in 0..ENDPOINTS {
+        let spec = EndpointSpec::new(format!("{url}/hook/{n}")).event_type(visit.clone());
+        endpoints.push(registry.create_endpoint(spec).await.unwrap());
+    }
+    let pairs = MESSAGES * ENDPOINTS;
 
     // Everything is stored before the engine starts, so the kill lands mid-delivery however
     // fast or slow the machine is at storing.
@@ -123,80 +150,94 @@ async fn every_message_is_delivered_across_a_sigkill() {
         let body = format!(r#"{{"n": {i}}}"#);
         sent.push(registry.send(&visit, body, None).await.unwrap().unwrap().0);
     }
-    let mut child = spawn_child(&path);
-    let received = |counts: &Arc<Mutex<HashMap<String, usize>>>| counts.lock().unwrap().len();
+    let mut child = ChildEngine::spawn(&path);
+    let received = |counts: &Counts| counts.lock().unwrap().len();
     wait_for("the first deliveries", Duration::from_secs(60), || {
-        received(&counts) >= MESSAGES / 4
+        received(&counts) >= pairs / 4
     })
     .await;
-    child.kill().unwrap(); // SIGKILL on Unix: no cleanup, no flush
-    child.wait().unwrap();
+    child.kill();
     let at_kill = received(&counts);
     assert!(
-        at_kill < MESSAGES,
+        at_kill < pairs,
         "killed too late to prove anything ({at_kill} delivered)"
     );
 
-    let mut restarted = spawn_child(&path);
+    let mut restarted = ChildEngine::spawn(&path);
     let finished = {
         let counts = counts.clone();
         wait_for(
             "every message after the restart",
             Duration::from_secs(120),
-            move || received(&counts) == MESSAGES,
+            move || received(&counts) == pairs,
         )
     };
     finished.await;
     // Let the last attempts be recorded, then stop the child.
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut succeeded = std::collections::HashSet::new();
-    while succeeded.len() < MESSAGES {
+    while succeeded.len() < pairs {
         assert!(
             Instant::now() < deadline,
             "only {} successes recorded",
             succeeded.len()
         );
         succeeded.clear();
-        let mut options = ListOptions {
-            limit: Some(250),
-            ..ListOptions::default()
-        };
-        let filter = AttemptFilter {
-            endpoint: Some(endpoint.id.clone()),
-            status: Some(AttemptStatus::Success),
-            ..AttemptFilter::default()
-        };
-        loop {
-            let page = registry.list_attempts(&filter, &options).await.unwrap();
-            succeeded.extend(page.items.into_iter().map(|a| a.message_id));
-            if page.done {
-                break;
+        for endpoint in &endpoints {
+            let mut options = ListOptions {
+                limit: Some(250),
+                ..ListOptions::default()
+            };
+            let filter = AttemptFilter {
+                endpoint: Some(endpoint.id.clone()),
+                status: Some(AttemptStatus::Success),
+                ..AttemptFilter::default()
+            };
+            loop {
+                let page = registry.list_attempts(&filter, &options).await.unwrap();
+                succeeded.extend(
+                    page.items
+                        .into_iter()
+                        .map(|a| (a.message_id, a.endpoint_id)),
+                );
+                if page.done {
+                    break;
+                }
+                options.iterator = page.iterator;
             }
-            options.iterator = page.iterator;
         }
-        if succeeded.len() < MESSAGES {
+        if succeeded.len() < pairs {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
-    restarted.kill().unwrap();
-    restarted.wait().unwrap();
+    restarted.kill();
 
+    let counts = counts.lock().unwrap().clone();
     for id in &sent {
         let deliveries = registry.deliveries(id).await.unwrap();
-        assert_eq!(deliveries.len(), 1);
-        assert_eq!(
-            deliveries[0].status,
-            switchyard_webhooks::DeliveryStatus::Succeeded,
-            "{id}"
-        );
-        assert!(succeeded.contains(id), "{id} has no recorded success");
+        assert_eq!(deliveries.len(), ENDPOINTS, "{id}");
+        for delivery in &deliveries {
+            assert_eq!(
+                delivery.status,
+                switchyard_webhooks::DeliveryStatus::Succeeded,
+                "{id} to {}",
+                delivery.endpoint_id
+            );
+            assert!(
+                succeeded.contains(&(id.clone(), delivery.endpoint_id.clone())),
+                "{id} to {} has no recorded success",
+                delivery.endpoint_id
+            );
+        }
+        for n in 0..ENDPOINTS {
+            let key = (format!("/hook/{n}"), id.to_string());
+            assert!(counts.contains_key(&key), "{key:?} never arrived");
+        }
     }
-    let counts = counts.lock().unwrap();
-    assert!(sent.iter().all(|id| counts.contains_key(id.as_str())));
     let total: usize = counts.values().sum();
     eprintln!(
-        "crash test: {MESSAGES} messages, killed after {at_kill} had arrived; \
-         the receiver saw {total} requests, {} duplicates",
-        total - MESSAGES
+        "crash test: {MESSAGES} messages to {ENDPOINTS} endpoints, killed after {at_kill} of \
+         {pairs} deliveries had arrived; the receiver saw {total} requests, {} duplicates",
+        total - pairs
     );
 }

@@ -783,6 +783,47 @@ async fn leases_are_exclusive_and_expire<S: Store>(h: Harness<S>) {
     assert_eq!(statuses, [DeliveryStatus::Succeeded]);
 }
 
+/// A batch comes back short of its limit only when nothing more is due: the delivery engine
+/// waits for new work after a short batch, so a store that stopped early would stall it.
+async fn a_short_batch_means_nothing_more_is_due<S: Store>(h: Harness<S>) {
+    let r = &h.registry;
+    let visit = with_visit_type(&h).await;
+    for i in 0..3 {
+        r.create_endpoint(
+            EndpointSpec::new(format!("https://{i}.example/")).event_type(visit.clone()),
+        )
+        .await
+        .unwrap();
+    }
+    for _ in 0..10 {
+        r.send(&visit, r#"{"origin":"o"}"#, None)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    let store = r.store();
+    let mut remaining = 30;
+    while remaining > 0 {
+        let batch = store
+            .lease_deliveries(h.now(), Duration::from_secs(30), 4)
+            .await
+            .unwrap();
+        assert!(
+            batch.len() >= remaining.min(4),
+            "{} leased with {remaining} due",
+            batch.len()
+        );
+        remaining -= batch.len();
+    }
+    assert!(
+        store
+            .lease_deliveries(h.now(), Duration::from_secs(30), 4)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
 async fn deleting_an_endpoint_drops_its_pending_deliveries<S: Store>(h: Harness<S>) {
     let r = &h.registry;
     let visit = with_visit_type(&h).await;
@@ -1104,6 +1145,117 @@ async fn a_lost_lease_still_records_its_attempt<S: Store>(h: Harness<S>) {
     let delivery = &r.deliveries(&message).await.unwrap()[0];
     assert_eq!(delivery.status, DeliveryStatus::Pending);
     assert_eq!(delivery.trigger, AttemptTrigger::Manual);
+}
+
+/// One `finish_deliveries` call mixing postponements (no attempt), successes and failures:
+/// every attempt is recorded once, with its own headers, and every delivery gets its own
+/// outcome.
+async fn a_batch_of_mixed_outcomes_records_each_its_own<S: Store>(h: Harness<S>) {
+    let r = &h.registry;
+    let visit = with_visit_type(&h).await;
+    for i in 0..3 {
+        r.create_endpoint(
+            EndpointSpec::new(format!("https://{i}.example/")).event_type(visit.clone()),
+        )
+        .await
+        .unwrap();
+    }
+    for _ in 0..4 {
+        r.send(&visit, r#"{"origin":"o"}"#, None)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    let now = h.now();
+    let store = r.store();
+    let leases = store
+        .lease_deliveries(now, Duration::from_secs(30), 100)
+        .await
+        .unwrap();
+    assert_eq!(leases.len(), 12);
+    let later = now + chrono::Duration::seconds(5);
+    let mut items = Vec::new();
+    let mut expected = BTreeMap::new();
+    for (n, lease) in leases.iter().enumerate() {
+        let key = (
+            lease.delivery.message_id.clone(),
+            lease.delivery.endpoint_id.clone(),
+        );
+        let update = match n % 3 {
+            // Postponed: no request was made.
+            0 => DeliveryUpdate {
+                status: DeliveryStatus::Pending,
+                attempts: 0,
+                next_attempt_at: later,
+                attempt: None,
+            },
+            outcome => {
+                let (status, code, delivery) = if outcome == 1 {
+                    (AttemptStatus::Success, 200, DeliveryStatus::Succeeded)
+                } else {
+                    (AttemptStatus::Failed, 500, DeliveryStatus::Pending)
+                };
+                let mut attempt = attempt_for(&h, lease, status, code, now).await;
+                attempt.headers.insert("x-n".to_owned(), n.to_string());
+                expected.insert(attempt.id.to_string(), (key.clone(), n, status));
+                DeliveryUpdate {
+                    status: delivery,
+                    attempts: 1,
+                    next_attempt_at: if outcome == 1 { now } else { later },
+                    attempt: Some(attempt),
+                }
+            }
+        };
+        items.push((lease.clone(), update));
+    }
+    let finished = store
+        .finish_deliveries(items, Duration::from_secs(3600))
+        .await
+        .unwrap();
+    assert_eq!(finished.held, vec![true; 12]);
+
+    let mut options = ListOptions::new();
+    options.limit = Some(100);
+    let attempts = r
+        .list_attempts(&AttemptFilter::default(), &options)
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(attempts.len(), expected.len());
+    for attempt in &attempts {
+        let ((message, endpoint), n, status) = &expected[attempt.id.as_str()];
+        assert_eq!(
+            (&attempt.message_id, &attempt.endpoint_id),
+            (message, endpoint)
+        );
+        assert_eq!(attempt.status, *status);
+        assert_eq!(attempt.headers["x-n"], n.to_string(), "{}", attempt.id);
+    }
+    for (n, lease) in leases.iter().enumerate() {
+        let delivery = r
+            .deliveries(&lease.delivery.message_id)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|d| d.endpoint_id == lease.delivery.endpoint_id)
+            .unwrap();
+        let (status, attempts) = match n % 3 {
+            0 => (DeliveryStatus::Pending, 0),
+            1 => (DeliveryStatus::Succeeded, 1),
+            _ => (DeliveryStatus::Pending, 1),
+        };
+        assert_eq!(
+            (delivery.status, delivery.attempts),
+            (status, attempts),
+            "{n}"
+        );
+    }
+    // Only the postponed and the failed come back, when due.
+    let again = store
+        .lease_deliveries(later, Duration::from_secs(30), 100)
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 8);
 }
 
 async fn resend_and_recover<S: Store>(h: Harness<S>) {
@@ -1439,9 +1591,11 @@ suite!(
     rotation_grace_and_cap,
     pagination_is_complete_in_both_orders,
     leases_are_exclusive_and_expire,
+    a_short_batch_means_nothing_more_is_due,
     deleting_an_endpoint_drops_its_pending_deliveries,
     attempts_are_recorded_listed_and_become_sent_events,
     a_lost_lease_still_records_its_attempt,
+    a_batch_of_mixed_outcomes_records_each_its_own,
     resend_and_recover,
     failing_endpoints_are_disabled_and_recover,
     expired_payloads_still_list,

@@ -84,7 +84,7 @@ use crate::signature::Signer;
 use crate::store::{HealthChange, Store};
 
 /// The `user-agent` of every delivery: `Switchyard-Webhooks/<version>`.
-pub const USER_AGENT_VALUE: &str = concat!("Switchyard-Webhooks/", env!("CARGO_PKG_VERSION"));
+pub const USER_AGENT_VALUE: &str = crate::model::USER_AGENT;
 
 /// Custom header names whose values are never recorded in attempts (matched on the
 /// lower-case name: exact names, then substrings).
@@ -102,7 +102,8 @@ pub struct DeliveryConfig {
     pub max_in_flight: usize,
     /// The most requests in flight to one endpoint (default 8).
     pub max_in_flight_per_endpoint: usize,
-    /// The most deliveries leased at once (default 100).
+    /// The most deliveries leased at once (default 256; a message's first attempts to its
+    /// endpoints are leased together, so a batch may hold one message's more).
     pub batch_size: usize,
     /// How often the store is polled for due retries when nothing wakes the engine
     /// (default 1 s). Sends through the same [`Registry`] wake it at once.
@@ -122,6 +123,10 @@ pub struct DeliveryConfig {
     /// How long a delivery held back by its endpoint's limits waits before it is offered
     /// again (default 250 ms).
     pub busy_retry: Duration,
+    /// How long an endpoint read from the store is used before it is read again (default
+    /// 1 s). Changes made through this engine's [`Registry`] are seen at once; changes made
+    /// by another process sharing the store, within this time.
+    pub endpoint_refresh: Duration,
 }
 
 impl Default for DeliveryConfig {
@@ -131,7 +136,7 @@ impl Default for DeliveryConfig {
             request_timeout: Duration::from_secs(30),
             max_in_flight: 64,
             max_in_flight_per_endpoint: 8,
-            batch_size: 100,
+            batch_size: 256,
             poll_interval: Duration::from_secs(1),
             lease_for: Duration::from_secs(120),
             disable_after: Duration::from_secs(5 * 24 * 60 * 60),
@@ -139,6 +144,7 @@ impl Default for DeliveryConfig {
             purge_interval: Duration::from_secs(60 * 60),
             addresses: AddressPolicy::default(),
             busy_retry: Duration::from_millis(250),
+            endpoint_refresh: Duration::from_secs(1),
         }
     }
 }
@@ -243,8 +249,20 @@ struct Shared<S> {
     client: HttpClient,
     global: Arc<Semaphore>,
     gates: Mutex<HashMap<EndpointId, Arc<Gate>>>,
+    endpoints: Mutex<EndpointCache>,
     notifications: broadcast::Sender<Notification>,
 }
+
+/// Endpoints as last read from the store, each with when it was read.
+#[derive(Default)]
+struct EndpointCache {
+    /// The registry's endpoint write count the entries were read after.
+    writes: u64,
+    entries: HashMap<EndpointId, (Arc<EndpointRecord>, Instant)>,
+}
+
+/// Cached endpoints kept before stale ones are swept out.
+const ENDPOINT_CACHE_SWEEP: usize = 10_000;
 
 /// The delivery engine. Cheap to clone (all clones share one set of limits and one
 /// connection pool); several engines, in several processes, may work on one store.
@@ -331,6 +349,7 @@ impl<S: Store> DeliveryEngine<S> {
                 addresses,
                 client,
                 gates: Mutex::new(HashMap::new()),
+                endpoints: Mutex::new(EndpointCache::default()),
                 notifications,
             }),
         })
@@ -534,7 +553,7 @@ impl<S: Store> Shared<S> {
                 let finished = self
                     .registry
                     .store()
-                    .finish_deliveries(&items, self.config.disable_after)
+                    .finish_deliveries(items, self.config.disable_after)
                     .await?;
                 for (endpoint, change) in finished.health {
                     self.announce_health(endpoint, change);
@@ -564,6 +583,14 @@ impl<S: Store> Shared<S> {
 
     /// Tells the operator about a change in an endpoint's health.
     fn announce_health(&self, endpoint_id: EndpointId, change: HealthChange) {
+        if change != HealthChange::Unchanged {
+            // Disabled or enabled in the store: read it again before the next delivery.
+            self.endpoints
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .entries
+                .remove(&endpoint_id);
+        }
         match change {
             HealthChange::Unchanged => {}
             HealthChange::Disabled { failing_since } => {
@@ -599,12 +626,7 @@ impl<S: Store> Shared<S> {
             .collect();
         message_ids.sort_unstable();
         message_ids.dedup();
-        let endpoints: HashMap<EndpointId, Arc<EndpointRecord>> = store
-            .endpoints(&endpoint_ids)
-            .await?
-            .into_iter()
-            .map(|r| (r.endpoint.id.clone(), Arc::new(r)))
-            .collect();
+        let endpoints = self.endpoints(endpoint_ids).await?;
         let messages: HashMap<MessageId, Arc<Message>> = store
             .messages(&message_ids)
             .await?
@@ -619,6 +641,58 @@ impl<S: Store> Shared<S> {
                 lease,
             })
             .collect())
+    }
+
+    /// The endpoints with these ids, from the cache where fresh, else from the store.
+    async fn endpoints(
+        &self,
+        ids: Vec<EndpointId>,
+    ) -> Result<HashMap<EndpointId, Arc<EndpointRecord>>, Error> {
+        let writes = self.registry.endpoint_writes();
+        let now = Instant::now();
+        let fresh = |read: &Instant| now.duration_since(*read) < self.config.endpoint_refresh;
+        let mut found = HashMap::with_capacity(ids.len());
+        let mut missing = Vec::new();
+        {
+            let mut cache = self
+                .endpoints
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if cache.writes != writes {
+                cache.entries.clear();
+                cache.writes = writes;
+            }
+            for id in ids {
+                match cache.entries.get(&id) {
+                    Some((record, read)) if fresh(read) => {
+                        found.insert(id, Arc::clone(record));
+                    }
+                    _ => missing.push(id),
+                }
+            }
+        }
+        if missing.is_empty() {
+            return Ok(found);
+        }
+        let read = self.registry.store().endpoints(&missing).await?;
+        let mut cache = self
+            .endpoints
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if cache.entries.len() > ENDPOINT_CACHE_SWEEP {
+            cache.entries.retain(|_, (_, read)| fresh(read));
+        }
+        for record in read {
+            let record = Arc::new(record);
+            // Written meanwhile: use what was read for this batch, but do not keep it.
+            if cache.writes == writes {
+                cache
+                    .entries
+                    .insert(record.endpoint.id.clone(), (Arc::clone(&record), now));
+            }
+            found.insert(record.endpoint.id.clone(), record);
+        }
+        Ok(found)
     }
 
     /// Delivers one leased delivery: takes a slot of its endpoint, then a global one, then

@@ -186,9 +186,14 @@ pub trait Store: Send + Sync + 'static {
         message: &MessageId,
     ) -> impl Future<Output = Result<Vec<Delivery>, StoreError>> + Send;
 
-    /// Atomically leases up to `limit` pending deliveries due at `now` and not held by a live
+    /// Atomically leases `limit` pending deliveries due at `now` and not held by a live
     /// lease, earliest due first, for `lease_for`. A delivery whose lease ran out (its worker
     /// died) can be leased again.
+    ///
+    /// Fewer than `limit` means nothing more is due now (the delivery engine then waits for
+    /// new work or its next poll). A store that leases a message's deliveries together may
+    /// return more: the SQLite store takes a message's first
+    /// attempts to all its unordered endpoints at once.
     fn lease_deliveries(
         &self,
         now: DateTime<Utc>,
@@ -209,10 +214,10 @@ pub trait Store: Send + Sync + 'static {
     /// [`Store::finish_delivery`] for several leases at once, plus the
     /// [`Store::record_health`] of every attempt among them (its endpoint, its success, its
     /// timestamp), in item order. A durable store writes it all in one transaction (group
-    /// commit: one disk sync for many attempts).
+    /// commit: one disk sync for many attempts). Takes the items: a store may keep them.
     fn finish_deliveries(
         &self,
-        items: &[(Lease, DeliveryUpdate)],
+        items: Vec<(Lease, DeliveryUpdate)>,
         disable_after: Duration,
     ) -> impl Future<Output = Result<Finished, StoreError>> + Send {
         async move {
@@ -220,7 +225,7 @@ pub trait Store: Send + Sync + 'static {
                 held: Vec::with_capacity(items.len()),
                 health: Vec::new(),
             };
-            for (lease, update) in items {
+            for (lease, update) in &items {
                 finished
                     .held
                     .push(self.finish_delivery(lease, update).await?);

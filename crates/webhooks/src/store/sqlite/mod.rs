@@ -1,9 +1,9 @@
 //! The embedded durable [`Store`]: one SQLite file in WAL mode, written by one thread of its
 //! own that groups concurrent writes into shared transactions.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -22,11 +22,12 @@ use crate::model::{
 };
 use crate::page::{Order, PageRequest};
 
+mod fanout;
 mod rows;
 mod schema;
 mod worker;
 
-use rows::{StoredKeys, corrupt, micros, to_json};
+use rows::{StoredHeaders, StoredKeys, corrupt, micros, to_json};
 use worker::Db;
 
 /// A [`Store`] in one SQLite file (WAL journal, `synchronous=FULL`, so a committed send
@@ -54,6 +55,8 @@ use worker::Db;
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     db: Arc<Db>,
+    /// Fan-out shares handed out by this store and not finished (used by the writer only).
+    claims: Arc<Mutex<fanout::Claims>>,
 }
 
 impl SqliteStore {
@@ -65,7 +68,10 @@ impl SqliteStore {
     /// [`StoreError::UnsupportedSchemaVersion`] when a newer build wrote it.
     pub async fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
         let db = Db::open(path.as_ref(), schema::migrate).await?;
-        Ok(Self { db: Arc::new(db) })
+        Ok(Self {
+            db: Arc::new(db),
+            claims: Arc::default(),
+        })
     }
 
     /// Finishes the writes queued, then closes every connection. Later calls fail with
@@ -263,13 +269,16 @@ fn keys(
 /// made.
 fn finish_in(
     conn: &Connection,
+    claims: &Mutex<fanout::Claims>,
     items: &[(Lease, DeliveryUpdate)],
+    headers: &[StoredHeaders],
 ) -> Result<Vec<bool>, StoreError> {
     let mut insert = conn.prepare_cached(
         "INSERT INTO attempts (id, msg, ep, event_type, channel, url, status, response_status,
-            response, headers, duration_us, trigger_code, created_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            response, headers, elided, duration_us, trigger_code, created_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )?;
+    let mut headers = headers.iter();
     // A postponement (no attempt) keeps a manual trigger for the attempt still to come.
     let mut update = conn.prepare_cached(
         "UPDATE deliveries SET status = ?4, attempts = ?5, next_attempt_at = ?6,
@@ -277,16 +286,27 @@ fn finish_in(
             next_trigger = CASE WHEN ?7 THEN 0 ELSE next_trigger END
          WHERE msg = ?1 AND ep = ?2 AND lease_token = ?3",
     )?;
+    let mut claims = claims.lock().unwrap_or_else(PoisonError::into_inner);
     let mut held = Vec::with_capacity(items.len());
     for (lease, change) in items {
         let delivery = &lease.delivery;
+        if let Some(share) = fanout::share_of(lease) {
+            let (_, msg, ep) = share;
+            let standing = fanout::standing(conn, &mut claims, share)?;
+            if let Some((attempt, stored)) = with_headers(change, &mut headers)? {
+                let keys = (Some(msg), Some(ep));
+                record_attempt(conn, &mut insert, attempt, stored, delivery, keys)?;
+            }
+            held.push(fanout::finish(conn, &mut claims, share, standing, change)?);
+            continue;
+        }
         let (msg, ep) = keys(
             conn,
             delivery.message_id.as_str(),
             delivery.endpoint_id.as_str(),
         )?;
-        if let Some(attempt) = &change.attempt {
-            record_attempt(conn, &mut insert, attempt, delivery, (msg, ep))?;
+        if let Some((attempt, stored)) = with_headers(change, &mut headers)? {
+            record_attempt(conn, &mut insert, attempt, stored, delivery, (msg, ep))?;
         }
         let (Some(msg), Some(ep)) = (msg, ep) else {
             held.push(false);
@@ -306,10 +326,26 @@ fn finish_in(
     Ok(held)
 }
 
+/// The attempt of an update with its stored headers, the next of `headers` (which hold one
+/// entry per update *with* an attempt, in order).
+fn with_headers<'a>(
+    change: &'a DeliveryUpdate,
+    headers: &mut std::slice::Iter<'a, StoredHeaders>,
+) -> Result<Option<(&'a Attempt, &'a StoredHeaders)>, StoreError> {
+    let Some(attempt) = &change.attempt else {
+        return Ok(None);
+    };
+    let stored = headers
+        .next()
+        .ok_or_else(|| corrupt(format!("attempt {}", attempt.id), "no stored headers"))?;
+    Ok(Some((attempt, stored)))
+}
+
 fn record_attempt(
     conn: &Connection,
     insert: &mut rusqlite::CachedStatement<'_>,
     attempt: &Attempt,
+    (headers, elided): &StoredHeaders,
     delivery: &Delivery,
     lease_keys: (Option<i64>, Option<i64>),
 ) -> Result<(), StoreError> {
@@ -340,12 +376,23 @@ fn record_attempt(
         attempt.status.code(),
         attempt.response_status,
         attempt.response,
-        to_json(&attempt.headers)?,
+        headers,
+        elided,
         i64::try_from(attempt.duration.as_micros()).unwrap_or(i64::MAX),
         attempt.trigger.code(),
         micros(attempt.timestamp),
     ])?;
     Ok(())
+}
+
+/// The stored headers of the items' attempts, in item order (items without an attempt have
+/// none).
+fn stored_headers(items: &[(Lease, DeliveryUpdate)]) -> Result<Vec<StoredHeaders>, StoreError> {
+    items
+        .iter()
+        .filter_map(|(_, update)| update.attempt.as_ref())
+        .map(rows::stored_headers)
+        .collect()
 }
 
 /// Applies the outcomes of attempts — (endpoint, success, when), in order — to their
@@ -430,15 +477,30 @@ fn outcomes(items: &[(Lease, DeliveryUpdate)]) -> Vec<(&EndpointId, bool, DateTi
         .collect()
 }
 
-/// Stores a message and one pending delivery per endpoint that exists.
+/// Stores a message for the endpoints that exist: the unordered ones as its fan-out, one
+/// delivery row per ordered one (their order is kept by the rows' lease rule).
 fn insert_message_in(
     conn: &Connection,
     message: &Message,
     endpoints: &[EndpointId],
 ) -> Result<(), StoreError> {
+    let mut find =
+        conn.prepare_cached("SELECT seq, ordered FROM endpoints WHERE id = ? AND deleted = 0")?;
+    let mut shares = Vec::with_capacity(endpoints.len());
+    let mut ordered = Vec::new();
+    for endpoint in endpoints {
+        let found: Option<(i64, bool)> = find
+            .query_row([endpoint.as_str()], |row| Ok((row.get(0)?, row.get(1)?)))
+            .optional()?;
+        match found {
+            Some((seq, true)) => ordered.push(seq),
+            Some((seq, false)) => shares.push(seq),
+            None => {}
+        }
+    }
     conn.prepare_cached(
-        "INSERT INTO messages (id, event_type, channel, payload, created_at)
-         VALUES (?, ?, ?, ?, ?)",
+        "INSERT INTO messages (id, event_type, channel, payload, created_at, fanout)
+         VALUES (?, ?, ?, ?, ?, ?)",
     )?
     .execute(params![
         message.id.as_str(),
@@ -446,15 +508,16 @@ fn insert_message_in(
         message.channel.as_ref().map(Channel::as_str),
         message.payload,
         micros(message.created_at),
+        fanout::encode(&shares),
     ])?;
     let msg = conn.last_insert_rowid();
-    let created = micros(message.created_at);
+    fanout::start(conn, msg, shares.len())?;
     let mut insert = conn.prepare_cached(
         "INSERT INTO deliveries (msg, ep, status, attempts, next_attempt_at)
-         SELECT ?1, seq, 0, 0, ?2 FROM endpoints WHERE id = ?3",
+         VALUES (?, ?, 0, 0, ?)",
     )?;
-    for endpoint in endpoints {
-        insert.execute(params![msg, created, endpoint.as_str()])?;
+    for ep in ordered {
+        insert.execute(params![msg, ep, micros(message.created_at)])?;
     }
     Ok(())
 }
@@ -463,7 +526,8 @@ fn insert_message_in(
 struct Names<'c> {
     conn: &'c Connection,
     messages: HashMap<i64, String>,
-    endpoints: HashMap<i64, String>,
+    /// Id, and whether the endpoint is deleted.
+    endpoints: HashMap<i64, (String, bool)>,
 }
 
 impl<'c> Names<'c> {
@@ -476,34 +540,64 @@ impl<'c> Names<'c> {
     }
 
     fn message(&mut self, seq: i64) -> Result<&str, StoreError> {
-        Self::name(self.conn, &mut self.messages, "messages", seq)
-    }
-
-    fn endpoint(&mut self, seq: i64) -> Result<&str, StoreError> {
-        Self::name(self.conn, &mut self.endpoints, "endpoints", seq)
-    }
-
-    fn name<'m>(
-        conn: &Connection,
-        names: &'m mut HashMap<i64, String>,
-        table: &str,
-        seq: i64,
-    ) -> Result<&'m str, StoreError> {
-        if let std::collections::hash_map::Entry::Vacant(entry) = names.entry(seq) {
-            let sql = if table == "messages" {
-                "SELECT id FROM messages WHERE seq = ?"
-            } else {
-                "SELECT id FROM endpoints WHERE seq = ?"
-            };
-            let id: Option<String> = conn
-                .prepare_cached(sql)?
+        if let std::collections::hash_map::Entry::Vacant(entry) = self.messages.entry(seq) {
+            let id: Option<String> = self
+                .conn
+                .prepare_cached("SELECT id FROM messages WHERE seq = ?")?
                 .query_row([seq], |row| row.get(0))
                 .optional()?;
-            let id = id.ok_or_else(|| corrupt(format!("{table} row {seq}"), "missing"))?;
-            entry.insert(id);
+            entry.insert(id.ok_or_else(|| corrupt(format!("message row {seq}"), "missing"))?);
         }
-        Ok(names.get(&seq).map(String::as_str).unwrap_or_default())
+        Ok(self
+            .messages
+            .get(&seq)
+            .map(String::as_str)
+            .unwrap_or_default())
     }
+
+    fn lookup(&mut self, seq: i64) -> Result<&(String, bool), StoreError> {
+        if let std::collections::hash_map::Entry::Vacant(entry) = self.endpoints.entry(seq) {
+            let found: Option<(String, bool)> = self
+                .conn
+                .prepare_cached("SELECT id, deleted FROM endpoints WHERE seq = ?")?
+                .query_row([seq], |row| Ok((row.get(0)?, row.get(1)?)))
+                .optional()?;
+            entry.insert(found.ok_or_else(|| corrupt(format!("endpoint row {seq}"), "missing"))?);
+        }
+        self.endpoints
+            .get(&seq)
+            .ok_or_else(|| corrupt(format!("endpoint row {seq}"), "missing"))
+    }
+
+    /// The endpoint's id (deleted ones too: their attempts still name them).
+    fn endpoint(&mut self, seq: i64) -> Result<&str, StoreError> {
+        Ok(self.lookup(seq)?.0.as_str())
+    }
+
+    /// The endpoint's id unless it was deleted.
+    fn live_endpoint(&mut self, seq: i64) -> Result<Option<String>, StoreError> {
+        let (id, deleted) = self.lookup(seq)?;
+        Ok((!deleted).then(|| id.clone()))
+    }
+}
+
+/// Delivery rows due at `now` and not held by a live lease, earliest due first: (message,
+/// endpoint, due). An ordered endpoint's delivery waits while an earlier message to it is
+/// pending.
+fn due_rows(conn: &Connection, now: i64, limit: i64) -> Result<Vec<(i64, i64, i64)>, StoreError> {
+    let mut statement = conn.prepare_cached(
+        "SELECT d.msg, d.ep, d.next_attempt_at FROM deliveries d
+         WHERE d.status = 0 AND d.next_attempt_at <= ?1
+           AND (d.leased_until IS NULL OR d.leased_until <= ?1)
+           AND (NOT EXISTS (SELECT 1 FROM endpoints e WHERE e.seq = d.ep AND e.ordered = 1)
+                OR NOT EXISTS (SELECT 1 FROM deliveries p
+                               WHERE p.status = 0 AND p.ep = d.ep AND p.msg < d.msg))
+         ORDER BY d.next_attempt_at, d.msg, d.ep LIMIT ?2",
+    )?;
+    let rows = statement.query_map(params![now, limit], |row| {
+        Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
 }
 
 impl Store for SqliteStore {
@@ -722,18 +816,31 @@ impl Store for SqliteStore {
 
     async fn deliveries(&self, message: &MessageId) -> Result<Vec<Delivery>, StoreError> {
         self.db.read(|conn| {
+            let Some((seq, stored)) = one(
+                conn,
+                "SELECT * FROM messages WHERE id = ?",
+                [message.as_str()],
+                |row| Ok((row.get::<_, i64>("seq")?, rows::message(row)?)),
+            )?
+            else {
+                return Ok(Vec::new());
+            };
             let mut statement = conn.prepare_cached(
                 "SELECT d.*, (SELECT id FROM endpoints WHERE seq = d.ep) AS endpoint_id
-                 FROM deliveries d
-                 WHERE d.msg = (SELECT seq FROM messages WHERE id = ?)
-                 ORDER BY endpoint_id",
+                 FROM deliveries d WHERE d.msg = ?",
             )?;
-            let mut rows = statement.query([message.as_str()])?;
             let mut found = Vec::new();
+            let mut with_rows = HashSet::new();
+            let mut rows = statement.query([seq])?;
             while let Some(row) = rows.next()? {
+                with_rows.insert(row.get::<_, i64>("ep")?);
                 let endpoint: String = row.get("endpoint_id")?;
                 found.push(rows::delivery(row, message.as_str(), &endpoint)?);
             }
+            drop(rows);
+            let mut names = Names::new(conn);
+            found.extend(fanout::derived(conn, &stored, seq, &with_rows, &mut names)?);
+            found.sort_by(|a, b| a.endpoint_id.cmp(&b.endpoint_id));
             Ok(found)
         })
     }
@@ -747,36 +854,58 @@ impl Store for SqliteStore {
         let token = lease_token();
         let until = micros(after(now, lease_for));
         let now = micros(now);
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let wanted = limit.max(1);
+        let limit = i64::try_from(wanted).unwrap_or(i64::MAX);
+        let claims = Arc::clone(&self.claims);
         self.db
             .write_relaxed(move |conn| {
-                // One statement under the write lock, so two workers (even in two processes)
-                // never come back with the same delivery.
-                let mut statement = conn.prepare_cached(
-                    "UPDATE deliveries SET leased_until = ?1, lease_token = ?2
-                     WHERE (msg, ep) IN (
-                        SELECT d.msg, d.ep FROM deliveries d
-                        WHERE d.status = 0 AND d.next_attempt_at <= ?3
-                          AND (d.leased_until IS NULL OR d.leased_until <= ?3)
-                          AND (NOT EXISTS (SELECT 1 FROM endpoints e
-                                           WHERE e.seq = d.ep AND e.ordered = 1)
-                               OR NOT EXISTS (SELECT 1 FROM deliveries p
-                                              WHERE p.status = 0 AND p.ep = d.ep
-                                                AND p.msg < d.msg))
-                        ORDER BY d.next_attempt_at, d.msg, d.ep LIMIT ?4)
-                     RETURNING *",
-                )?;
-                let mut rows = statement.query(params![until, token, now, limit])?;
+                // Under the write lock, so two workers (even in two processes) never come
+                // back with the same delivery.
+                let due_rows = due_rows(conn, now, limit)?;
+                let fanouts = fanout::candidates(conn, now, limit)?;
+                // Earliest due first across both, until the batch is full. A fan-out is
+                // claimed whole, so the last one may take the batch past `limit`; a batch
+                // short of `limit` means nothing more is due (the engine then waits).
+                let mut rows = due_rows.into_iter().peekable();
+                let mut fanouts = fanouts.into_iter().peekable();
                 let mut names = Names::new(conn);
-                let mut leases = Vec::new();
-                while let Some(row) = rows.next()? {
-                    let message = names.message(row.get("msg")?)?.to_owned();
-                    let endpoint = names.endpoint(row.get("ep")?)?;
-                    leases.push(Lease {
-                        delivery: rows::delivery(row, &message, endpoint)?,
-                        token: token.clone(),
-                    });
+                let mut leases = Vec::with_capacity(wanted);
+                let mut lease = conn.prepare_cached(
+                    "UPDATE deliveries SET leased_until = ?3, lease_token = ?4
+                     WHERE msg = ?1 AND ep = ?2 RETURNING *",
+                )?;
+                let mut claims = claims.lock().unwrap_or_else(PoisonError::into_inner);
+                while leases.len() < wanted {
+                    let row_first = match (rows.peek(), fanouts.peek()) {
+                        (Some(row), Some(fanout)) => row.2 <= fanout.due,
+                        (Some(_), None) => true,
+                        (None, Some(_)) => false,
+                        (None, None) => break,
+                    };
+                    if row_first {
+                        let Some((msg, ep, _)) = rows.next() else {
+                            break;
+                        };
+                        let mut updated = lease.query(params![msg, ep, until, token])?;
+                        if let Some(row) = updated.next()? {
+                            let message = names.message(msg)?.to_owned();
+                            let endpoint = names.endpoint(ep)?.to_owned();
+                            leases.push(Lease {
+                                delivery: rows::delivery(row, &message, &endpoint)?,
+                                token: token.clone(),
+                            });
+                        }
+                    } else if let Some(candidate) = fanouts.next() {
+                        leases.extend(candidate.claim(
+                            conn,
+                            &mut claims,
+                            &mut names,
+                            &token,
+                            until,
+                        )?);
+                    }
                 }
+                drop(claims);
                 leases.sort_by(|a, b| {
                     (a.delivery.next_attempt_at, &a.delivery.message_id)
                         .cmp(&(b.delivery.next_attempt_at, &b.delivery.message_id))
@@ -792,25 +921,32 @@ impl Store for SqliteStore {
         update: &DeliveryUpdate,
     ) -> Result<bool, StoreError> {
         let items = [(lease.clone(), update.clone())];
+        let headers = stored_headers(&items)?;
+        let claims = Arc::clone(&self.claims);
         self.db
             .write_relaxed(move |conn| {
-                Ok(finish_in(conn, &items)?.first().copied().unwrap_or(false))
+                Ok(finish_in(conn, &claims, &items, &headers)?
+                    .first()
+                    .copied()
+                    .unwrap_or(false))
             })
             .await
     }
 
     async fn finish_deliveries(
         &self,
-        items: &[(Lease, DeliveryUpdate)],
+        items: Vec<(Lease, DeliveryUpdate)>,
         disable_after: Duration,
     ) -> Result<Finished, StoreError> {
         if items.is_empty() {
             return Ok(Finished::default());
         }
-        let items = items.to_vec();
+        // Serialised here, not on the writer thread every write waits for.
+        let headers = stored_headers(&items)?;
+        let claims = Arc::clone(&self.claims);
         self.db
             .write_relaxed(move |conn| {
-                let held = finish_in(conn, &items)?;
+                let held = finish_in(conn, &claims, &items, &headers)?;
                 let health = health_in(conn, &outcomes(&items), disable_after)?;
                 Ok(Finished { held, health })
             })
@@ -861,6 +997,7 @@ impl Store for SqliteStore {
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let (message, endpoint) = (message.to_string(), endpoint.to_string());
+        let claims = Arc::clone(&self.claims);
         self.db
             .write(move |conn| {
                 conn.prepare_cached(
@@ -873,6 +1010,14 @@ impl Store for SqliteStore {
                         leased_until = NULL, lease_token = NULL",
                 )?
                 .execute(params![message, endpoint, micros(now)])?;
+                // A share of this delivery still out loses it to the resend.
+                if let (Some(msg), Some(ep)) = keys(conn, &message, &endpoint)? {
+                    fanout::recount(conn, msg)?;
+                    claims
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .revoke(msg, ep);
+                }
                 Ok(())
             })
             .await

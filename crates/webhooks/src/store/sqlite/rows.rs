@@ -1,6 +1,7 @@
 //! Reading stored rows back into the model, and the column encodings shared by every
 //! statement (timestamps as microseconds, lists and maps as JSON text).
 
+use std::collections::BTreeMap;
 use std::num::NonZeroU32;
 use std::str::FromStr as _;
 use std::time::Duration;
@@ -13,6 +14,7 @@ use crate::error::StoreError;
 use crate::model::{
     Attempt, AttemptStatus, AttemptTrigger, Channel, Delivery, DeliveryStatus, Endpoint,
     EndpointKeys, EndpointRecord, EndpointUid, EventType, EventTypeFilter, EventTypeName, Message,
+    USER_AGENT,
 };
 use crate::secret::Secret;
 
@@ -50,6 +52,47 @@ pub(super) fn corrupt(what: impl Into<String>, reason: impl ToString) -> StoreEr
 
 pub(super) fn to_json(value: &impl serde::Serialize) -> Result<String, StoreError> {
     serde_json::to_string(value).map_err(|e| corrupt("record", e))
+}
+
+/// Headers an attempt records whose value follows from the attempt itself. Those that have
+/// exactly that value are left out of the stored map (bit `i` of `elided` for `DERIVED[i]`)
+/// and put back when the attempt is read.
+const DERIVED: [&str; 4] = [
+    "content-type",
+    "user-agent",
+    "webhook-id",
+    "webhook-timestamp",
+];
+
+fn derived_value(index: usize, message_id: &str, timestamp: i64) -> String {
+    match index {
+        0 => "application/json".to_owned(),
+        1 => USER_AGENT.to_owned(),
+        2 => message_id.to_owned(),
+        _ => timestamp.to_string(),
+    }
+}
+
+/// An attempt's headers as stored: the JSON map without the derived ones, and which those
+/// are (the `elided` bits).
+pub(super) type StoredHeaders = (String, i64);
+
+/// The [`StoredHeaders`] of an attempt.
+pub(super) fn stored_headers(attempt: &Attempt) -> Result<StoredHeaders, StoreError> {
+    let timestamp = attempt.timestamp.timestamp();
+    let mut elided = 0;
+    let mut kept: BTreeMap<&str, &str> = BTreeMap::new();
+    for (name, value) in &attempt.headers {
+        match DERIVED.iter().position(|d| d == name) {
+            Some(i) if *value == derived_value(i, attempt.message_id.as_str(), timestamp) => {
+                elided |= 1 << i;
+            }
+            _ => {
+                kept.insert(name, value);
+            }
+        }
+    }
+    Ok((to_json(&kept)?, elided))
 }
 
 fn time(row: &Row<'_>, column: &str) -> Result<DateTime<Utc>, StoreError> {
@@ -163,12 +206,21 @@ pub(super) fn attempt(row: &Row<'_>) -> Result<Attempt, StoreError> {
     let status: i64 = row.get("status")?;
     let trigger: i64 = row.get("trigger_code")?;
     let duration: i64 = row.get("duration_us")?;
+    let message_id: String = row.get("message_id")?;
+    let timestamp = time(row, "created_at")?;
+    let mut headers: BTreeMap<String, String> = json(row, "headers")?;
+    let elided: i64 = row.get("elided")?;
+    for (i, name) in DERIVED.iter().enumerate() {
+        if elided & (1 << i) != 0 {
+            headers.insert(
+                (*name).to_owned(),
+                derived_value(i, &message_id, timestamp.timestamp()),
+            );
+        }
+    }
     Ok(Attempt {
         id: id.parse().map_err(|e| corrupt(what(), e))?,
-        message_id: row
-            .get::<_, String>("message_id")?
-            .parse()
-            .map_err(|e| corrupt(what(), e))?,
+        message_id: message_id.parse().map_err(|e| corrupt(what(), e))?,
         endpoint_id: row
             .get::<_, String>("endpoint_id")?
             .parse()
@@ -185,11 +237,11 @@ pub(super) fn attempt(row: &Row<'_>) -> Result<Attempt, StoreError> {
         response_status: u16::try_from(row.get::<_, i64>("response_status")?)
             .map_err(|e| corrupt(what(), e))?,
         response: row.get("response")?,
-        headers: json(row, "headers")?,
+        headers,
         duration: Duration::from_micros(u64::try_from(duration).map_err(|e| corrupt(what(), e))?),
         trigger: AttemptTrigger::from_code(trigger)
             .ok_or_else(|| corrupt(what(), format!("unknown trigger {trigger}")))?,
-        timestamp: time(row, "created_at")?,
+        timestamp,
     })
 }
 

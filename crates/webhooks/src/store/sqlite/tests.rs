@@ -97,6 +97,12 @@ async fn queries_seek_an_index() {
                 &[],
             );
             assert!(ordered.contains("deliveries_pending"), "{ordered}");
+            // Fan-outs are claimed in index order, their messages found by key.
+            let binds = [SqlValue::Integer(1), SqlValue::Integer(10)];
+            let claim = plan(conn, fanout::CANDIDATES, &binds);
+            assert!(claim.contains("fanouts_due"), "{claim}");
+            assert!(claim.contains("INTEGER PRIMARY KEY"), "{claim}");
+            assert!(!claim.contains("TEMP B-TREE"), "{claim}");
             Ok(())
         })
         .unwrap();

@@ -67,6 +67,8 @@ fn connect(path: &Path, writer: bool) -> Result<Connection, StoreError> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", true)?;
+    // Savepoint journals and the buffers of `RETURNING` in memory, not in temporary files.
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
     // Pages cached per connection, in KiB (negative): the writer touches the indexes of
     // every delivery, readers mostly the newest pages.
     conn.pragma_update(None, "cache_size", if writer { -32_768 } else { -8_192 })?;

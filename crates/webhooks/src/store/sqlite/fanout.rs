@@ -1,0 +1,407 @@
+//! Fan-outs: a message's first attempts to its unordered endpoints, kept as one record.
+//!
+//! Storing a message writes its endpoints' integer keys in `messages.fanout` and one small
+//! row in `fanouts`. Leasing claims the whole fan-out (one row update) and hands out one
+//! lease per endpoint, a *share*. Finishing a share records its attempt and counts the
+//! share off; only a share that did not simply succeed (it failed and will be retried, it
+//! was held back, it was dropped) becomes a row of `deliveries`, from where the usual
+//! retry path takes it. When the last share is counted off the fan-out row goes.
+//!
+//! What a share came to is therefore read from three places: its delivery row if it has
+//! one, else a successful attempt, else the fan-out row (still pending). A claim that
+//! expires (its worker died) is claimed again, and only the shares with neither a row nor
+//! an attempt are handed out again.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::DateTime;
+use rusqlite::{Connection, OptionalExtension as _, params};
+
+use super::Names;
+use super::rows::{corrupt, micros};
+use crate::error::StoreError;
+use crate::model::{
+    AttemptStatus, AttemptTrigger, Delivery, DeliveryStatus, DeliveryUpdate, Lease, Message,
+};
+
+/// What every share's lease token starts with (a delivery row's token never does).
+const SHARE: &str = "share:";
+
+/// The shares this store handed out under claims it still holds, not finished yet: a
+/// second report on the same share is refused without reading the database. A share whose
+/// delivery was resent meanwhile is *revoked*: its report is refused, but it still counts
+/// off its fan-out.
+#[derive(Debug, Default)]
+pub(super) struct Claims {
+    open: HashMap<i64, (String, HashMap<i64, bool>)>,
+}
+
+impl Claims {
+    /// A resend took the delivery of `message` to `endpoint` over from its share.
+    pub(super) fn revoke(&mut self, message: i64, endpoint: i64) {
+        if let Some(revoked) = self
+            .open
+            .get_mut(&message)
+            .and_then(|(_, shares)| shares.get_mut(&endpoint))
+        {
+            *revoked = true;
+        }
+    }
+}
+
+/// Where a share stands when its report comes in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Standing {
+    /// Still open under its claim: the report counts.
+    Open,
+    /// Its delivery was resent meanwhile: the report is refused, the share counts off.
+    Revoked,
+    /// Reported before, or its claim is gone: refused.
+    Closed,
+}
+
+/// The endpoint keys of a fan-out as stored: decimal, comma-separated.
+pub(super) fn encode(endpoints: &[i64]) -> String {
+    let mut text = String::with_capacity(endpoints.len() * 4);
+    for (i, endpoint) in endpoints.iter().enumerate() {
+        if i > 0 {
+            text.push(',');
+        }
+        text.push_str(&endpoint.to_string());
+    }
+    text
+}
+
+fn decode(message: i64, text: &str) -> Result<Vec<i64>, StoreError> {
+    if text.is_empty() {
+        return Ok(Vec::new());
+    }
+    text.split(',')
+        .map(|part| {
+            part.parse()
+                .map_err(|_| corrupt(format!("fan-out of message row {message}"), text))
+        })
+        .collect()
+}
+
+/// The endpoints of a message's fan-out, by integer key.
+pub(super) fn endpoints_of(conn: &Connection, message: i64) -> Result<Vec<i64>, StoreError> {
+    let text: Option<String> = conn
+        .prepare_cached("SELECT fanout FROM messages WHERE seq = ?")?
+        .query_row([message], |row| row.get(0))
+        .optional()?;
+    decode(message, text.as_deref().unwrap_or_default())
+}
+
+/// Starts a fan-out for a message just stored.
+pub(super) fn start(conn: &Connection, message: i64, shares: usize) -> Result<(), StoreError> {
+    if shares > 0 {
+        conn.prepare_cached("INSERT INTO fanouts (msg, left) VALUES (?, ?)")?
+            .execute(params![message, i64::try_from(shares).unwrap_or(i64::MAX)])?;
+    }
+    Ok(())
+}
+
+/// A fan-out that may be claimed now.
+pub(super) struct Candidate {
+    message: i64,
+    /// When its shares are due: the message's creation, or when an abandoned claim ran out.
+    pub(super) due: i64,
+    recount: bool,
+    created_at: i64,
+    fanout: String,
+    message_id: String,
+}
+
+/// The fan-outs claimable at `?1`, at most `?2`, in the order of `fanouts_due`.
+pub(super) const CANDIDATES: &str = "SELECT f.msg, f.leased_until, f.recount, m.created_at,
+        m.fanout, m.id
+     FROM fanouts f JOIN messages m ON m.seq = f.msg
+     WHERE f.leased_until <= ?1
+     ORDER BY f.leased_until, f.msg LIMIT ?2";
+
+/// Fan-outs unclaimed or whose claim ran out at `now`, oldest first.
+pub(super) fn candidates(
+    conn: &Connection,
+    now: i64,
+    limit: i64,
+) -> Result<Vec<Candidate>, StoreError> {
+    let mut statement = conn.prepare_cached(CANDIDATES)?;
+    let mut rows = statement.query(params![now, limit])?;
+    let mut found = Vec::new();
+    while let Some(row) = rows.next()? {
+        let leased_until: i64 = row.get(1)?;
+        let created_at: i64 = row.get(3)?;
+        found.push(Candidate {
+            message: row.get(0)?,
+            due: if leased_until == 0 {
+                created_at
+            } else {
+                leased_until
+            },
+            recount: row.get(2)?,
+            created_at,
+            fanout: row.get(4)?,
+            message_id: row.get(5)?,
+        });
+    }
+    Ok(found)
+}
+
+/// Endpoints of a message that already have a delivery row or an attempt: their shares are
+/// done (or taken over by the row).
+fn settled(conn: &Connection, message: i64) -> Result<HashSet<i64>, StoreError> {
+    let mut done = HashSet::new();
+    for sql in [
+        "SELECT ep FROM deliveries WHERE msg = ?",
+        "SELECT ep FROM attempts WHERE msg = ?",
+    ] {
+        let mut statement = conn.prepare_cached(sql)?;
+        let mut rows = statement.query([message])?;
+        while let Some(row) = rows.next()? {
+            done.insert(row.get::<_, i64>(0)?);
+        }
+    }
+    Ok(done)
+}
+
+impl Candidate {
+    /// Claims the fan-out with `token` until `until` and returns a lease per share still to
+    /// be attempted (none, and the fan-out is closed, when every share is settled or its
+    /// endpoint deleted).
+    pub(super) fn claim(
+        self,
+        conn: &Connection,
+        claims: &mut Claims,
+        names: &mut Names<'_>,
+        token: &str,
+        until: i64,
+    ) -> Result<Vec<Lease>, StoreError> {
+        let mut endpoints = decode(self.message, &self.fanout)?;
+        if self.recount {
+            let done = settled(conn, self.message)?;
+            endpoints.retain(|endpoint| !done.contains(endpoint));
+        }
+        let mut shares = Vec::with_capacity(endpoints.len());
+        for endpoint in endpoints {
+            if let Some(id) = names.live_endpoint(endpoint)? {
+                shares.push((endpoint, id));
+            }
+        }
+        if shares.is_empty() {
+            conn.prepare_cached("DELETE FROM fanouts WHERE msg = ?")?
+                .execute([self.message])?;
+            claims.open.remove(&self.message);
+            return Ok(Vec::new());
+        }
+        conn.prepare_cached(
+            "UPDATE fanouts SET leased_until = ?2, lease_token = ?3, left = ?4, recount = 1
+             WHERE msg = ?1",
+        )?
+        .execute(params![
+            self.message,
+            until,
+            token,
+            i64::try_from(shares.len()).unwrap_or(i64::MAX)
+        ])?;
+        claims.open.insert(
+            self.message,
+            (
+                token.to_owned(),
+                shares.iter().map(|(e, _)| (*e, false)).collect(),
+            ),
+        );
+        let created_at = DateTime::from_timestamp_micros(self.created_at)
+            .ok_or_else(|| corrupt(format!("message {}", self.message_id), "created_at"))?;
+        let leased_until = DateTime::from_timestamp_micros(until);
+        let message_id = self
+            .message_id
+            .parse()
+            .map_err(|e| corrupt(format!("message {}", self.message_id), e))?;
+        shares
+            .into_iter()
+            .map(|(endpoint, id)| {
+                Ok(Lease {
+                    delivery: Delivery {
+                        message_id: Clone::clone(&message_id),
+                        endpoint_id: id
+                            .parse()
+                            .map_err(|e| corrupt(format!("endpoint {id}"), e))?,
+                        status: DeliveryStatus::Pending,
+                        attempts: 0,
+                        next_attempt_at: created_at,
+                        leased_until,
+                        trigger: AttemptTrigger::Scheduled,
+                    },
+                    token: format!("{SHARE}{token}:{}:{endpoint}", self.message),
+                })
+            })
+            .collect()
+    }
+}
+
+/// A share's claim token and integer keys, read off its lease token (`None`: not a share).
+pub(super) fn share_of(lease: &Lease) -> Option<(&str, i64, i64)> {
+    let rest = lease.token.strip_prefix(SHARE)?;
+    let mut parts = rest.rsplitn(3, ':');
+    let endpoint = parts.next()?.parse().ok()?;
+    let message = parts.next()?.parse().ok()?;
+    Some((parts.next()?, message, endpoint))
+}
+
+/// Where a share stands (and, if open, takes it): from this store's claims when it knows
+/// the claim, else from the database (a delivery row or an attempt for it closes it).
+pub(super) fn standing(
+    conn: &Connection,
+    claims: &mut Claims,
+    (token, message, endpoint): (&str, i64, i64),
+) -> Result<Standing, StoreError> {
+    match claims.open.get_mut(&message) {
+        Some((held, open)) if held == token => Ok(match open.remove(&endpoint) {
+            Some(false) => Standing::Open,
+            Some(true) => Standing::Revoked,
+            None => Standing::Closed,
+        }),
+        _ => {
+            let row: bool = conn
+                .prepare_cached(
+                    "SELECT EXISTS (SELECT 1 FROM deliveries WHERE msg = ? AND ep = ?)",
+                )?
+                .query_row([message, endpoint], |row| row.get(0))?;
+            Ok(if row || settled(conn, message)?.contains(&endpoint) {
+                Standing::Closed
+            } else {
+                Standing::Open
+            })
+        }
+    }
+}
+
+/// Counts a share off its fan-out, after its attempt (if any) was recorded; whether the
+/// report was taken (the claim still held and the share [`Standing::Open`]). A share that
+/// did not simply succeed becomes a delivery row (unless its endpoint was deleted: its
+/// deliveries go with it).
+pub(super) fn finish(
+    conn: &Connection,
+    claims: &mut Claims,
+    (token, message, endpoint): (&str, i64, i64),
+    standing: Standing,
+    update: &DeliveryUpdate,
+) -> Result<bool, StoreError> {
+    if standing == Standing::Closed {
+        return Ok(false);
+    }
+    // Still claimed with this token? (Another process may have taken the fan-out over after
+    // the claim ran out.)
+    let held: bool = conn
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM fanouts WHERE msg = ? AND lease_token = ?)")?
+        .query_row(params![message, token], |row| row.get(0))?;
+    if !held {
+        claims.open.remove(&message);
+        return Ok(false);
+    }
+    // Count the share off: in memory when this store made the claim (the fan-out row is only
+    // touched once, when its last share is done), else in the row.
+    let done = match claims.open.get(&message) {
+        Some((claim, open)) if claim == token => open.is_empty(),
+        _ => {
+            let left: i64 = conn
+                .prepare_cached("UPDATE fanouts SET left = left - 1 WHERE msg = ? RETURNING left")?
+                .query_row([message], |row| row.get(0))?;
+            left <= 0
+        }
+    };
+    if done {
+        conn.prepare_cached("DELETE FROM fanouts WHERE msg = ?")?
+            .execute([message])?;
+        claims.open.remove(&message);
+    }
+    if standing == Standing::Revoked {
+        return Ok(false);
+    }
+    let succeeded = update.status == DeliveryStatus::Succeeded
+        && update
+            .attempt
+            .as_ref()
+            .is_some_and(|a| a.status == AttemptStatus::Success);
+    if !succeeded {
+        conn.prepare_cached(
+            "INSERT INTO deliveries (msg, ep, status, attempts, next_attempt_at)
+             SELECT ?1, seq, ?3, ?4, ?5 FROM endpoints WHERE seq = ?2 AND deleted = 0
+             ON CONFLICT (msg, ep) DO NOTHING",
+        )?
+        .execute(params![
+            message,
+            endpoint,
+            update.status.code(),
+            update.attempts,
+            micros(update.next_attempt_at),
+        ])?;
+    }
+    Ok(true)
+}
+
+/// The deliveries of a message that only its fan-out knows about (no delivery row), with
+/// what they came to: succeeded (a successful attempt), or pending while the fan-out is
+/// open. Shares to deleted endpoints that never got an attempt are left out.
+pub(super) fn derived(
+    conn: &Connection,
+    message: &Message,
+    seq: i64,
+    rows: &HashSet<i64>,
+    names: &mut Names<'_>,
+) -> Result<Vec<Delivery>, StoreError> {
+    let endpoints = endpoints_of(conn, seq)?;
+    if endpoints.iter().all(|e| rows.contains(e)) {
+        return Ok(Vec::new());
+    }
+    let open: Option<i64> = conn
+        .prepare_cached("SELECT leased_until FROM fanouts WHERE msg = ?")?
+        .query_row([seq], |row| row.get(0))
+        .optional()?;
+    // Attempts per endpoint, and whether one succeeded.
+    let mut attempts: HashMap<i64, (u32, bool)> = HashMap::new();
+    {
+        let mut statement = conn.prepare_cached("SELECT ep, status FROM attempts WHERE msg = ?")?;
+        let mut found = statement.query([seq])?;
+        while let Some(row) = found.next()? {
+            let entry = attempts.entry(row.get(0)?).or_default();
+            entry.0 += 1;
+            entry.1 |= row.get::<_, i64>(1)? == AttemptStatus::Success.code();
+        }
+    }
+    let mut derived = Vec::new();
+    for endpoint in endpoints.into_iter().filter(|e| !rows.contains(e)) {
+        let (count, success) = attempts.get(&endpoint).copied().unwrap_or_default();
+        let status = if success {
+            DeliveryStatus::Succeeded
+        } else if open.is_some() && names.live_endpoint(endpoint)?.is_some() {
+            DeliveryStatus::Pending
+        } else {
+            continue;
+        };
+        let id = names.endpoint(endpoint)?;
+        derived.push(Delivery {
+            message_id: message.id.clone(),
+            endpoint_id: id
+                .parse()
+                .map_err(|e| corrupt(format!("endpoint {id}"), e))?,
+            status,
+            attempts: count,
+            next_attempt_at: message.created_at,
+            leased_until: open
+                .filter(|until| *until > 0 && status == DeliveryStatus::Pending)
+                .and_then(DateTime::from_timestamp_micros),
+            trigger: AttemptTrigger::Scheduled,
+        });
+    }
+    Ok(derived)
+}
+
+/// A resend of one of its endpoints makes a fan-out count its shares again at its next
+/// claim (the resent one is now a delivery row).
+pub(super) fn recount(conn: &Connection, message: i64) -> Result<(), StoreError> {
+    conn.prepare_cached("UPDATE fanouts SET recount = 1 WHERE msg = ?")?
+        .execute([message])?;
+    Ok(())
+}
