@@ -238,7 +238,9 @@ type Recorder = GroupCommit<(Lease, DeliveryUpdate), bool>;
 struct Job {
     lease: Lease,
     endpoint: Option<Arc<EndpointRecord>>,
-    message: Option<Arc<Message>>,
+    /// The message, and its payload as the request body (one buffer shared by all the
+    /// message's deliveries in the batch).
+    message: Option<(Arc<Message>, Bytes)>,
 }
 
 struct Shared<S> {
@@ -627,11 +629,14 @@ impl<S: Store> Shared<S> {
         message_ids.sort_unstable();
         message_ids.dedup();
         let endpoints = self.endpoints(endpoint_ids).await?;
-        let messages: HashMap<MessageId, Arc<Message>> = store
+        let messages: HashMap<MessageId, (Arc<Message>, Bytes)> = store
             .messages(&message_ids)
             .await?
             .into_iter()
-            .map(|m| (m.id.clone(), Arc::new(m)))
+            .map(|mut m| {
+                let body = Bytes::from(std::mem::take(&mut m.payload));
+                (m.id.clone(), (Arc::new(m), body))
+            })
             .collect();
         Ok(leases
             .into_iter()
@@ -706,9 +711,11 @@ impl<S: Store> Shared<S> {
         } = job;
         let delivery = &lease.delivery;
         let now = clock.now();
-        let (record, message) = match (record, message) {
-            (Some(record), Some(message)) if !record.endpoint.disabled && !message.expired => {
-                (record, message)
+        let (record, message, body) = match (record, message) {
+            (Some(record), Some((message, body)))
+                if !record.endpoint.disabled && !message.expired =>
+            {
+                (record, message, body)
             }
             (record, message) => {
                 tracing::warn!(
@@ -716,7 +723,7 @@ impl<S: Store> Shared<S> {
                     endpoint = %delivery.endpoint_id,
                     endpoint_found = record.is_some(),
                     endpoint_disabled = record.as_ref().is_some_and(|r| r.endpoint.disabled),
-                    payload_expired = message.as_ref().is_none_or(|m| m.expired),
+                    payload_expired = message.as_ref().is_none_or(|(m, _)| m.expired),
                     "delivery dropped without a request"
                 );
                 self.release(&lease, DeliveryStatus::Exhausted, now).await?;
@@ -761,7 +768,7 @@ impl<S: Store> Shared<S> {
         }
 
         let at = clock.now();
-        let (request, headers) = self.request(&record, &message, at)?;
+        let (request, headers) = self.request(&record, &message, body, at)?;
         let started = Instant::now();
         let result = match self.check_literal(request.uri()) {
             Err(refused) => Err(refused.to_string()),
@@ -854,9 +861,9 @@ impl<S: Store> Shared<S> {
         &self,
         record: &EndpointRecord,
         message: &Message,
+        body: Bytes,
         at: DateTime<Utc>,
     ) -> Result<(Request<Full<Bytes>>, RecordedHeaders), Error> {
-        let body = Bytes::from(message.payload.clone());
         let signer = Signer::with_keys(record.keys.live(at).into_iter().map(Into::into));
         let mut builder = Request::post(record.endpoint.url.as_str())
             .header(CONTENT_TYPE, "application/json")
