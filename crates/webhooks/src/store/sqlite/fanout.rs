@@ -297,7 +297,14 @@ pub(super) fn finish(
         .prepare_cached("SELECT EXISTS (SELECT 1 FROM fanouts WHERE msg = ? AND lease_token = ?)")?
         .query_row(params![message, token], |row| row.get(0))?;
     if !held {
-        claims.open.remove(&message);
+        // Our claim is gone; a newer claim of this store's on the same fan-out stays.
+        if claims
+            .open
+            .get(&message)
+            .is_some_and(|(claim, _)| claim == token)
+        {
+            claims.open.remove(&message);
+        }
         return Ok(false);
     }
     // Count the share off: in memory when this store made the claim (the fan-out row is only
