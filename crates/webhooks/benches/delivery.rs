@@ -3,7 +3,8 @@
 //! `cargo bench -p switchyard-webhooks --bench delivery` prints:
 //! - messages per second from `send` to a received 2xx, on the SQLite store, with 1 and with
 //!   100 endpoints per message, next to the same number of bare hyper client POSTs (no
-//!   store, no signing) to the same loopback receiver, and the ratio;
+//!   store, no signing) to the same loopback receiver, and the ratio (three rounds each,
+//!   and the median ratio);
 //! - p50 / p99 send-to-receive latency at an offered 1,000 messages per second.
 //!
 //! Not criterion: one run is seconds of wall-clock work through a real database and real
@@ -28,6 +29,9 @@ use serde_json::json;
 use switchyard_webhooks::delivery::{AddressPolicy, DeliveryConfig, DeliveryEngine};
 use switchyard_webhooks::store::SqliteStore;
 use switchyard_webhooks::{EndpointSpec, EventTypeName, Registry};
+
+/// Runs of each throughput case (each one ours, then bare).
+const ROUNDS: usize = 3;
 
 /// Concurrent `send` callers in the throughput runs.
 const SENDERS: usize = 8;
@@ -255,16 +259,30 @@ fn main() {
         println!("delivery: send → received 2xx, SQLite store, loopback receiver\n");
         println!("| endpoints/message | messages | switchyard msg/s | bare hyper msg/s | ratio |");
         println!("|---:|---:|---:|---:|---:|");
-        for (messages, endpoints) in [(2_000usize, 1usize), (100, 100)] {
+        let mut medians = Vec::new();
+        for (messages, endpoints) in [(2_000usize, 1usize), (300, 100)] {
             if !format!("rate-{endpoints}").contains(&filter) {
                 continue;
             }
-            let ours = engine_rate(messages, endpoints).await;
-            let bare = bare_rate(messages, endpoints).await;
-            println!(
-                "| {endpoints} | {messages} | {ours:.0} | {bare:.0} | {:.2} |",
-                ours / bare
-            );
+            // Rounds alternate ours and bare, so a machine that slows down mid-run slows both.
+            let mut ratios = Vec::with_capacity(ROUNDS);
+            for _ in 0..ROUNDS {
+                let ours = engine_rate(messages, endpoints).await;
+                let bare = bare_rate(messages, endpoints).await;
+                ratios.push(ours / bare);
+                println!(
+                    "| {endpoints} | {messages} | {ours:.0} | {bare:.0} | {:.2} |",
+                    ours / bare
+                );
+            }
+            ratios.sort_by(f64::total_cmp);
+            medians.push((endpoints, ratios[ratios.len() / 2]));
+        }
+        if !medians.is_empty() {
+            println!();
+        }
+        for (endpoints, ratio) in medians {
+            println!("median ratio with {endpoints} endpoint(s) per message: {ratio:.2}");
         }
         if !"latency".contains(&filter) {
             return;
