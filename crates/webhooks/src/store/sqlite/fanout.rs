@@ -8,9 +8,9 @@
 //! retry path takes it. When the last share is counted off the fan-out row goes.
 //!
 //! What a share came to is therefore read from three places: its delivery row if it has
-//! one, else a successful attempt, else the fan-out row (still pending). A claim that
-//! expires (its worker died) is claimed again, and only the shares with neither a row nor
-//! an attempt are handed out again.
+//! one, else a successful attempt reported under its claim, else the fan-out row (still
+//! pending). A claim that expires (its worker died) is claimed again, and only the shares
+//! with neither a row nor such an attempt are handed out again.
 
 use std::collections::{HashMap, HashSet};
 
@@ -148,19 +148,23 @@ pub(super) fn candidates(
     Ok(found)
 }
 
-/// Endpoints of a message that already have a delivery row or an attempt: their shares are
-/// done (or taken over by the row).
+/// Endpoints of a message whose share is done: those with a delivery row (it took the share
+/// over) and those with a successful attempt whose report was taken. A stale report (its
+/// claim had run out and been taken over) settles nothing: the delivery is made again, as
+/// with a delivery row. A failure reported under the claim becomes a row in the same
+/// transaction.
 fn settled(conn: &Connection, message: i64) -> Result<HashSet<i64>, StoreError> {
     let mut done = HashSet::new();
-    for sql in [
-        "SELECT ep FROM deliveries WHERE msg = ?",
-        "SELECT ep FROM attempts WHERE msg = ?",
-    ] {
-        let mut statement = conn.prepare_cached(sql)?;
-        let mut rows = statement.query([message])?;
-        while let Some(row) = rows.next()? {
-            done.insert(row.get::<_, i64>(0)?);
-        }
+    let mut rows = conn.prepare_cached("SELECT ep FROM deliveries WHERE msg = ?")?;
+    let mut found = rows.query([message])?;
+    while let Some(row) = found.next()? {
+        done.insert(row.get::<_, i64>(0)?);
+    }
+    let mut attempts =
+        conn.prepare_cached("SELECT ep FROM attempts WHERE msg = ? AND status = ? AND held = 1")?;
+    let mut found = attempts.query(params![message, AttemptStatus::Success.code()])?;
+    while let Some(row) = found.next()? {
+        done.insert(row.get::<_, i64>(0)?);
     }
     Ok(done)
 }
@@ -256,31 +260,32 @@ pub(super) fn standing(
     claims: &mut Claims,
     (token, message, endpoint): (&str, i64, i64),
 ) -> Result<Standing, StoreError> {
+    // A share whose delivery has a row now was taken over by a resend (made by any process:
+    // the in-memory revocation only knows this store's).
+    let has_row = || -> Result<bool, StoreError> {
+        Ok(conn
+            .prepare_cached("SELECT EXISTS (SELECT 1 FROM deliveries WHERE msg = ? AND ep = ?)")?
+            .query_row([message, endpoint], |row| row.get(0))?)
+    };
     match claims.open.get_mut(&message) {
         Some((held, open)) if held == token => Ok(match open.remove(&endpoint) {
-            Some(false) => Standing::Open,
-            Some(true) => Standing::Revoked,
+            Some(false) if !has_row()? => Standing::Open,
+            Some(_) => Standing::Revoked,
             None => Standing::Closed,
         }),
-        _ => {
-            let row: bool = conn
-                .prepare_cached(
-                    "SELECT EXISTS (SELECT 1 FROM deliveries WHERE msg = ? AND ep = ?)",
-                )?
-                .query_row([message, endpoint], |row| row.get(0))?;
-            Ok(if row || settled(conn, message)?.contains(&endpoint) {
+        _ => Ok(
+            if has_row()? || settled(conn, message)?.contains(&endpoint) {
                 Standing::Closed
             } else {
                 Standing::Open
-            })
-        }
+            },
+        ),
     }
 }
 
-/// Counts a share off its fan-out, after its attempt (if any) was recorded; whether the
-/// report was taken (the claim still held and the share [`Standing::Open`]). A share that
-/// did not simply succeed becomes a delivery row (unless its endpoint was deleted: its
-/// deliveries go with it).
+/// Counts a share off its fan-out; whether the report was taken (the claim still held, the
+/// share [`Standing::Open`] and its endpoint not deleted). A taken report that did not simply
+/// succeed turns the share into a delivery row.
 pub(super) fn finish(
     conn: &Connection,
     claims: &mut Claims,
@@ -292,10 +297,16 @@ pub(super) fn finish(
         return Ok(false);
     }
     // Still claimed with this token? (Another process may have taken the fan-out over after
-    // the claim ran out.)
-    let held: bool = conn
-        .prepare_cached("SELECT EXISTS (SELECT 1 FROM fanouts WHERE msg = ? AND lease_token = ?)")?
-        .query_row(params![message, token], |row| row.get(0))?;
+    // the claim ran out.) And is the endpoint still there? (Deleting it dropped its pending
+    // deliveries, this one included.)
+    let (held, deleted): (bool, bool) = conn
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM fanouts WHERE msg = ?1 AND lease_token = ?2),
+                    COALESCE((SELECT deleted FROM endpoints WHERE seq = ?3), 1)",
+        )?
+        .query_row(params![message, token, endpoint], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })?;
     if !held {
         // Our claim is gone; a newer claim of this store's on the same fan-out stays.
         if claims
@@ -323,7 +334,7 @@ pub(super) fn finish(
             .execute([message])?;
         claims.open.remove(&message);
     }
-    if standing == Standing::Revoked {
+    if standing == Standing::Revoked || deleted {
         return Ok(false);
     }
     let succeeded = update.status == DeliveryStatus::Succeeded
@@ -369,7 +380,8 @@ pub(super) fn derived(
     // Attempts per endpoint, and whether one succeeded.
     let mut attempts: HashMap<i64, (u32, bool)> = HashMap::new();
     {
-        let mut statement = conn.prepare_cached("SELECT ep, status FROM attempts WHERE msg = ?")?;
+        let mut statement =
+            conn.prepare_cached("SELECT ep, status FROM attempts WHERE msg = ? AND held = 1")?;
         let mut found = statement.query([seq])?;
         while let Some(row) = found.next()? {
             let entry = attempts.entry(row.get(0)?).or_default();

@@ -264,6 +264,11 @@ fn keys(
         .query_row([message, endpoint], |row| Ok((row.get(0)?, row.get(1)?)))?)
 }
 
+/// The status of a delivery row whose endpoint was deleted while it was pending: not
+/// listed, never leased (the model has no such status; the row only keeps the fan-out from
+/// speaking for the delivery).
+const DROPPED: i64 = 3;
+
 /// Records the attempts and updates the deliveries of a batch; for each item, whether its
 /// lease was held. An attempt is recorded whatever happened to the lease: the request was
 /// made.
@@ -275,8 +280,8 @@ fn finish_in(
 ) -> Result<Vec<bool>, StoreError> {
     let mut insert = conn.prepare_cached(
         "INSERT INTO attempts (id, msg, ep, event_type, channel, url, status, response_status,
-            response, headers, elided, duration_us, trigger_code, created_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            response, headers, elided, duration_us, trigger_code, created_at, held)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )?;
     let mut headers = headers.iter();
     // A postponement (no attempt) keeps a manual trigger for the attempt still to come.
@@ -290,14 +295,16 @@ fn finish_in(
     let mut held = Vec::with_capacity(items.len());
     for (lease, change) in items {
         let delivery = &lease.delivery;
+        let attempt = with_headers(change, &mut headers)?;
         if let Some(share) = fanout::share_of(lease) {
             let (_, msg, ep) = share;
             let standing = fanout::standing(conn, &mut claims, share)?;
-            if let Some((attempt, stored)) = with_headers(change, &mut headers)? {
+            let taken = fanout::finish(conn, &mut claims, share, standing, change)?;
+            if let Some((attempt, stored)) = attempt {
                 let keys = (Some(msg), Some(ep));
-                record_attempt(conn, &mut insert, attempt, stored, delivery, keys)?;
+                record_attempt(conn, &mut insert, (attempt, stored, taken), delivery, keys)?;
             }
-            held.push(fanout::finish(conn, &mut claims, share, standing, change)?);
+            held.push(taken);
             continue;
         }
         let (msg, ep) = keys(
@@ -305,23 +312,30 @@ fn finish_in(
             delivery.message_id.as_str(),
             delivery.endpoint_id.as_str(),
         )?;
-        if let Some((attempt, stored)) = with_headers(change, &mut headers)? {
-            record_attempt(conn, &mut insert, attempt, stored, delivery, (msg, ep))?;
-        }
-        let (Some(msg), Some(ep)) = (msg, ep) else {
-            held.push(false);
-            continue;
+        let taken = match (msg, ep) {
+            (Some(msg), Some(ep)) => {
+                update.execute(params![
+                    msg,
+                    ep,
+                    lease.token,
+                    change.status.code(),
+                    change.attempts,
+                    micros(change.next_attempt_at),
+                    change.attempt.is_some(),
+                ])? == 1
+            }
+            _ => false,
         };
-        let changed = update.execute(params![
-            msg,
-            ep,
-            lease.token,
-            change.status.code(),
-            change.attempts,
-            micros(change.next_attempt_at),
-            change.attempt.is_some(),
-        ])?;
-        held.push(changed == 1);
+        if let Some((attempt, stored)) = attempt {
+            record_attempt(
+                conn,
+                &mut insert,
+                (attempt, stored, taken),
+                delivery,
+                (msg, ep),
+            )?;
+        }
+        held.push(taken);
     }
     Ok(held)
 }
@@ -341,11 +355,12 @@ fn with_headers<'a>(
     Ok(Some((attempt, stored)))
 }
 
+/// Records an attempt; `held`: whether its report was taken (made under a lease still held),
+/// which only such attempts count towards what a delivery came to.
 fn record_attempt(
     conn: &Connection,
     insert: &mut rusqlite::CachedStatement<'_>,
-    attempt: &Attempt,
-    (headers, elided): &StoredHeaders,
+    (attempt, (headers, elided), held): (&Attempt, &StoredHeaders, bool),
     delivery: &Delivery,
     lease_keys: (Option<i64>, Option<i64>),
 ) -> Result<(), StoreError> {
@@ -381,6 +396,7 @@ fn record_attempt(
         i64::try_from(attempt.duration.as_micros()).unwrap_or(i64::MAX),
         attempt.trigger.code(),
         micros(attempt.timestamp),
+        held,
     ])?;
     Ok(())
 }
@@ -707,8 +723,11 @@ impl Store for SqliteStore {
                 for sql in [
                     "DELETE FROM endpoint_types WHERE endpoint_id = ?",
                     "DELETE FROM endpoint_channels WHERE endpoint_id = ?",
-                    "DELETE FROM deliveries WHERE status = 0
-                        AND ep = (SELECT seq FROM endpoints WHERE id = ?)",
+                    // Dropped, not deleted: the row still stands for the delivery, so a
+                    // fan-out share it took over (a resend) is not read back from the
+                    // fan-out as what it came to before.
+                    "UPDATE deliveries SET status = 3, leased_until = NULL, lease_token = NULL
+                     WHERE status = 0 AND ep = (SELECT seq FROM endpoints WHERE id = ?)",
                 ] {
                     conn.prepare_cached(sql)?.execute([&id])?;
                 }
@@ -834,6 +853,9 @@ impl Store for SqliteStore {
             let mut rows = statement.query([seq])?;
             while let Some(row) = rows.next()? {
                 with_rows.insert(row.get::<_, i64>("ep")?);
+                if row.get::<_, i64>("status")? == DROPPED {
+                    continue;
+                }
                 let endpoint: String = row.get("endpoint_id")?;
                 found.push(rows::delivery(row, message.as_str(), &endpoint)?);
             }

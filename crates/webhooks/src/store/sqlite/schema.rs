@@ -223,7 +223,9 @@ const V3: &[&str] = &[
 /// written only when a delivery leaves that path: it failed and will be retried, it was held
 /// back, or someone resent it. A first attempt that succeeds writes its attempt and nothing
 /// else. An attempt's stored headers leave out those that follow from the attempt itself
-/// (`elided` says which), a third of the row.
+/// (`elided` says which), a third of the row; `held` says whether its report was taken.
+/// Deleting an endpoint marks its pending delivery rows dropped (status 3) instead of
+/// deleting them.
 const V4: &[&str] = &[
     "ALTER TABLE messages ADD COLUMN fanout TEXT NOT NULL DEFAULT ''",
     "CREATE TABLE fanouts (
@@ -236,6 +238,9 @@ const V4: &[&str] = &[
     "CREATE INDEX fanouts_due ON fanouts (leased_until, msg)",
     // Which of the headers that follow from the attempt itself were left out of `headers`.
     "ALTER TABLE attempts ADD COLUMN elided INTEGER NOT NULL DEFAULT 0",
+    // Whether the attempt's report was taken (its lease still held); a stale report's
+    // attempt is listed but does not settle a fan-out's share.
+    "ALTER TABLE attempts ADD COLUMN held INTEGER NOT NULL DEFAULT 1",
 ];
 
 /// Brings the file's schema up to [`VERSION`], in one transaction.
