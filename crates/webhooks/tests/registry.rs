@@ -659,9 +659,10 @@ async fn pagination_is_complete_in_both_orders<S: Store>(h: Harness<S>) {
     assert!(filtered.items.is_empty() && filtered.done);
 }
 
-async fn leases_are_exclusive_and_expire<S: Store>(h: Harness<S>) {
+/// Three endpoints for the visit type, then `messages` visits sent to all of them.
+async fn sent_to_three_endpoints<S: Store>(h: &Harness<S>, messages: usize) {
     let r = &h.registry;
-    let visit = with_visit_type(&h).await;
+    let visit = with_visit_type(h).await;
     for i in 0..3 {
         r.create_endpoint(
             EndpointSpec::new(format!("https://{i}.example/")).event_type(visit.clone()),
@@ -669,12 +670,17 @@ async fn leases_are_exclusive_and_expire<S: Store>(h: Harness<S>) {
         .await
         .unwrap();
     }
-    for _ in 0..20 {
+    for _ in 0..messages {
         r.send(&visit, r#"{"origin":"o"}"#, None)
             .await
             .unwrap()
             .unwrap();
     }
+}
+
+async fn leases_are_exclusive_and_expire<S: Store>(h: Harness<S>) {
+    let r = &h.registry;
+    sent_to_three_endpoints(&h, 20).await;
     let now = h.now();
     let store = r.store();
 
@@ -787,20 +793,7 @@ async fn leases_are_exclusive_and_expire<S: Store>(h: Harness<S>) {
 /// waits for new work after a short batch, so a store that stopped early would stall it.
 async fn a_short_batch_means_nothing_more_is_due<S: Store>(h: Harness<S>) {
     let r = &h.registry;
-    let visit = with_visit_type(&h).await;
-    for i in 0..3 {
-        r.create_endpoint(
-            EndpointSpec::new(format!("https://{i}.example/")).event_type(visit.clone()),
-        )
-        .await
-        .unwrap();
-    }
-    for _ in 0..10 {
-        r.send(&visit, r#"{"origin":"o"}"#, None)
-            .await
-            .unwrap()
-            .unwrap();
-    }
+    sent_to_three_endpoints(&h, 10).await;
     let store = r.store();
     let mut remaining = 30;
     while remaining > 0 {
@@ -1152,20 +1145,7 @@ async fn a_lost_lease_still_records_its_attempt<S: Store>(h: Harness<S>) {
 /// outcome.
 async fn a_batch_of_mixed_outcomes_records_each_its_own<S: Store>(h: Harness<S>) {
     let r = &h.registry;
-    let visit = with_visit_type(&h).await;
-    for i in 0..3 {
-        r.create_endpoint(
-            EndpointSpec::new(format!("https://{i}.example/")).event_type(visit.clone()),
-        )
-        .await
-        .unwrap();
-    }
-    for _ in 0..4 {
-        r.send(&visit, r#"{"origin":"o"}"#, None)
-            .await
-            .unwrap()
-            .unwrap();
-    }
+    sent_to_three_endpoints(&h, 4).await;
     let now = h.now();
     let store = r.store();
     let leases = store

@@ -188,32 +188,23 @@ impl<S: Store> Side<S> {
             trigger: d.trigger,
             timestamp: now,
         };
-        let later = |s| now + chrono::Duration::seconds(s);
-        let update = match report {
-            Report::Success => DeliveryUpdate {
-                status: DeliveryStatus::Succeeded,
-                attempts: d.attempts + 1,
-                next_attempt_at: now,
-                attempt: Some(attempt(AttemptStatus::Success, 200)),
-            },
-            Report::Retry => DeliveryUpdate {
-                status: DeliveryStatus::Pending,
-                attempts: d.attempts + 1,
-                next_attempt_at: later(5),
-                attempt: Some(attempt(AttemptStatus::Failed, 500)),
-            },
-            Report::Exhaust => DeliveryUpdate {
-                status: DeliveryStatus::Exhausted,
-                attempts: d.attempts + 1,
-                next_attempt_at: now,
-                attempt: Some(attempt(AttemptStatus::Failed, 500)),
-            },
-            Report::Postpone => DeliveryUpdate {
-                status: DeliveryStatus::Pending,
-                attempts: d.attempts,
-                next_attempt_at: later(2),
-                attempt: None,
-            },
+        // (status, whether a request was made, its answer, seconds until the next attempt)
+        let (status, attempted, code, wait) = match report {
+            Report::Success => (DeliveryStatus::Succeeded, true, 200, 0),
+            Report::Retry => (DeliveryStatus::Pending, true, 500, 5),
+            Report::Exhaust => (DeliveryStatus::Exhausted, true, 500, 0),
+            Report::Postpone => (DeliveryStatus::Pending, false, 0, 2),
+        };
+        let outcome = if code == 200 {
+            AttemptStatus::Success
+        } else {
+            AttemptStatus::Failed
+        };
+        let update = DeliveryUpdate {
+            status,
+            attempts: d.attempts + u32::from(attempted),
+            next_attempt_at: now + chrono::Duration::seconds(wait),
+            attempt: attempted.then(|| attempt(outcome, code)),
         };
         self.through(n)
             .store()

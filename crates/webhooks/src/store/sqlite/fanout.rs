@@ -28,30 +28,16 @@ use crate::model::{
 const SHARE: &str = "share:";
 
 /// The shares this store handed out under claims it still holds, not finished yet: a
-/// second report on the same share is refused without reading the database. A share whose
-/// delivery was resent meanwhile is *revoked*: its report is refused, but it still counts
-/// off its fan-out.
+/// second report on the same share is refused, and the last one closes the fan-out, without
+/// counting in the database.
 #[derive(Debug, Default)]
 pub(super) struct Claims {
-    open: HashMap<i64, (String, HashMap<i64, bool>)>,
-}
-
-impl Claims {
-    /// A resend took the delivery of `message` to `endpoint` over from its share.
-    pub(super) fn revoke(&mut self, message: i64, endpoint: i64) {
-        if let Some(revoked) = self
-            .open
-            .get_mut(&message)
-            .and_then(|(_, shares)| shares.get_mut(&endpoint))
-        {
-            *revoked = true;
-        }
-    }
+    open: HashMap<i64, (String, HashSet<i64>)>,
 }
 
 /// Where a share stands when its report comes in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Standing {
+enum Standing {
     /// Still open under its claim: the report counts.
     Open,
     /// Its delivery was resent meanwhile: the report is refused, the share counts off.
@@ -210,10 +196,7 @@ impl Candidate {
         ])?;
         claims.open.insert(
             self.message,
-            (
-                token.to_owned(),
-                shares.iter().map(|(e, _)| (*e, false)).collect(),
-            ),
+            (token.to_owned(), shares.iter().map(|(e, _)| *e).collect()),
         );
         let created_at = DateTime::from_timestamp_micros(self.created_at)
             .ok_or_else(|| corrupt(format!("message {}", self.message_id), "created_at"))?;
@@ -253,60 +236,40 @@ pub(super) fn share_of(lease: &Lease) -> Option<(&str, i64, i64)> {
     Some((parts.next()?, message, endpoint))
 }
 
-/// Where a share stands (and, if open, takes it): from this store's claims when it knows
-/// the claim, else from the database (a delivery row or an attempt for it closes it).
-pub(super) fn standing(
+/// Takes a share's report: counts the share off its fan-out and, if the report is taken,
+/// applies it. Whether it was taken: the claim still held with this token, the share not
+/// reported before, not resent meanwhile (a resend makes a delivery row, in any process),
+/// and its endpoint not deleted. A taken report that did not simply succeed turns the share
+/// into a delivery row.
+pub(super) fn report(
     conn: &Connection,
     claims: &mut Claims,
     (token, message, endpoint): (&str, i64, i64),
-) -> Result<Standing, StoreError> {
-    // A share whose delivery has a row now was taken over by a resend (made by any process:
-    // the in-memory revocation only knows this store's).
-    let has_row = || -> Result<bool, StoreError> {
-        Ok(conn
-            .prepare_cached("SELECT EXISTS (SELECT 1 FROM deliveries WHERE msg = ? AND ep = ?)")?
-            .query_row([message, endpoint], |row| row.get(0))?)
-    };
-    match claims.open.get_mut(&message) {
-        Some((held, open)) if held == token => Ok(match open.remove(&endpoint) {
-            Some(false) if !has_row()? => Standing::Open,
-            Some(_) => Standing::Revoked,
-            None => Standing::Closed,
-        }),
-        _ => Ok(
-            if has_row()? || settled(conn, message)?.contains(&endpoint) {
-                Standing::Closed
-            } else {
-                Standing::Open
-            },
-        ),
-    }
-}
-
-/// Counts a share off its fan-out; whether the report was taken (the claim still held, the
-/// share [`Standing::Open`] and its endpoint not deleted). A taken report that did not simply
-/// succeed turns the share into a delivery row.
-pub(super) fn finish(
-    conn: &Connection,
-    claims: &mut Claims,
-    (token, message, endpoint): (&str, i64, i64),
-    standing: Standing,
     update: &DeliveryUpdate,
 ) -> Result<bool, StoreError> {
+    let (row, held, deleted): (bool, bool, bool) = conn
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM deliveries WHERE msg = ?1 AND ep = ?3),
+                    EXISTS (SELECT 1 FROM fanouts WHERE msg = ?1 AND lease_token = ?2),
+                    COALESCE((SELECT deleted FROM endpoints WHERE seq = ?3), 1)",
+        )?
+        .query_row(params![message, token, endpoint], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?;
+    // Where the share stands: from this store's claims when it made the claim, else from
+    // the database (a row or a taken success closes it).
+    let standing = match claims.open.get_mut(&message) {
+        Some((claim, open)) if claim == token => match (open.remove(&endpoint), row) {
+            (true, false) => Standing::Open,
+            (true, true) => Standing::Revoked,
+            (false, _) => Standing::Closed,
+        },
+        _ if row || settled(conn, message)?.contains(&endpoint) => Standing::Closed,
+        _ => Standing::Open,
+    };
     if standing == Standing::Closed {
         return Ok(false);
     }
-    // Still claimed with this token? (Another process may have taken the fan-out over after
-    // the claim ran out.) And is the endpoint still there? (Deleting it dropped its pending
-    // deliveries, this one included.)
-    let (held, deleted): (bool, bool) = conn
-        .prepare_cached(
-            "SELECT EXISTS (SELECT 1 FROM fanouts WHERE msg = ?1 AND lease_token = ?2),
-                    COALESCE((SELECT deleted FROM endpoints WHERE seq = ?3), 1)",
-        )?
-        .query_row(params![message, token, endpoint], |row| {
-            Ok((row.get(0)?, row.get(1)?))
-        })?;
     if !held {
         // Our claim is gone; a newer claim of this store's on the same fan-out stays.
         if claims
@@ -345,8 +308,7 @@ pub(super) fn finish(
     if !succeeded {
         conn.prepare_cached(
             "INSERT INTO deliveries (msg, ep, status, attempts, next_attempt_at)
-             SELECT ?1, seq, ?3, ?4, ?5 FROM endpoints WHERE seq = ?2 AND deleted = 0
-             ON CONFLICT (msg, ep) DO NOTHING",
+             VALUES (?1, ?2, ?3, ?4, ?5)",
         )?
         .execute(params![
             message,

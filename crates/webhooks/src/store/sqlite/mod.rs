@@ -298,8 +298,7 @@ fn finish_in(
         let attempt = with_headers(change, &mut headers)?;
         if let Some(share) = fanout::share_of(lease) {
             let (_, msg, ep) = share;
-            let standing = fanout::standing(conn, &mut claims, share)?;
-            let taken = fanout::finish(conn, &mut claims, share, standing, change)?;
+            let taken = fanout::report(conn, &mut claims, share, change)?;
             if let Some((attempt, stored)) = attempt {
                 let keys = (Some(msg), Some(ep));
                 record_attempt(conn, &mut insert, (attempt, stored, taken), delivery, keys)?;
@@ -1019,7 +1018,6 @@ impl Store for SqliteStore {
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let (message, endpoint) = (message.to_string(), endpoint.to_string());
-        let claims = Arc::clone(&self.claims);
         self.db
             .write(move |conn| {
                 conn.prepare_cached(
@@ -1032,13 +1030,10 @@ impl Store for SqliteStore {
                         leased_until = NULL, lease_token = NULL",
                 )?
                 .execute(params![message, endpoint, micros(now)])?;
-                // A share of this delivery still out loses it to the resend.
-                if let (Some(msg), Some(ep)) = keys(conn, &message, &endpoint)? {
+                // A share of this delivery still out loses it to the resend (the row now
+                // stands for it), and the fan-out's next claim leaves it out.
+                if let (Some(msg), Some(_)) = keys(conn, &message, &endpoint)? {
                     fanout::recount(conn, msg)?;
-                    claims
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .revoke(msg, ep);
                 }
                 Ok(())
             })

@@ -64,12 +64,14 @@ const DERIVED: [&str; 4] = [
     "webhook-timestamp",
 ];
 
-fn derived_value(index: usize, message_id: &str, timestamp: i64) -> String {
+/// The value `DERIVED[index]` has for an attempt on `message_id` at `timestamp` (Unix
+/// seconds, as text).
+fn derived_value<'a>(index: usize, message_id: &'a str, timestamp: &'a str) -> &'a str {
     match index {
-        0 => "application/json".to_owned(),
-        1 => USER_AGENT.to_owned(),
-        2 => message_id.to_owned(),
-        _ => timestamp.to_string(),
+        0 => "application/json",
+        1 => USER_AGENT,
+        2 => message_id,
+        _ => timestamp,
     }
 }
 
@@ -79,12 +81,12 @@ pub(super) type StoredHeaders = (String, i64);
 
 /// The [`StoredHeaders`] of an attempt.
 pub(super) fn stored_headers(attempt: &Attempt) -> Result<StoredHeaders, StoreError> {
-    let timestamp = attempt.timestamp.timestamp();
+    let timestamp = attempt.timestamp.timestamp().to_string();
     let mut elided = 0;
     let mut kept: BTreeMap<&str, &str> = BTreeMap::new();
     for (name, value) in &attempt.headers {
         match DERIVED.iter().position(|d| d == name) {
-            Some(i) if *value == derived_value(i, attempt.message_id.as_str(), timestamp) => {
+            Some(i) if value == derived_value(i, attempt.message_id.as_str(), &timestamp) => {
                 elided |= 1 << i;
             }
             _ => {
@@ -210,11 +212,12 @@ pub(super) fn attempt(row: &Row<'_>) -> Result<Attempt, StoreError> {
     let timestamp = time(row, "created_at")?;
     let mut headers: BTreeMap<String, String> = json(row, "headers")?;
     let elided: i64 = row.get("elided")?;
+    let seconds = timestamp.timestamp().to_string();
     for (i, name) in DERIVED.iter().enumerate() {
         if elided & (1 << i) != 0 {
             headers.insert(
                 (*name).to_owned(),
-                derived_value(i, &message_id, timestamp.timestamp()),
+                derived_value(i, &message_id, &seconds).to_owned(),
             );
         }
     }
