@@ -18,32 +18,42 @@ const ALPHABET: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmn
 
 static LAST: Mutex<(u32, u128)> = Mutex::new((0, 0));
 
-/// A fresh KSUID string for `now` (Unix seconds), greater than every one made before it in
-/// this process.
-fn next_ksuid(now: i64) -> Result<String, KeyError> {
+/// A fresh KSUID for `now` (Unix seconds), greater than every one made before it in this
+/// process, appended to `out`. The random part is drawn from the OS when the second moves on;
+/// within a second the previous one is counted up (no system call per id).
+fn push_ksuid(out: &mut String, now: i64) -> Result<(), KeyError> {
     let seconds = u32::try_from(now.saturating_sub(KSUID_EPOCH).max(0)).unwrap_or(u32::MAX);
-    let mut random = [0u8; 16];
-    getrandom::fill(&mut random).map_err(KeyError::Rng)?;
     let mut last = LAST
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let (ts, payload) = if seconds > last.0 {
-        (seconds, u128::from_be_bytes(random))
-    } else if let Some(next) = last.1.checked_add(1) {
+    let (ts, payload) = if seconds <= last.0
+        && let Some(next) = last.1.checked_add(1)
+    {
         // Same second (or a clock that stepped back): keep the order by counting up.
         (last.0, next)
     } else {
-        (last.0.saturating_add(1), u128::from_be_bytes(random))
+        let mut random = [0u8; 16];
+        getrandom::fill(&mut random).map_err(KeyError::Rng)?;
+        // A new second, or (the count ran out) the next one.
+        let ts = if seconds > last.0 {
+            seconds
+        } else {
+            last.0.saturating_add(1)
+        };
+        (ts, u128::from_be_bytes(random))
     };
     *last = (ts, payload);
     drop(last);
     let mut bytes = [0u8; 20];
     bytes[..4].copy_from_slice(&ts.to_be_bytes());
     bytes[4..].copy_from_slice(&payload.to_be_bytes());
-    Ok(encode_base62(&bytes))
+    let digits = encode_base62(&bytes);
+    out.extend(digits.iter().map(|&b| char::from(b)));
+    Ok(())
 }
 
-fn encode_base62(bytes: &[u8; 20]) -> String {
+/// The 27 base62 digits of a 160-bit big-endian number.
+fn encode_base62(bytes: &[u8; 20]) -> [u8; ENCODED_LEN] {
     // Repeated division of the 160-bit big-endian number by 62.
     let mut digits = [0u32; 5];
     for (i, chunk) in bytes.chunks_exact(4).enumerate() {
@@ -61,7 +71,7 @@ fn encode_base62(bytes: &[u8; 20]) -> String {
         pos -= 1;
         out[pos] = ALPHABET[remainder as usize];
     }
-    out.iter().map(|&b| b as char).collect()
+    out
 }
 
 fn is_ksuid(text: &str) -> bool {
@@ -84,7 +94,10 @@ macro_rules! prefixed_id {
             /// # Errors
             /// [`KeyError::Rng`] when the operating system cannot provide randomness.
             pub fn generate(now: i64) -> Result<Self, KeyError> {
-                Ok(Self(format!("{}{}", $prefix, next_ksuid(now)?)))
+                let mut id = String::with_capacity($prefix.len() + ENCODED_LEN);
+                id.push_str($prefix);
+                push_ksuid(&mut id, now)?;
+                Ok(Self(id))
             }
 
             /// The id as text.
@@ -159,9 +172,9 @@ mod tests {
 
     #[test]
     fn base62_of_zero_and_max() {
-        assert_eq!(encode_base62(&[0; 20]), "0".repeat(27));
+        assert_eq!(encode_base62(&[0; 20]), [b'0'; 27]);
         // The KSUID spec's maximum value.
-        assert_eq!(encode_base62(&[0xFF; 20]), "aWgEPTl1tmebfsQzFP4bxwgy80V");
+        assert_eq!(&encode_base62(&[0xFF; 20]), b"aWgEPTl1tmebfsQzFP4bxwgy80V");
     }
 
     #[test]

@@ -52,7 +52,6 @@
 #[cfg(feature = "delivery")]
 pub mod delivery;
 mod error;
-mod group;
 mod id;
 mod model;
 mod page;

@@ -47,6 +47,8 @@
 
 mod guard;
 mod limit;
+mod recorder;
+mod target;
 
 use std::collections::{BTreeMap, HashMap};
 use std::error::Error as StdError;
@@ -57,8 +59,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use chrono::{DateTime, SubsecRound as _, Utc};
-use http::header::{CONTENT_TYPE, RETRY_AFTER, USER_AGENT};
-use http::{HeaderName, HeaderValue, Request, StatusCode};
+use http::header::RETRY_AFTER;
+use http::{Request, StatusCode};
 use http_body_util::{BodyExt as _, Full};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
@@ -70,26 +72,20 @@ use tokio::task::JoinSet;
 pub use guard::{AddressPolicy, RefusedAddress, special_purpose};
 use guard::{GuardedResolver, ResolveError};
 use limit::RateGate;
+use recorder::{Recorder, Sink};
+use target::Target;
 
 use crate::error::Error;
-use crate::group::GroupCommit;
 use crate::id::{AttemptId, EndpointId, MessageId};
 use crate::model::{
-    Attempt, AttemptStatus, DeliveryStatus, DeliveryUpdate, EndpointRecord, Lease,
-    MAX_RESPONSE_BODY, Message,
+    Attempt, AttemptStatus, DeliveryStatus, DeliveryUpdate, Lease, MAX_RESPONSE_BODY, Message,
 };
 use crate::registry::Registry;
 use crate::retry::{RetryPolicy, parse_retry_after, unit_draw};
-use crate::signature::Signer;
-use crate::store::{HealthChange, Store};
+use crate::store::Store;
 
 /// The `user-agent` of every delivery: `Switchyard-Webhooks/<version>`.
 pub const USER_AGENT_VALUE: &str = crate::model::USER_AGENT;
-
-/// Custom header names whose values are never recorded in attempts (matched on the
-/// lower-case name: exact names, then substrings).
-const SENSITIVE_NAMES: &[&str] = &["authorization", "proxy-authorization", "cookie"];
-const SENSITIVE_PARTS: &[&str] = &["token", "secret", "key", "password", "auth", "session"];
 
 /// Delivery settings. Every field has a documented default.
 #[derive(Debug, Clone)]
@@ -123,6 +119,12 @@ pub struct DeliveryConfig {
     /// How long a delivery held back by its endpoint's limits waits before it is offered
     /// again (default 250 ms).
     pub busy_retry: Duration,
+    /// How long the outcomes of attempts may wait to be written together (default 10 ms).
+    /// One write of many outcomes costs the store much less per attempt than many writes of
+    /// a few, so the recorder waits this long for more before writing a small batch. An
+    /// outcome something waits for (the next message to an `ordered` endpoint) is written
+    /// at once; zero never waits.
+    pub record_linger: Duration,
     /// How long an endpoint read from the store is used before it is read again (default
     /// 1 s). Changes made through this engine's [`Registry`] are seen at once; changes made
     /// by another process sharing the store, within this time.
@@ -144,6 +146,7 @@ impl Default for DeliveryConfig {
             purge_interval: Duration::from_secs(60 * 60),
             addresses: AddressPolicy::default(),
             busy_retry: Duration::from_millis(250),
+            record_linger: Duration::from_millis(10),
             endpoint_refresh: Duration::from_secs(1),
         }
     }
@@ -231,13 +234,10 @@ struct Gate {
     rate: RateGate,
 }
 
-/// Group commit of attempt outcomes: one store transaction (one disk sync) for many.
-type Recorder = GroupCommit<(Lease, DeliveryUpdate), bool>;
-
 /// A leased delivery with its endpoint and message as read for its batch (`None`: gone).
 struct Job {
     lease: Lease,
-    endpoint: Option<Arc<EndpointRecord>>,
+    endpoint: Option<Arc<Target>>,
     /// The message, and its payload as the request body (one buffer shared by all the
     /// message's deliveries in the batch).
     message: Option<(Arc<Message>, Bytes)>,
@@ -251,7 +251,7 @@ struct Shared<S> {
     client: HttpClient,
     global: Arc<Semaphore>,
     gates: Mutex<HashMap<EndpointId, Arc<Gate>>>,
-    endpoints: Mutex<EndpointCache>,
+    endpoints: Arc<Mutex<EndpointCache>>,
     notifications: broadcast::Sender<Notification>,
 }
 
@@ -260,7 +260,7 @@ struct Shared<S> {
 struct EndpointCache {
     /// The registry's endpoint write count the entries were read after.
     writes: u64,
-    entries: HashMap<EndpointId, (Arc<EndpointRecord>, Instant)>,
+    entries: HashMap<EndpointId, (Arc<Target>, Instant)>,
 }
 
 /// Cached endpoints kept before stale ones are swept out.
@@ -345,13 +345,13 @@ impl<S: Store> DeliveryEngine<S> {
         Ok(Self {
             shared: Arc::new(Shared {
                 registry,
-                recorder: Recorder::default(),
+                recorder: Recorder::new(),
                 global: Arc::new(Semaphore::new(config.max_in_flight)),
                 config,
                 addresses,
                 client,
                 gates: Mutex::new(HashMap::new()),
-                endpoints: Mutex::new(EndpointCache::default()),
+                endpoints: Arc::default(),
                 notifications,
             }),
         })
@@ -375,6 +375,7 @@ impl<S: Store> DeliveryEngine<S> {
     /// [`Error::Store`] when the store fails to lease (deliveries already leased are
     /// finished first).
     pub async fn run_due(&self) -> Result<RunReport, Error> {
+        self.shared.start_recorder();
         let mut report = RunReport::default();
         let mut seen = std::collections::HashSet::new();
         loop {
@@ -415,6 +416,8 @@ impl<S: Store> DeliveryEngine<S> {
                     Err(error) => tracing::error!(%error, "delivery task panicked"),
                 }
             }
+            // What this pass did is in the store before the next pass leases.
+            self.shared.recorder.flush().await;
         }
     }
 
@@ -429,6 +432,7 @@ impl<S: Store> DeliveryEngine<S> {
     /// Only [`Error::Stopped`], if the engine's semaphore was closed.
     pub async fn run(&self, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
         let shared = &self.shared;
+        shared.start_recorder();
         let config = &shared.config;
         let mut tasks: JoinSet<Result<Outcome, Error>> = JoinSet::new();
         let mut next_purge = Instant::now();
@@ -492,6 +496,7 @@ impl<S: Store> DeliveryEngine<S> {
         while let Some(done) = tasks.join_next().await {
             log_task(done);
         }
+        shared.recorder.flush().await;
         Ok(())
     }
 
@@ -547,70 +552,50 @@ impl<S: Store> Shared<S> {
         let _ = self.notifications.send(note);
     }
 
-    /// Records an outcome through the group commit; whether the lease was still held.
-    async fn record(&self, lease: Lease, update: DeliveryUpdate) -> Result<bool, Error> {
-        let held = self
-            .recorder
-            .submit((lease, update), |items| async move {
-                let finished = self
-                    .registry
-                    .store()
-                    .finish_deliveries(items, self.config.disable_after)
-                    .await?;
-                for (endpoint, change) in finished.health {
-                    self.announce_health(endpoint, change);
-                }
-                Ok(finished.held)
-            })
-            .await?;
-        Ok(held)
+    /// Starts the recorder task if it is not running.
+    fn start_recorder(&self) {
+        self.recorder.start(|| Sink {
+            registry: Arc::clone(&self.registry),
+            disable_after: self.config.disable_after,
+            linger: self.config.record_linger,
+            notifications: self.notifications.clone(),
+            endpoints: Arc::clone(&self.endpoints),
+        });
+    }
+
+    /// Hands an outcome to the recorder (which writes it shortly, with others; at once when
+    /// `urgent`). Not an `async fn`: the outcome is handed over before the returned future
+    /// is first polled, so the future (part of every delivery's task) stays small.
+    fn record(
+        &self,
+        lease: Lease,
+        update: DeliveryUpdate,
+        urgent: bool,
+    ) -> impl Future<Output = Result<(), Error>> + Send + 'static {
+        let handed = self.recorder.record(lease, update, urgent);
+        async move {
+            if handed.await {
+                Ok(())
+            } else {
+                Err(Error::Stopped)
+            }
+        }
     }
 
     /// Finishes a lease without a request.
-    async fn release(
+    fn release(
         &self,
-        lease: &Lease,
+        lease: Lease,
         status: DeliveryStatus,
         next_attempt_at: DateTime<Utc>,
-    ) -> Result<(), Error> {
+    ) -> impl Future<Output = Result<(), Error>> + Send + 'static {
         let update = DeliveryUpdate {
             status,
             attempts: lease.delivery.attempts,
             next_attempt_at,
             attempt: None,
         };
-        self.record(lease.clone(), update).await?;
-        Ok(())
-    }
-
-    /// Tells the operator about a change in an endpoint's health.
-    fn announce_health(&self, endpoint_id: EndpointId, change: HealthChange) {
-        if change != HealthChange::Unchanged {
-            // Disabled or enabled in the store: read it again before the next delivery.
-            self.endpoints
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .entries
-                .remove(&endpoint_id);
-        }
-        match change {
-            HealthChange::Unchanged => {}
-            HealthChange::Disabled { failing_since } => {
-                tracing::warn!(endpoint = %endpoint_id, %failing_since,
-                    "endpoint disabled after failing continuously");
-                self.notify(Notification::EndpointDisabled {
-                    endpoint_id,
-                    failing_since,
-                });
-            }
-            HealthChange::Recovered { failing_since } => {
-                tracing::info!(endpoint = %endpoint_id, %failing_since, "endpoint recovered");
-                self.notify(Notification::EndpointRecovered {
-                    endpoint_id,
-                    failing_since,
-                });
-            }
-        }
+        self.record(lease, update, false)
     }
 
     /// Reads the endpoints and messages of a batch of leases, each once.
@@ -652,7 +637,7 @@ impl<S: Store> Shared<S> {
     async fn endpoints(
         &self,
         ids: Vec<EndpointId>,
-    ) -> Result<HashMap<EndpointId, Arc<EndpointRecord>>, Error> {
+    ) -> Result<HashMap<EndpointId, Arc<Target>>, Error> {
         let writes = self.registry.endpoint_writes();
         let now = Instant::now();
         let fresh = |read: &Instant| now.duration_since(*read) < self.config.endpoint_refresh;
@@ -687,80 +672,88 @@ impl<S: Store> Shared<S> {
         if cache.entries.len() > ENDPOINT_CACHE_SWEEP {
             cache.entries.retain(|_, (_, read)| fresh(read));
         }
+        let at = self.registry.config().clock.now();
         for record in read {
-            let record = Arc::new(record);
+            let gate = self.gate(&record.endpoint.id);
+            let target = Arc::new(Target::new(record, gate, at));
+            let id = target.record.endpoint.id.clone();
             // Written meanwhile: use what was read for this batch, but do not keep it.
             if cache.writes == writes {
-                cache
-                    .entries
-                    .insert(record.endpoint.id.clone(), (Arc::clone(&record), now));
+                cache.entries.insert(id.clone(), (Arc::clone(&target), now));
             }
-            found.insert(record.endpoint.id.clone(), record);
+            found.insert(id, target);
         }
         Ok(found)
     }
 
     /// Delivers one leased delivery: takes a slot of its endpoint, then a global one, then
-    /// its rate-limit turn, makes the request and records the outcome.
+    /// its rate-limit turn, makes the request and hands the outcome to the recorder.
     async fn deliver(self: Arc<Self>, job: Job) -> Result<Outcome, Error> {
         let clock = &self.registry.config().clock;
         let Job {
             lease,
-            endpoint: record,
+            endpoint: target,
             message,
         } = job;
-        let delivery = &lease.delivery;
         let now = clock.now();
-        let (record, message, body) = match (record, message) {
-            (Some(record), Some((message, body)))
-                if !record.endpoint.disabled && !message.expired =>
+        let (target, message, body) = match (target, message) {
+            (Some(target), Some((message, body)))
+                if !target.record.endpoint.disabled && !message.expired =>
             {
-                (record, message, body)
+                (target, message, body)
             }
-            (record, message) => {
+            (target, message) => {
+                let delivery = &lease.delivery;
                 tracing::warn!(
                     message = %delivery.message_id,
                     endpoint = %delivery.endpoint_id,
-                    endpoint_found = record.is_some(),
-                    endpoint_disabled = record.as_ref().is_some_and(|r| r.endpoint.disabled),
+                    endpoint_found = target.is_some(),
+                    endpoint_disabled = target.as_ref().is_some_and(|t| t.record.endpoint.disabled),
                     payload_expired = message.as_ref().is_none_or(|(m, _)| m.expired),
                     "delivery dropped without a request"
                 );
-                self.release(&lease, DeliveryStatus::Exhausted, now).await?;
+                self.release(lease, DeliveryStatus::Exhausted, now).await?;
                 return Ok(Outcome::Skipped);
             }
         };
+        let endpoint = &target.record.endpoint;
 
         // Endpoint limits: a delivery that cannot go soon goes back to the store for a
         // moment instead of holding a worker. A fast endpoint frees a slot well within the
         // wait, so its deliveries queue here rather than in the store.
-        let gate = self.gate(&delivery.endpoint_id);
-        let slot = tokio::time::timeout(
-            self.config.busy_retry,
-            Arc::clone(&gate.in_flight).acquire_owned(),
-        )
-        .await;
-        let Ok(Ok(endpoint_permit)) = slot else {
-            self.release(
-                &lease,
-                DeliveryStatus::Pending,
-                later(now, self.config.busy_retry),
-            )
-            .await?;
-            return Ok(Outcome::Postponed);
+        let gate = &target.gate;
+        let endpoint_permit = match Arc::clone(&gate.in_flight).try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                // Boxed, as the other waits below: rare, and their state would otherwise make
+                // every delivery's task larger.
+                let slot = Box::pin(tokio::time::timeout(
+                    self.config.busy_retry,
+                    Arc::clone(&gate.in_flight).acquire_owned(),
+                ))
+                .await;
+                let Ok(Ok(permit)) = slot else {
+                    let until = later(now, self.config.busy_retry);
+                    self.release(lease, DeliveryStatus::Pending, until).await?;
+                    return Ok(Outcome::Postponed);
+                };
+                permit
+            }
         };
         // The global slot comes second: a delivery waiting for its endpoint must not hold
         // back deliveries to other endpoints.
-        let permit = Arc::clone(&self.global)
-            .acquire_owned()
-            .await
-            .map_err(|_| Error::Stopped)?;
-        if let Some(rate) = record.endpoint.rate_limit {
+        let permit = match Arc::clone(&self.global).try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => Box::pin(Arc::clone(&self.global).acquire_owned())
+                .await
+                .map_err(|_| Error::Stopped)?,
+        };
+        if let Some(rate) = endpoint.rate_limit {
             match gate.rate.reserve(rate, Instant::now()) {
-                Ok(wait) => tokio::time::sleep(wait).await,
+                Ok(wait) => Box::pin(tokio::time::sleep(wait)).await,
                 Err(wait) => {
                     let wait = wait + self.config.busy_retry.mul_f64(unit_draw());
-                    self.release(&lease, DeliveryStatus::Pending, later(now, wait))
+                    self.release(lease, DeliveryStatus::Pending, later(now, wait))
                         .await?;
                     return Ok(Outcome::Postponed);
                 }
@@ -768,11 +761,12 @@ impl<S: Store> Shared<S> {
         }
 
         let at = clock.now();
-        let (request, headers) = self.request(&record, &message, body, at)?;
+        let (request, headers) = target.request(&message, body, at)?;
         let started = Instant::now();
         let result = match self.check_literal(request.uri()) {
             Err(refused) => Err(refused.to_string()),
-            Ok(()) => self.send(request).await,
+            // Boxed: the exchange's state would otherwise make every delivery's task larger.
+            Ok(()) => Box::pin(self.send(request)).await,
         };
         let duration = started.elapsed();
         // The request is over: its slots go to the next deliveries while this one's outcome
@@ -793,7 +787,7 @@ impl<S: Store> Shared<S> {
                 false,
             ),
         };
-        let attempts = delivery.attempts.saturating_add(1);
+        let attempts = lease.delivery.attempts.saturating_add(1);
         let (status, next_attempt_at) = if success {
             (DeliveryStatus::Succeeded, at)
         } else {
@@ -805,10 +799,10 @@ impl<S: Store> Shared<S> {
         let attempt = Attempt {
             id: AttemptId::generate(at.timestamp())?,
             message_id: message.id.clone(),
-            endpoint_id: record.endpoint.id.clone(),
+            endpoint_id: endpoint.id.clone(),
             event_type: message.event_type.clone(),
             channel: message.channel.clone(),
-            url: record.endpoint.url.clone(),
+            url: endpoint.url.clone(),
             status: if success {
                 AttemptStatus::Success
             } else {
@@ -818,12 +812,12 @@ impl<S: Store> Shared<S> {
             response: response.body,
             headers,
             duration,
-            trigger: delivery.trigger,
+            trigger: lease.delivery.trigger,
             timestamp: at,
         };
         tracing::debug!(
             message = %message.id,
-            endpoint = %record.endpoint.id,
+            endpoint = %endpoint.id,
             attempt = %attempt.id,
             status = attempt.response_status,
             attempts,
@@ -836,16 +830,14 @@ impl<S: Store> Shared<S> {
             next_attempt_at,
             attempt: Some(attempt),
         };
-        if !self.record(lease.clone(), update).await? {
-            tracing::debug!(message = %message.id, endpoint = %record.endpoint.id,
-                "lease lost during the attempt (requeued or expired); attempt recorded");
-        }
+        // The next message to an ordered endpoint waits for this outcome.
+        self.record(lease, update, endpoint.ordered).await?;
         if status == DeliveryStatus::Exhausted {
-            tracing::warn!(message = %message.id, endpoint = %record.endpoint.id, attempts,
+            tracing::warn!(message = %message.id, endpoint = %endpoint.id, attempts,
                 "delivery exhausted");
             self.notify(Notification::Exhausted {
                 message_id: message.id.clone(),
-                endpoint_id: record.endpoint.id.clone(),
+                endpoint_id: endpoint.id.clone(),
                 attempts,
             });
         }
@@ -854,60 +846,6 @@ impl<S: Store> Shared<S> {
             DeliveryStatus::Exhausted => Outcome::Exhausted,
             _ => Outcome::Failed,
         })
-    }
-
-    /// The request for one attempt, and the headers as recorded (credentials redacted).
-    fn request(
-        &self,
-        record: &EndpointRecord,
-        message: &Message,
-        body: Bytes,
-        at: DateTime<Utc>,
-    ) -> Result<(Request<Full<Bytes>>, RecordedHeaders), Error> {
-        let signer = Signer::with_keys(record.keys.live(at).into_iter().map(Into::into));
-        let mut builder = Request::post(record.endpoint.url.as_str())
-            .header(CONTENT_TYPE, "application/json")
-            .header(USER_AGENT, USER_AGENT_VALUE);
-        let mut recorded = BTreeMap::new();
-        recorded.insert(CONTENT_TYPE.to_string(), "application/json".to_owned());
-        recorded.insert(USER_AGENT.to_string(), USER_AGENT_VALUE.to_owned());
-        for (name, value) in &record.endpoint.headers {
-            let lower = name.to_ascii_lowercase();
-            let header =
-                HeaderName::try_from(lower.as_str()).map_err(|_| Error::InvalidHeader {
-                    name: name.clone(),
-                    reason: "not a valid header name",
-                })?;
-            let value_parsed = HeaderValue::from_str(value).map_err(|_| Error::InvalidHeader {
-                name: name.clone(),
-                reason: "the value is not a valid header value",
-            })?;
-            builder = builder.header(header, value_parsed);
-            let shown = if is_sensitive(&lower) {
-                "<redacted>".to_owned()
-            } else {
-                value.clone()
-            };
-            recorded.insert(lower, shown);
-        }
-        for (name, value) in &signer.headers(message.id.as_str(), at.timestamp(), &body) {
-            builder = builder.header(name, value);
-            recorded.insert(
-                name.to_string(),
-                String::from_utf8_lossy(value.as_bytes()).into_owned(),
-            );
-        }
-        let request = builder
-            .body(Full::new(body))
-            .map_err(|e| Error::InvalidUrl {
-                url: record.endpoint.url.clone(),
-                reason: if e.is::<http::uri::InvalidUri>() {
-                    "not a valid URL"
-                } else {
-                    "cannot build a request for it"
-                },
-            })?;
-        Ok((request, recorded))
     }
 
     /// URLs naming an IP address directly never reach the resolver: check them here.
@@ -985,10 +923,6 @@ fn later(at: DateTime<Utc>, delay: Duration) -> DateTime<Utc> {
     crate::model::after(at, delay).trunc_subsecs(6)
 }
 
-fn is_sensitive(lower_name: &str) -> bool {
-    SENSITIVE_NAMES.contains(&lower_name) || SENSITIVE_PARTS.iter().any(|p| lower_name.contains(p))
-}
-
 /// At most [`MAX_RESPONSE_BODY`] bytes, cut at a character boundary.
 fn truncate(mut text: String) -> String {
     if text.len() > MAX_RESPONSE_BODY {
@@ -1021,22 +955,6 @@ fn describe(error: &(dyn StdError + 'static)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sensitive_header_names() {
-        for name in [
-            "authorization",
-            "x-api-key",
-            "x-auth-token",
-            "cookie",
-            "x-secret",
-        ] {
-            assert!(is_sensitive(name), "{name}");
-        }
-        for name in ["x-tenant", "x-request-id", "accept"] {
-            assert!(!is_sensitive(name), "{name}");
-        }
-    }
 
     #[test]
     fn truncation_keeps_characters_whole() {

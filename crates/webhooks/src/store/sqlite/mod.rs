@@ -499,20 +499,22 @@ fn insert_message_in(
     message: &Message,
     endpoints: &[EndpointId],
 ) -> Result<(), StoreError> {
-    let mut find =
-        conn.prepare_cached("SELECT seq, ordered FROM endpoints WHERE id = ? AND deleted = 0")?;
-    let mut shares = Vec::with_capacity(endpoints.len());
-    let mut ordered = Vec::new();
-    for endpoint in endpoints {
-        let found: Option<(i64, bool)> = find
-            .query_row([endpoint.as_str()], |row| Ok((row.get(0)?, row.get(1)?)))
-            .optional()?;
-        match found {
-            Some((seq, true)) => ordered.push(seq),
-            Some((seq, false)) => shares.push(seq),
-            None => {}
+    // One statement for all the endpoints (a message often has many), in the given order.
+    let mut find = conn.prepare_cached(
+        "SELECT e.seq, e.ordered FROM json_each(?) j JOIN endpoints e ON e.id = j.value
+         WHERE e.deleted = 0 ORDER BY j.key",
+    )?;
+    let mut shares: Vec<i64> = Vec::with_capacity(endpoints.len());
+    let mut ordered: Vec<i64> = Vec::new();
+    let mut found = find.query([to_json(&endpoints)?])?;
+    while let Some(row) = found.next()? {
+        if row.get::<_, bool>(1)? {
+            ordered.push(row.get(0)?);
+        } else {
+            shares.push(row.get(0)?);
         }
     }
+    drop(found);
     conn.prepare_cached(
         "INSERT INTO messages (id, event_type, channel, payload, created_at, fanout)
          VALUES (?, ?, ?, ?, ?, ?)",
@@ -965,13 +967,18 @@ impl Store for SqliteStore {
         // Serialised here, not on the writer thread every write waits for.
         let headers = stored_headers(&items)?;
         let claims = Arc::clone(&self.claims);
-        self.db
+        let (finished, items) = self
+            .db
             .write_relaxed(move |conn| {
                 let held = finish_in(conn, &claims, &items, &headers)?;
                 let health = health_in(conn, &outcomes(&items), disable_after)?;
-                Ok(Finished { held, health })
+                // The items go back to be freed where they were made: freeing another
+                // thread's allocations costs the writer, which every write waits for.
+                Ok((Finished { held, health }, (items, headers)))
             })
-            .await
+            .await?;
+        drop(items);
+        Ok(finished)
     }
 
     async fn list_attempts(
