@@ -7,6 +7,9 @@
 //!   and the median ratio);
 //! - p50 / p99 send-to-receive latency at an offered 1,000 messages per second.
 //!
+//! `DELIVERY_BENCH_SIDE=ours` (or `bare`) runs one side of the rate cases alone, for a
+//! profiler.
+//!
 //! Not criterion: one run is seconds of wall-clock work through a real database and real
 //! sockets, and the numbers wanted (rates, percentiles, a ratio) are printed directly.
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
@@ -191,19 +194,8 @@ async fn bare_rate(messages: usize, endpoints: usize) -> f64 {
                 if i >= total {
                     return;
                 }
-                let mut request = Request::post(format!("http://{addr}/e{}", i % endpoints))
-                    .header("content-type", "application/json");
-                if std::env::var("BARE_HEADERS").is_ok() {
-                    request = request
-                        .header("user-agent", "Switchyard-Webhooks/0.1.0")
-                        .header("webhook-id", "msg_2k4JGh2hZwGtx7Ti4wY5ZU2aBn1")
-                        .header("webhook-timestamp", "1764694800")
-                        .header(
-                            "webhook-signature",
-                            "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=",
-                        );
-                }
-                let request = request
+                let request = Request::post(format!("http://{addr}/e{}", i % endpoints))
+                    .header("content-type", "application/json")
                     .body(Full::new(Bytes::from_static(PAYLOAD.as_bytes())))
                     .unwrap();
                 let response = client.request(request).await.unwrap();
@@ -257,9 +249,23 @@ async fn latency(rate: u32, seconds: u32) -> (Duration, Duration, f64) {
     (pick(0.50), pick(0.99), offered)
 }
 
+/// Which side of the rate cases to run: `DELIVERY_BENCH_SIDE=ours` or `=bare` runs one alone,
+/// to profile it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Both,
+    Ours,
+    Bare,
+}
+
 fn main() {
     // `cargo bench --bench delivery -- <filter>` runs only the cases whose name contains the
     // filter: `rate-1`, `rate-100`, `latency`. (cargo passes `--bench` too: ignored.)
+    let side = match std::env::var("DELIVERY_BENCH_SIDE").as_deref() {
+        Ok("ours") => Side::Ours,
+        Ok("bare") => Side::Bare,
+        _ => Side::Both,
+    };
     let filter = std::env::args()
         .skip(1)
         .find(|a| !a.starts_with("--"))
@@ -280,22 +286,25 @@ fn main() {
             // Rounds alternate ours and bare, so a machine that slows down mid-run slows both.
             let mut ratios = Vec::with_capacity(ROUNDS);
             for _ in 0..ROUNDS {
-                let only = std::env::var("ONLY").unwrap_or_default();
-                let ours = if only != "bare" {
-                    engine_rate(messages, endpoints).await
-                } else {
-                    1.0
-                };
-                let bare = if only != "ours" {
-                    bare_rate(messages, endpoints).await
-                } else {
-                    1.0
-                };
+                // One side alone (for a profiler): no ratio.
+                if side != Side::Both {
+                    let (ours, bare) = match side {
+                        Side::Ours => (engine_rate(messages, endpoints).await, f64::NAN),
+                        _ => (f64::NAN, bare_rate(messages, endpoints).await),
+                    };
+                    println!("| {endpoints} | {messages} | {ours:.0} | {bare:.0} | - |");
+                    continue;
+                }
+                let ours = engine_rate(messages, endpoints).await;
+                let bare = bare_rate(messages, endpoints).await;
                 ratios.push(ours / bare);
                 println!(
                     "| {endpoints} | {messages} | {ours:.0} | {bare:.0} | {:.2} |",
                     ours / bare
                 );
+            }
+            if ratios.is_empty() {
+                continue;
             }
             ratios.sort_by(f64::total_cmp);
             medians.push((endpoints, ratios[ratios.len() / 2]));
