@@ -7,7 +7,7 @@
 
 use std::fmt;
 use std::str::FromStr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, KeyError};
 
@@ -18,10 +18,13 @@ const ALPHABET: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmn
 
 static LAST: Mutex<(u32, u128)> = Mutex::new((0, 0));
 
+/// The longest id prefix (`atmpt_`).
+const MAX_PREFIX: usize = 6;
+
 /// A fresh KSUID for `now` (Unix seconds), greater than every one made before it in this
-/// process, appended to `out`. The random part is drawn from the OS when the second moves on;
-/// within a second the previous one is counted up (no system call per id).
-fn push_ksuid(out: &mut String, now: i64) -> Result<(), KeyError> {
+/// process. The random part is drawn from the OS when the second moves on; within a second
+/// the previous one is counted up (no system call per id).
+fn next_ksuid(now: i64) -> Result<[u8; ENCODED_LEN], KeyError> {
     let seconds = u32::try_from(now.saturating_sub(KSUID_EPOCH).max(0)).unwrap_or(u32::MAX);
     let mut last = LAST
         .lock()
@@ -47,9 +50,7 @@ fn push_ksuid(out: &mut String, now: i64) -> Result<(), KeyError> {
     let mut bytes = [0u8; 20];
     bytes[..4].copy_from_slice(&ts.to_be_bytes());
     bytes[4..].copy_from_slice(&payload.to_be_bytes());
-    let digits = encode_base62(&bytes);
-    out.extend(digits.iter().map(|&b| char::from(b)));
-    Ok(())
+    Ok(encode_base62(&bytes))
 }
 
 /// The 27 base62 digits of a 160-bit big-endian number.
@@ -83,7 +84,7 @@ macro_rules! prefixed_id {
         $(#[$doc])*
         #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
         #[serde(try_from = "String", into = "String")]
-        pub struct $name(String);
+        pub struct $name(Arc<str>);
 
         impl $name {
             /// The prefix every id of this kind starts with.
@@ -94,10 +95,12 @@ macro_rules! prefixed_id {
             /// # Errors
             /// [`KeyError::Rng`] when the operating system cannot provide randomness.
             pub fn generate(now: i64) -> Result<Self, KeyError> {
-                let mut id = String::with_capacity($prefix.len() + ENCODED_LEN);
-                id.push_str($prefix);
-                push_ksuid(&mut id, now)?;
-                Ok(Self(id))
+                let mut id = [0u8; MAX_PREFIX + ENCODED_LEN];
+                id[..$prefix.len()].copy_from_slice($prefix.as_bytes());
+                id[$prefix.len()..$prefix.len() + ENCODED_LEN].copy_from_slice(&next_ksuid(now)?);
+                // ASCII throughout, so this borrows (one allocation per id, the `Arc`).
+                let text = String::from_utf8_lossy(&id[..$prefix.len() + ENCODED_LEN]);
+                Ok(Self(Arc::from(&*text)))
             }
 
             /// The id as text.
@@ -111,7 +114,7 @@ macro_rules! prefixed_id {
 
             fn from_str(text: &str) -> Result<Self, Error> {
                 match text.strip_prefix($prefix) {
-                    Some(rest) if is_ksuid(rest) => Ok(Self(text.to_owned())),
+                    Some(rest) if is_ksuid(rest) => Ok(Self(Arc::from(text))),
                     _ => Err(Error::InvalidId { kind: $kind, value: text.to_owned() }),
                 }
             }
@@ -127,7 +130,7 @@ macro_rules! prefixed_id {
 
         impl From<$name> for String {
             fn from(id: $name) -> String {
-                id.0
+                String::from(&*id.0)
             }
         }
 

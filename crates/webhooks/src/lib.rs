@@ -66,9 +66,9 @@ pub mod verify;
 pub use error::{Error, KeyError, SchemaError, StoreError, VerifyError, Violation};
 pub use id::{AttemptId, EndpointId, MessageId};
 pub use model::{
-    Attempt, AttemptStatus, AttemptTrigger, Channel, Delivery, DeliveryStatus, DeliveryUpdate,
-    Endpoint, EndpointKeys, EndpointRecord, EndpointSpec, EndpointUid, EventType, EventTypeFilter,
-    EventTypeName, Lease, MAX_CHANNELS, MAX_RESPONSE_BODY, Message, SentEvent,
+    Attempt, AttemptHeaders, AttemptStatus, AttemptTrigger, Channel, Delivery, DeliveryStatus,
+    DeliveryUpdate, Endpoint, EndpointKeys, EndpointRecord, EndpointSpec, EndpointUid, EventType,
+    EventTypeFilter, EventTypeName, Lease, MAX_CHANNELS, MAX_RESPONSE_BODY, Message, SentEvent,
 };
 pub use page::{DEFAULT_LIMIT, ListOptions, MAX_LIMIT, Order, Page, PageRequest};
 pub use registry::{

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::num::NonZeroU32;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -40,7 +41,7 @@ macro_rules! checked_name {
         $(#[$doc])*
         #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
         #[serde(try_from = "String", into = "String")]
-        pub struct $name(String);
+        pub struct $name(Arc<str>);
 
         impl $name {
             /// Checks and wraps a name.
@@ -51,7 +52,7 @@ macro_rules! checked_name {
                 let text = text.into();
                 let check: fn(&str) -> bool = $check;
                 if check(&text) {
-                    Ok(Self(text))
+                    Ok(Self(Arc::from(text)))
                 } else {
                     let error: fn(String) -> Error = $error;
                     Err(error(text))
@@ -90,7 +91,7 @@ macro_rules! checked_name {
 
         impl From<$name> for String {
             fn from(name: $name) -> String {
-                name.0
+                String::from(&*name.0)
             }
         }
 
@@ -569,6 +570,143 @@ impl AttemptTrigger {
     }
 }
 
+/// The request headers an attempt sent, as recorded: lower-case names, credential-bearing
+/// values redacted. Reads like a map sorted by name; cheap to make and to clone, since the
+/// headers every request to an endpoint shares are one shared map, and only the three
+/// Standard Webhooks headers are the attempt's own.
+///
+/// ```
+/// use switchyard_webhooks::AttemptHeaders;
+///
+/// let mut headers: AttemptHeaders = [("x-tenant", "42"), ("webhook-id", "msg_1")]
+///     .into_iter()
+///     .map(|(n, v)| (n.to_owned(), v.to_owned()))
+///     .collect();
+/// headers.insert("content-type", "application/json");
+/// assert_eq!(headers.get("x-tenant"), Some("42"));
+/// assert_eq!(headers.len(), 3);
+/// let names: Vec<&str> = headers.iter().map(|(name, _)| name).collect();
+/// assert_eq!(names, ["content-type", "webhook-id", "x-tenant"]);
+/// ```
+#[derive(Clone, Default)]
+pub struct AttemptHeaders {
+    /// Every header but the three below.
+    common: Arc<BTreeMap<String, String>>,
+    /// The values of [`SIGNED_HEADERS`], in that order.
+    signed: [Option<String>; 3],
+}
+
+/// The headers an attempt keeps apart from the shared ones, in name order.
+const SIGNED_HEADERS: [&str; 3] = ["webhook-id", "webhook-signature", "webhook-timestamp"];
+
+impl AttemptHeaders {
+    /// No headers.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// `common` (shared, not copied) with the three Standard Webhooks headers added.
+    pub(crate) fn signed(
+        common: Arc<BTreeMap<String, String>>,
+        id: String,
+        signature: String,
+        timestamp: String,
+    ) -> Self {
+        Self {
+            common,
+            signed: [Some(id), Some(signature), Some(timestamp)],
+        }
+    }
+
+    /// The value of the header `name` (lower-case), if it was sent.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        match SIGNED_HEADERS.iter().position(|n| *n == name) {
+            Some(i) => self.signed[i].as_deref(),
+            None => self.common.get(name).map(String::as_str),
+        }
+    }
+
+    /// Whether the header `name` (lower-case) was sent.
+    pub fn contains(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+
+    /// Sets a header (the name as given; attempts record lower-case names).
+    pub fn insert(&mut self, name: impl Into<String>, value: impl Into<String>) {
+        let name = name.into();
+        match SIGNED_HEADERS.iter().position(|n| *n == name) {
+            Some(i) => self.signed[i] = Some(value.into()),
+            None => {
+                Arc::make_mut(&mut self.common).insert(name, value.into());
+            }
+        }
+    }
+
+    /// How many headers.
+    pub fn len(&self) -> usize {
+        self.common.len() + self.signed.iter().flatten().count()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The headers, by name.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        let mut all: Vec<(&str, &str)> = self
+            .common
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_str()))
+            .chain(
+                SIGNED_HEADERS
+                    .iter()
+                    .zip(&self.signed)
+                    .filter_map(|(name, value)| Some((*name, value.as_deref()?))),
+            )
+            .collect();
+        all.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        all.into_iter()
+    }
+
+    /// The headers as a map.
+    pub fn to_map(&self) -> BTreeMap<String, String> {
+        self.iter()
+            .map(|(name, value)| (name.to_owned(), value.to_owned()))
+            .collect()
+    }
+}
+
+impl FromIterator<(String, String)> for AttemptHeaders {
+    fn from_iter<I: IntoIterator<Item = (String, String)>>(headers: I) -> Self {
+        let mut collected = Self::new();
+        for (name, value) in headers {
+            collected.insert(name, value);
+        }
+        collected
+    }
+}
+
+impl From<BTreeMap<String, String>> for AttemptHeaders {
+    fn from(headers: BTreeMap<String, String>) -> Self {
+        headers.into_iter().collect()
+    }
+}
+
+impl PartialEq for AttemptHeaders {
+    fn eq(&self, other: &Self) -> bool {
+        self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for AttemptHeaders {}
+
+impl fmt::Debug for AttemptHeaders {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
+
 /// The longest response body an attempt keeps, in bytes (longer ones are cut at a character
 /// boundary).
 pub const MAX_RESPONSE_BODY: usize = 20 * 1024;
@@ -600,7 +738,7 @@ pub struct Attempt {
     /// The request headers sent (names lower-case). Values of credential-bearing custom
     /// headers (`authorization`, `cookie`, `proxy-authorization`, and names containing
     /// `token`, `secret`, `key` or `password`) are replaced by `<redacted>`.
-    pub headers: BTreeMap<String, String>,
+    pub headers: AttemptHeaders,
     /// From the start of the request to the end of the response body.
     pub duration: Duration,
     /// Scheduled or manual.
@@ -623,7 +761,7 @@ pub struct SentEvent {
     /// The message's channel, if any.
     pub channel: Option<Channel>,
     /// The request headers sent (credential-bearing custom headers redacted).
-    pub headers: BTreeMap<String, String>,
+    pub headers: AttemptHeaders,
     /// The message id (`msg_id`).
     pub message_id: MessageId,
     /// The payload bytes as sent; empty when the message has expired (see `expired`).

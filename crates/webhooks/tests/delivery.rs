@@ -324,11 +324,11 @@ async fn delivers_the_stored_bytes_signed_with_every_live_key() {
         attempt.timestamp.timestamp().to_string(),
         "the timestamp sent is the second the attempt is recorded at"
     );
-    assert_eq!(attempt.headers["authorization"], "<redacted>");
-    assert_eq!(attempt.headers["x-tenant"], "42");
+    assert_eq!(attempt.headers.get("authorization"), Some("<redacted>"));
+    assert_eq!(attempt.headers.get("x-tenant"), Some("42"));
     assert_eq!(
-        attempt.headers["webhook-signature"],
-        header("webhook-signature")
+        attempt.headers.get("webhook-signature"),
+        Some(header("webhook-signature").as_str())
     );
     let delivery = &h.registry.deliveries(&message).await.unwrap()[0];
     assert_eq!(delivery.status, DeliveryStatus::Succeeded);

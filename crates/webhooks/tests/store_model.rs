@@ -14,8 +14,9 @@ use proptest::prelude::*;
 use serde_json::json;
 use switchyard_webhooks::store::{MemoryStore, SqliteStore, Store};
 use switchyard_webhooks::{
-    Attempt, AttemptId, AttemptStatus, AttemptTrigger, Clock, DeliveryStatus, DeliveryUpdate,
-    EndpointId, EndpointSpec, EventTypeName, Lease, MessageId, Registry, RegistryConfig,
+    Attempt, AttemptHeaders, AttemptId, AttemptStatus, AttemptTrigger, Clock, DeliveryStatus,
+    DeliveryUpdate, EndpointId, EndpointSpec, EventTypeName, Lease, MessageId, Registry,
+    RegistryConfig,
 };
 
 /// Endpoints every message goes to; the last one is ordered (its deliveries stay rows).
@@ -183,7 +184,7 @@ impl<S: Store> Side<S> {
             status,
             response_status: code,
             response: String::new(),
-            headers: BTreeMap::new(),
+            headers: AttemptHeaders::new(),
             duration: Duration::from_millis(3),
             trigger: d.trigger,
             timestamp: now,

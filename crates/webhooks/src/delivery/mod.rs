@@ -50,7 +50,7 @@ mod limit;
 mod recorder;
 mod target;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::error::Error as StdError;
 use std::future::Future;
 use std::net::IpAddr;
@@ -221,9 +221,6 @@ enum Outcome {
     Postponed,
     Skipped,
 }
-
-/// Request headers as an attempt records them.
-type RecordedHeaders = BTreeMap<String, String>;
 
 type HttpClient = Client<HttpsConnector<HttpConnector<GuardedResolver>>, Full<Bytes>>;
 

@@ -12,9 +12,9 @@ use http::header::{CONTENT_TYPE, USER_AGENT};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri};
 use http_body_util::Full;
 
-use super::{Gate, RecordedHeaders, USER_AGENT_VALUE};
+use super::{Gate, USER_AGENT_VALUE};
 use crate::error::Error;
-use crate::model::{EndpointRecord, Message};
+use crate::model::{AttemptHeaders, EndpointRecord, Message};
 use crate::signature::{HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP, Signer};
 
 /// Custom header names whose values are never recorded in attempts (matched on the
@@ -24,6 +24,9 @@ const SENSITIVE_PARTS: &[&str] = &["token", "secret", "key", "password", "auth",
 
 static APPLICATION_JSON: HeaderValue = HeaderValue::from_static("application/json");
 static AGENT: HeaderValue = HeaderValue::from_static(USER_AGENT_VALUE);
+static NAME_ID: HeaderName = HeaderName::from_static(HEADER_ID);
+static NAME_TIMESTAMP: HeaderName = HeaderName::from_static(HEADER_TIMESTAMP);
+static NAME_SIGNATURE: HeaderName = HeaderName::from_static(HEADER_SIGNATURE);
 
 /// An endpoint and what its requests share.
 pub(super) struct Target {
@@ -36,8 +39,8 @@ pub(super) struct Target {
     /// `content-type`, `user-agent` and the custom headers; or the custom header that is not
     /// valid.
     headers: Result<HeaderMap, (String, &'static str)>,
-    /// The same headers as attempts record them (credentials redacted).
-    recorded: RecordedHeaders,
+    /// The same headers as attempts record them (credentials redacted), shared by them all.
+    recorded: Arc<BTreeMap<String, String>>,
     /// Signs with the keys live at `signed_from`, until `signed_until` (when the first of
     /// the previous keys among them expires).
     signer: Signer,
@@ -93,7 +96,7 @@ impl Target {
                 None => Ok(headers),
                 Some(invalid) => Err(invalid),
             },
-            recorded,
+            recorded: Arc::new(recorded),
             signer,
             signed_from: now,
             signed_until,
@@ -111,7 +114,7 @@ impl Target {
         message: &Message,
         body: Bytes,
         at: DateTime<Utc>,
-    ) -> Result<(Request<Full<Bytes>>, RecordedHeaders), Error> {
+    ) -> Result<(Request<Full<Bytes>>, AttemptHeaders), Error> {
         let endpoint = &self.record.endpoint;
         let uri = self.uri.clone().map_err(|reason| Error::InvalidUrl {
             url: endpoint.url.clone(),
@@ -138,16 +141,25 @@ impl Target {
             fresh = signer_at(&self.record, at);
             &fresh
         };
-        signer.apply_headers(&mut headers, message.id.as_str(), at.timestamp(), &body);
-        let mut recorded = self.recorded.clone();
-        for name in [HEADER_ID, HEADER_TIMESTAMP, HEADER_SIGNATURE] {
-            if let Some(value) = headers.get(name) {
-                recorded.insert(
-                    name.to_owned(),
-                    String::from_utf8_lossy(value.as_bytes()).into_owned(),
-                );
+        let id = message.id.as_str();
+        let timestamp = at.timestamp().to_string();
+        let signature = signer.sign(id, at.timestamp(), &body);
+        // Ids this crate makes, decimal digits and base64 are always valid header values.
+        for (name, value) in [
+            (&NAME_ID, id),
+            (&NAME_TIMESTAMP, timestamp.as_str()),
+            (&NAME_SIGNATURE, signature.as_str()),
+        ] {
+            if let Ok(value) = HeaderValue::from_str(value) {
+                headers.insert(name.clone(), value);
             }
         }
+        let recorded = AttemptHeaders::signed(
+            Arc::clone(&self.recorded),
+            id.to_owned(),
+            signature,
+            timestamp,
+        );
         let mut request = Request::new(Full::new(body));
         *request.method_mut() = Method::POST;
         *request.uri_mut() = uri;

@@ -211,9 +211,7 @@ impl Candidate {
                 Ok(Lease {
                     delivery: Delivery {
                         message_id: Clone::clone(&message_id),
-                        endpoint_id: id
-                            .parse()
-                            .map_err(|e| corrupt(format!("endpoint {id}"), e))?,
+                        endpoint_id: id,
                         status: DeliveryStatus::Pending,
                         attempts: 0,
                         next_attempt_at: created_at,
@@ -361,12 +359,9 @@ pub(super) fn derived(
         } else {
             continue;
         };
-        let id = names.endpoint(endpoint)?;
         derived.push(Delivery {
             message_id: message.id.clone(),
-            endpoint_id: id
-                .parse()
-                .map_err(|e| corrupt(format!("endpoint {id}"), e))?,
+            endpoint_id: names.endpoint(endpoint)?.clone(),
             status,
             attempts: count,
             next_attempt_at: message.created_at,

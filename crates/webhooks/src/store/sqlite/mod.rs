@@ -544,7 +544,7 @@ struct Names<'c> {
     conn: &'c Connection,
     messages: HashMap<i64, String>,
     /// Id, and whether the endpoint is deleted.
-    endpoints: HashMap<i64, (String, bool)>,
+    endpoints: HashMap<i64, (EndpointId, bool)>,
 }
 
 impl<'c> Names<'c> {
@@ -572,14 +572,19 @@ impl<'c> Names<'c> {
             .unwrap_or_default())
     }
 
-    fn lookup(&mut self, seq: i64) -> Result<&(String, bool), StoreError> {
+    fn lookup(&mut self, seq: i64) -> Result<&(EndpointId, bool), StoreError> {
         if let std::collections::hash_map::Entry::Vacant(entry) = self.endpoints.entry(seq) {
             let found: Option<(String, bool)> = self
                 .conn
                 .prepare_cached("SELECT id, deleted FROM endpoints WHERE seq = ?")?
                 .query_row([seq], |row| Ok((row.get(0)?, row.get(1)?)))
                 .optional()?;
-            entry.insert(found.ok_or_else(|| corrupt(format!("endpoint row {seq}"), "missing"))?);
+            let (id, deleted) =
+                found.ok_or_else(|| corrupt(format!("endpoint row {seq}"), "missing"))?;
+            let id = id
+                .parse()
+                .map_err(|e| corrupt(format!("endpoint {id}"), e))?;
+            entry.insert((id, deleted));
         }
         self.endpoints
             .get(&seq)
@@ -587,12 +592,12 @@ impl<'c> Names<'c> {
     }
 
     /// The endpoint's id (deleted ones too: their attempts still name them).
-    fn endpoint(&mut self, seq: i64) -> Result<&str, StoreError> {
-        Ok(self.lookup(seq)?.0.as_str())
+    fn endpoint(&mut self, seq: i64) -> Result<&EndpointId, StoreError> {
+        Ok(&self.lookup(seq)?.0)
     }
 
     /// The endpoint's id unless it was deleted.
-    fn live_endpoint(&mut self, seq: i64) -> Result<Option<String>, StoreError> {
+    fn live_endpoint(&mut self, seq: i64) -> Result<Option<EndpointId>, StoreError> {
         let (id, deleted) = self.lookup(seq)?;
         Ok((!deleted).then(|| id.clone()))
     }
@@ -912,7 +917,7 @@ impl Store for SqliteStore {
                         let mut updated = lease.query(params![msg, ep, until, token])?;
                         if let Some(row) = updated.next()? {
                             let message = names.message(msg)?.to_owned();
-                            let endpoint = names.endpoint(ep)?.to_owned();
+                            let endpoint = names.endpoint(ep)?.as_str().to_owned();
                             leases.push(Lease {
                                 delivery: rows::delivery(row, &message, &endpoint)?,
                                 token: token.clone(),

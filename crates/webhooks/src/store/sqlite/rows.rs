@@ -83,18 +83,25 @@ pub(super) type StoredHeaders = (String, i64);
 pub(super) fn stored_headers(attempt: &Attempt) -> Result<StoredHeaders, StoreError> {
     let timestamp = attempt.timestamp.timestamp().to_string();
     let mut elided = 0;
-    let mut kept: BTreeMap<&str, &str> = BTreeMap::new();
-    for (name, value) in &attempt.headers {
-        match DERIVED.iter().position(|d| d == name) {
+    let mut kept = Vec::new();
+    for (name, value) in attempt.headers.iter() {
+        match DERIVED.iter().position(|d| *d == name) {
             Some(i) if value == derived_value(i, attempt.message_id.as_str(), &timestamp) => {
                 elided |= 1 << i;
             }
-            _ => {
-                kept.insert(name, value);
-            }
+            _ => kept.push((name, value)),
         }
     }
-    Ok((to_json(&kept)?, elided))
+    Ok((to_json(&JsonMap(&kept))?, elided))
+}
+
+/// Name-value pairs written as a JSON object, in their order.
+struct JsonMap<'a>(&'a [(&'a str, &'a str)]);
+
+impl serde::Serialize for JsonMap<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.0.iter().copied())
+    }
 }
 
 fn time(row: &Row<'_>, column: &str) -> Result<DateTime<Utc>, StoreError> {
@@ -240,7 +247,7 @@ pub(super) fn attempt(row: &Row<'_>) -> Result<Attempt, StoreError> {
         response_status: u16::try_from(row.get::<_, i64>("response_status")?)
             .map_err(|e| corrupt(what(), e))?,
         response: row.get("response")?,
-        headers,
+        headers: headers.into(),
         duration: Duration::from_micros(u64::try_from(duration).map_err(|e| corrupt(what(), e))?),
         trigger: AttemptTrigger::from_code(trigger)
             .ok_or_else(|| corrupt(what(), format!("unknown trigger {trigger}")))?,

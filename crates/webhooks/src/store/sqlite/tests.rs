@@ -258,7 +258,7 @@ async fn version_2_files_upgrade_in_place() {
     assert_eq!(attempts[0].response, "no");
     assert_eq!(attempts[0].trigger, AttemptTrigger::Manual);
     assert_eq!(attempts[1].endpoint_id.as_str(), live);
-    assert_eq!(attempts[1].headers["webhook-id"], first);
+    assert_eq!(attempts[1].headers.get("webhook-id"), Some(first));
     let by_channel = store
         .list_attempts(
             &AttemptFilter {
