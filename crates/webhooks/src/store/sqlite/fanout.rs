@@ -234,89 +234,157 @@ pub(super) fn share_of(lease: &Lease) -> Option<(&str, i64, i64)> {
     Some((parts.next()?, message, endpoint))
 }
 
-/// Takes a share's report: counts the share off its fan-out and, if the report is taken,
-/// applies it. Whether it was taken: the claim still held with this token, the share not
-/// reported before, not resent meanwhile (a resend makes a delivery row, in any process),
-/// and its endpoint not deleted. A taken report that did not simply succeed turns the share
-/// into a delivery row.
-pub(super) fn report(
-    conn: &Connection,
-    claims: &mut Claims,
-    (token, message, endpoint): (&str, i64, i64),
-    update: &DeliveryUpdate,
-) -> Result<bool, StoreError> {
-    let (row, held, deleted): (bool, bool, bool) = conn
-        .prepare_cached(
-            "SELECT EXISTS (SELECT 1 FROM deliveries WHERE msg = ?1 AND ep = ?3),
-                    EXISTS (SELECT 1 FROM fanouts WHERE msg = ?1 AND lease_token = ?2),
-                    COALESCE((SELECT deleted FROM endpoints WHERE seq = ?3), 1)",
-        )?
-        .query_row(params![message, token, endpoint], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-        })?;
-    // Where the share stands: from this store's claims when it made the claim, else from
-    // the database (a row or a taken success closes it).
-    let standing = match claims.open.get_mut(&message) {
-        Some((claim, open)) if claim == token => match (open.remove(&endpoint), row) {
-            (true, false) => Standing::Open,
-            (true, true) => Standing::Revoked,
-            (false, _) => Standing::Closed,
-        },
-        _ if row || settled(conn, message)?.contains(&endpoint) => Standing::Closed,
-        _ => Standing::Open,
-    };
-    if standing == Standing::Closed {
-        return Ok(false);
+/// What the share reports of one batch read from the database, each read once per batch
+/// (a batch holds many shares of few messages): which fan-outs are claimed with which token,
+/// which of a message's endpoints have a delivery row, which endpoints are deleted. Kept up
+/// to date with what the batch itself writes.
+pub(super) struct Reports<'c> {
+    conn: &'c Connection,
+    /// Per message: the token its fan-out row is claimed with (`None`: no row, or unclaimed).
+    claimed: HashMap<i64, Option<String>>,
+    /// Per message: the endpoints with a delivery row.
+    rows: HashMap<i64, HashSet<i64>>,
+    /// Per endpoint: deleted (or gone).
+    deleted: HashMap<i64, bool>,
+}
+
+impl<'c> Reports<'c> {
+    pub(super) fn new(conn: &'c Connection) -> Self {
+        Self {
+            conn,
+            claimed: HashMap::new(),
+            rows: HashMap::new(),
+            deleted: HashMap::new(),
+        }
     }
-    if !held {
-        // Our claim is gone; a newer claim of this store's on the same fan-out stays.
-        if claims
-            .open
+
+    fn claimed_with(&mut self, message: i64, token: &str) -> Result<bool, StoreError> {
+        if let std::collections::hash_map::Entry::Vacant(entry) = self.claimed.entry(message) {
+            let found: Option<Option<String>> = self
+                .conn
+                .prepare_cached("SELECT lease_token FROM fanouts WHERE msg = ?")?
+                .query_row([message], |row| row.get(0))
+                .optional()?;
+            entry.insert(found.flatten());
+        }
+        Ok(self
+            .claimed
             .get(&message)
-            .is_some_and(|(claim, _)| claim == token)
-        {
+            .is_some_and(|claim| claim.as_deref() == Some(token)))
+    }
+
+    fn rows_of(&mut self, message: i64) -> Result<&mut HashSet<i64>, StoreError> {
+        if let std::collections::hash_map::Entry::Vacant(entry) = self.rows.entry(message) {
+            let mut rows = HashSet::new();
+            let mut statement = self
+                .conn
+                .prepare_cached("SELECT ep FROM deliveries WHERE msg = ?")?;
+            let mut found = statement.query([message])?;
+            while let Some(row) = found.next()? {
+                rows.insert(row.get::<_, i64>(0)?);
+            }
+            entry.insert(rows);
+        }
+        self.rows
+            .get_mut(&message)
+            .ok_or_else(|| corrupt(format!("message row {message}"), "rows not read"))
+    }
+
+    fn deleted(&mut self, endpoint: i64) -> Result<bool, StoreError> {
+        if let Some(deleted) = self.deleted.get(&endpoint) {
+            return Ok(*deleted);
+        }
+        let deleted: bool = self
+            .conn
+            .prepare_cached("SELECT COALESCE((SELECT deleted FROM endpoints WHERE seq = ?), 1)")?
+            .query_row([endpoint], |row| row.get(0))?;
+        self.deleted.insert(endpoint, deleted);
+        Ok(deleted)
+    }
+
+    /// Takes a share's report: counts the share off its fan-out and, if the report is taken,
+    /// applies it. Whether it was taken: the claim still held with this token, the share not
+    /// reported before, not resent meanwhile (a resend makes a delivery row, in any process),
+    /// and its endpoint not deleted. A taken report that did not simply succeed turns the
+    /// share into a delivery row.
+    pub(super) fn report(
+        &mut self,
+        claims: &mut Claims,
+        (token, message, endpoint): (&str, i64, i64),
+        update: &DeliveryUpdate,
+    ) -> Result<bool, StoreError> {
+        let conn = self.conn;
+        let row = self.rows_of(message)?.contains(&endpoint);
+        let held = self.claimed_with(message, token)?;
+        let deleted = self.deleted(endpoint)?;
+        // Where the share stands: from this store's claims when it made the claim, else from
+        // the database (a row or a taken success closes it).
+        let standing = match claims.open.get_mut(&message) {
+            Some((claim, open)) if claim == token => match (open.remove(&endpoint), row) {
+                (true, false) => Standing::Open,
+                (true, true) => Standing::Revoked,
+                (false, _) => Standing::Closed,
+            },
+            _ if row || settled(conn, message)?.contains(&endpoint) => Standing::Closed,
+            _ => Standing::Open,
+        };
+        if standing == Standing::Closed {
+            return Ok(false);
+        }
+        if !held {
+            // Our claim is gone; a newer claim of this store's on the same fan-out stays.
+            if claims
+                .open
+                .get(&message)
+                .is_some_and(|(claim, _)| claim == token)
+            {
+                claims.open.remove(&message);
+            }
+            return Ok(false);
+        }
+        // Count the share off: in memory when this store made the claim (the fan-out row is
+        // only touched once, when its last share is done), else in the row.
+        let done = match claims.open.get(&message) {
+            Some((claim, open)) if claim == token => open.is_empty(),
+            _ => {
+                let left: i64 = conn
+                    .prepare_cached(
+                        "UPDATE fanouts SET left = left - 1 WHERE msg = ? RETURNING left",
+                    )?
+                    .query_row([message], |row| row.get(0))?;
+                left <= 0
+            }
+        };
+        if done {
+            conn.prepare_cached("DELETE FROM fanouts WHERE msg = ?")?
+                .execute([message])?;
             claims.open.remove(&message);
+            self.claimed.insert(message, None);
         }
-        return Ok(false);
-    }
-    // Count the share off: in memory when this store made the claim (the fan-out row is only
-    // touched once, when its last share is done), else in the row.
-    let done = match claims.open.get(&message) {
-        Some((claim, open)) if claim == token => open.is_empty(),
-        _ => {
-            let left: i64 = conn
-                .prepare_cached("UPDATE fanouts SET left = left - 1 WHERE msg = ? RETURNING left")?
-                .query_row([message], |row| row.get(0))?;
-            left <= 0
+        if standing == Standing::Revoked || deleted {
+            return Ok(false);
         }
-    };
-    if done {
-        conn.prepare_cached("DELETE FROM fanouts WHERE msg = ?")?
-            .execute([message])?;
-        claims.open.remove(&message);
+        let succeeded = update.status == DeliveryStatus::Succeeded
+            && update
+                .attempt
+                .as_ref()
+                .is_some_and(|a| a.status == AttemptStatus::Success);
+        if !succeeded {
+            conn.prepare_cached(
+                "INSERT INTO deliveries (msg, ep, status, attempts, next_attempt_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![
+                message,
+                endpoint,
+                update.status.code(),
+                update.attempts,
+                micros(update.next_attempt_at),
+            ])?;
+            self.rows_of(message)?.insert(endpoint);
+        }
+        Ok(true)
     }
-    if standing == Standing::Revoked || deleted {
-        return Ok(false);
-    }
-    let succeeded = update.status == DeliveryStatus::Succeeded
-        && update
-            .attempt
-            .as_ref()
-            .is_some_and(|a| a.status == AttemptStatus::Success);
-    if !succeeded {
-        conn.prepare_cached(
-            "INSERT INTO deliveries (msg, ep, status, attempts, next_attempt_at)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-        )?
-        .execute(params![
-            message,
-            endpoint,
-            update.status.code(),
-            update.attempts,
-            micros(update.next_attempt_at),
-        ])?;
-    }
-    Ok(true)
 }
 
 /// The deliveries of a message that only its fan-out knows about (no delivery row), with

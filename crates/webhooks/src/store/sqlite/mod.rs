@@ -292,13 +292,14 @@ fn finish_in(
          WHERE msg = ?1 AND ep = ?2 AND lease_token = ?3",
     )?;
     let mut claims = claims.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut reports = fanout::Reports::new(conn);
     let mut held = Vec::with_capacity(items.len());
     for (lease, change) in items {
         let delivery = &lease.delivery;
         let attempt = with_headers(change, &mut headers)?;
         if let Some(share) = fanout::share_of(lease) {
             let (_, msg, ep) = share;
-            let taken = fanout::report(conn, &mut claims, share, change)?;
+            let taken = reports.report(&mut claims, share, change)?;
             if let Some((attempt, stored)) = attempt {
                 let keys = (Some(msg), Some(ep));
                 record_attempt(conn, &mut insert, (attempt, stored, taken), delivery, keys)?;

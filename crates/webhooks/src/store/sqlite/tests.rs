@@ -281,6 +281,84 @@ async fn version_2_files_upgrade_in_place() {
     assert_eq!(recipients, vec![live.parse::<EndpointId>().unwrap()]);
 }
 
+/// The first write of a transaction runs without a savepoint: when it fails or panics, the
+/// transaction is rolled back and begun again, and the writes queued with it still commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_first_write_leaves_its_batch_to_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("f.db")).await.unwrap();
+    let db = Arc::clone(&store.db);
+    let insert = |conn: &Connection, name: &str| {
+        conn.execute(
+            "INSERT INTO event_types VALUES (?, '', '{}', 0, 0, 0)",
+            [name],
+        )
+    };
+    // Keep the writer busy so that the writes below queue into one batch.
+    let (started, busy) = tokio::sync::oneshot::channel();
+    let blocker = tokio::spawn({
+        let db = Arc::clone(&db);
+        async move {
+            db.write(move |_| {
+                let _ = started.send(());
+                std::thread::sleep(std::time::Duration::from_millis(300));
+                Ok(())
+            })
+            .await
+        }
+    });
+    busy.await.unwrap();
+    let durable_a = tokio::spawn({
+        let db = Arc::clone(&db);
+        async move { db.write(move |conn| Ok(insert(conn, "t.a")?)).await }
+    });
+    // Bookkeeping writes run first in a batch: these two are its first writes in turn.
+    let failing = tokio::spawn({
+        let db = Arc::clone(&db);
+        async move {
+            db.write_relaxed(move |conn| {
+                insert(conn, "t.failed")?;
+                Err::<(), _>(corrupt("test", "refused"))
+            })
+            .await
+        }
+    });
+    let panicking = tokio::spawn({
+        let db = Arc::clone(&db);
+        async move {
+            db.write_relaxed(move |conn| -> Result<(), StoreError> {
+                insert(conn, "t.panicked")?;
+                panic!("a write that panics");
+            })
+            .await
+        }
+    });
+    let durable_b = tokio::spawn({
+        let db = Arc::clone(&db);
+        async move { db.write(move |conn| Ok(insert(conn, "t.b")?)).await }
+    });
+    blocker.await.unwrap().unwrap();
+    assert!(matches!(
+        failing.await.unwrap(),
+        Err(StoreError::Corrupt { .. })
+    ));
+    assert!(matches!(
+        panicking.await.unwrap(),
+        Err(StoreError::Interrupted)
+    ));
+    assert_eq!(durable_a.await.unwrap().unwrap(), 1);
+    assert_eq!(durable_b.await.unwrap().unwrap(), 1);
+    let names: Vec<String> = db
+        .read(|conn| {
+            let mut statement = conn.prepare("SELECT name FROM event_types ORDER BY name")?;
+            let names = statement.query_map([], |row| row.get(0))?;
+            Ok(names.collect::<Result<_, _>>()?)
+        })
+        .unwrap();
+    assert_eq!(names, ["t.a", "t.b"]);
+    store.close().await;
+}
+
 /// Writes queued together commit together, a failing write is rolled back alone, and a
 /// closed store refuses writes with a typed error.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -271,35 +271,64 @@ fn write_loop(conn: &Connection, queue: &Receiver<Job>) {
     }
 }
 
-fn run_batch(conn: &Connection, batch: Vec<Job>) {
+/// Runs a batch in one transaction. Every write but the transaction's first runs in a
+/// savepoint of its own, so that a failing one is rolled back alone. The first needs none
+/// (and is spared the savepoint's cost: SQLite copies every page a savepoint changes): if
+/// it fails, the transaction, which holds nothing else yet, is rolled back and begun again.
+/// The bookkeeping writes go first, since they are the large ones.
+fn run_batch(conn: &Connection, mut batch: Vec<Job>) {
+    batch.sort_by_key(|job| job.durable);
     // `BEGIN IMMEDIATE` takes the write lock now, so another process holding it makes this
     // wait (busy timeout) instead of failing half-way through the batch.
-    if let Err(error) = conn.execute_batch("BEGIN IMMEDIATE") {
-        let error = Arc::new(StoreError::from(error));
-        tracing::error!(%error, writes = batch.len(), "could not start a write transaction");
-        for job in batch {
-            ((job.run)(Err(&error)).answer)(None);
-        }
-        return;
-    }
+    let begin = || {
+        conn.execute_batch("BEGIN IMMEDIATE").map_err(|error| {
+            let error = Arc::new(StoreError::from(error));
+            tracing::error!(%error, "could not start a write transaction");
+            error
+        })
+    };
+    let mut failed: Option<Arc<StoreError>> = begin().err();
     let mut answers = Vec::with_capacity(batch.len());
-    let mut failed: Option<Arc<StoreError>> = None;
     for job in batch {
         if let Some(error) = &failed {
             ((job.run)(Err(error)).answer)(None);
             continue;
         }
-        if let Err(error) = conn.execute_batch("SAVEPOINT job") {
-            failed = Some(Arc::new(error.into()));
+        let first = answers.is_empty();
+        if !first && let Err(error) = conn.execute_batch("SAVEPOINT job") {
+            let error = Arc::new(StoreError::from(error));
+            ((job.run)(Err(&error)).answer)(None);
+            failed = Some(error);
             continue;
         }
         // A write that panics is rolled back alone; its caller sees `Interrupted`.
         let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (job.run)(Ok(conn))));
         let ok = ran.as_ref().is_ok_and(|ran| ran.ok);
-        if let Ok(ran) = ran {
-            answers.push(ran.answer);
-        } else {
-            tracing::error!("a write panicked; it was rolled back");
+        if !ok {
+            tracing::debug!(first, "a write failed; it is rolled back");
+        }
+        if first {
+            match ran {
+                Ok(ran) if ran.ok => answers.push(ran.answer),
+                failed_write => {
+                    // Nothing else is in the transaction: roll it back, answer, begin again.
+                    if let Err(error) = conn.execute_batch("ROLLBACK") {
+                        failed = Some(Arc::new(error.into()));
+                    }
+                    match failed_write {
+                        Ok(ran) => (ran.answer)(None),
+                        Err(_) => tracing::error!("a write panicked; it was rolled back"),
+                    }
+                    if failed.is_none() {
+                        failed = begin().err();
+                    }
+                }
+            }
+            continue;
+        }
+        match ran {
+            Ok(ran) => answers.push(ran.answer),
+            Err(_) => tracing::error!("a write panicked; it was rolled back"),
         }
         let end = if ok {
             "RELEASE job"
@@ -309,6 +338,15 @@ fn run_batch(conn: &Connection, batch: Vec<Job>) {
         if let Err(error) = conn.execute_batch(end) {
             failed = Some(Arc::new(error.into()));
         }
+    }
+    if answers.is_empty() && failed.is_none() {
+        // Every write failed and was answered; nothing to commit.
+        if !conn.is_autocommit()
+            && let Err(error) = conn.execute_batch("ROLLBACK")
+        {
+            tracing::error!(%error, "could not end an empty write transaction");
+        }
+        return;
     }
     let outcome = match failed {
         Some(error) => Err(error),
