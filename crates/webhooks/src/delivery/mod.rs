@@ -101,6 +101,12 @@ pub struct DeliveryConfig {
     /// The most deliveries leased at once (default 256; a message's first attempts to its
     /// endpoints are leased together, so a batch may hold one message's more).
     pub batch_size: usize,
+    /// The most leased deliveries waiting for a request slot (default 2,048); the engine
+    /// leases more when fewer wait. Enough must wait to keep requests flowing while the store
+    /// is busy with a large write (with 100 endpoints per message, 512 waiting left the
+    /// requests idle about a tenth of the time); a delivery that waits longer than
+    /// [`DeliveryConfig::busy_retry`] for its endpoint goes back to the store.
+    pub max_queued: usize,
     /// How often the store is polled for due retries when nothing wakes the engine
     /// (default 1 s). Sends through the same [`Registry`] wake it at once.
     pub poll_interval: Duration,
@@ -139,6 +145,7 @@ impl Default for DeliveryConfig {
             max_in_flight: 64,
             max_in_flight_per_endpoint: 8,
             batch_size: 256,
+            max_queued: 2048,
             poll_interval: Duration::from_secs(1),
             lease_for: Duration::from_secs(120),
             disable_after: Duration::from_secs(5 * 24 * 60 * 60),
@@ -333,6 +340,7 @@ impl<S: Store> DeliveryEngine<S> {
         config.max_in_flight = config.max_in_flight.max(1);
         config.max_in_flight_per_endpoint = config.max_in_flight_per_endpoint.max(1);
         config.batch_size = config.batch_size.max(1);
+        config.max_queued = config.max_queued.max(config.batch_size);
         config.lease_for = config
             .lease_for
             .max(config.request_timeout + Duration::from_secs(5));
@@ -444,10 +452,11 @@ impl<S: Store> DeliveryEngine<S> {
                     tracing::error!(%error, "purging expired payloads failed");
                 }
             }
-            // Keep at most two batches queued behind the requests in flight and the outcomes
-            // being recorded: leasing a whole batch at a time (one store write) rather than
-            // one delivery per freed slot, and never holding more than that in memory.
-            if tasks.len() > config.max_in_flight + 2 * config.batch_size {
+            // Keep up to `max_queued` leased deliveries waiting behind the requests in flight:
+            // leasing a whole batch at a time (one store write) rather than one delivery per
+            // freed slot, with enough queued that requests keep flowing while the store is
+            // busy with a large write, and never holding more than that in memory.
+            if tasks.len() >= config.max_in_flight + config.max_queued {
                 tokio::select! {
                     () = &mut shutdown => break,
                     done = tasks.join_next() => if let Some(done) = done { log_task(done) },

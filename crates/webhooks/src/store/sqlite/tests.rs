@@ -312,7 +312,8 @@ async fn a_failing_first_write_leaves_its_batch_to_commit() {
         let db = Arc::clone(&db);
         async move { db.write(move |conn| Ok(insert(conn, "t.a")?)).await }
     });
-    // Bookkeeping writes run first in a batch: these two are its first writes in turn.
+    // These two are the first writes of the bookkeeping transaction in turn, and the
+    // durable writes commit in a transaction of their own.
     let failing = tokio::spawn({
         let db = Arc::clone(&db);
         async move {

@@ -258,16 +258,23 @@ fn write_loop(conn: &Connection, queue: &Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        // `synchronous` is per connection; set it only when the batch needs the other one.
-        let durable = batch.iter().any(|job| job.durable);
-        if durable != synced {
-            let level = if durable { "FULL" } else { "NORMAL" };
-            match conn.pragma_update(None, "synchronous", level) {
-                Ok(()) => synced = durable,
-                Err(error) => tracing::error!(%error, level, "could not set synchronous"),
+        // Writes that must be on disk before they return commit on their own, first: they
+        // wait for the disk, but not for a large bookkeeping write queued with them.
+        let (durable, relaxed): (Vec<Job>, Vec<Job>) = batch.into_iter().partition(|j| j.durable);
+        for (jobs, sync) in [(durable, true), (relaxed, false)] {
+            if jobs.is_empty() {
+                continue;
             }
+            // `synchronous` is per connection; set it only when it changes.
+            if sync != synced {
+                let level = if sync { "FULL" } else { "NORMAL" };
+                match conn.pragma_update(None, "synchronous", level) {
+                    Ok(()) => synced = sync,
+                    Err(error) => tracing::error!(%error, level, "could not set synchronous"),
+                }
+            }
+            run_batch(conn, jobs);
         }
-        run_batch(conn, batch);
     }
 }
 
@@ -275,9 +282,7 @@ fn write_loop(conn: &Connection, queue: &Receiver<Job>) {
 /// savepoint of its own, so that a failing one is rolled back alone. The first needs none
 /// (and is spared the savepoint's cost: SQLite copies every page a savepoint changes): if
 /// it fails, the transaction, which holds nothing else yet, is rolled back and begun again.
-/// The bookkeeping writes go first, since they are the large ones.
-fn run_batch(conn: &Connection, mut batch: Vec<Job>) {
-    batch.sort_by_key(|job| job.durable);
+fn run_batch(conn: &Connection, batch: Vec<Job>) {
     // `BEGIN IMMEDIATE` takes the write lock now, so another process holding it makes this
     // wait (busy timeout) instead of failing half-way through the batch.
     let begin = || {
