@@ -47,6 +47,7 @@
 
 mod guard;
 mod limit;
+mod pool;
 mod recorder;
 mod target;
 
@@ -66,12 +67,12 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use tokio::sync::{Semaphore, broadcast};
-use tokio::task::JoinSet;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast};
 
 pub use guard::{AddressPolicy, RefusedAddress, special_purpose};
 use guard::{GuardedResolver, ResolveError};
 use limit::RateGate;
+use pool::Pool;
 use recorder::{Recorder, Sink};
 use target::Target;
 
@@ -209,14 +210,12 @@ impl RunReport {
         self.succeeded + self.failed + self.exhausted + self.postponed + self.skipped
     }
 
-    fn add(&mut self, outcome: Outcome) {
-        match outcome {
-            Outcome::Succeeded => self.succeeded += 1,
-            Outcome::Failed => self.failed += 1,
-            Outcome::Exhausted => self.exhausted += 1,
-            Outcome::Postponed => self.postponed += 1,
-            Outcome::Skipped => self.skipped += 1,
-        }
+    fn add_all(&mut self, other: RunReport) {
+        self.succeeded += other.succeeded;
+        self.failed += other.failed;
+        self.exhausted += other.exhausted;
+        self.postponed += other.postponed;
+        self.skipped += other.skipped;
     }
 }
 
@@ -245,6 +244,16 @@ struct Job {
     /// The message, and its payload as the request body (one buffer shared by all the
     /// message's deliveries in the batch).
     message: Option<(Arc<Message>, Bytes)>,
+}
+
+/// A job whose endpoint and message are there: ready for its attempt.
+struct Ready {
+    lease: Lease,
+    target: Arc<Target>,
+    message: Arc<Message>,
+    body: Bytes,
+    /// When it was taken up (postponements count from here).
+    now: DateTime<Utc>,
 }
 
 struct Shared<S> {
@@ -410,17 +419,13 @@ impl<S: Store> DeliveryEngine<S> {
             if fresh.is_empty() {
                 return Ok(report);
             }
-            let mut tasks = JoinSet::new();
-            for job in self.shared.prepare(fresh).await? {
-                tasks.spawn(Arc::clone(&self.shared).deliver(job));
+            let jobs = self.shared.prepare(fresh).await?;
+            let config = &self.shared.config;
+            let pool = Pool::start(&self.shared, config.max_in_flight, jobs.len());
+            for job in jobs {
+                pool.push(job).await;
             }
-            while let Some(done) = tasks.join_next().await {
-                match done {
-                    Ok(Ok(outcome)) => report.add(outcome),
-                    Ok(Err(error)) => tracing::error!(%error, "delivery failed to record"),
-                    Err(error) => tracing::error!(%error, "delivery task panicked"),
-                }
-            }
+            report.add_all(pool.finish().await);
             // What this pass did is in the store before the next pass leases.
             self.shared.recorder.flush().await;
         }
@@ -439,29 +444,15 @@ impl<S: Store> DeliveryEngine<S> {
         let shared = &self.shared;
         shared.start_recorder();
         let config = &shared.config;
-        let mut tasks: JoinSet<Result<Outcome, Error>> = JoinSet::new();
+        let pool = Pool::start(shared, config.max_in_flight, config.max_queued);
         let mut next_purge = Instant::now();
         tokio::pin!(shutdown);
-        loop {
-            while let Some(done) = tasks.try_join_next() {
-                log_task(done);
-            }
+        'running: loop {
             if Instant::now() >= next_purge {
                 next_purge = Instant::now() + config.purge_interval;
                 if let Err(error) = self.purge_expired().await {
                     tracing::error!(%error, "purging expired payloads failed");
                 }
-            }
-            // Keep up to `max_queued` leased deliveries waiting behind the requests in flight:
-            // leasing a whole batch at a time (one store write) rather than one delivery per
-            // freed slot, with enough queued that requests keep flowing while the store is
-            // busy with a large write, and never holding more than that in memory.
-            if tasks.len() >= config.max_in_flight + config.max_queued {
-                tokio::select! {
-                    () = &mut shutdown => break,
-                    done = tasks.join_next() => if let Some(done) = done { log_task(done) },
-                }
-                continue;
             }
             let now = shared.registry.config().clock.now();
             let leased = shared
@@ -473,9 +464,25 @@ impl<S: Store> DeliveryEngine<S> {
                 Ok(leases) => {
                     let count = leases.len();
                     match shared.prepare(leases).await {
+                        // Up to `max_queued` leased deliveries wait behind the requests in
+                        // flight: leasing a whole batch at a time (one store write) rather
+                        // than one delivery per freed slot, with enough queued that requests
+                        // keep flowing while the store is busy with a large write. The queue
+                        // is bounded, so this waits while it is full.
                         Ok(jobs) => {
-                            for job in jobs {
-                                tasks.spawn(Arc::clone(shared).deliver(job));
+                            let mut jobs = jobs.into_iter();
+                            while let Some(job) = jobs.next() {
+                                tokio::select! {
+                                    biased;
+                                    () = pool.push(job) => {}
+                                    () = &mut shutdown => {
+                                        // What was leased is still delivered.
+                                        for job in jobs {
+                                            pool.push(job).await;
+                                        }
+                                        break 'running;
+                                    }
+                                }
                             }
                         }
                         // The leases run out and the deliveries are offered again.
@@ -498,10 +505,8 @@ impl<S: Store> DeliveryEngine<S> {
                 }
             }
         }
-        tracing::info!(in_flight = tasks.len(), "delivery engine stopping");
-        while let Some(done) = tasks.join_next().await {
-            log_task(done);
-        }
+        tracing::info!(queued = pool.queued(), "delivery engine stopping");
+        pool.finish().await;
         shared.recorder.flush().await;
         Ok(())
     }
@@ -522,16 +527,6 @@ impl<S: Store> DeliveryEngine<S> {
             tracing::info!(purged, %cutoff, "expired payloads purged");
         }
         Ok(purged)
-    }
-}
-
-fn log_task(done: Result<Result<Outcome, Error>, tokio::task::JoinError>) {
-    match done {
-        Ok(Ok(_)) => {}
-        Ok(Err(error)) => {
-            tracing::error!(%error, "delivery failed to record; its lease will expire and it will be retried")
-        }
-        Err(error) => tracing::error!(%error, "delivery task panicked"),
     }
 }
 
@@ -692,21 +687,29 @@ impl<S: Store> Shared<S> {
         Ok(found)
     }
 
-    /// Delivers one leased delivery: takes a slot of its endpoint, then a global one, then
-    /// its rate-limit turn, makes the request and hands the outcome to the recorder.
-    async fn deliver(self: Arc<Self>, job: Job) -> Result<Outcome, Error> {
-        let clock = &self.registry.config().clock;
+    /// Takes a job apart for its attempt: `Err` with the release of a delivery that cannot
+    /// be made (endpoint gone or disabled, payload expired), which is then dropped.
+    fn ready(
+        &self,
+        job: Job,
+    ) -> Result<Ready, impl Future<Output = Result<(), Error>> + Send + 'static> {
+        let now = self.registry.config().clock.now();
         let Job {
             lease,
             endpoint: target,
             message,
         } = job;
-        let now = clock.now();
-        let (target, message, body) = match (target, message) {
+        match (target, message) {
             (Some(target), Some((message, body)))
                 if !target.record.endpoint.disabled && !message.expired =>
             {
-                (target, message, body)
+                Ok(Ready {
+                    lease,
+                    target,
+                    message,
+                    body,
+                    now,
+                })
             }
             (target, message) => {
                 let delivery = &lease.delivery;
@@ -718,38 +721,54 @@ impl<S: Store> Shared<S> {
                     payload_expired = message.as_ref().is_none_or(|(m, _)| m.expired),
                     "delivery dropped without a request"
                 );
-                self.release(lease, DeliveryStatus::Exhausted, now).await?;
-                return Ok(Outcome::Skipped);
+                Err(self.release(lease, DeliveryStatus::Exhausted, now))
             }
-        };
-        let endpoint = &target.record.endpoint;
+        }
+    }
 
-        // Endpoint limits: a delivery that cannot go soon goes back to the store for a
-        // moment instead of holding a worker. A fast endpoint frees a slot well within the
-        // wait, so its deliveries queue here rather than in the store.
-        let gate = &target.gate;
-        let endpoint_permit = match Arc::clone(&gate.in_flight).try_acquire_owned() {
-            Ok(permit) => permit,
-            Err(_) => {
-                // Boxed, as the other waits below: rare, and their state would otherwise make
-                // every delivery's task larger.
-                let slot = Box::pin(tokio::time::timeout(
-                    self.config.busy_retry,
-                    Arc::clone(&gate.in_flight).acquire_owned(),
-                ))
-                .await;
-                let Ok(Ok(permit)) = slot else {
-                    let until = later(now, self.config.busy_retry);
-                    self.release(lease, DeliveryStatus::Pending, until).await?;
-                    return Ok(Outcome::Postponed);
-                };
-                permit
+    /// Waits up to [`DeliveryConfig::busy_retry`] for a slot of the delivery's endpoint, then
+    /// attempts it; a delivery that gets none goes back to the store for a moment instead of
+    /// holding a worker. (A fast endpoint frees a slot well within the wait, so its
+    /// deliveries queue here rather than in the store.)
+    async fn wait_and_attempt(self: Arc<Self>, ready: Ready) -> Result<Outcome, Error> {
+        let slot = tokio::time::timeout(
+            self.config.busy_retry,
+            Arc::clone(&ready.target.gate.in_flight).acquire_owned(),
+        )
+        .await;
+        match slot {
+            Ok(Ok(permit)) => self.attempt(ready, permit).await,
+            _ => {
+                let until = later(ready.now, self.config.busy_retry);
+                self.release(ready.lease, DeliveryStatus::Pending, until)
+                    .await?;
+                Ok(Outcome::Postponed)
             }
-        };
-        // The global slot comes second: a delivery waiting for its endpoint must not hold
-        // back deliveries to other endpoints.
+        }
+    }
+
+    /// Attempts a delivery holding a slot of its endpoint: takes a global slot (second, so
+    /// that a delivery waiting for its endpoint holds back no other endpoint), then its
+    /// rate-limit turn, makes the request and hands the outcome to the recorder.
+    async fn attempt(
+        &self,
+        ready: Ready,
+        endpoint_permit: OwnedSemaphorePermit,
+    ) -> Result<Outcome, Error> {
+        let clock = &self.registry.config().clock;
+        let Ready {
+            lease,
+            target,
+            message,
+            body,
+            now,
+        } = ready;
+        let endpoint = &target.record.endpoint;
+        let gate = &target.gate;
         let permit = match Arc::clone(&self.global).try_acquire_owned() {
             Ok(permit) => permit,
+            // Boxed, as the wait below: rare, and their state would otherwise make every
+            // worker's future larger.
             Err(_) => Box::pin(Arc::clone(&self.global).acquire_owned())
                 .await
                 .map_err(|_| Error::Stopped)?,
