@@ -677,8 +677,9 @@ impl<S: Store> Registry<S> {
 
     // ----- attempts, sent events, resending -----
 
-    /// Delivery attempts matching the filter, by id (time order) in the order the options
-    /// ask for.
+    /// Delivery attempts matching the filter, in the order they were recorded (which is id
+    /// order, that is time order, for the attempts one engine records), ascending or
+    /// descending as the options ask.
     ///
     /// # Errors
     /// [`Error::InvalidId`] for a foreign iterator; [`Error::Store`].

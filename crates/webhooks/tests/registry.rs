@@ -16,8 +16,8 @@ use switchyard_webhooks::store::{
 };
 use switchyard_webhooks::{
     Attempt, AttemptId, AttemptStatus, AttemptTrigger, Channel, Clock, DeliveryStatus,
-    DeliveryUpdate, EndpointSpec, Error, EventTypeName, Lease, ListOptions, Order, Registry,
-    RegistryConfig, SchemaError, Secret, SentEventQuery, Signer,
+    DeliveryUpdate, EndpointSpec, Error, EventTypeName, Lease, ListOptions, Order, PageRequest,
+    Registry, RegistryConfig, SchemaError, Secret, SentEventQuery, Signer,
 };
 
 /// A registry whose clock the test moves by hand.
@@ -1140,6 +1140,89 @@ async fn a_lost_lease_still_records_its_attempt<S: Store>(h: Harness<S>) {
     assert_eq!(delivery.trigger, AttemptTrigger::Manual);
 }
 
+/// Attempts list in the order they were recorded, whatever their ids say, page by page in
+/// both orders and filtered by endpoint; a cursor naming no attempt lists nothing.
+async fn attempts_list_in_the_order_recorded<S: Store>(h: Harness<S>) {
+    let r = &h.registry;
+    sent_to_three_endpoints(&h, 2).await;
+    let now = h.now();
+    let store = r.store();
+    let leases = store
+        .lease_deliveries(now, Duration::from_secs(30), 100)
+        .await
+        .unwrap();
+    assert_eq!(leases.len(), 6);
+    let mut attempts = Vec::new();
+    for lease in &leases {
+        attempts.push(attempt_for(&h, lease, AttemptStatus::Success, 200, now).await);
+    }
+    // Recorded one at a time, newest id first.
+    let mut recorded = Vec::new();
+    for (lease, attempt) in leases.iter().zip(attempts).rev() {
+        recorded.push(attempt.id.clone());
+        let update = DeliveryUpdate {
+            status: DeliveryStatus::Succeeded,
+            attempts: 1,
+            next_attempt_at: now,
+            attempt: Some(attempt),
+        };
+        assert!(store.finish_delivery(lease, &update).await.unwrap());
+    }
+    for order in [Order::Ascending, Order::Descending] {
+        let mut listed = Vec::new();
+        let mut options = ListOptions::new().limit(4).order(order);
+        loop {
+            let page = r
+                .list_attempts(&AttemptFilter::default(), &options)
+                .await
+                .unwrap();
+            listed.extend(page.items.into_iter().map(|a| a.id));
+            match page.iterator {
+                Some(iterator) if !page.done => options = options.iterator(iterator),
+                _ => break,
+            }
+        }
+        let mut expected = recorded.clone();
+        if order == Order::Descending {
+            expected.reverse();
+        }
+        assert_eq!(listed, expected, "{order:?}");
+    }
+    let endpoint = leases[0].delivery.endpoint_id.clone();
+    let filter = AttemptFilter {
+        endpoint: Some(endpoint.clone()),
+        ..AttemptFilter::default()
+    };
+    let mine: Vec<_> = r
+        .list_attempts(&filter, &ListOptions::new())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|a| (a.endpoint_id, a.id))
+        .collect();
+    let expected: Vec<_> = recorded
+        .iter()
+        .zip(leases.iter().rev())
+        .filter(|(_, lease)| lease.delivery.endpoint_id == endpoint)
+        .map(|(id, _)| (endpoint.clone(), id.clone()))
+        .collect();
+    assert_eq!(mine, expected);
+    let unknown = AttemptId::generate(now.timestamp()).unwrap();
+    let page = store
+        .list_attempts(
+            &AttemptFilter::default(),
+            &PageRequest {
+                after: Some(unknown.to_string()),
+                order: Order::Ascending,
+                limit: 10,
+            },
+        )
+        .await
+        .unwrap();
+    assert!(page.is_empty());
+}
+
 /// One `finish_deliveries` call mixing postponements (no attempt), successes and failures:
 /// every attempt is recorded once, with its own headers, and every delivery gets its own
 /// outcome.
@@ -1581,6 +1664,7 @@ suite!(
     attempts_are_recorded_listed_and_become_sent_events,
     a_lost_lease_still_records_its_attempt,
     a_batch_of_mixed_outcomes_records_each_its_own,
+    attempts_list_in_the_order_recorded,
     resend_and_recover,
     failing_endpoints_are_disabled_and_recover,
     expired_payloads_still_list,

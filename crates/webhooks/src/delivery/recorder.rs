@@ -27,7 +27,7 @@ use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::{EndpointCache, Notification};
-use crate::id::EndpointId;
+use crate::id::{AttemptId, EndpointId};
 use crate::model::{DeliveryUpdate, Lease};
 use crate::registry::Registry;
 use crate::store::{HealthChange, Store};
@@ -192,12 +192,20 @@ async fn run<S: Store>(sink: Sink<S>, mut queue: mpsc::Receiver<Entry>) {
             }
         }
         if !items.is_empty() {
+            // Recorded in id order: deliveries racing to hand over their outcomes may have
+            // queued them a little out of it, and attempts list in the order recorded.
+            items.sort_by(|(_, a), (_, b)| attempt_id(a).cmp(&attempt_id(b)));
             sink.write(items).await;
         }
         for done in flushed {
             let _ = done.send(());
         }
     }
+}
+
+/// The id of an update's attempt, if it has one.
+fn attempt_id(update: &DeliveryUpdate) -> Option<&AttemptId> {
+    update.attempt.as_ref().map(|attempt| &attempt.id)
 }
 
 impl<S: Store> Sink<S> {

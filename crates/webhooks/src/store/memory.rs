@@ -33,11 +33,27 @@ struct Inner {
     uids: HashMap<String, String>,
     messages: BTreeMap<String, Message>,
     deliveries: BTreeMap<(String, String), (Delivery, Option<String>)>,
-    attempts: BTreeMap<String, Attempt>,
+    /// Attempts in the order they were recorded, by position.
+    attempts: BTreeMap<u64, Attempt>,
+    /// The position of each attempt id.
+    attempt_positions: HashMap<String, u64>,
+    recorded: u64,
     failing_since: HashMap<String, DateTime<Utc>>,
 }
 
 impl Inner {
+    /// Records an attempt after every one before (one with the same id is replaced).
+    fn record(&mut self, attempt: &Attempt) {
+        self.recorded += 1;
+        if let Some(old) = self
+            .attempt_positions
+            .insert(attempt.id.to_string(), self.recorded)
+        {
+            self.attempts.remove(&old);
+        }
+        self.attempts.insert(self.recorded, attempt.clone());
+    }
+
     /// Whether an ordered endpoint has an earlier pending message than `message`.
     fn waits_for_earlier(&self, delivery: &Delivery) -> bool {
         let ordered = self
@@ -318,9 +334,7 @@ impl Store for MemoryStore {
     ) -> Result<bool, StoreError> {
         let mut inner = self.lock();
         if let Some(attempt) = &update.attempt {
-            inner
-                .attempts
-                .insert(attempt.id.to_string(), attempt.clone());
+            inner.record(attempt);
         }
         let key = (
             lease.delivery.message_id.to_string(),
@@ -347,9 +361,26 @@ impl Store for MemoryStore {
         filter: &AttemptFilter,
         page: &PageRequest,
     ) -> Result<Vec<Attempt>, StoreError> {
-        Ok(page_of(&self.lock().attempts, page, |a| {
-            attempt_matches(filter, a)
-        }))
+        let inner = self.lock();
+        // The cursor is an attempt id; the order is the order recorded.
+        let range = match (&page.after, page.order) {
+            (None, _) => (Bound::Unbounded, Bound::Unbounded),
+            (Some(after), order) => match inner.attempt_positions.get(after) {
+                None => return Ok(Vec::new()),
+                Some(&at) if order == Order::Ascending => (Bound::Excluded(at), Bound::Unbounded),
+                Some(&at) => (Bound::Unbounded, Bound::Excluded(at)),
+            },
+        };
+        let matching = inner
+            .attempts
+            .range(range)
+            .map(|(_, attempt)| attempt)
+            .filter(|attempt| attempt_matches(filter, attempt));
+        let take = page.limit.saturating_add(1);
+        Ok(match page.order {
+            Order::Ascending => matching.take(take).cloned().collect(),
+            Order::Descending => matching.rev().take(take).cloned().collect(),
+        })
     }
 
     async fn requeue_delivery(

@@ -97,7 +97,8 @@ pub struct Finished {
 /// Durable storage for event types, endpoints, messages and deliveries.
 ///
 /// Lists return records in key order (event types by name, endpoints and messages by id, which
-/// is creation order) after [`PageRequest::after`], at most `limit + 1` of them.
+/// is creation order; attempts in the order recorded) after [`PageRequest::after`], at most
+/// `limit + 1` of them.
 pub trait Store: Send + Sync + 'static {
     /// Inserts or replaces an event type (archived ones included), keyed by name.
     fn put_event_type(
@@ -275,7 +276,9 @@ pub trait Store: Send + Sync + 'static {
         }
     }
 
-    /// Attempts matching the filter, by id (which is time order).
+    /// Attempts matching the filter, in the order they were recorded (which is id order, that
+    /// is time order, for the attempts one engine records). [`PageRequest::after`] is the id
+    /// of the last attempt of the page before; an id of no attempt lists nothing.
     fn list_attempts(
         &self,
         filter: &AttemptFilter,

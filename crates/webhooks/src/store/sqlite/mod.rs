@@ -104,13 +104,19 @@ impl ListQuery {
     }
 
     /// Keyset pagination on `column` and the `ORDER BY … LIMIT`.
-    fn page(mut self, page: &PageRequest, column: &str) -> Self {
+    fn page(self, page: &PageRequest, column: &str) -> Self {
+        self.page_from(page, column, "?")
+    }
+
+    /// [`ListQuery::page`] with the cursor's value in `column` given by `cursor`, SQL taking
+    /// the cursor as its one parameter.
+    fn page_from(mut self, page: &PageRequest, column: &str, cursor: &str) -> Self {
         let (cmp, direction) = match page.order {
             Order::Ascending => (">", "ASC"),
             Order::Descending => ("<", "DESC"),
         };
         if let Some(after) = &page.after {
-            self.condition(&format!("{column} {cmp} ?"), [text(after)]);
+            self.condition(&format!("{column} {cmp} {cursor}"), [text(after)]);
         }
         let limit = page.limit.saturating_add(1);
         self.sql
@@ -144,6 +150,9 @@ const HAS_NO_CHANNELS: &str =
     "NOT EXISTS (SELECT 1 FROM endpoint_channels c WHERE c.endpoint_id = e.id)";
 const HAS_CHANNEL: &str =
     "EXISTS (SELECT 1 FROM endpoint_channels c WHERE c.endpoint_id = e.id AND c.channel = ?)";
+
+/// Where an attempt id stands in the order attempts were recorded.
+const ATTEMPT_CURSOR: &str = "(SELECT seq FROM attempts WHERE id = ?)";
 
 /// Attempts with the ids of their message and endpoint.
 const SELECT_ATTEMPTS: &str = "SELECT a.*, \
@@ -1020,8 +1029,13 @@ impl Store for SqliteStore {
         if let Some(time) = filter.after {
             query.condition("a.created_at > ?", [SqlValue::Integer(micros(time))]);
         }
-        self.db
-            .read(|conn| query.page(page, "a.id").fetch(conn, rows::attempt))
+        // In the order recorded; the cursor is the id of the last attempt of the page before
+        // (one that names no attempt lists nothing).
+        self.db.read(|conn| {
+            query
+                .page_from(page, "a.seq", ATTEMPT_CURSOR)
+                .fetch(conn, rows::attempt)
+        })
     }
 
     async fn requeue_delivery(

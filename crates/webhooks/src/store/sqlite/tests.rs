@@ -55,13 +55,13 @@ async fn queries_seek_an_index() {
         let mut q = ListQuery::new(SELECT_ATTEMPTS);
         q.condition(column, [text(value)]);
         q.condition("a.created_at < ?", [SqlValue::Integer(5)]);
-        cases.push(q.page(&cursor, "a.id"));
+        cases.push(q.page_from(&cursor, "a.seq", ATTEMPT_CURSOR));
     }
     {
         let mut q = ListQuery::new(SELECT_ATTEMPTS);
         q.condition("a.event_type = ?", [text("a.b")]);
         q.condition("a.channel = ?", [text("blue")]);
-        cases.push(q.page(&cursor, "a.id"));
+        cases.push(q.page_from(&cursor, "a.seq", ATTEMPT_CURSOR));
     }
     store
         .db
@@ -75,6 +75,9 @@ async fn queries_seek_an_index() {
                 );
                 assert!(!text.contains("TEMP B-TREE"), "{}: {text}", query.sql);
                 assert!(!text.contains("SCAN a"), "{}: {text}", query.sql);
+                if query.sql.contains(ATTEMPT_CURSOR) {
+                    assert!(text.contains("attempts_by_id"), "{}: {text}", query.sql);
+                }
             }
             // Leasing walks the due queue in order; finishing and recovering seek.
             let lease = plan(
