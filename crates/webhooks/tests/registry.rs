@@ -1140,18 +1140,29 @@ async fn a_lost_lease_still_records_its_attempt<S: Store>(h: Harness<S>) {
     assert_eq!(delivery.trigger, AttemptTrigger::Manual);
 }
 
+/// `messages` messages sent to three endpoints, and every one of their deliveries leased.
+async fn leased_from_three_endpoints<S: Store>(
+    h: &Harness<S>,
+    messages: usize,
+) -> (DateTime<Utc>, Vec<Lease>) {
+    sent_to_three_endpoints(h, messages).await;
+    let now = h.now();
+    let leases = h
+        .registry
+        .store()
+        .lease_deliveries(now, Duration::from_secs(30), 100)
+        .await
+        .unwrap();
+    assert_eq!(leases.len(), 3 * messages);
+    (now, leases)
+}
+
 /// Attempts list in the order they were recorded, whatever their ids say, page by page in
 /// both orders and filtered by endpoint; a cursor naming no attempt lists nothing.
 async fn attempts_list_in_the_order_recorded<S: Store>(h: Harness<S>) {
     let r = &h.registry;
-    sent_to_three_endpoints(&h, 2).await;
-    let now = h.now();
     let store = r.store();
-    let leases = store
-        .lease_deliveries(now, Duration::from_secs(30), 100)
-        .await
-        .unwrap();
-    assert_eq!(leases.len(), 6);
+    let (now, leases) = leased_from_three_endpoints(&h, 2).await;
     let mut attempts = Vec::new();
     for lease in &leases {
         attempts.push(attempt_for(&h, lease, AttemptStatus::Success, 200, now).await);
@@ -1228,14 +1239,8 @@ async fn attempts_list_in_the_order_recorded<S: Store>(h: Harness<S>) {
 /// outcome.
 async fn a_batch_of_mixed_outcomes_records_each_its_own<S: Store>(h: Harness<S>) {
     let r = &h.registry;
-    sent_to_three_endpoints(&h, 4).await;
-    let now = h.now();
     let store = r.store();
-    let leases = store
-        .lease_deliveries(now, Duration::from_secs(30), 100)
-        .await
-        .unwrap();
-    assert_eq!(leases.len(), 12);
+    let (now, leases) = leased_from_three_endpoints(&h, 4).await;
     let later = now + chrono::Duration::seconds(5);
     let mut items = Vec::new();
     let mut expected = BTreeMap::new();
