@@ -652,21 +652,23 @@ impl AttemptHeaders {
         self.len() == 0
     }
 
-    /// The headers, by name.
+    /// The headers, by name (the shared ones and the attempt's own merged, no copy).
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        let mut all: Vec<(&str, &str)> = self
+        let mut common = self
             .common
             .iter()
             .map(|(name, value)| (name.as_str(), value.as_str()))
-            .chain(
-                SIGNED_HEADERS
-                    .iter()
-                    .zip(&self.signed)
-                    .filter_map(|(name, value)| Some((*name, value.as_deref()?))),
-            )
-            .collect();
-        all.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        all.into_iter()
+            .peekable();
+        let mut signed = SIGNED_HEADERS
+            .iter()
+            .zip(&self.signed)
+            .filter_map(|(name, value)| Some((*name, value.as_deref()?)))
+            .peekable();
+        std::iter::from_fn(move || match (common.peek(), signed.peek()) {
+            (Some(c), Some(s)) if s.0 < c.0 => signed.next(),
+            (Some(_), _) => common.next(),
+            (None, _) => signed.next(),
+        })
     }
 
     /// The headers as a map.
@@ -812,6 +814,33 @@ impl SentEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn attempt_headers_read_as_one_map_sorted_by_name() {
+        let mut headers: AttemptHeaders = ["z-last", "a-first", "webhook-sig", "webhook-tz"]
+            .into_iter()
+            .map(|n| (n.to_owned(), n.to_uppercase()))
+            .collect();
+        for name in ["webhook-timestamp", "webhook-id", "webhook-signature"] {
+            headers.insert(name, name.len().to_string());
+        }
+        let names: Vec<&str> = headers.iter().map(|(name, _)| name).collect();
+        assert_eq!(
+            names,
+            [
+                "a-first",
+                "webhook-id",
+                "webhook-sig",
+                "webhook-signature",
+                "webhook-timestamp",
+                "webhook-tz",
+                "z-last"
+            ]
+        );
+        assert_eq!(headers.len(), 7);
+        assert_eq!(headers.get("webhook-id"), Some("10"));
+        assert_eq!(headers, AttemptHeaders::from(headers.to_map()));
+    }
 
     #[test]
     fn event_type_names() {

@@ -210,6 +210,16 @@ impl RunReport {
         self.succeeded + self.failed + self.exhausted + self.postponed + self.skipped
     }
 
+    fn add(&mut self, outcome: Outcome) {
+        match outcome {
+            Outcome::Succeeded => self.succeeded += 1,
+            Outcome::Failed => self.failed += 1,
+            Outcome::Exhausted => self.exhausted += 1,
+            Outcome::Postponed => self.postponed += 1,
+            Outcome::Skipped => self.skipped += 1,
+        }
+    }
+
     fn add_all(&mut self, other: RunReport) {
         self.succeeded += other.succeeded;
         self.failed += other.failed;
@@ -566,7 +576,7 @@ impl<S: Store> Shared<S> {
 
     /// Hands an outcome to the recorder (which writes it shortly, with others; at once when
     /// `urgent`). Not an `async fn`: the outcome is handed over before the returned future
-    /// is first polled, so the future (part of every delivery's task) stays small.
+    /// is first polled, so the future (part of every worker's) stays small.
     fn record(
         &self,
         lease: Lease,

@@ -13,8 +13,8 @@
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
 use pin_project_lite::pin_project;
@@ -28,7 +28,7 @@ use crate::store::Store;
 /// What the deliveries of a pool came to, and how many wait for an endpoint slot.
 #[derive(Default)]
 struct Tally {
-    counts: [AtomicUsize; 5],
+    report: Mutex<RunReport>,
     waiting: AtomicUsize,
     waited: Notify,
 }
@@ -38,30 +38,18 @@ impl Tally {
     fn note(&self, result: Option<Result<Outcome, Error>>) {
         match result {
             None => {}
-            Some(Ok(outcome)) => {
-                let index = match outcome {
-                    Outcome::Succeeded => 0,
-                    Outcome::Failed => 1,
-                    Outcome::Exhausted => 2,
-                    Outcome::Postponed => 3,
-                    Outcome::Skipped => 4,
-                };
-                self.counts[index].fetch_add(1, Ordering::Relaxed);
-            }
+            Some(Ok(outcome)) => self
+                .report
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .add(outcome),
             Some(Err(error)) => tracing::error!(%error,
                 "delivery failed to record; its lease will expire and it will be retried"),
         }
     }
 
     fn report(&self) -> RunReport {
-        let count = |i: usize| self.counts[i].load(Ordering::Relaxed);
-        RunReport {
-            succeeded: count(0),
-            failed: count(1),
-            exhausted: count(2),
-            postponed: count(3),
-            skipped: count(4),
-        }
+        *self.report.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
