@@ -30,7 +30,21 @@ const PYTHON_PACKAGES: &[&str] = &[
     // swh-webhooks' dependencies but for swh.journal (see below).
     "swh.core==5.0.1",
     "tenacity==9.2.1",
+    // What swh-webhooks' own test suite runs with (its `testing` extra, but for Docker and
+    // swh.journal). Its CLI tests expect click before 8.2, where a group run without a
+    // command exited 0.
+    "pytest==9.2.0",
+    "pytest-httpserver==1.2.1",
+    "pytest-mock==3.17.0",
+    "pytest-click==1.1.0",
+    "click==8.1.8",
+    "werkzeug==3.1.9",
 ];
+/// Newer `svix` clients, each installed with `--no-deps --target <venv>/svix-clients/<version>`
+/// (their dependencies are the venv's): the latest 1.x and the latest 2.x. Tests put one
+/// directory first on `PYTHONPATH` to drive the server with that client; the venv's own
+/// `svix` is 1.62, what swh-webhooks pins.
+const SVIX_CLIENTS: &[&str] = &["1.99.1", "2.9.1"];
 /// Installed with `--no-deps --ignore-requires-python`, their dependencies pinned in
 /// `PYTHON_PACKAGES`: autohive-integrations-sdk declares Python >= 3.13 but runs on the
 /// machine's 3.11 (its interop test proves it); swh.webhooks would pull swh.journal and a
@@ -281,8 +295,16 @@ fn interop_venv(root: &Path) -> Result<PathBuf, String> {
     let venv = root.join("target").join("interop-venv");
     let python = venv.join("bin").join("python");
     let marker = venv.join(".switchyard-ready");
+    let svix_clients: Vec<String> = SVIX_CLIENTS
+        .iter()
+        .map(|version| format!("svix=={version} (target)"))
+        .collect();
     let wanted = [PYTHON_PACKAGES, PYTHON_PACKAGES_WITHOUT_DEPS]
         .concat()
+        .into_iter()
+        .map(str::to_owned)
+        .chain(svix_clients)
+        .collect::<Vec<_>>()
         .join(" ");
     if std::fs::read_to_string(&marker).is_ok_and(|found| found.trim() == wanted) {
         println!("reusing {} ({wanted})", venv.display());
@@ -320,6 +342,15 @@ fn interop_venv(root: &Path) -> Result<PathBuf, String> {
         PYTHON_PACKAGES_WITHOUT_DEPS,
         "install the Autohive SDK and swh.webhooks from PyPI",
     )?;
+    for version in SVIX_CLIENTS {
+        let target = venv.join("svix-clients").join(version);
+        let target_arg = target.to_string_lossy().into_owned();
+        pip_install(
+            &["--no-deps", "--target", &target_arg],
+            &[&format!("svix=={version}")],
+            "install a newer svix client from PyPI",
+        )?;
+    }
     std::fs::write(&marker, &wanted).map_err(|e| format!("writing {}: {e}", marker.display()))?;
     Ok(python)
 }

@@ -35,15 +35,22 @@ pub fn bind_json(json: &Json) -> Box<dyn Val + '_> {
         Json::Array(items) => Box::new(CelList::from(
             items.iter().map(bind_json).collect::<Vec<_>>(),
         )),
-        Json::Object(entries) => {
-            let mut map: HashMap<CelMapKey<'_>, Box<dyn Val + '_>> =
-                HashMap::with_capacity(entries.len());
-            for (key, value) in entries {
-                map.insert(CelMapKey::from(key.as_str()), bind_json(value));
-            }
-            Box::new(CelMap::from(map))
-        }
+        Json::Object(entries) => bind_object(Some(entries)),
     }
+}
+
+/// Converts a JSON object into a CEL map (an empty one for `None`), borrowing its strings.
+pub(crate) fn bind_object(entries: Option<&serde_json::Map<String, Json>>) -> Box<dyn Val + '_> {
+    let Some(entries) = entries else {
+        return Box::new(CelMap::from(
+            HashMap::<CelMapKey<'_>, Box<dyn Val + '_>>::new(),
+        ));
+    };
+    let mut map: HashMap<CelMapKey<'_>, Box<dyn Val + '_>> = HashMap::with_capacity(entries.len());
+    for (key, value) in entries {
+        map.insert(CelMapKey::from(key.as_str()), bind_json(value));
+    }
+    Box::new(CelMap::from(map))
 }
 
 fn number(n: &serde_json::Number) -> Box<dyn Val + 'static> {

@@ -35,7 +35,7 @@ pub enum FilterError {
     },
     /// The filter names a variable other than `event_type`, `data` or a macro's own variable.
     #[error(
-        "unknown variable `{name}` at column {column}: filters see only `event_type` and `data`"
+        "unknown variable `{name}` at column {column}: filters see only `event_type`, `data` and `cloudevent`"
     )]
     UnknownVariable {
         /// The variable.

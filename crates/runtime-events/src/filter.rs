@@ -1,7 +1,10 @@
 //! CEL filters: compiled and checked once at subscribe, evaluated once per published event.
 //!
-//! A filter sees exactly two variables, `event_type` (a string) and `data` (the JSON payload),
-//! and the standard CEL library with the strings, math, lists and encoders extensions. At
+//! A filter sees three variables: `event_type` (a string), `data` (the JSON payload) and
+//! `cloudevent` (the context attributes of an event that arrived as a CloudEvent: `id`,
+//! `source`, `type`, `specversion`, `subject`, `time`, `datacontenttype`, `dataschema` or
+//! `schemaurl`, and its extensions; an empty map for any other event, so
+//! `has(cloudevent.subject)` is false there), and the standard CEL library with the strings, math, lists and encoders extensions. At
 //! compile time [`Filter::compile`] rejects, with the column and the reason:
 //!
 //! * text that does not parse, or nests deeper than [`FilterLimits::max_depth`];
@@ -16,7 +19,7 @@
 //! list, a `startsWith` prefix, combined through `&&` and `||`), which the [`Hub`](crate::Hub)
 //! uses to skip filters that cannot match an event without evaluating them.
 
-use crate::binding::bind_json;
+use crate::binding::{bind_json, bind_object};
 use crate::error::{EvalError, FilterError};
 use crate::event::Event;
 use crate::fast::{self, Plan};
@@ -77,8 +80,28 @@ pub struct Filter {
     program: Option<IdedExpr>,
     pub(crate) fast: Option<Plan>,
     keys: Option<Vec<TypeKey>>,
-    uses_data: bool,
+    uses: Uses,
     _pins: Vec<Pin>,
+}
+
+/// Which of the event's variables a filter names, so only those are bound.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Uses {
+    /// `data`.
+    pub data: bool,
+    /// `cloudevent`.
+    pub cloudevent: bool,
+}
+
+impl std::ops::BitOr for Uses {
+    type Output = Uses;
+
+    fn bitor(self, other: Uses) -> Uses {
+        Uses {
+            data: self.data || other.data,
+            cloudevent: self.cloudevent || other.cloudevent,
+        }
+    }
 }
 
 impl std::fmt::Debug for Filter {
@@ -149,7 +172,7 @@ impl Filter {
                 program: None,
                 fast: None,
                 keys: None,
-                uses_data: false,
+                uses: Uses::default(),
                 _pins: Vec::new(),
             });
         }
@@ -170,7 +193,7 @@ impl Filter {
                 .spawn_scoped(scope, || compile_checked(source, limits))
                 .map(|handle| handle.join())
         });
-        let (program, pins, uses_data) = match compiled {
+        let (program, pins, uses) = match compiled {
             Ok(Ok(result)) => result?,
             Ok(Err(_panic)) => {
                 return Err(FilterError::Syntax {
@@ -186,7 +209,7 @@ impl Filter {
             keys: type_keys(&program),
             fast: fast::plan(&program),
             program: Some(program),
-            uses_data,
+            uses,
             _pins: pins,
         })
     }
@@ -225,7 +248,7 @@ impl Filter {
             return Ok(true);
         };
         let mut context = Context::with_env(Arc::clone(env()));
-        bind_event(&mut context, event, self.uses_data);
+        bind_event(&mut context, event, self.uses);
         evaluate(program, &context)
     }
 
@@ -246,9 +269,9 @@ impl Filter {
         }
     }
 
-    /// Whether the filter references `data` (so the payload needs binding).
-    pub(crate) fn uses_data(&self) -> bool {
-        self.uses_data
+    /// Which event variables the filter references (so only those need binding).
+    pub(crate) fn uses(&self) -> Uses {
+        self.uses
     }
 
     /// What the filter requires of `event_type`, when it can be extracted.
@@ -271,11 +294,11 @@ impl Filter {
 /// The stack the parser and checker run on.
 const COMPILE_STACK: usize = 32 << 20;
 
-/// Parses and checks `source`: the expression, the patterns it pinned, whether it uses `data`.
+/// Parses and checks `source`: the expression, the patterns it pinned, the variables it uses.
 fn compile_checked(
     source: &str,
     limits: &FilterLimits,
-) -> Result<(IdedExpr, Vec<Pin>, bool), FilterError> {
+) -> Result<(IdedExpr, Vec<Pin>, Uses), FilterError> {
     let depth = u16::try_from(limits.max_depth.saturating_mul(2)).unwrap_or(u16::MAX);
     let (expr, info) = env()
         .parser()
@@ -290,29 +313,30 @@ fn compile_checked(
         macro_depth: 0,
         depth: 0,
         pins: Vec::new(),
-        uses_data: false,
+        uses: Uses::default(),
     };
     checker.walk(&expr)?;
-    let Checker {
-        pins, uses_data, ..
-    } = checker;
+    let Checker { pins, uses, .. } = checker;
     if let (Kind::Not(found), id) = kind(&expr, &[]) {
         return Err(FilterError::NotBoolean {
             found,
             column: column(&info, id),
         });
     }
-    Ok((expr, pins, uses_data))
+    Ok((expr, pins, uses))
 }
 
-/// Binds `event_type`, and `data` when `with_data`, into `context`.
-pub(crate) fn bind_event<'v>(context: &mut Context<'_, 'v>, event: &'v Event, with_data: bool) {
+/// Binds `event_type`, and `data` and `cloudevent` when used, into `context`.
+pub(crate) fn bind_event<'v>(context: &mut Context<'_, 'v>, event: &'v Event, uses: Uses) {
     context.add_variable_as_val(
         "event_type",
         Box::new(CelString::from(event.event_type.as_str())),
     );
-    if with_data {
+    if uses.data {
         context.add_variable_as_val("data", bind_json(&event.data));
+    }
+    if uses.cloudevent {
+        context.add_variable_as_val("cloudevent", bind_object(event.cloudevent.as_ref()));
     }
 }
 
@@ -398,7 +422,7 @@ fn column(info: &SourceInfo, id: u64) -> usize {
 }
 
 /// The variables a filter may name.
-const VARIABLES: [&str; 2] = ["event_type", "data"];
+const VARIABLES: [&str; 3] = ["event_type", "data", "cloudevent"];
 
 /// Names that evaluate to type values (`type(data.x) == int`).
 const TYPE_NAMES: [&str; 10] = [
@@ -543,7 +567,7 @@ struct Checker<'a> {
     macro_depth: usize,
     depth: usize,
     pins: Vec<Pin>,
-    uses_data: bool,
+    uses: Uses,
 }
 
 impl Checker<'_> {
@@ -588,7 +612,8 @@ impl Checker<'_> {
                 if self.in_scope(name) || TYPE_NAMES.contains(&name.as_str()) {
                     Ok(())
                 } else if VARIABLES.contains(&name.as_str()) {
-                    self.uses_data |= name == "data";
+                    self.uses.data |= name == "data";
+                    self.uses.cloudevent |= name == "cloudevent";
                     Ok(())
                 } else {
                     Err(FilterError::UnknownVariable {
@@ -774,6 +799,7 @@ fn kind<'e>(e: &'e IdedExpr, accus: &[(&'e str, &'e IdedExpr)]) -> (Kind, u64) {
             }
             match name.as_str() {
                 "event_type" => Kind::Not("a string"),
+                "cloudevent" => Kind::Not("a map"),
                 n if TYPE_NAMES.contains(&n) => Kind::Not("a type"),
                 _ => Kind::Dyn,
             }

@@ -12,7 +12,7 @@
 
 use crate::error::Error;
 use crate::event::Event;
-use crate::filter::{self, Filter, FilterLimits, TypeKey};
+use crate::filter::{self, Filter, FilterLimits, TypeKey, Uses};
 use cel::Context;
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, VecDeque};
@@ -450,14 +450,16 @@ impl Hub {
         // The direct evaluator answers most filters from the JSON in place; the CEL context
         // is built (once, shared) only for the filters it leaves to the interpreter.
         let mut context: Option<Context<'_, '_>> = None;
-        let with_data = candidates.iter().any(|sub| sub.filter.uses_data());
+        let uses = candidates
+            .iter()
+            .fold(Uses::default(), |uses, sub| uses | sub.filter.uses());
         candidates.retain(|sub| {
             if let Some(answer) = sub.filter.evaluate_fast(&event) {
                 return answer;
             }
             let context = context.get_or_insert_with(|| {
                 let mut context = Context::with_env(Arc::clone(filter::env()));
-                filter::bind_event(&mut context, &event, with_data);
+                filter::bind_event(&mut context, &event, uses);
                 context
             });
             match sub.filter.evaluate_in(context) {

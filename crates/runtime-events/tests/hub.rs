@@ -405,3 +405,72 @@ fn events_from_cloudevents() {
         .expect("valid");
     assert_eq!(Event::from(binary).data, json!("3q0="));
 }
+
+/// A CloudEvent's attributes reach filters as `cloudevent`, with extensions typed; an event
+/// that was not a CloudEvent has an empty `cloudevent`, so `has()` on it is false, not an
+/// error.
+#[cfg(feature = "cloudevents")]
+#[tokio::test]
+async fn cloudevent_attributes_are_visible_to_filters() {
+    use switchyard_cloudevents::Event as CloudEvent;
+
+    let hub = Hub::new();
+    let from_github = hub
+        .subscribe(
+            "s",
+            "cloudevent.source == '/github/acme' && cloudevent.subject.startsWith('pr/') \
+             && cloudevent.priority > 3 && cloudevent.urgent \
+             && timestamp(cloudevent.time) > timestamp('2026-01-01T00:00:00Z')",
+        )
+        .expect("subscribe");
+    let plain_only = hub
+        .subscribe("s", "!has(cloudevent.specversion)")
+        .expect("subscribe");
+    let cloud = CloudEvent::builder()
+        .id("e-1")
+        .ty("pull_request.opened")
+        .source("/github/acme")
+        .subject("pr/42")
+        .time("2026-12-05T10:00:00Z")
+        .extension("priority", 5)
+        .extension("urgent", true)
+        .extension("traceparent", "00-abc-def-01")
+        .json_data(&json!({"number": 42}))
+        .build()
+        .expect("a valid CloudEvent");
+    let mut from_cloud = Event::from(cloud);
+    // A server may file it under a source of its own; the attributes keep the original.
+    from_cloud.source = "s".to_owned();
+    hub.publish(from_cloud).expect("publish");
+    hub.publish(event("s", "post", 1)).expect("publish");
+
+    let got = hub
+        .next_event(&[from_github], POLL)
+        .await
+        .expect("ok")
+        .expect("the CloudEvent matched");
+    let attributes = got.cloudevent.as_ref().expect("attributes kept");
+    assert_eq!(attributes["subject"], "pr/42");
+    assert_eq!(attributes["traceparent"], "00-abc-def-01");
+    assert_eq!(attributes["priority"], 5);
+    assert!(
+        hub.next_event(&[from_github], POLL)
+            .await
+            .expect("ok")
+            .is_none()
+    );
+    let got = hub
+        .next_event(&[plain_only], POLL)
+        .await
+        .expect("ok")
+        .expect("the plain event matched");
+    assert_eq!(got.data["n"], 1);
+    assert!(got.cloudevent.is_none());
+    assert!(
+        hub.next_event(&[plain_only], POLL)
+            .await
+            .expect("ok")
+            .is_none()
+    );
+    assert_eq!(hub.stats(from_github).expect("stats").eval_errors, 1);
+}

@@ -16,6 +16,7 @@
 //! # Ok::<(), switchyard_server::ServerError>(())
 //! ```
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -23,6 +24,7 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 use serde::Deserialize;
+use switchyard_webhooks::RegistryConfig;
 use switchyard_webhooks::delivery::{AddressPolicy, DeliveryConfig};
 use switchyard_webhooks::retry::RetryPolicy;
 
@@ -90,14 +92,53 @@ pub struct Config {
     pub log_filter: String,
     /// How long in-flight requests and deliveries get at shutdown (default 30 s).
     pub shutdown_grace: Duration,
+    /// The rules messages are checked by.
+    pub webhooks: WebhooksConfig,
     /// Outbound webhook delivery.
     pub delivery: DeliveryConfig,
     /// The Relay-compatible metadata API; absent when no spec file is configured.
     pub metadata: Option<MetadataConfig>,
 }
 
+/// How the webhooks API checks messages. The defaults are Svix's behaviour but for payload
+/// validation, which Svix does not do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WebhooksConfig {
+    /// Refuse messages of event types that were never registered (default `false`: Svix
+    /// accepts them).
+    pub require_event_types: bool,
+    /// Validate payloads against their event type's schema (default `true`; a deviation from
+    /// Svix, which validates nothing: set `false` to match it).
+    pub validate_payloads: bool,
+    /// Treat JSON Schema `format` as an assertion (default `false`: an annotation, as Draft 7
+    /// allows and as swh-webhooks validates).
+    pub assert_formats: bool,
+}
+
+impl Default for WebhooksConfig {
+    fn default() -> Self {
+        Self {
+            require_event_types: false,
+            validate_payloads: true,
+            assert_formats: false,
+        }
+    }
+}
+
+impl WebhooksConfig {
+    /// The registry settings these rules make.
+    pub fn registry_config(&self) -> RegistryConfig {
+        RegistryConfig {
+            require_event_types: self.require_event_types,
+            validate_payloads: self.validate_payloads,
+            assert_formats: self.assert_formats,
+            ..RegistryConfig::default()
+        }
+    }
+}
+
 /// The metadata API's settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct MetadataConfig {
     /// The step's spec, JSON or YAML.
     pub spec: PathBuf,
@@ -108,6 +149,159 @@ pub struct MetadataConfig {
     pub tokens: Vec<Token>,
     /// Where step outputs are kept (default `<data_dir>/outputs.json`).
     pub outputs: Option<PathBuf>,
+    /// Secrets a spec's `{"$type": "Secret", "name": …}` resolves to, by name: where each
+    /// value is read from when the server starts (never the value itself).
+    pub secrets: BTreeMap<String, ValueSource>,
+    /// Connections a spec's `{"$type": "Connection", "type": …, "name": …}` resolves to, by
+    /// type and name: where each JSON object is read from when the server starts.
+    pub connections: BTreeMap<String, BTreeMap<String, ValueSource>>,
+    /// Workflow parameters a spec's `{"$type": "Parameter", "name": …}` resolves to.
+    pub parameters: serde_json::Map<String, serde_json::Value>,
+}
+
+impl MetadataConfig {
+    /// The metadata API serving `spec` as step `step`, with the server's tokens, outputs under
+    /// the data directory, and no secrets, connections or parameters.
+    pub fn new(spec: impl Into<PathBuf>) -> Self {
+        Self {
+            spec: spec.into(),
+            step: "step".to_owned(),
+            tokens: Vec::new(),
+            outputs: None,
+            secrets: BTreeMap::new(),
+            connections: BTreeMap::new(),
+            parameters: serde_json::Map::new(),
+        }
+    }
+}
+
+/// A TOML error as `line L, column C: message`, without the source line the parser quotes
+/// and with quoted strings left out of the message: the line could hold a token or a secret
+/// written where it does not belong, and errors are logged.
+fn toml_error(text: &str, error: &toml::de::Error) -> String {
+    let mut message = String::new();
+    let mut quoted = false;
+    for c in error.message().trim_end().chars() {
+        if c == '"' {
+            if quoted {
+                message.push('…');
+            }
+            quoted = !quoted;
+            message.push(c);
+        } else if !quoted {
+            message.push(c);
+        }
+    }
+    let Some(span) = error.span() else {
+        return message;
+    };
+    let start = span.start.min(text.len());
+    let before = text.get(..start).unwrap_or_default();
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    // The key the error is about: the text before `=` on its line, under the last table
+    // header above it. Keys are names, never values.
+    let key = text
+        .lines()
+        .nth(line - 1)
+        .and_then(|l| l.split_once('='))
+        .map(|(key, _)| key.trim())
+        .filter(|key| !key.is_empty() && !key.contains(['"', '\'', ' ']));
+    let table = before
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('['))
+        .map(|l| l.trim_matches(['[', ']']).trim());
+    match (table, key) {
+        (Some(table), Some(key)) => {
+            format!("line {line}, column {column}: `{table}.{key}`: {message}")
+        }
+        (None, Some(key)) => format!("line {line}, column {column}: `{key}`: {message}"),
+        _ => format!("line {line}, column {column}: {message}"),
+    }
+}
+
+/// Where a secret or a connection is read from. The config names the source, never the
+/// value, so a config file can be shared and logged; the value is read once, at start.
+///
+/// In TOML: `{ env = "VARIABLE" }` or `{ file = "path" }`. Anything else is refused with a
+/// message that does not repeat it (it may be the secret itself, written inline).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ValueSource {
+    /// An environment variable of the server's process.
+    Env(String),
+    /// A file (relative paths are taken from the config file's directory). One trailing
+    /// newline is dropped, so `echo s3cret > file` stores `s3cret`.
+    File(PathBuf),
+}
+
+impl<'de> Deserialize<'de> for ValueSource {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Table {
+            env: Option<String>,
+            file: Option<PathBuf>,
+        }
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Form {
+            Table(Table),
+            Other(serde::de::IgnoredAny),
+        }
+        match Form::deserialize(deserializer)? {
+            Form::Table(Table {
+                env: Some(name),
+                file: None,
+            }) => Ok(ValueSource::Env(name)),
+            Form::Table(Table {
+                env: None,
+                file: Some(path),
+            }) => Ok(ValueSource::File(path)),
+            _ => Err(serde::de::Error::custom(
+                "secrets and connections are read from `{ env = 'VARIABLE' }` or \
+                 `{ file = 'path' }` (one of the two), never written inline",
+            )),
+        }
+    }
+}
+
+impl ValueSource {
+    /// Reads the value.
+    ///
+    /// # Errors
+    /// A message naming the variable or file (never the value).
+    pub fn read(&self) -> Result<Vec<u8>, String> {
+        match self {
+            ValueSource::Env(name) => std::env::var_os(name)
+                .map(|value| value.into_encoded_bytes())
+                .ok_or_else(|| format!("the environment variable {name} is not set")),
+            ValueSource::File(path) => {
+                let mut bytes = std::fs::read(path)
+                    .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                if bytes.ends_with(b"\n") {
+                    bytes.pop();
+                    if bytes.ends_with(b"\r") {
+                        bytes.pop();
+                    }
+                }
+                #[cfg(unix)]
+                {
+                    use std::os::unix::fs::PermissionsExt as _;
+                    if let Ok(meta) = std::fs::metadata(path)
+                        && meta.permissions().mode() & 0o077 != 0
+                    {
+                        tracing::warn!(
+                            path = %path.display(),
+                            "a metadata secret file is readable by other users; chmod 600 it"
+                        );
+                    }
+                }
+                Ok(bytes)
+            }
+        }
+    }
 }
 
 impl Default for Config {
@@ -120,6 +314,7 @@ impl Default for Config {
             log_format: LogFormat::Human,
             log_filter: "info".to_owned(),
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            webhooks: WebhooksConfig::default(),
             delivery: DeliveryConfig::default(),
             metadata: None,
         }
@@ -137,8 +332,17 @@ struct File {
     log_format: Option<LogFormat>,
     log_filter: Option<String>,
     shutdown_grace_secs: Option<u64>,
+    webhooks: Option<WebhooksFile>,
     delivery: Option<DeliveryFile>,
     metadata: Option<MetadataFile>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WebhooksFile {
+    require_event_types: Option<bool>,
+    validate_payloads: Option<bool>,
+    assert_formats: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -161,6 +365,12 @@ struct MetadataFile {
     step: Option<String>,
     tokens: Option<Vec<Token>>,
     outputs: Option<PathBuf>,
+    #[serde(default)]
+    secrets: BTreeMap<String, ValueSource>,
+    #[serde(default)]
+    connections: BTreeMap<String, BTreeMap<String, ValueSource>>,
+    #[serde(default)]
+    parameters: serde_json::Map<String, serde_json::Value>,
 }
 
 impl Config {
@@ -187,7 +397,7 @@ impl Config {
     pub fn from_toml_str(text: &str, origin: &Path) -> Result<Self, ServerError> {
         let file: File = toml::from_str(text).map_err(|e| ServerError::Config {
             path: origin.to_owned(),
-            message: e.to_string().trim_end().to_owned(),
+            message: toml_error(text, &e),
         })?;
         let invalid = |message: String| ServerError::Config {
             path: origin.to_owned(),
@@ -219,6 +429,16 @@ impl Config {
         if let Some(secs) = file.shutdown_grace_secs {
             config.shutdown_grace = Duration::from_secs(secs);
         }
+        if let Some(webhooks) = file.webhooks {
+            let rules = &mut config.webhooks;
+            rules.require_event_types = webhooks
+                .require_event_types
+                .unwrap_or(rules.require_event_types);
+            rules.validate_payloads = webhooks
+                .validate_payloads
+                .unwrap_or(rules.validate_payloads);
+            rules.assert_formats = webhooks.assert_formats.unwrap_or(rules.assert_formats);
+        }
         if let Some(delivery) = file.delivery {
             apply_delivery(&mut config.delivery, delivery).map_err(invalid)?;
         }
@@ -230,6 +450,9 @@ impl Config {
                 step: metadata.step.unwrap_or_else(|| "step".to_owned()),
                 tokens,
                 outputs: metadata.outputs,
+                secrets: metadata.secrets,
+                connections: metadata.connections,
+                parameters: metadata.parameters,
             });
         }
         Ok(config)
@@ -247,6 +470,17 @@ impl Config {
             join(&mut metadata.spec);
             if let Some(outputs) = &mut metadata.outputs {
                 join(outputs);
+            }
+            let sources = metadata.secrets.values_mut().chain(
+                metadata
+                    .connections
+                    .values_mut()
+                    .flat_map(|m| m.values_mut()),
+            );
+            for source in sources {
+                if let ValueSource::File(path) = source {
+                    join(path);
+                }
             }
         }
     }
@@ -355,6 +589,8 @@ mod tests {
         assert!(config.tokens.is_empty());
         assert_eq!(config.body_limit, DEFAULT_BODY_LIMIT);
         assert_eq!(config.delivery.request_timeout, Duration::from_secs(30));
+        assert_eq!(config.webhooks, WebhooksConfig::default());
+        assert!(config.webhooks.validate_payloads && !config.webhooks.assert_formats);
         assert!(config.metadata.is_none());
     }
 
@@ -369,6 +605,10 @@ mod tests {
             log_format = "json"
             log_filter = "debug"
             shutdown_grace_secs = 5
+            [webhooks]
+            require_event_types = true
+            validate_payloads = false
+            assert_formats = true
             [delivery]
             request_timeout_secs = 60
             max_in_flight = 10
@@ -383,6 +623,14 @@ mod tests {
             step = "deploy"
             tokens = ["fedcba9876543210"]
             outputs = "out.json"
+            [metadata.secrets]
+            db = { env = "DB_PASSWORD" }
+            key = { file = "secrets/key" }
+            [metadata.connections.aws.prod]
+            file = "aws-prod.json"
+            [metadata.parameters]
+            environment = "staging"
+            replicas = 3
             "#,
         )
         .unwrap();
@@ -390,6 +638,14 @@ mod tests {
         assert_eq!(config.tokens[0].expose(), "0123456789abcdef");
         assert_eq!(config.log_format, LogFormat::Json);
         assert_eq!(config.shutdown_grace, Duration::from_secs(5));
+        assert_eq!(
+            config.webhooks,
+            WebhooksConfig {
+                require_event_types: true,
+                validate_payloads: false,
+                assert_formats: true
+            }
+        );
         assert_eq!(config.delivery.request_timeout, Duration::from_secs(60));
         assert_eq!(config.delivery.lease_for, Duration::from_secs(120));
         assert_eq!(config.delivery.retry.schedule.len(), 2);
@@ -398,6 +654,20 @@ mod tests {
         let metadata = config.metadata.unwrap();
         assert_eq!(metadata.step, "deploy");
         assert_eq!(metadata.tokens.len(), 1);
+        assert_eq!(
+            metadata.secrets["db"],
+            ValueSource::Env("DB_PASSWORD".to_owned())
+        );
+        assert_eq!(
+            metadata.secrets["key"],
+            ValueSource::File("secrets/key".into())
+        );
+        assert_eq!(
+            metadata.connections["aws"]["prod"],
+            ValueSource::File("aws-prod.json".into())
+        );
+        assert_eq!(metadata.parameters["replicas"], 3);
+        assert_eq!(metadata.parameters["environment"], "staging");
     }
 
     #[test]
@@ -419,6 +689,27 @@ mod tests {
         assert!(subnet.contains("allow_subnets"), "{subnet}");
         let zero = parse("body_limit = 0").unwrap_err().to_string();
         assert!(zero.contains("body_limit"), "{zero}");
+        // Secrets come from the environment or a file, never inline.
+        for (source, secret) in [
+            ("\"hunter2\"", "hunter2"),
+            ("{ value = \"hunter2\" }", "hunter2"),
+            ("{ env = \"A\", file = \"b\" }", "nothing"),
+        ] {
+            let text = format!("[metadata]\nspec = \"s\"\n[metadata.secrets]\ndb = {source}");
+            let error = parse(&text).unwrap_err().to_string();
+            assert!(error.contains("never written inline"), "{error}");
+            assert!(error.contains("line 4"), "{error}");
+            assert!(!error.contains(secret), "{error}");
+        }
+        // Values never come back in messages, whatever the key: this one is a token.
+        let token = parse("tokens = \"0123456789abcdef-s3cret\"")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            token.contains("tokens") || token.contains("sequence"),
+            "{token}"
+        );
+        assert!(!token.contains("s3cret"), "{token}");
     }
 
     #[test]
@@ -434,11 +725,22 @@ mod tests {
         let path = dir.path().join("switchyard.toml");
         std::fs::write(
             &path,
-            "data_dir = \"data\"\n[metadata]\nspec = \"spec.json\"\n",
+            "data_dir = \"data\"\n[metadata]\nspec = \"spec.json\"\n\
+             [metadata.secrets]\ndb = { file = \"db.txt\" }\n\
+             [metadata.connections.aws.prod]\nfile = \"/etc/aws.json\"\n",
         )
         .unwrap();
         let config = Config::from_file(&path).unwrap();
         assert_eq!(config.data_dir, dir.path().join("data"));
-        assert_eq!(config.metadata.unwrap().spec, dir.path().join("spec.json"));
+        let metadata = config.metadata.unwrap();
+        assert_eq!(metadata.spec, dir.path().join("spec.json"));
+        assert_eq!(
+            metadata.secrets["db"],
+            ValueSource::File(dir.path().join("db.txt"))
+        );
+        assert_eq!(
+            metadata.connections["aws"]["prod"],
+            ValueSource::File("/etc/aws.json".into())
+        );
     }
 }

@@ -59,6 +59,14 @@ pub enum ServerError {
     /// The metadata spec file could not be loaded.
     #[error("metadata spec: {0}")]
     MetadataSpec(#[from] switchyard_metadata::SpecError),
+    /// A metadata secret or connection could not be read from its source.
+    #[error("metadata {what}: {reason}")]
+    MetadataValue {
+        /// Which value (`secret `db``).
+        what: String,
+        /// Why, naming the variable or file, never the value.
+        reason: String,
+    },
     /// The metadata service could not be put together.
     #[error("metadata service: {0}")]
     Metadata(#[from] switchyard_metadata::BuildError),

@@ -38,6 +38,6 @@ mod server;
 mod svix;
 pub mod tools;
 
-pub use config::{Config, LogFormat, MetadataConfig, Token};
+pub use config::{Config, LogFormat, MetadataConfig, Token, WebhooksConfig};
 pub use error::{ApiError, FieldError, ServerError};
 pub use server::{RunningServer, Server, TOKEN_FILE};

@@ -124,9 +124,9 @@ struct ServeArgs {
     /// Serve the metadata API for this step spec file (JSON or YAML).
     #[arg(long)]
     metadata_spec: Option<PathBuf>,
-    /// The metadata step's name.
-    #[arg(long, default_value = "step")]
-    metadata_step: String,
+    /// The metadata step's name (default `step`).
+    #[arg(long)]
+    metadata_step: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -294,13 +294,25 @@ fn config(args: ServeArgs) -> Result<Config, ServerError> {
     for subnet in args.allow_subnets {
         config.allow_subnet(subnet);
     }
+    // The flags override the file's spec and step; its secrets, connections and parameters
+    // stay.
     if let Some(spec) = args.metadata_spec {
-        config.metadata = Some(MetadataConfig {
-            spec,
-            step: args.metadata_step,
-            tokens: Vec::new(),
-            outputs: None,
-        });
+        match &mut config.metadata {
+            Some(metadata) => metadata.spec = spec,
+            None => config.metadata = Some(MetadataConfig::new(spec)),
+        }
+    }
+    if let Some(step) = args.metadata_step {
+        match &mut config.metadata {
+            Some(metadata) => metadata.step = step,
+            None => {
+                return Err(ServerError::Config {
+                    path: PathBuf::from("<flags>"),
+                    message: "--metadata-step needs --metadata-spec (or [metadata] in the config)"
+                        .to_owned(),
+                });
+            }
+        }
     }
     Ok(config)
 }

@@ -8,6 +8,10 @@
 //! | `GET /runtime/v1/subscriptions/{id}` | 200 `{"id", "source", "filter"}` |
 //! | `DELETE /runtime/v1/subscriptions/{id}` | 204; a waiting long-poll on it ends with 410 |
 //! | `POST /runtime/v1/next` `{"ids": […], "timeout_ms"}` | 200 the oldest matching event; 204 when none came in time |
+//!
+//! An event ingested as a CloudEvent keeps its context attributes (its own `source`,
+//! `subject`, `time`, extensions, …) in `cloudevent`, beside `data`, and filters see them
+//! there; its `source` field is the path's source it was published to.
 //! | any method on `/runtime/v1/sources/{source}/events[/…]` | 202 `{"events", "queued"}` |
 
 use std::sync::Arc;
@@ -92,6 +96,9 @@ struct EventOut<'a> {
     event_type: &'a str,
     data: &'a Value,
     received_at: String,
+    /// A CloudEvent's context attributes (absent for other events).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cloudevent: Option<&'a Map<String, Value>>,
 }
 
 fn hub_error(error: HubError) -> ApiError {
@@ -197,6 +204,7 @@ fn event_out(event: &Event) -> EventOut<'_> {
         data: &event.data,
         received_at: DateTime::<Utc>::from(event.received_at)
             .to_rfc3339_opts(SecondsFormat::Micros, true),
+        cloudevent: event.cloudevent.as_ref(),
     }
 }
 

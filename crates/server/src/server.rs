@@ -77,7 +77,12 @@ impl Server {
                     source,
                 })?;
         let addr = listener.local_addr().map_err(ServerError::Serve)?;
-        let apps = Apps::open(&config.data_dir, config.delivery.clone()).await?;
+        let apps = Apps::open(
+            &config.data_dir,
+            config.delivery.clone(),
+            config.webhooks.registry_config(),
+        )
+        .await?;
         let svix = Arc::new(SvixState {
             apps,
             body_limit: config.body_limit,
@@ -253,6 +258,43 @@ async fn metadata_service(
         .outputs(outputs)
         .sink(sink)
         .body_limit(config.body_limit);
+    // Secrets and connections are read now, once; an error names the source, not the value.
+    for (name, source) in &metadata.secrets {
+        let value = source.read().map_err(|reason| ServerError::MetadataValue {
+            what: format!("secret `{name}`"),
+            reason,
+        })?;
+        builder = builder.secret(name.clone(), value);
+    }
+    for (kind, named) in &metadata.connections {
+        for (name, source) in named {
+            let what = || format!("connection `{kind}`/`{name}`");
+            let bytes = source.read().map_err(|reason| ServerError::MetadataValue {
+                what: what(),
+                reason,
+            })?;
+            let value = match serde_json::from_slice::<serde_json::Value>(&bytes) {
+                Ok(value @ serde_json::Value::Object(_)) => value,
+                // serde_json's messages give a line and column, never the text.
+                Ok(_) => {
+                    return Err(ServerError::MetadataValue {
+                        what: what(),
+                        reason: "must be a JSON object".to_owned(),
+                    });
+                }
+                Err(error) => {
+                    return Err(ServerError::MetadataValue {
+                        what: what(),
+                        reason: format!("not JSON: {error}"),
+                    });
+                }
+            };
+            builder = builder.connection(kind.clone(), name.clone(), value);
+        }
+    }
+    for (name, value) in &metadata.parameters {
+        builder = builder.parameter(name.clone(), value.clone());
+    }
     for token in tokens {
         builder = builder.token(token.expose(), metadata.step.clone());
     }
@@ -369,7 +411,8 @@ async fn authenticate(
             scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
         });
     let Some(given) = given else {
-        return ApiError::unauthorized("send `Authorization: Bearer <token>`").into_response();
+        return ApiError::unauthorized("Invalid token (send `Authorization: Bearer <token>`)")
+            .into_response();
     };
     let mut accepted = false;
     for token in tokens.iter() {
@@ -379,6 +422,7 @@ async fn authenticate(
     if accepted {
         next.run(request).await
     } else {
-        ApiError::unauthorized("the bearer token is not valid").into_response()
+        // Svix's words: clients (swh-webhooks' CLI among them) show them as they are.
+        ApiError::unauthorized("Invalid token").into_response()
     }
 }

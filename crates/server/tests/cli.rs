@@ -173,3 +173,38 @@ fn serve_logs_json_answers_health_and_stops_on_sigterm() {
         "{rest}"
     );
 }
+
+/// A secret whose source is missing stops the server at start, naming the source and not
+/// leaking anything.
+#[test]
+fn a_missing_metadata_secret_source_is_a_start_error() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("spec.json"), "{}").unwrap();
+    for (source, expected) in [
+        (
+            "{ env = \"SWITCHYARD_TEST_UNSET_VARIABLE\" }",
+            "metadata secret `db`: the environment variable SWITCHYARD_TEST_UNSET_VARIABLE is not set",
+        ),
+        ("{ file = \"absent.txt\" }", "absent.txt"),
+    ] {
+        let config = dir.path().join("switchyard.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "bind = \"127.0.0.1:0\"\ndata_dir = \"data\"\ntokens = [\"{}\"]\n\
+                 [metadata]\nspec = \"spec.json\"\n[metadata.secrets]\ndb = {source}\n",
+                "cli-test-token-0123456789"
+            ),
+        )
+        .unwrap();
+        let output = Command::new(BIN)
+            .args(["serve", "--config"])
+            .arg(&config)
+            .env_remove("SWITCHYARD_TEST_UNSET_VARIABLE")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{stderr}");
+        assert!(stderr.contains(expected), "{stderr}");
+    }
+}

@@ -308,10 +308,8 @@ async fn metadata_step_events_reach_runtime_subscribers() {
     std::fs::write(&spec, r#"{"greeting": "hello", "items": [1, 2]}"#).unwrap();
     let mut config = common::config(dir.path());
     config.metadata = Some(switchyard_server::MetadataConfig {
-        spec,
         step: "build".to_owned(),
-        tokens: Vec::new(),
-        outputs: None,
+        ..switchyard_server::MetadataConfig::new(spec)
     });
     let server = switchyard_server::Server::start(config).await.unwrap();
     let api = Api::new(server.local_addr());

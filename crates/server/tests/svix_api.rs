@@ -93,7 +93,7 @@ async fn health_needs_no_token_everything_else_does() {
         .get("/api/v1/event-type")
         .await;
     assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(wrong.json()["detail"], "the bearer token is not valid");
+    assert_eq!(wrong.json()["detail"], "Invalid token", "Svix's words");
     assert_eq!(api.get("/api/v1/event-type").await.status, StatusCode::OK);
     server.shutdown().await.unwrap();
 }
@@ -210,6 +210,32 @@ async fn applications_event_types_and_endpoints_answer_as_svix_does() {
         .await;
     assert_eq!(again.status, StatusCode::OK);
     assert_eq!(again.json()["id"], app_id.as_str());
+    // The rate limit under its current name (`throttleRate`) and its old one.
+    let throttled = api
+        .post("/api/v1/app", &json!({"name": "T", "throttleRate": 5}))
+        .await
+        .json();
+    assert_eq!(throttled["throttleRate"], 5);
+    assert_eq!(throttled["rateLimit"], 5);
+    let old_name = api
+        .post("/api/v1/app", &json!({"name": "R", "rateLimit": 6}))
+        .await
+        .json();
+    assert_eq!(old_name["throttleRate"], 6);
+    let both = api
+        .post(
+            "/api/v1/app",
+            &json!({"name": "B", "throttleRate": 5, "rateLimit": 6}),
+        )
+        .await;
+    assert_eq!(both.status, StatusCode::UNPROCESSABLE_ENTITY);
+    for made in [&throttled, &old_name] {
+        let id = made["id"].as_str().unwrap();
+        assert_eq!(
+            api.delete(&format!("/api/v1/app/{id}")).await.status,
+            StatusCode::NO_CONTENT
+        );
+    }
     let conflict = api
         .post("/api/v1/app", &json!({"name": "Visits", "uid": "visits"}))
         .await;
@@ -270,7 +296,11 @@ async fn applications_event_types_and_endpoints_answer_as_svix_does() {
     assert_eq!(endpoint.status, StatusCode::CREATED, "{:?}", endpoint.body);
     let endpoint = endpoint.json();
     let ep_id = endpoint["id"].as_str().unwrap().to_owned();
+    // The renamed fields go out under both names, and `version` for 1.x clients.
     assert_eq!(endpoint["filterTypes"], json!(["origin.visit"]));
+    assert_eq!(endpoint["eventTypes"], json!(["origin.visit"]));
+    assert_eq!(endpoint["version"], 1);
+    assert_eq!(endpoint["throttleRate"], json!(null));
     assert_eq!(endpoint["channels"], json!(["c1"]));
     assert_eq!(endpoint["metadata"], json!({"k": "v"}));
     let dup = api.post(&path, &json!({"url": url, "uid": "ep-1"})).await;
@@ -280,6 +310,57 @@ async fn applications_event_types_and_endpoints_answer_as_svix_does() {
         .post(&path, &json!({"url": url, "filterTypes": ["origin.none"]}))
         .await;
     assert_eq!(unknown_type.status, StatusCode::UNPROCESSABLE_ENTITY);
+    // The current names: `eventTypes` and `throttleRate` (svix 2.x), read back under both.
+    let current = api
+        .post(
+            &path,
+            &json!({"url": url, "eventTypes": ["origin.visit"], "throttleRate": 7}),
+        )
+        .await;
+    assert_eq!(current.status, StatusCode::CREATED, "{:?}", current.body);
+    let current = current.json();
+    assert_eq!(current["eventTypes"], json!(["origin.visit"]));
+    assert_eq!(current["filterTypes"], json!(["origin.visit"]));
+    assert_eq!(current["throttleRate"], 7);
+    assert_eq!(current["rateLimit"], 7);
+    let current_id = current["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        api.delete(&format!("{path}/{current_id}")).await.status,
+        StatusCode::NO_CONTENT
+    );
+    // Both spellings at once: the same value is fine, different values are a 422.
+    let same = api
+        .post(
+            &path,
+            &json!({"url": url, "eventTypes": ["origin.visit"], "filterTypes": ["origin.visit"],
+                    "throttleRate": 3, "rateLimit": 3}),
+        )
+        .await;
+    assert_eq!(same.status, StatusCode::CREATED, "{:?}", same.body);
+    let same_id = same.json()["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        api.delete(&format!("{path}/{same_id}")).await.status,
+        StatusCode::NO_CONTENT
+    );
+    for (body, field) in [
+        (
+            json!({"url": url, "eventTypes": ["origin.visit"], "filterTypes": ["origin.create"]}),
+            "eventTypes",
+        ),
+        (
+            json!({"url": url, "throttleRate": 3, "rateLimit": 4}),
+            "throttleRate",
+        ),
+        (json!({"url": url, "eventTypes": []}), "eventTypes"),
+    ] {
+        let refused = api.post(&path, &body).await;
+        assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert_eq!(
+            refused.json()["detail"][0]["loc"],
+            json!(["body", field]),
+            "{body}"
+        );
+    }
     let bad_secret = api
         .post(&path, &json!({"url": url, "secret": "plaintext"}))
         .await;
@@ -309,7 +390,9 @@ async fn applications_event_types_and_endpoints_answer_as_svix_does() {
             &json!({"key": given}),
         )
         .await;
-    assert_eq!(rotated.status, StatusCode::NO_CONTENT);
+    // 200 with the new key (svix 2.x parses the answer), where the document says 204.
+    assert_eq!(rotated.status, StatusCode::OK);
+    assert_eq!(rotated.json(), json!({"key": given}));
     assert_eq!(
         api.get(&format!("{path}/ep-1/secret")).await.json()["key"],
         given
@@ -317,10 +400,12 @@ async fn applications_event_types_and_endpoints_answer_as_svix_does() {
     let fresh = api
         .send(Method::POST, &format!("{path}/ep-1/secret/rotate"), "")
         .await;
-    assert_eq!(fresh.status, StatusCode::NO_CONTENT);
-    assert_ne!(
+    assert_eq!(fresh.status, StatusCode::OK);
+    let fresh = fresh.json()["key"].clone();
+    assert_ne!(fresh, given);
+    assert_eq!(
         api.get(&format!("{path}/ep-1/secret")).await.json()["key"],
-        given
+        fresh
     );
 
     let headers = api
@@ -442,6 +527,7 @@ async fn messages_are_delivered_signed_and_applications_are_isolated() {
     // The message, its attempts, and the lists, from application a only.
     let message = api.get(&format!("/api/v1/app/a/msg/{msg_id}")).await;
     assert_eq!(message.status, StatusCode::OK);
+    assert_eq!(message.json()["eventId"], "e-1", "kept, not only echoed");
     assert_eq!(
         api.get(&format!("/api/v1/app/b/msg/{msg_id}")).await.status,
         StatusCode::NOT_FOUND
@@ -459,6 +545,7 @@ async fn messages_are_delivered_signed_and_applications_are_isolated() {
     let attempt = &attempts["data"][0];
     assert_eq!(attempt["msgId"], msg_id.as_str());
     assert_eq!(attempt["status"], 0);
+    assert_eq!(attempt["statusText"], "success");
     assert_eq!(attempt["triggerType"], 0);
     assert_eq!(attempt["responseStatusCode"], 200);
     assert_eq!(attempt["response"], "ok");
@@ -491,13 +578,25 @@ async fn messages_are_delivered_signed_and_applications_are_isolated() {
             .unwrap()
             .contains("url")
     );
+    // An event type nobody registered is taken, as Svix takes it.
     let unknown = api
         .post(
             "/api/v1/app/a/msg",
-            &json!({"eventType": "origin.none", "payload": {}}),
+            &json!({"eventType": "origin.none", "payload": {"free": "form"}}),
         )
         .await;
-    assert_eq!(unknown.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(unknown.status, StatusCode::ACCEPTED, "{:?}", unknown.body);
+    let bad_event_id = api
+        .post(
+            "/api/v1/app/a/msg",
+            &json!({"eventType": "origin.none", "payload": {}, "eventId": "a b"}),
+        )
+        .await;
+    assert_eq!(bad_event_id.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        bad_event_id.json()["detail"][0]["loc"],
+        json!(["body", "eventId"])
+    );
     let not_object = api
         .post(
             "/api/v1/app/a/msg",
@@ -512,12 +611,13 @@ async fn messages_are_delivered_signed_and_applications_are_isolated() {
         )
         .await;
     assert_eq!(two_channels.status, StatusCode::UNPROCESSABLE_ENTITY);
+    // The first message and the one of an unregistered type; none of the refused ones.
     assert_eq!(
         api.get("/api/v1/app/a/msg").await.json()["data"]
             .as_array()
             .unwrap()
             .len(),
-        1
+        2
     );
 
     // Deleting an application takes its endpoints with it.
@@ -623,4 +723,81 @@ async fn a_token_is_generated_once_when_none_is_configured() {
     let again = switchyard_server::Server::start(config).await.unwrap();
     assert_eq!(again.token().expose(), token);
     again.shutdown().await.unwrap();
+}
+
+/// The `[webhooks]` rules: Svix's by default (any event type, payloads of registered types
+/// validated, `format` an annotation); each stricter or laxer rule is a setting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn message_rules_are_settings() {
+    let naive = json!({"visit_date": "2026-12-05T15:15:16.123456"});
+    let schema = json!({"1": {"type": "object", "required": ["visit_date"],
+        "properties": {"visit_date": {"type": "string", "format": "date-time"}}}});
+    let cases = [
+        // (rules, unregistered type, naive date-time, missing required field)
+        (switchyard_server::WebhooksConfig::default(), 202, 202, 422),
+        (
+            switchyard_server::WebhooksConfig {
+                require_event_types: true,
+                ..Default::default()
+            },
+            422,
+            202,
+            422,
+        ),
+        (
+            switchyard_server::WebhooksConfig {
+                assert_formats: true,
+                ..Default::default()
+            },
+            202,
+            422,
+            422,
+        ),
+        (
+            switchyard_server::WebhooksConfig {
+                validate_payloads: false,
+                ..Default::default()
+            },
+            202,
+            202,
+            202,
+        ),
+    ];
+    for (rules, unregistered, naive_status, missing) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = common::config(dir.path());
+        config.webhooks = rules;
+        let server = switchyard_server::Server::start(config).await.unwrap();
+        let api = Api::new(server.local_addr());
+        assert_eq!(
+            api.post("/api/v1/app", &json!({"name": "a", "uid": "a"}))
+                .await
+                .status,
+            StatusCode::CREATED
+        );
+        let created = api
+            .post(
+                "/api/v1/event-type",
+                &json!({"name": "origin.visit", "description": "", "schemas": schema}),
+            )
+            .await;
+        assert_eq!(created.status, StatusCode::CREATED);
+        let send = |event_type: &str, payload: &serde_json::Value| {
+            let api = api.clone();
+            let body = json!({"eventType": event_type, "payload": payload});
+            async move { api.post("/api/v1/app/a/msg", &body).await.status.as_u16() }
+        };
+        assert_eq!(
+            send("user.signup", &json!({})).await,
+            unregistered,
+            "{rules:?}"
+        );
+        assert_eq!(
+            send("origin.visit", &naive).await,
+            naive_status,
+            "{rules:?}"
+        );
+        assert_eq!(send("origin.visit", &json!({})).await, missing, "{rules:?}");
+        server.shutdown().await.unwrap();
+    }
 }

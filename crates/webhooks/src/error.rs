@@ -231,6 +231,15 @@ pub enum Error {
         /// The rejected uid.
         uid: String,
     },
+    /// A message's `event_id` that is empty, longer than 256 bytes, or uses other characters
+    /// than ASCII letters, digits, `-`, `_` and `.` (Svix's rule).
+    #[error(
+        "invalid event id `{event_id}`: must be 1 to 256 ASCII letters, digits, `-`, `_` or `.`"
+    )]
+    InvalidEventId {
+        /// The rejected event id.
+        event_id: String,
+    },
     /// A channel name that is empty, longer than 128 bytes, or uses other characters than
     /// ASCII letters, digits, `-`, `_`, `.` and `:`.
     #[error(

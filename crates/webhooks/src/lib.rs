@@ -72,8 +72,8 @@ pub use model::{
 };
 pub use page::{DEFAULT_LIMIT, ListOptions, MAX_LIMIT, Order, Page, PageRequest};
 pub use registry::{
-    Clock, DEFAULT_KEY_GRACE, DEFAULT_MAX_PAYLOAD, MAX_PREVIOUS_KEYS, Registry, RegistryConfig,
-    SentEventQuery,
+    Clock, DEFAULT_KEY_GRACE, DEFAULT_MAX_PAYLOAD, MAX_PREVIOUS_KEYS, NewMessage, Registry,
+    RegistryConfig, SentEventQuery,
 };
 pub use secret::{Secret, SigningKey, VerifyingKey};
 pub use signature::{Signer, SigningSecret, Verified, Verifier};

@@ -409,6 +409,8 @@ pub struct Message {
     pub event_type: EventTypeName,
     /// The channel it was sent to, if any.
     pub channel: Option<Channel>,
+    /// The sender's own identifier for it (Svix's `eventId`), if it gave one.
+    pub event_id: Option<String>,
     /// The payload bytes exactly as the caller gave them (valid UTF-8 JSON); empty once the
     /// message has expired.
     pub payload: String,

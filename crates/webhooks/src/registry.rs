@@ -87,6 +87,19 @@ pub struct RegistryConfig {
     pub key_grace: Duration,
     /// The largest payload `send` accepts, in bytes (default [`DEFAULT_MAX_PAYLOAD`], 1 MiB).
     pub max_payload_bytes: usize,
+    /// Whether [`Registry::create_message`] refuses event types that were never registered
+    /// (default `false`: accepted, as Svix accepts them; event types are optional there).
+    /// [`Registry::send`], swh-webhooks' `event_send`, always refuses them, as swh-webhooks
+    /// does.
+    pub require_event_types: bool,
+    /// Whether payloads are validated against their event type's schema (default `true`).
+    /// Svix does not validate payloads at all; swh-webhooks validates them before sending.
+    /// Turn it off to take any JSON object, as Svix does.
+    pub validate_payloads: bool,
+    /// Whether JSON Schema `format` is asserted (default `false`: an annotation, as Draft 7
+    /// allows and as swh-webhooks validates). With `true`, a `date-time` without a time zone
+    /// (Python's `datetime.now().isoformat()`) is refused.
+    pub assert_formats: bool,
     /// The time source (default: the system clock).
     pub clock: Clock,
 }
@@ -96,8 +109,64 @@ impl Default for RegistryConfig {
         Self {
             key_grace: DEFAULT_KEY_GRACE,
             max_payload_bytes: DEFAULT_MAX_PAYLOAD,
+            require_event_types: false,
+            validate_payloads: true,
+            assert_formats: false,
             clock: Clock::system(),
         }
+    }
+}
+
+/// A message for [`Registry::create_message_with`]: the event type and payload, and
+/// optionally a channel and the sender's event id.
+///
+/// ```
+/// use switchyard_webhooks::{EventTypeName, NewMessage};
+///
+/// let ty = EventTypeName::new("invoice.paid")?;
+/// let message = NewMessage::new(&ty, br#"{"amount": 3}"#)
+///     .channel("acme")
+///     .event_id("evt-2026-0001");
+/// assert_eq!(message.event_id, Some("evt-2026-0001"));
+/// # Ok::<(), switchyard_webhooks::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct NewMessage<'a> {
+    /// Its event type.
+    pub event_type: &'a EventTypeName,
+    /// The payload: a JSON object, stored and delivered byte for byte.
+    pub payload: &'a [u8],
+    /// The channel it goes to, if any.
+    pub channel: Option<&'a str>,
+    /// The sender's identifier for it (Svix's `eventId`): 1 to 256 ASCII letters, digits,
+    /// `-`, `_` or `.`.
+    pub event_id: Option<&'a str>,
+}
+
+impl<'a> NewMessage<'a> {
+    /// A message of `event_type` carrying `payload`.
+    pub fn new(event_type: &'a EventTypeName, payload: &'a [u8]) -> Self {
+        Self {
+            event_type,
+            payload,
+            channel: None,
+            event_id: None,
+        }
+    }
+
+    /// Sends it to a channel.
+    #[must_use]
+    pub fn channel(mut self, channel: &'a str) -> Self {
+        self.channel = Some(channel);
+        self
+    }
+
+    /// Gives it the sender's event id.
+    #[must_use]
+    pub fn event_id(mut self, event_id: &'a str) -> Self {
+        self.event_id = Some(event_id);
+        self
     }
 }
 
@@ -233,7 +302,7 @@ impl<S: Store> Registry<S> {
         description: impl Into<String>,
         schema: Value,
     ) -> Result<EventType, Error> {
-        let compiled = CompiledSchema::compile(&schema)?;
+        let compiled = CompiledSchema::compile(&schema, self.config.assert_formats)?;
         let now = self.now();
         let created_at = match self.store.event_type(&name).await? {
             Some(existing) => existing.created_at,
@@ -292,32 +361,28 @@ impl<S: Store> Registry<S> {
         Ok(())
     }
 
-    /// The compiled schema for an active event type, compiled at most once per version.
-    async fn active_schema(
-        &self,
-        name: &EventTypeName,
-    ) -> Result<(EventType, CompiledSchema), Error> {
-        let event_type = self.event_type(name).await?;
+    /// The compiled schema for an event type, compiled at most once per version.
+    fn compiled(&self, event_type: &EventType) -> Result<CompiledSchema, Error> {
         let cached = self
             .schemas
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .get(name)
+            .get(&event_type.name)
             .filter(|(version, _)| *version == event_type.updated_at)
             .map(|(_, compiled)| compiled.clone());
-        let compiled = match cached {
-            Some(compiled) => compiled,
-            None => {
-                // Written by another process, or before a restart: compile and keep it.
-                let compiled = CompiledSchema::compile(&event_type.schema)?;
-                self.schemas
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .insert(name.clone(), (event_type.updated_at, compiled.clone()));
-                compiled
-            }
-        };
-        Ok((event_type, compiled))
+        if let Some(compiled) = cached {
+            return Ok(compiled);
+        }
+        // Written by another process, or before a restart: compile and keep it.
+        let compiled = CompiledSchema::compile(&event_type.schema, self.config.assert_formats)?;
+        self.schemas
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(
+                event_type.name.clone(),
+                (event_type.updated_at, compiled.clone()),
+            );
+        Ok(compiled)
     }
 
     // ----- endpoints -----
@@ -560,14 +625,16 @@ impl<S: Store> Registry<S> {
         payload: impl AsRef<[u8]>,
         channel: Option<&str>,
     ) -> Result<Option<(MessageId, DateTime<Utc>)>, Error> {
-        let (message, stored) = self
-            .store_message(event_type, payload.as_ref(), channel, false)
-            .await?;
+        let mut new = NewMessage::new(event_type, payload.as_ref());
+        new.channel = channel;
+        let (message, stored) = self.store_message(new, false, true).await?;
         Ok(stored.then_some((message.id, message.created_at)))
     }
 
     /// Like [`Registry::send`], but stores the message even when no endpoint listens (the
-    /// Svix API's behaviour), and returns it.
+    /// Svix API's behaviour), and returns it. An event type that was never registered (or is
+    /// archived) is accepted, as Svix accepts it, unless
+    /// [`RegistryConfig::require_event_types`] is set.
     ///
     /// # Errors
     /// As [`Registry::send`].
@@ -577,9 +644,18 @@ impl<S: Store> Registry<S> {
         payload: impl AsRef<[u8]>,
         channel: Option<&str>,
     ) -> Result<Message, Error> {
-        let (message, _) = self
-            .store_message(event_type, payload.as_ref(), channel, true)
-            .await?;
+        let mut new = NewMessage::new(event_type, payload.as_ref());
+        new.channel = channel;
+        self.create_message_with(new).await
+    }
+
+    /// [`Registry::create_message`] with every field of the message, its event id among them.
+    ///
+    /// # Errors
+    /// As [`Registry::send`], and [`Error::InvalidEventId`].
+    pub async fn create_message_with(&self, message: NewMessage<'_>) -> Result<Message, Error> {
+        let strict = self.config.require_event_types;
+        let (message, _) = self.store_message(message, true, strict).await?;
         Ok(message)
     }
 
@@ -588,12 +664,11 @@ impl<S: Store> Registry<S> {
     /// whether it was stored.
     async fn store_message(
         &self,
-        event_type: &EventTypeName,
-        payload: &[u8],
-        channel: Option<&str>,
+        new: NewMessage<'_>,
         keep_unheard: bool,
+        require_event_type: bool,
     ) -> Result<(Message, bool), Error> {
-        let message = self.prepare(event_type, payload, channel).await?;
+        let message = self.prepare(new, require_event_type).await?;
         let recipients = self
             .store
             .recipients(&message.event_type, message.channel.as_ref())
@@ -611,30 +686,44 @@ impl<S: Store> Registry<S> {
 
     async fn prepare(
         &self,
-        event_type: &EventTypeName,
-        payload: &[u8],
-        channel: Option<&str>,
+        new: NewMessage<'_>,
+        require_event_type: bool,
     ) -> Result<Message, Error> {
+        let payload = new.payload;
         if payload.len() > self.config.max_payload_bytes {
             return Err(Error::PayloadTooLarge {
                 size: payload.len(),
                 limit: self.config.max_payload_bytes,
             });
         }
-        let channel = channel.map(Channel::new).transpose()?;
-        let (event_type, schema) = self.active_schema(event_type).await?;
+        let channel = new.channel.map(Channel::new).transpose()?;
+        let event_id = new.event_id.map(check_event_id).transpose()?;
+        let schema = if require_event_type {
+            Some(self.event_type(new.event_type).await?)
+        } else {
+            // Svix takes any event type; one that is registered (archived or not) still has
+            // its payloads checked against its schema.
+            self.store.event_type(new.event_type).await?
+        };
+        let schema = match schema {
+            Some(event_type) if self.config.validate_payloads => Some(self.compiled(&event_type)?),
+            _ => None,
+        };
         let text = std::str::from_utf8(payload).map_err(|e| SchemaError::NotJson {
             message: format!("not UTF-8: {e}"),
         })?;
         let value: Value = serde_json::from_str(text).map_err(|e| SchemaError::NotJson {
             message: e.to_string(),
         })?;
-        schema.validate(&value)?;
+        if let Some(schema) = schema {
+            schema.validate(&value)?;
+        }
         let now = self.now();
         Ok(Message {
             id: MessageId::generate(now.timestamp())?,
-            event_type: event_type.name,
+            event_type: new.event_type.clone(),
             channel,
+            event_id,
             payload: text.to_owned(),
             created_at: now,
             expired: false,
@@ -813,6 +902,22 @@ pub struct SentEventQuery {
     pub after: Option<DateTime<Utc>>,
     /// At most this many (newest first); `None`: all of them.
     pub limit: Option<usize>,
+}
+
+/// Svix's rule for a message's `eventId`: that of a uid.
+fn check_event_id(event_id: &str) -> Result<String, Error> {
+    let ok = !event_id.is_empty()
+        && event_id.len() <= crate::model::MAX_UID_LEN
+        && event_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+    if ok {
+        Ok(event_id.to_owned())
+    } else {
+        Err(Error::InvalidEventId {
+            event_id: event_id.to_owned(),
+        })
+    }
 }
 
 fn check_url(url: &str) -> Result<(), Error> {

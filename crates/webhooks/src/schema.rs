@@ -21,7 +21,11 @@ impl std::fmt::Debug for CompiledSchema {
 impl CompiledSchema {
     /// Checks `schema` against the Draft 7 meta-schema, then compiles it. Remote `$ref`s are
     /// not fetched (a schema must be self-contained).
-    pub(crate) fn compile(schema: &Value) -> Result<Self, SchemaError> {
+    ///
+    /// `format` is an annotation unless `assert_formats` is set: Draft 7 leaves format
+    /// assertion optional, and neither swh-webhooks (it validates without a format checker)
+    /// nor Svix (it does not validate payloads) rejects a naive `date-time`.
+    pub(crate) fn compile(schema: &Value, assert_formats: bool) -> Result<Self, SchemaError> {
         if let Err(error) = jsonschema::draft7::meta::validate(schema) {
             return Err(SchemaError::InvalidSchema {
                 path: error.instance_path().as_str().to_owned(),
@@ -30,6 +34,7 @@ impl CompiledSchema {
         }
         let validator = jsonschema::options()
             .with_draft(Draft::Draft7)
+            .should_validate_formats(assert_formats)
             .build(schema)
             .map_err(|error| SchemaError::InvalidSchema {
                 path: error.instance_path().as_str().to_owned(),
@@ -64,20 +69,24 @@ mod tests {
 
     #[test]
     fn bad_schemas_name_the_path() {
-        let err = CompiledSchema::compile(&json!({
-            "type": "object",
-            "properties": {"origin": {"type": "strin"}}
-        }))
+        let err = CompiledSchema::compile(
+            &json!({
+                "type": "object",
+                "properties": {"origin": {"type": "strin"}}
+            }),
+            false,
+        )
         .unwrap_err();
         let SchemaError::InvalidSchema { path, .. } = &err else {
             panic!("{err:?}")
         };
         assert_eq!(path, "/properties/origin/type");
 
-        let err = CompiledSchema::compile(&json!({"type": "string", "pattern": "(["})).unwrap_err();
+        let err = CompiledSchema::compile(&json!({"type": "string", "pattern": "(["}), false)
+            .unwrap_err();
         assert!(matches!(err, SchemaError::InvalidSchema { .. }), "{err:?}");
-        let err =
-            CompiledSchema::compile(&json!({"$ref": "https://example.com/s.json"})).unwrap_err();
+        let err = CompiledSchema::compile(&json!({"$ref": "https://example.com/s.json"}), false)
+            .unwrap_err();
         assert!(matches!(err, SchemaError::InvalidSchema { .. }), "{err:?}");
     }
 
@@ -90,7 +99,7 @@ mod tests {
                 "origin": {"type": "string"},
                 "visit": {"type": "object", "properties": {"n": {"type": "integer", "minimum": 1}}}
             }
-        }))
+        }), false)
         .unwrap();
         assert!(
             schema
@@ -109,5 +118,30 @@ mod tests {
             paths.contains(&"/origin") && paths.contains(&"/visit/n"),
             "{paths:?}"
         );
+    }
+
+    #[test]
+    fn formats_are_annotations_unless_asserted() {
+        let schema = json!({
+            "type": "object",
+            "properties": {"visit_date": {"type": "string", "format": "date-time"}}
+        });
+        // Python's `datetime.now().isoformat()`: no time zone, so not an RFC 3339 date-time.
+        let naive = json!({"visit_date": "2026-12-05T15:15:16.123456"});
+        let annotated = CompiledSchema::compile(&schema, false).unwrap();
+        assert!(annotated.validate(&naive).is_ok());
+        let asserted = CompiledSchema::compile(&schema, true).unwrap();
+        let SchemaError::InvalidPayload { violations } = asserted.validate(&naive).unwrap_err()
+        else {
+            panic!()
+        };
+        assert_eq!(violations[0].path, "/visit_date", "{violations:?}");
+        assert!(
+            asserted
+                .validate(&json!({"visit_date": "2026-12-05T15:15:16Z"}))
+                .is_ok()
+        );
+        // Types are still checked either way.
+        assert!(annotated.validate(&json!({"visit_date": 5})).is_err());
     }
 }

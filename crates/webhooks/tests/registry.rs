@@ -16,8 +16,8 @@ use switchyard_webhooks::store::{
 };
 use switchyard_webhooks::{
     Attempt, AttemptId, AttemptStatus, AttemptTrigger, Channel, Clock, DeliveryStatus,
-    DeliveryUpdate, EndpointSpec, Error, EventTypeName, Lease, ListOptions, Order, PageRequest,
-    Registry, RegistryConfig, SchemaError, Secret, SentEventQuery, Signer,
+    DeliveryUpdate, EndpointSpec, Error, EventTypeName, Lease, ListOptions, NewMessage, Order,
+    PageRequest, Registry, RegistryConfig, SchemaError, Secret, SentEventQuery, Signer,
 };
 
 /// A registry whose clock the test moves by hand.
@@ -28,16 +28,14 @@ struct Harness<S> {
 }
 
 impl<S: Store> Harness<S> {
-    fn with_store(store: S, dir: Option<tempfile::TempDir>) -> Self {
+    /// A harness whose registry has `config` but for the clock, which the test moves.
+    fn configured(store: S, dir: Option<tempfile::TempDir>, config: RegistryConfig) -> Self {
         let now_micros = Arc::new(AtomicI64::new(1_750_000_000_000_000));
         let clock_source = Arc::clone(&now_micros);
         let clock = Clock::from_fn(move || {
             DateTime::from_timestamp_micros(clock_source.load(Ordering::SeqCst)).unwrap()
         });
-        let config = RegistryConfig {
-            clock,
-            ..RegistryConfig::default()
-        };
+        let config = RegistryConfig { clock, ..config };
         Self {
             registry: Registry::with_config(store, config),
             now_micros,
@@ -1621,16 +1619,212 @@ async fn concurrent_sends_each_store_their_message<S: Store>(h: Harness<S>) {
     }
 }
 
+/// Svix's message rules by default: an event type nobody registered is taken (and reaches
+/// the endpoints that take every type), a registered one still has its payloads checked, and
+/// the sender's event id is kept. `send` (swh-webhooks' `event_send`) still refuses unknown
+/// types.
+async fn messages_follow_svix_by_default<S: Store>(h: Harness<S>) {
+    let r = &h.registry;
+    let visit = with_visit_type(&h).await;
+    let everything = r
+        .create_endpoint(EndpointSpec::new("https://all.example/"))
+        .await
+        .unwrap();
+    let visits_only = r
+        .create_endpoint(EndpointSpec::new("https://visits.example/").event_type(visit.clone()))
+        .await
+        .unwrap();
+
+    let unknown = name("user.signup");
+    let message = r
+        .create_message_with(
+            NewMessage::new(&unknown, br#"{"anything": [1, 2]}"#).event_id("signup-42"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(message.event_id.as_deref(), Some("signup-42"));
+    let stored = r.message(message.id.as_str()).await.unwrap();
+    assert_eq!(stored, message);
+    let to: Vec<_> = r
+        .deliveries(&message.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.endpoint_id)
+        .collect();
+    assert_eq!(to, std::slice::from_ref(&everything.id));
+    assert!(!to.contains(&visits_only.id));
+    let listed = r
+        .list_messages(&MessageFilter::default(), &ListOptions::new())
+        .await
+        .unwrap();
+    assert_eq!(listed.items[0].event_id.as_deref(), Some("signup-42"));
+
+    // A registered type's schema still applies.
+    assert!(matches!(
+        r.create_message(&visit, br#"{"visit": 1}"#, None).await,
+        Err(Error::Schema(SchemaError::InvalidPayload { .. }))
+    ));
+    // An archived type is taken too, and its schema still applies.
+    r.archive_event_type(&visit).await.unwrap();
+    assert!(
+        r.create_message(&visit, br#"{"origin": "o"}"#, None)
+            .await
+            .is_ok()
+    );
+    assert!(
+        r.create_message(&visit, br#"{"visit": 1}"#, None)
+            .await
+            .is_err()
+    );
+
+    assert!(matches!(
+        r.send(&unknown, "{}", None).await,
+        Err(Error::EventTypeNotFound { .. })
+    ));
+    for bad in ["", "has space", "slash/", &"x".repeat(257)] {
+        let err = r
+            .create_message_with(NewMessage::new(&unknown, b"{}").event_id(bad))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::InvalidEventId { .. }),
+            "{bad:?}: {err}"
+        );
+    }
+    let longest = "e".repeat(256);
+    let kept = r
+        .create_message_with(NewMessage::new(&unknown, b"{}").event_id(&longest))
+        .await
+        .unwrap();
+    assert_eq!(
+        r.message(kept.id.as_str()).await.unwrap().event_id,
+        Some(longest)
+    );
+}
+
+/// The stricter rules are settings: registered event types only, and no payload validation.
+async fn stricter_and_laxer_message_rules<S: Store>(strict: Harness<S>, lax: Harness<S>) {
+    let unknown = name("user.signup");
+    assert!(matches!(
+        strict.registry.create_message(&unknown, "{}", None).await,
+        Err(Error::EventTypeNotFound { .. })
+    ));
+    let visit = with_visit_type(&strict).await;
+    assert!(
+        strict
+            .registry
+            .create_message(&visit, "{}", None)
+            .await
+            .is_err()
+    );
+
+    let visit = with_visit_type(&lax).await;
+    let message = lax
+        .registry
+        .create_message(&visit, br#"{"visit": "not even a number"}"#, None)
+        .await
+        .unwrap();
+    assert_eq!(message.payload, r#"{"visit": "not even a number"}"#);
+    // JSON is still required.
+    assert!(matches!(
+        lax.registry.create_message(&visit, "{", None).await,
+        Err(Error::Schema(SchemaError::NotJson { .. }))
+    ));
+}
+
+/// `format` is an annotation unless asserted: the naive timestamps swh-webhooks sends pass.
+async fn formats_are_annotations_by_default<S: Store>(default: Harness<S>, asserted: Harness<S>) {
+    let schema = json!({
+        "type": "object",
+        "properties": {"visit_date": {"type": "string", "format": "date-time"}}
+    });
+    let naive = br#"{"visit_date": "2026-12-05T15:15:16.123456"}"#;
+    for h in [&default, &asserted] {
+        h.registry
+            .create_event_type(name("origin.visit"), "", schema.clone())
+            .await
+            .unwrap();
+        h.registry
+            .create_endpoint(EndpointSpec::new("https://a.example/"))
+            .await
+            .unwrap();
+    }
+    assert!(
+        default
+            .registry
+            .send(&name("origin.visit"), naive, None)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let err = asserted
+        .registry
+        .send(&name("origin.visit"), naive, None)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("/visit_date"), "{err}");
+}
+
+fn strict_config() -> RegistryConfig {
+    RegistryConfig {
+        require_event_types: true,
+        ..RegistryConfig::default()
+    }
+}
+
+fn lax_config() -> RegistryConfig {
+    RegistryConfig {
+        validate_payloads: false,
+        ..RegistryConfig::default()
+    }
+}
+
+fn asserting_config() -> RegistryConfig {
+    RegistryConfig {
+        assert_formats: true,
+        ..RegistryConfig::default()
+    }
+}
+
+#[tokio::test]
+async fn memory_store_message_settings() {
+    stricter_and_laxer_message_rules(
+        memory_with(strict_config()).await,
+        memory_with(lax_config()).await,
+    )
+    .await;
+    formats_are_annotations_by_default(memory().await, memory_with(asserting_config()).await).await;
+}
+
+#[tokio::test]
+async fn sqlite_store_message_settings() {
+    stricter_and_laxer_message_rules(
+        sqlite_with(strict_config()).await,
+        sqlite_with(lax_config()).await,
+    )
+    .await;
+    formats_are_annotations_by_default(sqlite().await, sqlite_with(asserting_config()).await).await;
+}
+
 async fn memory() -> Harness<MemoryStore> {
-    Harness::with_store(MemoryStore::new(), None)
+    memory_with(RegistryConfig::default()).await
 }
 
 async fn sqlite() -> Harness<SqliteStore> {
+    sqlite_with(RegistryConfig::default()).await
+}
+
+async fn memory_with(config: RegistryConfig) -> Harness<MemoryStore> {
+    Harness::configured(MemoryStore::new(), None, config)
+}
+
+async fn sqlite_with(config: RegistryConfig) -> Harness<SqliteStore> {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(dir.path().join("webhooks.db"))
         .await
         .unwrap();
-    Harness::with_store(store, Some(dir))
+    Harness::configured(store, Some(dir), config)
 }
 
 macro_rules! suite {
@@ -1675,6 +1869,7 @@ suite!(
     expired_payloads_still_list,
     ordered_endpoints_get_one_message_at_a_time,
     concurrent_sends_each_store_their_message,
+    messages_follow_svix_by_default,
 );
 
 /// Everything survives closing and reopening the SQLite file.

@@ -20,7 +20,7 @@ use sqlx::{Row, sqlite::SqliteRow};
 use switchyard_webhooks::delivery::{DeliveryConfig, DeliveryEngine};
 use switchyard_webhooks::store::{SqliteStore, Store};
 use switchyard_webhooks::{
-    Error as WebhooksError, EventType, EventTypeName, ListOptions, Registry,
+    Error as WebhooksError, EventType, EventTypeName, ListOptions, Registry, RegistryConfig,
 };
 use tokio::sync::{Mutex, RwLock, watch};
 use tokio::task::JoinSet;
@@ -71,6 +71,8 @@ pub(crate) struct Apps {
     /// never misses an event type being written.
     writes: Mutex<()>,
     delivery: DeliveryConfig,
+    /// The rules every application's registry follows.
+    rules: RegistryConfig,
     engines: std::sync::Mutex<JoinSet<()>>,
     stop: watch::Sender<bool>,
 }
@@ -98,6 +100,7 @@ impl Apps {
     pub(crate) async fn open(
         data_dir: &Path,
         delivery: DeliveryConfig,
+        rules: RegistryConfig,
     ) -> Result<Self, ServerError> {
         let dir = data_dir.join("webhooks");
         let apps_dir = dir.join("apps");
@@ -128,6 +131,7 @@ impl Apps {
             open: RwLock::new(HashMap::new()),
             writes: Mutex::new(()),
             delivery,
+            rules,
             engines: std::sync::Mutex::new(JoinSet::new()),
             stop,
         };
@@ -174,7 +178,7 @@ impl Apps {
         let store = SqliteStore::open(&path)
             .await
             .map_err(WebhooksError::from)?;
-        let registry = Arc::new(Registry::new(store));
+        let registry = Arc::new(Registry::with_config(store, self.rules.clone()));
         let engine = DeliveryEngine::new(Arc::clone(&registry), self.delivery.clone())?;
         let mut stop = self.stop.subscribe();
         let app_id = app.id.clone();

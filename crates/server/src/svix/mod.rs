@@ -25,8 +25,8 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 use switchyard_webhooks::store::{AttemptFilter, EndpointFilter, MessageFilter};
 use switchyard_webhooks::{
-    AttemptStatus, EndpointSpec, Error as WebhooksError, EventTypeName, ListOptions, Order, Page,
-    Secret,
+    AttemptStatus, EndpointSpec, Error as WebhooksError, EventTypeName, ListOptions, NewMessage,
+    Order, Page, Secret,
 };
 
 use self::apps::{AppHandle, Apps, Created};
@@ -344,13 +344,20 @@ async fn create_app(
         check_uid(uid)?;
     }
     let get_if_exists = ListQuery::flag(query.get_if_exists.as_deref(), "get_if_exists", false)?;
+    let rate_limit = input.throttle_rate()?;
+    if rate_limit == Some(0) {
+        return Err(ApiError::invalid_field(
+            "throttleRate",
+            "must be at least 1",
+        ));
+    }
     let (handle, how) = state
         .apps
         .get_or_create(
             input.name,
             input.uid,
             string_map(input.metadata),
-            input.rate_limit,
+            rate_limit,
             get_if_exists,
         )
         .await?;
@@ -526,12 +533,14 @@ async fn create_endpoint(
     body: Body,
 ) -> ApiResult<Response> {
     let handle = state.apps.get(&app).await?;
-    let input: EndpointIn = json_body(body, state.body_limit).await?;
+    let mut input: EndpointIn = json_body(body, state.body_limit).await?;
+    let event_types = input.event_types()?;
+    let rate_limit = input.throttle_rate()?;
     let mut spec = EndpointSpec::new(input.url);
-    for name in input.filter_types.unwrap_or_default() {
+    for name in event_types.unwrap_or_default() {
         spec = spec.event_type(
             EventTypeName::new(name.as_str())
-                .map_err(|e| ApiError::invalid_field("filterTypes", e.to_string()))?,
+                .map_err(|e| ApiError::invalid_field("eventTypes", e.to_string()))?,
         );
     }
     for channel in input.channels.unwrap_or_default() {
@@ -559,9 +568,9 @@ async fn create_endpoint(
         spec = spec.description(description);
     }
     spec = spec.disabled(input.disabled.unwrap_or(false));
-    if let Some(rate) = input.rate_limit {
+    if let Some(rate) = rate_limit {
         let rate = NonZeroU32::new(rate)
-            .ok_or_else(|| ApiError::invalid_field("rateLimit", "must be at least 1"))?;
+            .ok_or_else(|| ApiError::invalid_field("throttleRate", "must be at least 1"))?;
         spec = spec.rate_limit(rate);
     }
     if input.version.is_some_and(|v| v < 1) {
@@ -582,7 +591,7 @@ async fn create_endpoint(
         .await
         .map_err(|e| match e {
             WebhooksError::EventTypeNotFound { .. } => {
-                ApiError::invalid_field("filterTypes", e.to_string())
+                ApiError::invalid_field("eventTypes", e.to_string())
             }
             other => other.into(),
         })?;
@@ -642,11 +651,13 @@ async fn get_secret(
     ))
 }
 
+/// Rotates the signing secret and answers 200 with the new one. Svix's document says 204;
+/// `svix` 2.x parses the answer as `EndpointSecretOut`, and 1.x clients take any 2xx.
 async fn rotate_secret(
     State(state): Shared,
     Path((app, endpoint)): Path<(String, String)>,
     body: Body,
-) -> ApiResult<StatusCode> {
+) -> ApiResult<Response> {
     let handle = endpoint_of(&state, &app).await?;
     let bytes = read_body(body, state.body_limit).await?;
     let input: SecretRotateIn = if bytes.is_empty() {
@@ -662,7 +673,11 @@ async fn rotate_secret(
         })
         .transpose()?;
     handle.registry.rotate_secret(&endpoint, key).await?;
-    Ok(StatusCode::NO_CONTENT)
+    let secret = handle.registry.endpoint_secret(&endpoint).await?;
+    Ok(created(
+        StatusCode::OK,
+        &serde_json::json!({"key": secret.expose()}),
+    ))
 }
 
 async fn get_headers(
@@ -719,23 +734,26 @@ async fn create_message(
             "at most one channel per message is supported",
         ));
     }
+    let mut new = NewMessage::new(&event_type, input.payload.get().as_bytes());
+    new.channel = channels.first().map(String::as_str);
+    new.event_id = input.event_id.as_deref();
     let message = handle
         .registry
-        .create_message(
-            &event_type,
-            input.payload.get(),
-            channels.first().map(String::as_str),
-        )
+        .create_message_with(new)
         .await
         .map_err(|e| match e {
             WebhooksError::EventTypeNotFound { .. } => {
                 ApiError::invalid_field("eventType", e.to_string())
             }
+            WebhooksError::InvalidEventId { .. } => {
+                ApiError::invalid_field("eventId", e.to_string())
+            }
             other => other.into(),
         })?;
-    let mut out = MessageOut::new(&message, with_content);
-    out.event_id = input.event_id;
-    Ok(created(StatusCode::ACCEPTED, &out))
+    Ok(created(
+        StatusCode::ACCEPTED,
+        &MessageOut::new(&message, with_content),
+    ))
 }
 
 async fn list_messages(

@@ -7,9 +7,11 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
-use switchyard_webhooks::{Attempt, Endpoint, EventType, EventTypeFilter, Message};
+use switchyard_webhooks::{Attempt, AttemptStatus, Endpoint, EventType, EventTypeFilter, Message};
 
+use super::ApiResult;
 use super::apps::Application;
+use crate::error::ApiError;
 
 /// Svix's timestamps: RFC 3339, UTC, with microseconds.
 pub(crate) fn time(t: &DateTime<Utc>) -> String {
@@ -25,11 +27,27 @@ pub(crate) struct ApplicationIn {
     pub uid: Option<String>,
     #[serde(default)]
     pub metadata: Option<BTreeMap<String, String>>,
+    /// The current name; `rateLimit` is what clients before 1.7x send.
+    #[serde(default)]
+    pub throttle_rate: Option<u32>,
     #[serde(default)]
     pub rate_limit: Option<u32>,
 }
 
-/// An application, as Svix answers it.
+impl ApplicationIn {
+    /// The rate limit under either name; 422 when both are given and differ.
+    pub(crate) fn throttle_rate(&self) -> ApiResult<Option<u32>> {
+        one_of(
+            self.throttle_rate,
+            "throttleRate",
+            self.rate_limit,
+            "rateLimit",
+        )
+    }
+}
+
+/// An application, as Svix answers it. The rate limit goes out under both names: `svix` 2.x
+/// reads `throttleRate`, 1.62 `rateLimit`.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct ApplicationOut {
@@ -37,6 +55,7 @@ pub(crate) struct ApplicationOut {
     pub uid: Option<String>,
     pub name: String,
     pub metadata: Map<String, Value>,
+    pub throttle_rate: Option<u32>,
     pub rate_limit: Option<u32>,
     pub created_at: String,
     pub updated_at: String,
@@ -49,10 +68,31 @@ impl From<&Application> for ApplicationOut {
             uid: app.uid.clone(),
             name: app.name.clone(),
             metadata: app.metadata.clone(),
+            throttle_rate: app.rate_limit,
             rate_limit: app.rate_limit,
             created_at: time(&app.created_at),
             updated_at: time(&app.updated_at),
         }
+    }
+}
+
+/// A field Svix renamed: the value under the current name or the old one. Both given and
+/// different is a 422 naming both, since one of them would be silently dropped.
+pub(crate) fn one_of<T: PartialEq>(
+    current: Option<T>,
+    current_name: &str,
+    old: Option<T>,
+    old_name: &str,
+) -> ApiResult<Option<T>> {
+    match (current, old) {
+        (Some(current), Some(old)) if current != old => Err(ApiError::invalid_field(
+            current_name,
+            format!(
+                "`{current_name}` and its old name `{old_name}` are both given and differ; give one"
+            ),
+        )),
+        (Some(value), _) | (None, Some(value)) => Ok(Some(value)),
+        (None, None) => Ok(None),
     }
 }
 
@@ -129,6 +169,9 @@ pub(crate) struct EndpointIn {
     pub version: Option<i64>,
     #[serde(default)]
     pub description: Option<String>,
+    /// The current name (`svix` 2.x); `filterTypes` is what older clients send.
+    #[serde(default)]
+    pub event_types: Option<Vec<String>>,
     #[serde(default)]
     pub filter_types: Option<Vec<String>>,
     #[serde(default)]
@@ -141,11 +184,49 @@ pub(crate) struct EndpointIn {
     pub secret: Option<String>,
     #[serde(default)]
     pub disabled: Option<bool>,
+    /// The current name (`svix` 2.x); `rateLimit` is what older clients send.
+    #[serde(default)]
+    pub throttle_rate: Option<u32>,
     #[serde(default)]
     pub rate_limit: Option<u32>,
 }
 
-/// An endpoint, as Svix answers it.
+impl EndpointIn {
+    /// The event types under either name (compared as sets); 422 when both are given and
+    /// differ, or when the list is empty (Svix: omit it to receive every type).
+    pub(crate) fn event_types(&mut self) -> ApiResult<Option<Vec<String>>> {
+        let as_set = |list: Option<Vec<String>>| {
+            list.map(|names| names.into_iter().collect::<std::collections::BTreeSet<_>>())
+        };
+        let merged = one_of(
+            as_set(self.event_types.take()),
+            "eventTypes",
+            as_set(self.filter_types.take()),
+            "filterTypes",
+        )?;
+        match merged {
+            Some(names) if names.is_empty() => Err(ApiError::invalid_field(
+                "eventTypes",
+                "must not be empty; leave it out to receive every event type",
+            )),
+            other => Ok(other.map(|names| names.into_iter().collect())),
+        }
+    }
+
+    /// The rate limit under either name; 422 when both are given and differ.
+    pub(crate) fn throttle_rate(&self) -> ApiResult<Option<u32>> {
+        one_of(
+            self.throttle_rate,
+            "throttleRate",
+            self.rate_limit,
+            "rateLimit",
+        )
+    }
+}
+
+/// An endpoint, as Svix answers it: the renamed fields under both names (`eventTypes` and
+/// `throttleRate` for `svix` 2.x, `filterTypes` and `rateLimit` for 1.x), and `version`,
+/// which 1.x requires.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct EndpointOut {
@@ -154,10 +235,12 @@ pub(crate) struct EndpointOut {
     pub url: String,
     pub version: i64,
     pub description: String,
+    pub event_types: Option<Vec<String>>,
     pub filter_types: Option<Vec<String>>,
     pub channels: Option<Vec<String>>,
     pub metadata: Map<String, Value>,
     pub disabled: bool,
+    pub throttle_rate: Option<u32>,
     pub rate_limit: Option<u32>,
     pub created_at: String,
     pub updated_at: String,
@@ -165,23 +248,25 @@ pub(crate) struct EndpointOut {
 
 impl From<&Endpoint> for EndpointOut {
     fn from(endpoint: &Endpoint) -> Self {
+        let event_types: Option<Vec<String>> = match &endpoint.event_types {
+            EventTypeFilter::All => None,
+            EventTypeFilter::Only(names) => Some(names.iter().map(ToString::to_string).collect()),
+        };
+        let rate = endpoint.rate_limit.map(std::num::NonZeroU32::get);
         Self {
             id: endpoint.id.to_string(),
             uid: endpoint.uid.as_ref().map(ToString::to_string),
             url: endpoint.url.clone(),
             version: 1,
             description: endpoint.description.clone(),
-            filter_types: match &endpoint.event_types {
-                EventTypeFilter::All => None,
-                EventTypeFilter::Only(names) => {
-                    Some(names.iter().map(ToString::to_string).collect())
-                }
-            },
+            filter_types: event_types.clone(),
+            event_types,
             channels: (!endpoint.channels.is_empty())
                 .then(|| endpoint.channels.iter().map(ToString::to_string).collect()),
             metadata: endpoint.metadata.clone(),
             disabled: endpoint.disabled,
-            rate_limit: endpoint.rate_limit.map(std::num::NonZeroU32::get),
+            throttle_rate: rate,
+            rate_limit: rate,
             created_at: time(&endpoint.created_at),
             updated_at: time(&endpoint.updated_at),
         }
@@ -244,7 +329,7 @@ impl MessageOut {
         Self {
             id: message.id.to_string(),
             event_type: message.event_type.to_string(),
-            event_id: None,
+            event_id: message.event_id.clone(),
             channels: message.channel.as_ref().map(|c| vec![c.to_string()]),
             payload,
             timestamp: time(&message.created_at),
@@ -264,6 +349,8 @@ pub(crate) struct MessageAttemptOut {
     pub response_status_code: u16,
     pub response_duration_ms: u64,
     pub status: i64,
+    /// Required since the API's 1.76 clients: `success`, `pending`, `fail` or `sending`.
+    pub status_text: &'static str,
     pub trigger_type: i64,
     pub timestamp: String,
 }
@@ -279,6 +366,7 @@ impl From<&Attempt> for MessageAttemptOut {
             response_status_code: attempt.response_status,
             response_duration_ms: u64::try_from(attempt.duration.as_millis()).unwrap_or(u64::MAX),
             status: attempt.status.code(),
+            status_text: status_text(attempt.status),
             trigger_type: attempt.trigger.code(),
             timestamp: time(&attempt.timestamp),
         }
@@ -293,4 +381,14 @@ pub(crate) struct ListResponse<T> {
     pub iterator: Option<String>,
     pub prev_iterator: Option<String>,
     pub done: bool,
+}
+
+/// Svix's `MessageStatusText` for a status (the names of its `MessageStatus` codes).
+pub(crate) fn status_text(status: AttemptStatus) -> &'static str {
+    match status {
+        AttemptStatus::Success => "success",
+        AttemptStatus::Pending => "pending",
+        AttemptStatus::Failed => "fail",
+        AttemptStatus::Sending => "sending",
+    }
 }

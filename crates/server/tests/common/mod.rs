@@ -117,3 +117,69 @@ impl Api {
         self.send(Method::DELETE, path, Bytes::new()).await
     }
 }
+
+/// A `switchyard serve` child process, killed when dropped.
+pub struct Serve {
+    child: std::process::Child,
+    pub addr: SocketAddr,
+    log: std::path::PathBuf,
+}
+
+impl Serve {
+    /// Starts the `switchyard` binary with `--config config` and these environment
+    /// variables, and waits until it says where it listens (its JSON log goes to a file).
+    pub fn start(bin: &str, config: &std::path::Path, envs: &[(&str, &str)]) -> Self {
+        let log = config.with_extension("log");
+        let file = std::fs::File::create(&log).unwrap();
+        let child = std::process::Command::new(bin)
+            .args(["serve", "--log-format", "json", "--config"])
+            .arg(config)
+            .env_remove("RUST_LOG")
+            .envs(envs.iter().copied())
+            .stdout(std::process::Stdio::null())
+            .stderr(file)
+            .spawn()
+            .unwrap();
+        let mut serve = Self {
+            child,
+            addr: "0.0.0.0:0".parse().unwrap(),
+            log,
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the server did not start: {}",
+                serve.log()
+            );
+            assert!(
+                serve.child.try_wait().unwrap().is_none(),
+                "the server exited: {}",
+                serve.log()
+            );
+            let found = serve.log().lines().find_map(|line| {
+                let entry: Value = serde_json::from_str(line).ok()?;
+                (entry["message"] == "switchyard serving")
+                    .then(|| entry["addr"].as_str().map(str::to_owned))
+                    .flatten()
+            });
+            if let Some(addr) = found {
+                serve.addr = addr.parse().unwrap();
+                return serve;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// What it has logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

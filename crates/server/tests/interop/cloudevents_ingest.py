@@ -1,6 +1,8 @@
 """Posts CloudEvents made by the Python `cloudevents` SDK (2.x) to a running `switchyard serve`,
 in binary, structured and batch mode, v1.0 and v0.3, and checks that a CEL-filtered
-subscription receives each one, in order, with its type, id and data.
+subscription receives each one, in order, with its type, id and data, and with its context
+attributes (its own source, subject, time and extensions) kept in `cloudevent`, where the
+filter reads them too.
 
 Usage: cloudevents_ingest.py SERVER_URL TOKEN
 Prints one JSON summary line; any failed check raises (non-zero exit).
@@ -8,6 +10,7 @@ Prints one JSON summary line; any failed check raises (non-zero exit).
 
 import json
 import sys
+from datetime import datetime, timezone
 
 import requests
 from cloudevents.core.bindings.http import to_binary, to_structured
@@ -25,14 +28,22 @@ def event(version, n, data):
     cls = CloudEventV1 if version == "1.0" else CloudEventV03
     return cls(
         {"id": f"py-{version}-{n}", "specversion": version, "type": f"com.example.py.{n}",
-         "source": "https://example.com/python", "datacontenttype": "application/json"},
+         "source": "https://example.com/python", "datacontenttype": "application/json",
+         "subject": f"item/{n}", "time": datetime(2026, 12, 5, 10, n, tzinfo=timezone.utc),
+         # Extensions: a string the filter selects on, and an integer.
+         "tenant": "acme", "priority": n},
         data,
     )
 
 
 subscription = requests.post(
     f"{SERVER_URL}/runtime/v1/subscriptions",
-    json={"source": "python", "filter": "event_type.startsWith('com.example.py.') && data.keep"},
+    json={
+        "source": "python",
+        "filter": "event_type.startsWith('com.example.py.') && data.keep"
+        " && cloudevent.tenant == 'acme' && cloudevent.source == 'https://example.com/python'"
+        " && cloudevent.subject.startsWith('item/')",
+    },
     headers=AUTH,
 )
 assert subscription.status_code == 201, subscription.text
@@ -78,6 +89,16 @@ for got, ev in zip(received, sent):
     assert got["source"] == "python", got
     assert got["event_type"] == ev.get_type(), got
     assert got["data"] == ev.get_data(), got
+    attributes = got["cloudevent"]
+    assert attributes["source"] == "https://example.com/python", got
+    assert attributes["specversion"] == ev.get_specversion(), got
+    assert attributes["id"] == ev.get_id(), got
+    assert attributes["type"] == ev.get_type(), got
+    assert attributes["subject"] == ev.get_subject(), got
+    assert attributes["time"] == ev.get_time().strftime("%Y-%m-%dT%H:%M:%SZ"), got
+    assert attributes["tenant"] == "acme", got
+    # Binary mode carries every extension as a header string; the JSON formats keep numbers.
+    assert str(attributes["priority"]) == str(ev.get_extension("priority")), got
 
 # A malformed CloudEvent is refused with a typed error, and nothing is queued.
 bad = requests.post(

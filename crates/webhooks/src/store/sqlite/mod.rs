@@ -526,13 +526,14 @@ fn insert_message_in(
     }
     drop(found);
     conn.prepare_cached(
-        "INSERT INTO messages (id, event_type, channel, payload, created_at, fanout)
-         VALUES (?, ?, ?, ?, ?, ?)",
+        "INSERT INTO messages (id, event_type, channel, event_id, payload, created_at, fanout)
+         VALUES (?, ?, ?, ?, ?, ?, ?)",
     )?
     .execute(params![
         message.id.as_str(),
         message.event_type.as_str(),
         message.channel.as_ref().map(Channel::as_str),
+        message.event_id,
         message.payload,
         micros(message.created_at),
         fanout::encode(&shares),

@@ -200,6 +200,7 @@ pub(super) fn message(row: &Row<'_>) -> Result<Message, StoreError> {
             .map(Channel::new)
             .transpose()
             .map_err(|e| corrupt(what(), e))?,
+        event_id: row.get("event_id")?,
         payload: row.get("payload")?,
         created_at: time(row, "created_at")?,
         expired: flag(row, "expired")?,

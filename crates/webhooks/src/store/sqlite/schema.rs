@@ -8,7 +8,7 @@ use rusqlite::Connection;
 use crate::error::StoreError;
 
 /// The schema version this build writes.
-pub(super) const VERSION: i64 = 5;
+pub(super) const VERSION: i64 = 6;
 
 /// Version 1: the registry (event types, endpoints, messages, deliveries).
 pub(super) const V1: &[&str] = &[
@@ -258,6 +258,13 @@ const V5: &[&str] = &[
     "CREATE INDEX attempts_by_id ON attempts (id)",
 ];
 
+/// Version 6: a message keeps the sender's event id (Svix's `eventId`), found by an index
+/// that holds only messages that have one.
+const V6: &[&str] = &[
+    "ALTER TABLE messages ADD COLUMN event_id TEXT",
+    "CREATE INDEX messages_by_event_id ON messages (event_id) WHERE event_id IS NOT NULL",
+];
+
 /// Brings the file's schema up to [`VERSION`], in one transaction.
 ///
 /// # Errors
@@ -272,7 +279,7 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
             supported: VERSION,
         });
     }
-    for (target, statements) in [(1, V1), (2, V2), (3, V3), (4, V4), (5, V5)] {
+    for (target, statements) in [(1, V1), (2, V2), (3, V3), (4, V4), (5, V5), (6, V6)] {
         if found < target {
             for statement in statements {
                 tx.execute_batch(statement)?;
