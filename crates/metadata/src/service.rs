@@ -451,7 +451,7 @@ impl Inner {
             Route::Outputs if parts.method == Method::GET => {
                 let from = decode_segment(segments[1])?;
                 let name = decode_segments(&segments[2..])?;
-                self.get_output(&from, &name).await
+                self.get_output(step, spec, &from, &name).await
             }
             Route::Outputs => {
                 let name = decode_segments(&segments[1..])?;
@@ -714,13 +714,29 @@ impl Inner {
         Ok(empty_response(StatusCode::CREATED))
     }
 
-    async fn get_output(&self, from: &str, name: &str) -> Result<Response<Full<Bytes>>, Problem> {
-        match self
-            .outputs
-            .get(from, name)
-            .await
-            .map_err(|e| store_problem(from, &e))?
-        {
+    /// An output: the step's own, or one its spec references (as secrets, a token for one
+    /// step cannot read what only other steps were meant to see). Others are 404, like
+    /// outputs that do not exist.
+    async fn get_output(
+        &self,
+        step: &str,
+        spec: &SpecSource,
+        from: &str,
+        name: &str,
+    ) -> Result<Response<Full<Bytes>>, Problem> {
+        let readable = from == step
+            || spec.references().any(
+                |r| matches!(r, Reference::Output { step: s, name: n } if s == from && n == name),
+            );
+        let value = if readable {
+            self.outputs
+                .get(from, name)
+                .await
+                .map_err(|e| store_problem(from, &e))?
+        } else {
+            None
+        };
+        match value {
             Some(value) => Ok(json_response(
                 StatusCode::OK,
                 &json!({"taskName": from, "key": name, "value": value}),

@@ -147,7 +147,20 @@ impl FileOutputs {
         let mut temporary = self.path.clone().into_os_string();
         temporary.push(".tmp");
         let temporary = PathBuf::from(temporary);
-        let mut file = tokio::fs::File::create(&temporary).await.map_err(io)?;
+        let mut options = tokio::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        // Outputs can hold what steps computed from secrets: owner-only, like the stores.
+        #[cfg(unix)]
+        options.mode(0o600);
+        let mut file = options.open(&temporary).await.map_err(io)?;
+        // A temporary file left by a crash keeps its old mode; set it.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            file.set_permissions(std::fs::Permissions::from_mode(0o600))
+                .await
+                .map_err(io)?;
+        }
         file.write_all(&bytes).await.map_err(io)?;
         file.sync_all().await.map_err(io)?;
         drop(file);

@@ -318,7 +318,7 @@ async fn outputs_flow_between_steps() {
         &server.base,
         "GET",
         "/outputs/build/dir/with%20space",
-        &[("authorization", "Bearer deploy-token")],
+        &[("authorization", "Bearer build-token")],
         "",
     )
     .await;
@@ -327,6 +327,28 @@ async fn outputs_flow_between_steps() {
         body,
         json!({"taskName": "build", "key": "dir/with space", "value": {"n": 1}})
     );
+    // Another step reads only the outputs its spec references: `image`, not this one (404,
+    // as if it did not exist).
+    let deploy_auth = [("authorization", "Bearer deploy-token")];
+    let (status, _, _) = raw(
+        &server.base,
+        "GET",
+        "/outputs/build/dir/with%20space",
+        &deploy_auth,
+        "",
+    )
+    .await;
+    assert_eq!(status, 404);
+    let (status, _, body) = raw(
+        &server.base,
+        "GET",
+        "/outputs/build/image",
+        &deploy_auth,
+        "",
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["value"], "registry/app:1.2");
 
     // Text and bytes bodies, as Relay accepted them.
     let auth = [("authorization", "Bearer build-token")];

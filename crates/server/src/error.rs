@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use axum::Json;
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
-use http::header::{HeaderValue, WWW_AUTHENTICATE};
+use http::header::{CONNECTION, HeaderValue, WWW_AUTHENTICATE};
 use serde_json::{Value, json};
 use switchyard_webhooks::{Error as WebhooksError, KeyError, SchemaError};
 
@@ -207,6 +207,13 @@ impl IntoResponse for ApiError {
                 WWW_AUTHENTICATE,
                 HeaderValue::from_static("Bearer realm=\"switchyard\""),
             );
+        }
+        if self.status == StatusCode::PAYLOAD_TOO_LARGE {
+            // The rest of the body is not read, so the connection cannot carry another
+            // request: say so, or a client's pool would reuse it and fail.
+            response
+                .headers_mut()
+                .insert(CONNECTION, HeaderValue::from_static("close"));
         }
         response
     }

@@ -33,6 +33,7 @@
 pub mod config;
 mod error;
 pub mod logging;
+mod private;
 pub mod runtime;
 mod server;
 mod svix;
@@ -40,4 +41,4 @@ pub mod tools;
 
 pub use config::{Config, LogFormat, MetadataConfig, Token, WebhooksConfig};
 pub use error::{ApiError, FieldError, ServerError};
-pub use server::{RunningServer, Server, TOKEN_FILE};
+pub use server::{RunningServer, STEP_TOKEN_FILE, Server, TOKEN_FILE};

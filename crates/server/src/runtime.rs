@@ -29,6 +29,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use switchyard_cloudevents::Error as CloudEventsError;
 use switchyard_runtime_events::{Error as HubError, Event, Hub, SubscriptionId};
+use switchyard_webhooks::is_credential_name;
 
 use crate::error::ApiError;
 use crate::svix::{parse_json, read_body};
@@ -40,8 +41,8 @@ pub const DEFAULT_WAIT: Duration = Duration::from_secs(30);
 /// The source the metadata API's step events, workflow runs and decorators are published to.
 pub const METADATA_SOURCE: &str = "metadata";
 
-/// Headers never copied into a plain webhook's event: they carry credentials.
-const SECRET_HEADERS: &[&str] = &["authorization", "proxy-authorization", "cookie"];
+/// What a credential's value is replaced by in an event (as in delivery attempts).
+const REDACTED: &str = "<redacted>";
 
 /// What the runtime routes share.
 #[derive(Debug)]
@@ -269,15 +270,19 @@ async fn ingest(
 }
 
 /// A plain HTTP request as an event: type = the method in lower case, data = method, url
-/// (path after `/events`, query and its parameters), headers (lower-case names, credentials
-/// left out) and body (JSON when it is JSON, else text, else `body_base64`).
+/// (path after `/events`, query and its parameters), headers (lower-case names) and body
+/// (JSON when it is JSON, else text, else `body_base64`). Credentials — headers and query
+/// parameters whose names say so (`Authorization`, `Cookie`, `X-Api-Key`, `?token=`, …, the
+/// rule of `switchyard_webhooks::is_credential_name`) — are kept by name with the value
+/// `<redacted>`, so a filter can test for them without anyone reading them.
 fn plain_webhook(source: &str, parts: &http::request::Parts, rest: &str, body: &[u8]) -> Event {
     let mut headers = Map::new();
     for (name, value) in &parts.headers {
-        if SECRET_HEADERS.contains(&name.as_str()) {
-            continue;
-        }
-        let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+        let value = if is_credential_name(name.as_str()) {
+            REDACTED.to_owned()
+        } else {
+            String::from_utf8_lossy(value.as_bytes()).into_owned()
+        };
         match headers.get_mut(name.as_str()) {
             // Repeated headers are joined as HTTP allows.
             Some(Value::String(existing)) => {
@@ -289,13 +294,34 @@ fn plain_webhook(source: &str, parts: &http::request::Parts, rest: &str, body: &
             }
         }
     }
-    let query = parts.uri.query().unwrap_or("");
+    let raw_query = parts.uri.query().unwrap_or("");
     let mut params = Map::new();
-    for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+    let mut redacted = false;
+    for (key, value) in form_urlencoded::parse(raw_query.as_bytes()) {
+        let value = if is_credential_name(&key.to_ascii_lowercase()) {
+            redacted = true;
+            REDACTED.into()
+        } else {
+            value
+        };
         params
             .entry(key.into_owned())
             .or_insert_with(|| Value::String(value.into_owned()));
     }
+    // The query as sent, unless it carried a credential: then re-encoded with it redacted.
+    let query = if redacted {
+        let mut serializer = form_urlencoded::Serializer::new(String::new());
+        for (key, value) in form_urlencoded::parse(raw_query.as_bytes()) {
+            if is_credential_name(&key.to_ascii_lowercase()) {
+                serializer.append_pair(&key, REDACTED);
+            } else {
+                serializer.append_pair(&key, &value);
+            }
+        }
+        serializer.finish()
+    } else {
+        raw_query.to_owned()
+    };
     let is_json = parts
         .headers
         .get(http::header::CONTENT_TYPE)

@@ -29,11 +29,15 @@ use tower_http::normalize_path::NormalizePathLayer;
 
 use crate::config::{Config, Token};
 use crate::error::{ApiError, ServerError};
+use crate::private;
 use crate::runtime::{self, METADATA_SOURCE, RuntimeState};
 use crate::svix::{self, SvixState, apps::Apps};
 
 /// The file a generated token is kept in, inside the data directory.
 pub const TOKEN_FILE: &str = "token";
+/// The file in the data directory holding the generated metadata step token, when the
+/// config names none: a token of its own, which opens the metadata API and nothing else.
+pub const STEP_TOKEN_FILE: &str = "step-token";
 
 /// Starts servers. See [`Server::start`].
 #[derive(Debug)]
@@ -60,15 +64,24 @@ impl Server {
     /// [`ServerError::MetadataSpec`] and the other start-up failures, each naming the file,
     /// address or setting at fault.
     pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
-        std::fs::create_dir_all(&config.data_dir).map_err(|source| ServerError::DataDir {
-            path: config.data_dir.clone(),
-            source,
-        })?;
+        // Owner-only: the data directory, and what earlier versions left in it readable.
+        private::dir(&config.data_dir)?;
+        private::tighten(&config.data_dir.join(TOKEN_FILE))?;
+        private::tighten(&config.data_dir.join(STEP_TOKEN_FILE))?;
+        private::tighten(&config.data_dir.join("webhooks"))?;
         let tokens = if config.tokens.is_empty() {
-            vec![load_or_generate_token(&config.data_dir)?]
+            vec![load_or_generate_token(&config.data_dir, TOKEN_FILE, "sy_")?]
         } else {
             config.tokens.clone()
         };
+        // The stores open before the port is bound: a connection is answered or refused,
+        // never accepted and left waiting while the stores open.
+        let apps = Apps::open(
+            &config.data_dir,
+            config.delivery.clone(),
+            config.webhooks.registry_config(),
+        )
+        .await?;
         let listener =
             TcpListener::bind(config.bind)
                 .await
@@ -77,12 +90,6 @@ impl Server {
                     source,
                 })?;
         let addr = listener.local_addr().map_err(ServerError::Serve)?;
-        let apps = Apps::open(
-            &config.data_dir,
-            config.delivery.clone(),
-            config.webhooks.registry_config(),
-        )
-        .await?;
         let svix = Arc::new(SvixState {
             apps,
             body_limit: config.body_limit,
@@ -173,9 +180,10 @@ impl RunningServer {
     }
 }
 
-/// Reads `<data_dir>/token`, or writes a new random one there (readable by the owner only).
-fn load_or_generate_token(data_dir: &Path) -> Result<Token, ServerError> {
-    let path = data_dir.join(TOKEN_FILE);
+/// Reads `<data_dir>/<file>`, or writes a new random token (`<prefix>…`) there, readable by
+/// the owner only.
+fn load_or_generate_token(data_dir: &Path, file: &str, prefix: &str) -> Result<Token, ServerError> {
+    let path = data_dir.join(file);
     let io = |source| ServerError::DataDir {
         path: path.clone(),
         source,
@@ -194,11 +202,11 @@ fn load_or_generate_token(data_dir: &Path) -> Result<Token, ServerError> {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes).map_err(|e| io(std::io::Error::other(e)))?;
     let token = format!(
-        "sy_{}",
+        "{prefix}{}",
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
     );
     write_private(&path, &token).map_err(io)?;
-    tracing::info!(path = %path.display(), "generated an API token (clients send it as `Authorization: Bearer …`)");
+    tracing::info!(path = %path.display(), "generated a token (clients send it as `Authorization: Bearer …`)");
     Ok(Token::new(token))
 }
 
@@ -229,6 +237,7 @@ async fn metadata_service(
         .outputs
         .clone()
         .unwrap_or_else(|| config.data_dir.join("outputs.json"));
+    private::tighten(&outputs_path)?;
     let outputs = FileOutputs::open(&outputs_path)
         .await
         .map_err(|e| ServerError::DataDir {
@@ -248,11 +257,26 @@ async fn metadata_service(
             }
         }
     });
+    // The step has a token of its own: one that opened the whole API as well would let any
+    // step manage every application's webhooks.
+    let generated;
     let tokens = if metadata.tokens.is_empty() {
-        server_tokens
+        generated = [load_or_generate_token(
+            &config.data_dir,
+            STEP_TOKEN_FILE,
+            "sy_step_",
+        )?];
+        &generated[..]
     } else {
-        &metadata.tokens
+        &metadata.tokens[..]
     };
+    if tokens.iter().any(|step| server_tokens.contains(step)) {
+        return Err(ServerError::Config {
+            path: std::path::PathBuf::from("[metadata] tokens"),
+            message: "a step token must differ from the server's tokens, which open every route"
+                .to_owned(),
+        });
+    }
     let mut builder = MetadataService::builder()
         .step(metadata.step.clone(), spec)
         .outputs(outputs)

@@ -208,3 +208,76 @@ fn a_missing_metadata_secret_source_is_a_start_error() {
         assert!(stderr.contains(expected), "{stderr}");
     }
 }
+
+/// The port is bound only once the stores are open: while they open (here, waiting for a
+/// lock another process holds on the application catalogue), a connection is refused
+/// instead of accepted and never answered.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_are_refused_until_the_stores_are_open() {
+    use sqlx::Connection as _;
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(data.join("webhooks")).unwrap();
+    let catalogue = data.join("webhooks").join("apps.db");
+    let mut lock = sqlx::SqliteConnection::connect_with(
+        &sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&catalogue)
+            .create_if_missing(true),
+    )
+    .await
+    .unwrap();
+    sqlx::query("BEGIN EXCLUSIVE")
+        .execute(&mut lock)
+        .await
+        .unwrap();
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = dir.path().join("switchyard.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "bind = \"127.0.0.1:{port}\"\ndata_dir = \"data\"\ntokens = [\"cli-test-token-0123456789\"]\n"
+        ),
+    )
+    .unwrap();
+    let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
+    let mut child = Command::new(BIN)
+        .args(["serve", "--log-format", "json", "--config"])
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(child.try_wait().unwrap().is_none(), "still starting");
+    let refused = TcpStream::connect(("127.0.0.1", port));
+    assert!(
+        refused.is_err(),
+        "the port took a connection before the stores were open"
+    );
+
+    sqlx::query("COMMIT").execute(&mut lock).await.unwrap();
+    drop(lock);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let reply = loop {
+        assert!(Instant::now() < deadline, "the server did not start");
+        if let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) {
+            stream
+                .write_all(b"GET /health HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+                .unwrap();
+            let mut reply = String::new();
+            stream.read_to_string(&mut reply).unwrap();
+            break reply;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

@@ -293,7 +293,24 @@ async fn relay_sdk_works_against_the_server_metadata_api() {
         .await
         .json()["id"]
         .clone();
-    let url = format!("http://token:{}@{}", common::TOKEN, server.addr);
+    // No step token configured: the server generated one for the step, which opens the
+    // metadata API only.
+    let step_token = std::fs::read_to_string(
+        dir.path()
+            .join("data")
+            .join(switchyard_server::STEP_TOKEN_FILE),
+    )
+    .unwrap()
+    .trim()
+    .to_owned();
+    assert_eq!(
+        api.with_token(Some(&step_token))
+            .get("/api/v1/app")
+            .await
+            .status,
+        http::StatusCode::UNAUTHORIZED
+    );
+    let url = format!("http://token:{step_token}@{}", server.addr);
     let summary = run(python, "relay_server.py", vec![url]).await;
     assert_eq!(summary["runs"], serde_json::json!([1, 2]));
     assert_eq!(
@@ -311,7 +328,10 @@ async fn relay_sdk_works_against_the_server_metadata_api() {
         event["data"],
         serde_json::json!({"step": "build", "data": {"tag": "v1"}, "key": "push-1"})
     );
-    let output = api.get("/outputs/build/image").await;
+    let output = api
+        .with_token(Some(&step_token))
+        .get("/outputs/build/image")
+        .await;
     assert_eq!(
         output.json()["value"],
         "registry/app:1.2",
@@ -319,7 +339,12 @@ async fn relay_sdk_works_against_the_server_metadata_api() {
         output.body
     );
     let log = server.log();
-    for secret in ["hunter2-from-env", "AKIAEXAMPLE", "wJalr/EXAMPLEKEY"] {
+    for secret in [
+        "hunter2-from-env",
+        "AKIAEXAMPLE",
+        "wJalr/EXAMPLEKEY",
+        step_token.as_str(),
+    ] {
         assert!(!log.contains(secret), "a secret was logged: {log}");
     }
 }

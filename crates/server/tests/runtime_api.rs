@@ -122,8 +122,8 @@ async fn subscriptions_filter_wait_and_end() {
     assert_eq!(data["url"]["query"], "project=SY&project=X&n=1");
     assert_eq!(data["url"]["params"], json!({"project": "SY", "n": "1"}));
     assert_eq!(data["headers"]["content-type"], "application/json");
-    assert!(
-        data["headers"].get("authorization").is_none(),
+    assert_eq!(
+        data["headers"]["authorization"], "<redacted>",
         "credentials are never copied"
     );
     assert!(event["received_at"].as_str().unwrap().ends_with('Z'));
@@ -314,17 +314,43 @@ async fn metadata_step_events_reach_runtime_subscribers() {
     let server = switchyard_server::Server::start(config).await.unwrap();
     let api = Api::new(server.local_addr());
 
-    // The metadata API takes the server's token (here as Bearer) and serves the spec.
-    let spec = api.get("/spec?q=items[1]").await;
+    // With no step tokens configured, the step gets one of its own, in a file of its own
+    // (owner-only): it opens the metadata API and nothing else, and the server's token does
+    // not open the metadata API.
+    let file = dir.path().join(switchyard_server::STEP_TOKEN_FILE);
+    let step_token = std::fs::read_to_string(&file).unwrap().trim().to_owned();
+    assert!(step_token.starts_with("sy_step_"), "{step_token}");
+    assert_ne!(step_token, common::TOKEN);
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+    let step = api.with_token(Some(&step_token));
+    let spec = step.get("/spec?q=items[1]").await;
     assert_eq!(spec.status, StatusCode::OK, "{:?}", spec.body);
     assert_eq!(spec.json()["value"], 2);
-    assert_eq!(
-        api.with_token(None).get("/spec").await.status,
-        StatusCode::UNAUTHORIZED
-    );
+    for refused in [
+        api.with_token(None).get("/spec").await,
+        api.get("/spec").await,
+        step.get("/api/v1/app").await,
+        step.get("/api/v1/event-type").await,
+        step.post(
+            "/runtime/v1/subscriptions",
+            &json!({"source": "x", "filter": ""}),
+        )
+        .await,
+    ] {
+        assert_eq!(
+            refused.status,
+            StatusCode::UNAUTHORIZED,
+            "{:?}",
+            refused.body
+        );
+    }
 
     let sub = subscribe(&api, "metadata", "event_type == 'step.event'").await;
-    let emitted = api
+    let emitted = step
         .post("/events", &json!({"data": {"ok": true}, "key": "k1"}))
         .await;
     assert!(emitted.status.is_success(), "{:?}", emitted);
@@ -335,7 +361,7 @@ async fn metadata_step_events_reach_runtime_subscribers() {
     );
 
     let runs = subscribe(&api, "metadata", "event_type == 'workflow.run'").await;
-    let run = api
+    let run = step
         .post(
             "/workflows/deploy/run",
             &json!({"parameters": {"env": {"value": "prod"}}}),
@@ -347,4 +373,82 @@ async fn metadata_step_events_reach_runtime_subscribers() {
     assert_eq!(event["data"]["workflow"], "deploy");
     assert_eq!(event["data"]["parameters"], json!({"env": "prod"}));
     server.shutdown().await.unwrap();
+}
+
+/// Credentials in an ingested request (headers and query parameters that name one) are kept
+/// by name with the value `<redacted>`: a subscriber sees that a key came, never the key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_never_reach_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::start(dir.path()).await;
+    let api = Api::new(server.local_addr());
+    let all = subscribe(&api, "hooks", "true").await;
+    let secrets = [
+        "k-123-api",
+        "t-456-auth",
+        "c-789-cookie",
+        "s-000-session",
+        "q-111-query",
+        "q-222-access",
+        "q-333-apikey",
+    ];
+    let reply = api
+        .send_with(
+            Method::POST,
+            "/runtime/v1/sources/hooks/events/in?page=2&token=q-111-query&access_token=q-222-access&apiKey=q-333-apikey",
+            &[
+                ("x-api-key", secrets[0]),
+                ("x-auth-token", secrets[1]),
+                ("cookie", secrets[2]),
+                ("x-session-id", secrets[3]),
+                ("x-request-id", "req-42"),
+            ],
+            r#"{"n": 1}"#,
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED);
+    let event = next(&api, &[&all], 5_000).await.expect("the event");
+    let text = event.to_string();
+    for secret in secrets {
+        assert!(!text.contains(secret), "{secret} leaked: {text}");
+    }
+    let data = &event["data"];
+    for header in [
+        "x-api-key",
+        "x-auth-token",
+        "cookie",
+        "x-session-id",
+        "authorization",
+    ] {
+        assert_eq!(data["headers"][header], "<redacted>", "{header}");
+    }
+    assert_eq!(data["headers"]["x-request-id"], "req-42");
+    assert_eq!(
+        data["url"]["params"],
+        json!({"page": "2", "token": "<redacted>", "access_token": "<redacted>",
+               "apiKey": "<redacted>"})
+    );
+    assert_eq!(
+        data["url"]["query"],
+        "page=2&token=%3Credacted%3E&access_token=%3Credacted%3E&apiKey=%3Credacted%3E"
+    );
+    server.shutdown().await.unwrap();
+}
+
+/// A step token that is also a server token would open every route: refused at start.
+#[tokio::test]
+async fn a_step_token_that_opens_everything_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("spec.json");
+    std::fs::write(&spec, "{}").unwrap();
+    let mut config = common::config(dir.path());
+    config.metadata = Some(switchyard_server::MetadataConfig {
+        tokens: vec![switchyard_server::Token::new(common::TOKEN)],
+        ..switchyard_server::MetadataConfig::new(spec)
+    });
+    let error = switchyard_server::Server::start(config)
+        .await
+        .expect_err("refused")
+        .to_string();
+    assert!(error.contains("must differ"), "{error}");
 }

@@ -121,6 +121,16 @@ pub enum SchemaError {
         /// Each violation, in the order the validator found them.
         violations: Vec<Violation>,
     },
+    /// The payload has an object with the same key twice. JSON parsers disagree on which
+    /// value counts (most keep the last, some the first), so a receiver could see another
+    /// value than the one validated: such payloads are refused.
+    #[error("payload has the key `{key}` twice in the object at `{path}`")]
+    DuplicateKey {
+        /// JSON Pointer to the object (`""` for the root).
+        path: String,
+        /// The repeated key.
+        key: String,
+    },
     /// The payload is not JSON at all.
     #[error("payload is not valid JSON: {message}")]
     NotJson {
@@ -186,6 +196,14 @@ pub enum StoreError {
     #[cfg(feature = "sqlite")]
     #[error("database error: {0}")]
     Database(#[from] rusqlite::Error),
+    /// The database file could not be created.
+    #[error("cannot create {}: {source}", .path.display())]
+    Io {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
     /// The store was closed; it takes no more writes.
     #[error("the store is closed")]
     Closed,
@@ -222,19 +240,19 @@ pub enum Error {
         /// The rejected name.
         name: String,
     },
-    /// An endpoint `uid` that is empty, longer than 256 bytes, or uses other characters than
-    /// ASCII letters, digits, `-`, `_` and `.`.
+    /// An endpoint `uid` that is empty, longer than 256 bytes, uses other characters than
+    /// ASCII letters, digits, `-`, `_` and `.`, or is only dots.
     #[error(
-        "invalid endpoint uid `{uid}`: must be 1 to 256 ASCII letters, digits, `-`, `_` or `.`"
+        "invalid endpoint uid `{uid}`: must be 1 to 256 ASCII letters, digits, `-`, `_` or `.`, not only dots"
     )]
     InvalidUid {
         /// The rejected uid.
         uid: String,
     },
-    /// A message's `event_id` that is empty, longer than 256 bytes, or uses other characters
-    /// than ASCII letters, digits, `-`, `_` and `.` (Svix's rule).
+    /// A message's `event_id` that is empty, longer than 256 bytes, uses other characters
+    /// than ASCII letters, digits, `-`, `_` and `.` (Svix's rule), or is only dots.
     #[error(
-        "invalid event id `{event_id}`: must be 1 to 256 ASCII letters, digits, `-`, `_` or `.`"
+        "invalid event id `{event_id}`: must be 1 to 256 ASCII letters, digits, `-`, `_` or `.`, not only dots"
     )]
     InvalidEventId {
         /// The rejected event id.

@@ -134,15 +134,37 @@ checked_name!(
 
 checked_name!(
     /// A caller-chosen endpoint identifier: 1 to 256 ASCII letters, digits, `-`, `_` or `.`
-    /// (`^[a-zA-Z0-9\-_.]+$`).
+    /// (`^[a-zA-Z0-9\-_.]+$`), not only dots: `.` and `..` would be path segments that clients
+    /// normalise away, so the endpoint could not be reached by its uid.
     EndpointUid,
-    |text| {
-        !text.is_empty()
-            && text.len() <= MAX_UID_LEN
-            && text.bytes().all(|b| is_name_byte(b) || b == b'.')
-    },
+    |text| is_uid(text),
     |uid| Error::InvalidUid { uid }
 );
+
+/// Whether a header or parameter name (lower case) names a credential: `authorization`,
+/// `proxy-authorization`, `cookie`, or a name containing `token`, `secret`, `key`,
+/// `password`, `auth` or `session` (`x-api-key`, `x-auth-token`, `access_token`, …). Attempts
+/// record such headers' values as `<redacted>`; the server redacts them in runtime events.
+///
+/// ```
+/// use switchyard_webhooks::is_credential_name;
+/// assert!(is_credential_name("x-api-key") && is_credential_name("access_token"));
+/// assert!(!is_credential_name("x-request-id"));
+/// ```
+pub fn is_credential_name(lower_name: &str) -> bool {
+    const NAMES: &[&str] = &["authorization", "proxy-authorization", "cookie"];
+    const PARTS: &[&str] = &["token", "secret", "key", "password", "auth", "session"];
+    NAMES.contains(&lower_name) || PARTS.iter().any(|part| lower_name.contains(part))
+}
+
+/// Svix's rule for uids (and event ids), less names made only of dots: 1 to 256 ASCII
+/// letters, digits, `-`, `_` or `.`, at least one of them not a dot.
+pub fn is_uid(text: &str) -> bool {
+    !text.is_empty()
+        && text.len() <= MAX_UID_LEN
+        && text.bytes().all(|b| is_name_byte(b) || b == b'.')
+        && !text.bytes().all(|b| b == b'.')
+}
 
 checked_name!(
     /// A channel: 1 to 128 ASCII letters, digits, `-`, `_`, `.` or `:`. Channels are
@@ -861,6 +883,10 @@ mod tests {
         assert!(EndpointUid::new("x".repeat(257)).is_err());
         assert!(EndpointUid::new("a:b").is_err());
         assert!(EndpointUid::new("").is_err());
+        for dots in [".", "..", "..."] {
+            assert!(EndpointUid::new(dots).is_err(), "{dots}");
+        }
+        assert!(EndpointUid::new(".a.").is_ok());
         assert!(Channel::new("swh:1:ori.x-y_z").is_ok());
         assert!(Channel::new("a/b").is_err());
         assert!(Channel::new("x".repeat(129)).is_err());

@@ -712,9 +712,7 @@ impl<S: Store> Registry<S> {
         let text = std::str::from_utf8(payload).map_err(|e| SchemaError::NotJson {
             message: format!("not UTF-8: {e}"),
         })?;
-        let value: Value = serde_json::from_str(text).map_err(|e| SchemaError::NotJson {
-            message: e.to_string(),
-        })?;
+        let value = crate::schema::parse_payload(text)?;
         if let Some(schema) = schema {
             schema.validate(&value)?;
         }
@@ -906,12 +904,7 @@ pub struct SentEventQuery {
 
 /// Svix's rule for a message's `eventId`: that of a uid.
 fn check_event_id(event_id: &str) -> Result<String, Error> {
-    let ok = !event_id.is_empty()
-        && event_id.len() <= crate::model::MAX_UID_LEN
-        && event_id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
-    if ok {
+    if crate::model::is_uid(event_id) {
         Ok(event_id.to_owned())
     } else {
         Err(Error::InvalidEventId {

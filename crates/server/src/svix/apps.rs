@@ -104,10 +104,8 @@ impl Apps {
     ) -> Result<Self, ServerError> {
         let dir = data_dir.join("webhooks");
         let apps_dir = dir.join("apps");
-        std::fs::create_dir_all(&apps_dir).map_err(|source| ServerError::DataDir {
-            path: apps_dir.clone(),
-            source,
-        })?;
+        crate::private::dir(&apps_dir)?;
+        crate::private::file(&dir.join("apps.db"))?;
         let options = SqliteConnectOptions::new()
             .filename(dir.join("apps.db"))
             .create_if_missing(true)

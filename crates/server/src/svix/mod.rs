@@ -314,17 +314,12 @@ fn string_map(map: Option<BTreeMap<String, String>>) -> Map<String, Value> {
 }
 
 fn check_uid(uid: &str) -> ApiResult<()> {
-    let ok = !uid.is_empty()
-        && uid.len() <= 256
-        && uid
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
-    if ok {
+    if switchyard_webhooks::is_uid(uid) {
         Ok(())
     } else {
         Err(ApiError::invalid_field(
             "uid",
-            "must be 1 to 256 ASCII letters, digits, `-`, `_` or `.`",
+            "must be 1 to 256 ASCII letters, digits, `-`, `_` or `.`, not only dots",
         ))
     }
 }

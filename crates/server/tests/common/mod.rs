@@ -79,10 +79,50 @@ impl Api {
     }
 
     pub async fn send(&self, method: Method, path: &str, body: impl Into<Bytes>) -> Reply {
+        self.send_with(method, path, &[], body).await
+    }
+
+    /// [`Api::send`] that gives up with `None` when the request could not be sent whole:
+    /// a server that answers 413 before reading an oversized body may close the connection
+    /// while the client still writes it (a broken pipe).
+    pub async fn try_send(&self, method: Method, path: &str, body: Bytes) -> Option<Reply> {
         let mut request = Request::builder()
             .method(method)
             .uri(format!("http://{}{path}", self.addr))
             .header("content-type", "application/json");
+        if let Some(token) = &self.token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        let response = self
+            .client
+            .request(request.body(Full::new(body)).unwrap())
+            .await
+            .ok()?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response.into_body().collect().await.ok()?.to_bytes();
+        Some(Reply {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    /// [`Api::send`] with extra request headers.
+    pub async fn send_with(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> Reply {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(format!("http://{}{path}", self.addr))
+            .header("content-type", "application/json");
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
         if let Some(token) = &self.token {
             request = request.header("authorization", format!("Bearer {token}"));
         }

@@ -17,11 +17,6 @@ use crate::error::Error;
 use crate::model::{AttemptHeaders, EndpointRecord, Message};
 use crate::signature::{HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP, Signer};
 
-/// Custom header names whose values are never recorded in attempts (matched on the
-/// lower-case name: exact names, then substrings).
-const SENSITIVE_NAMES: &[&str] = &["authorization", "proxy-authorization", "cookie"];
-const SENSITIVE_PARTS: &[&str] = &["token", "secret", "key", "password", "auth", "session"];
-
 static APPLICATION_JSON: HeaderValue = HeaderValue::from_static("application/json");
 static AGENT: HeaderValue = HeaderValue::from_static(USER_AGENT_VALUE);
 static NAME_ID: HeaderName = HeaderName::from_static(HEADER_ID);
@@ -174,7 +169,7 @@ fn signer_at(record: &EndpointRecord, at: DateTime<Utc>) -> Signer {
 }
 
 fn is_sensitive(lower_name: &str) -> bool {
-    SENSITIVE_NAMES.contains(&lower_name) || SENSITIVE_PARTS.iter().any(|p| lower_name.contains(p))
+    crate::model::is_credential_name(lower_name)
 }
 
 #[cfg(test)]

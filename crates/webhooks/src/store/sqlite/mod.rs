@@ -61,12 +61,15 @@ pub struct SqliteStore {
 
 impl SqliteStore {
     /// Opens (creating if needed) the database file at `path` and brings its schema up to
-    /// date (files written by earlier versions are upgraded in place).
+    /// date (files written by earlier versions are upgraded in place). A new file is created
+    /// readable and writable by its owner only.
     ///
     /// # Errors
-    /// [`StoreError::Database`] when the file cannot be opened or written;
+    /// [`StoreError::Io`] when a new file cannot be created; [`StoreError::Database`] when the
+    /// file cannot be opened or written;
     /// [`StoreError::UnsupportedSchemaVersion`] when a newer build wrote it.
     pub async fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        create_private(path.as_ref())?;
         let db = Db::open(path.as_ref(), schema::migrate).await?;
         Ok(Self {
             db: Arc::new(db),
@@ -78,6 +81,32 @@ impl SqliteStore {
     /// [`StoreError::Closed`].
     pub async fn close(&self) {
         self.db.close().await;
+    }
+}
+
+/// Creates a missing database file readable and writable by its owner only (0600), so the
+/// payloads and signing secrets in it are private; SQLite gives its `-wal` and `-shm` files
+/// the database file's mode. An existing file keeps its mode; `:memory:` and `file:` URIs are
+/// left to SQLite.
+fn create_private(path: &Path) -> Result<(), StoreError> {
+    let text = path.to_string_lossy();
+    if text == ":memory:" || text.starts_with("file:") {
+        return Ok(());
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(error) => Err(StoreError::Io {
+            path: path.to_owned(),
+            source: error,
+        }),
     }
 }
 

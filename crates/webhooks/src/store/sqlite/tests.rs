@@ -416,3 +416,33 @@ async fn writes_share_transactions_and_fail_alone() {
         .await;
     assert!(matches!(refused, Err(StoreError::Closed)), "{refused:?}");
 }
+
+/// The database and its journal files hold payloads and signing secrets: owner-only.
+#[cfg(unix)]
+#[tokio::test]
+async fn new_files_are_private() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("private.db");
+    let store = SqliteStore::open(&path).await.unwrap();
+    store
+        .put_event_type(&crate::model::EventType {
+            name: "a.b".parse().unwrap(),
+            description: String::new(),
+            schema: serde_json::json!({}),
+            archived: false,
+            created_at: Utc::now(),
+            updated_at: Utc::now(),
+        })
+        .await
+        .unwrap();
+    let mut seen = 0;
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let entry = entry.unwrap();
+        let mode = entry.metadata().unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{}", entry.path().display());
+        seen += 1;
+    }
+    assert!(seen >= 2, "the database and its WAL");
+    store.close().await;
+}

@@ -1,0 +1,102 @@
+//! Owner-only files: the data directory is 0700 and every file the server keeps in it 0600
+//! (stores hold payloads and signing secrets, outputs what steps computed from secrets).
+//!
+//! New directories and files are created with those modes; directories and files written by
+//! earlier versions, which did not, are tightened when the server starts. Elsewhere than on
+//! Unix these are no-ops.
+
+use std::path::Path;
+
+use crate::error::ServerError;
+
+/// Creates `dir` and its missing parents owner-only, or makes an existing `dir` owner-only.
+///
+/// # Errors
+/// [`ServerError::DataDir`] naming the directory.
+pub(crate) fn dir(dir: &Path) -> Result<(), ServerError> {
+    let failed = |source| ServerError::DataDir {
+        path: dir.to_owned(),
+        source,
+    };
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt as _;
+        builder.mode(0o700);
+    }
+    builder.create(dir).map_err(failed)?;
+    restrict(dir, true).map_err(failed)
+}
+
+/// Creates an empty owner-only file at `path` unless one exists (a database file, so its
+/// journal files, which SQLite gives the database's mode, are owner-only too).
+///
+/// # Errors
+/// [`ServerError::DataDir`] naming the file.
+pub(crate) fn file(path: &Path) -> Result<(), ServerError> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(source) => Err(ServerError::DataDir {
+            path: path.to_owned(),
+            source,
+        }),
+    }
+}
+
+/// Makes `path` owner-only if it exists: a file 0600, a directory 0700 with everything in
+/// it, recursively. Symbolic links are not followed.
+///
+/// # Errors
+/// [`ServerError::DataDir`] naming what could not be changed.
+pub(crate) fn tighten(path: &Path) -> Result<(), ServerError> {
+    let failed = |path: &Path, source| ServerError::DataDir {
+        path: path.to_owned(),
+        source,
+    };
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(meta) => meta,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(error) => return Err(failed(path, error)),
+    };
+    if meta.is_dir() {
+        restrict(path, true).map_err(|e| failed(path, e))?;
+        for entry in std::fs::read_dir(path).map_err(|e| failed(path, e))? {
+            let entry = entry.map_err(|e| failed(path, e))?;
+            tighten(&entry.path())?;
+        }
+    } else if meta.is_file() {
+        restrict(path, false).map_err(|e| failed(path, e))?;
+    }
+    Ok(())
+}
+
+/// Sets the owner-only mode on `path` when its mode lets anyone else in.
+fn restrict(path: &Path, is_dir: bool) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(path)?.permissions().mode();
+        if mode & 0o077 != 0 {
+            let wanted = if is_dir { 0o700 } else { 0o600 };
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(wanted))?;
+            tracing::info!(
+                path = %path.display(),
+                was = format!("{:o}", mode & 0o777),
+                now = format!("{wanted:o}"),
+                "made owner-only"
+            );
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (path, is_dir);
+    Ok(())
+}
