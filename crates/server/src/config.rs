@@ -92,12 +92,37 @@ pub struct Config {
     pub log_filter: String,
     /// How long in-flight requests and deliveries get at shutdown (default 30 s).
     pub shutdown_grace: Duration,
+    /// Timeouts and the cap on open connections.
+    pub connections: ConnectionLimits,
     /// The rules messages are checked by.
     pub webhooks: WebhooksConfig,
     /// Outbound webhook delivery.
     pub delivery: DeliveryConfig,
     /// The Relay-compatible metadata API; absent when no spec file is configured.
     pub metadata: Option<MetadataConfig>,
+}
+
+/// Connection limits. Every field has a documented default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// From a request's first byte to the end of its head (default 10 s).
+    pub header_read_timeout: Duration,
+    /// How long a connection may wait for its first request, or for the next one after a
+    /// response (default 60 s).
+    pub idle_timeout: Duration,
+    /// Connections open at once (default 1,024); set it below the process's file-descriptor
+    /// limit so the stores and deliveries keep some.
+    pub max_connections: usize,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 1024,
+        }
+    }
 }
 
 /// How the webhooks API checks messages. The defaults are Svix's behaviour but for payload
@@ -314,6 +339,7 @@ impl Default for Config {
             log_format: LogFormat::Human,
             log_filter: "info".to_owned(),
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            connections: ConnectionLimits::default(),
             webhooks: WebhooksConfig::default(),
             delivery: DeliveryConfig::default(),
             metadata: None,
@@ -332,6 +358,9 @@ struct File {
     log_format: Option<LogFormat>,
     log_filter: Option<String>,
     shutdown_grace_secs: Option<u64>,
+    header_read_timeout_secs: Option<u64>,
+    idle_timeout_secs: Option<u64>,
+    max_connections: Option<usize>,
     webhooks: Option<WebhooksFile>,
     delivery: Option<DeliveryFile>,
     metadata: Option<MetadataFile>,
@@ -428,6 +457,25 @@ impl Config {
         }
         if let Some(secs) = file.shutdown_grace_secs {
             config.shutdown_grace = Duration::from_secs(secs);
+        }
+        let positive = |value: u64, key: &str| {
+            if value == 0 {
+                Err(invalid(format!("{key} must be at least 1")))
+            } else {
+                Ok(value)
+            }
+        };
+        if let Some(secs) = file.header_read_timeout_secs {
+            config.connections.header_read_timeout =
+                Duration::from_secs(positive(secs, "header_read_timeout_secs")?);
+        }
+        if let Some(secs) = file.idle_timeout_secs {
+            config.connections.idle_timeout =
+                Duration::from_secs(positive(secs, "idle_timeout_secs")?);
+        }
+        if let Some(n) = file.max_connections {
+            let n = positive(n as u64, "max_connections")?;
+            config.connections.max_connections = usize::try_from(n).unwrap_or(usize::MAX);
         }
         if let Some(webhooks) = file.webhooks {
             let rules = &mut config.webhooks;
@@ -590,6 +638,12 @@ mod tests {
         assert_eq!(config.body_limit, DEFAULT_BODY_LIMIT);
         assert_eq!(config.delivery.request_timeout, Duration::from_secs(30));
         assert_eq!(config.webhooks, WebhooksConfig::default());
+        assert_eq!(
+            config.connections.header_read_timeout,
+            Duration::from_secs(10)
+        );
+        assert_eq!(config.connections.idle_timeout, Duration::from_secs(60));
+        assert_eq!(config.connections.max_connections, 1024);
         assert!(config.webhooks.validate_payloads && !config.webhooks.assert_formats);
         assert!(config.metadata.is_none());
     }
@@ -605,6 +659,9 @@ mod tests {
             log_format = "json"
             log_filter = "debug"
             shutdown_grace_secs = 5
+            header_read_timeout_secs = 3
+            idle_timeout_secs = 20
+            max_connections = 100
             [webhooks]
             require_event_types = true
             validate_payloads = false
@@ -638,6 +695,14 @@ mod tests {
         assert_eq!(config.tokens[0].expose(), "0123456789abcdef");
         assert_eq!(config.log_format, LogFormat::Json);
         assert_eq!(config.shutdown_grace, Duration::from_secs(5));
+        assert_eq!(
+            config.connections,
+            ConnectionLimits {
+                header_read_timeout: Duration::from_secs(3),
+                idle_timeout: Duration::from_secs(20),
+                max_connections: 100
+            }
+        );
         assert_eq!(
             config.webhooks,
             WebhooksConfig {
@@ -689,6 +754,14 @@ mod tests {
         assert!(subnet.contains("allow_subnets"), "{subnet}");
         let zero = parse("body_limit = 0").unwrap_err().to_string();
         assert!(zero.contains("body_limit"), "{zero}");
+        for key in [
+            "header_read_timeout_secs",
+            "idle_timeout_secs",
+            "max_connections",
+        ] {
+            let zero = parse(&format!("{key} = 0")).unwrap_err().to_string();
+            assert!(zero.contains(key), "{zero}");
+        }
         // Secrets come from the environment or a file, never inline.
         for (source, secret) in [
             ("\"hunter2\"", "hunter2"),

@@ -31,6 +31,7 @@
 #![deny(missing_docs)]
 
 pub mod config;
+mod conn;
 mod error;
 pub mod logging;
 mod private;
@@ -39,6 +40,8 @@ mod server;
 mod svix;
 pub mod tools;
 
-pub use config::{Config, LogFormat, MetadataConfig, Token, WebhooksConfig};
+pub use config::{
+    Config, ConnectionLimits, LogFormat, MetadataConfig, Token, ValueSource, WebhooksConfig,
+};
 pub use error::{ApiError, FieldError, ServerError};
 pub use server::{RunningServer, STEP_TOKEN_FILE, Server, TOKEN_FILE};

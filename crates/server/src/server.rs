@@ -28,6 +28,7 @@ use tower::Layer as _;
 use tower_http::normalize_path::NormalizePathLayer;
 
 use crate::config::{Config, Token};
+use crate::conn;
 use crate::error::{ApiError, ServerError};
 use crate::private;
 use crate::runtime::{self, METADATA_SOURCE, RuntimeState};
@@ -50,7 +51,7 @@ pub struct RunningServer {
     addr: SocketAddr,
     token: Token,
     stop: watch::Sender<bool>,
-    http: JoinHandle<Result<(), std::io::Error>>,
+    http: JoinHandle<()>,
     svix: Arc<SvixState>,
     grace: Duration,
 }
@@ -112,17 +113,8 @@ impl Server {
             Arc::new(tokens.clone()),
         );
         let app = NormalizePathLayer::trim_trailing_slash().layer(router);
-        let (stop, mut stopped) = watch::channel(false);
-        let http = tokio::spawn(async move {
-            axum::serve(
-                listener,
-                axum::ServiceExt::<Request>::into_make_service(app),
-            )
-            .with_graceful_shutdown(async move {
-                let _ = stopped.wait_for(|s| *s).await;
-            })
-            .await
-        });
+        let (stop, stopped) = watch::channel(false);
+        let http = tokio::spawn(conn::serve(listener, app, config.connections, stopped));
         tracing::info!(%addr, data_dir = %config.data_dir.display(), "switchyard serving");
         Ok(RunningServer {
             addr,
@@ -166,7 +158,7 @@ impl RunningServer {
         let _ = self.stop.send(true);
         let mut http = self.http;
         let served = match tokio::time::timeout(self.grace, &mut http).await {
-            Ok(Ok(result)) => result.map_err(ServerError::Serve),
+            Ok(Ok(())) => Ok(()),
             Ok(Err(join)) => Err(ServerError::Serve(std::io::Error::other(join))),
             Err(_) => {
                 tracing::warn!(grace = ?self.grace, "requests still running after the grace period; closing them");
