@@ -102,14 +102,25 @@ pub enum Error {
     /// [`WhenFull::Refuse`](crate::WhenFull) policy has a full queue; no subscription received
     /// the event, so publishing it again later does not duplicate it.
     #[error(
-        "subscription {subscription} is full ({limit} events queued); the event was not published"
+        "subscription {subscription} is full ({limit} events or its byte limit queued); the event was not published"
     )]
     QueueFull {
         /// The full subscription.
         subscription: SubscriptionId,
-        /// Its queue limit.
+        /// Its queue limit (events).
         limit: usize,
     },
+    /// The hub holds [`HubConfig::max_subscriptions`](crate::HubConfig) subscriptions already.
+    #[error("there are {limit} subscriptions already, the most this hub takes")]
+    TooManySubscriptions {
+        /// The limit.
+        limit: usize,
+    },
+    /// The subscription expired: nobody asked for its events for
+    /// [`HubConfig::idle_expiry`](crate::HubConfig), so it was removed with what it had
+    /// queued.
+    #[error("subscription {0} expired: nobody polled it")]
+    Expired(SubscriptionId),
     /// [`Hub::next_event_blocking`](crate::Hub::next_event_blocking) was called from inside an
     /// async runtime, where blocking the thread would stall other tasks.
     #[error("next_event_blocking called from async code; use next_event(..).await there")]

@@ -20,6 +20,7 @@
 //! uses to skip filters that cannot match an event without evaluating them.
 
 use crate::binding::{bind_json, bind_object};
+use crate::budget;
 use crate::error::{EvalError, FilterError};
 use crate::event::Event;
 use crate::fast::{self, Plan};
@@ -46,6 +47,12 @@ pub struct FilterLimits {
     /// The largest literal argument of `lists.range` (default 10,000); a computed argument is
     /// rejected.
     pub max_range: i64,
+    /// The most comprehension iterations one evaluation may run (default 100,000; a few
+    /// tenths of a second at most). Each comprehension is charged its range's size before it
+    /// iterates; an evaluation that would go over fails, and counts as no match. A filter
+    /// whose literal ranges alone (`lists.range(n)`, list literals) go over is rejected when
+    /// it is compiled.
+    pub max_iterations: u64,
 }
 
 impl Default for FilterLimits {
@@ -55,6 +62,7 @@ impl Default for FilterLimits {
             max_depth: 64,
             max_macro_nesting: 2,
             max_range: 10_000,
+            max_iterations: 100_000,
         }
     }
 }
@@ -81,6 +89,8 @@ pub struct Filter {
     pub(crate) fast: Option<Plan>,
     keys: Option<Vec<TypeKey>>,
     uses: Uses,
+    /// Iterations one evaluation may run ([`FilterLimits::max_iterations`]).
+    budget: u64,
     _pins: Vec<Pin>,
 }
 
@@ -132,12 +142,13 @@ pub(crate) fn env() -> &'static Arc<Env> {
         // Optional syntax (`a.?b`) is off: it is not part of the filter language AutoKitteh
         // documents, and the `optional` functions are not on the known-function list.
         let mut env = Env::stdlib().with_optional_support(false);
-        let extensions: [(&str, Extension); 5] = [
+        let extensions: [(&str, Extension); 6] = [
             ("strings", cel::extensions::strings),
             ("math", cel::extensions::math),
             ("lists", cel::extensions::lists),
             ("encoders", cel::extensions::encoders),
             ("matches", pattern::register),
+            ("budget", budget::register),
         ];
         for (name, extension) in extensions {
             if let Err(error) = env.add_extension(extension) {
@@ -173,6 +184,7 @@ impl Filter {
                 fast: None,
                 keys: None,
                 uses: Uses::default(),
+                budget: limits.max_iterations,
                 _pins: Vec::new(),
             });
         }
@@ -204,12 +216,18 @@ impl Filter {
             // No thread could be started: compile here (the depth pre-check above applies).
             Err(_) => compile_checked(source, limits)?,
         };
+        let keys = type_keys(&program);
+        let fast = fast::plan(&program);
+        let mut program = program;
+        let mut next_id = budget::max_id(&program);
+        budget::instrument(&mut program, &mut next_id);
         Ok(Filter {
             source: source.to_owned(),
-            keys: type_keys(&program),
-            fast: fast::plan(&program),
+            keys,
+            fast,
             program: Some(program),
             uses,
+            budget: limits.max_iterations,
             _pins: pins,
         })
     }
@@ -249,7 +267,7 @@ impl Filter {
         };
         let mut context = Context::with_env(Arc::clone(env()));
         bind_event(&mut context, event, self.uses);
-        evaluate(program, &context)
+        self.evaluate(program, &context)
     }
 
     /// The direct evaluator's answer, when it has a definite one (see the `fast` module).
@@ -265,8 +283,13 @@ impl Filter {
     pub(crate) fn evaluate_in(&self, context: &Context<'_, '_>) -> Result<bool, EvalError> {
         match &self.program {
             None => Ok(true),
-            Some(program) => evaluate(program, context),
+            Some(program) => self.evaluate(program, context),
         }
+    }
+
+    /// Evaluates the program within the filter's iteration budget.
+    fn evaluate(&self, program: &IdedExpr, context: &Context<'_, '_>) -> Result<bool, EvalError> {
+        budget::with_budget(self.budget, || evaluate(program, context))
     }
 
     /// Which event variables the filter references (so only those need binding).
@@ -314,6 +337,8 @@ fn compile_checked(
         depth: 0,
         pins: Vec::new(),
         uses: Uses::default(),
+        nested: 1,
+        static_cost: 0,
     };
     checker.walk(&expr)?;
     let Checker { pins, uses, .. } = checker;
@@ -568,6 +593,11 @@ struct Checker<'a> {
     depth: usize,
     pins: Vec<Pin>,
     uses: Uses,
+    /// The product of the literal range sizes of the comprehensions enclosing the node being
+    /// checked (1 at the top).
+    nested: u128,
+    /// What the literal ranges alone will charge every evaluation (see [`budget`]).
+    static_cost: u128,
 }
 
 impl Checker<'_> {
@@ -654,6 +684,21 @@ impl Checker<'_> {
                 ),
             });
         }
+        // Charged once per step of the enclosing comprehensions: what a literal range costs
+        // every evaluation, whatever the event.
+        let size = literal_size(&c.iter_range).unwrap_or(1).max(1);
+        let outer = self.nested;
+        self.nested = outer.saturating_mul(u128::from(size));
+        self.static_cost = self.static_cost.saturating_add(self.nested);
+        if self.static_cost > u128::from(self.limits.max_iterations) {
+            return Err(FilterError::TooCostly {
+                column: self.column(id),
+                reason: format!(
+                    "its literal ranges alone run {} iterations per event, more than the budget of {}",
+                    self.static_cost, self.limits.max_iterations
+                ),
+            });
+        }
         self.macro_depth += 1;
         let pushed = 2 + usize::from(c.iter_var2.is_some());
         self.scopes.push(c.iter_var.clone());
@@ -665,6 +710,7 @@ impl Checker<'_> {
             .and_then(|()| self.walk(&c.result));
         self.scopes.truncate(self.scopes.len() - pushed);
         self.macro_depth -= 1;
+        self.nested = outer;
         result
     }
 
@@ -741,6 +787,33 @@ impl Checker<'_> {
             self.walk(target)?;
         }
         call.args.iter().try_for_each(|arg| self.walk(arg))
+    }
+}
+
+/// The size of a range known without any event: `lists.range(n)` with a literal `n`, or a
+/// list or map literal.
+fn literal_size(range: &IdedExpr) -> Option<u64> {
+    match &range.expr {
+        Expr::List(list) => u64::try_from(list.elements.len()).ok(),
+        Expr::Map(map) => u64::try_from(map.entries.len()).ok(),
+        Expr::Call(call)
+            if call.func_name == "range"
+                && matches!(
+                    call.target.as_deref(),
+                    Some(IdedExpr { expr: Expr::Ident(ns), .. }) if ns == "lists"
+                ) =>
+        {
+            match call.args.as_slice() {
+                [
+                    IdedExpr {
+                        expr: Expr::Literal(LiteralValue::Int(n)),
+                        ..
+                    },
+                ] => u64::try_from(**n).ok(),
+                _ => None,
+            }
+        }
+        _ => None,
     }
 }
 
@@ -1198,5 +1271,55 @@ mod tests {
             .expect("spawn")
             .join()
             .expect("no overflow");
+    }
+
+    /// The filters of the hostile report: a static one whose literal ranges alone run 6.25
+    /// million iterations is rejected when compiled; a payload-driven one spends at most the
+    /// budget on any event, then fails (no match), and spends exactly what it iterates while
+    /// under it.
+    #[test]
+    fn evaluations_stay_within_the_iteration_budget() {
+        let error =
+            Filter::compile("lists.range(2500).exists(x, lists.range(2500).exists(y, y < 0))")
+                .unwrap_err();
+        assert!(
+            matches!(&error, FilterError::TooCostly { reason, .. } if reason.contains("budget")),
+            "{error}"
+        );
+        // Under the budget, a literal range is fine.
+        assert!(
+            Filter::compile("lists.range(300).exists(x, lists.range(300).exists(y, y == x))")
+                .is_ok()
+        );
+
+        let filter = Filter::compile("data.body.exists(x, data.body.exists(y, y < 0))").unwrap();
+        let body: Vec<i64> = (0..3000).collect();
+        let big = event("t", json!({"body": body}));
+        let error = filter.interpret(&big).unwrap_err();
+        let spent = budget::last_spent();
+        assert!(error.message.contains("budget"), "{error:?}");
+        assert!(spent <= filter.budget, "{spent}");
+
+        // At the limit: a body of n items costs n + n² (the outer range, then the inner once
+        // per outer step).
+        let limits = FilterLimits {
+            max_iterations: 110,
+            ..FilterLimits::default()
+        };
+        let filter =
+            Filter::compile_with("data.body.exists(x, data.body.exists(y, y < 0))", &limits)
+                .unwrap();
+        let ten = event("t", json!({"body": (0..10).collect::<Vec<i64>>()}));
+        assert_eq!(filter.interpret(&ten), Ok(false));
+        assert_eq!(budget::last_spent(), 110);
+        let eleven = event("t", json!({"body": (0..11).collect::<Vec<i64>>()}));
+        assert!(filter.matches(&eleven).is_err());
+        // The budget is per evaluation: the next event starts afresh.
+        assert_eq!(filter.matches(&ten), Ok(false));
+        // Maps are ranges too.
+        let filter = Filter::compile_with("data.m.all(k, data.m[k] > 0)", &limits).unwrap();
+        let keys: serde_json::Map<String, serde_json::Value> =
+            (0..111).map(|i| (format!("k{i}"), json!(1))).collect();
+        assert!(filter.matches(&event("t", json!({"m": keys}))).is_err());
     }
 }

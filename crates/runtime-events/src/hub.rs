@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -64,12 +64,33 @@ pub enum WhenFull {
     Refuse,
 }
 
-/// Settings of a [`Hub`].
+/// How many expiry periods an expired subscription's id is remembered for.
+const TOMBSTONE_PERIODS: u64 = 6;
+
+/// Settings of a [`Hub`]. Every limit has a default; all of them together bound the hub's
+/// memory: at most `max_subscriptions` subscriptions, holding at most `total_bytes` of
+/// queued events between them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HubConfig {
     /// How many events a subscription queues at most, unless its [`SubscribeOptions`] say
     /// otherwise (default 1,024).
     pub queue_limit: usize,
+    /// How many bytes of events a subscription queues at most, unless its
+    /// [`SubscribeOptions`] say otherwise (default 16 MiB). An event's size is the length of
+    /// its JSON (data, attributes, id, source and type).
+    pub queue_bytes: usize,
+    /// How many bytes of events all subscriptions queue together at most (default 256 MiB).
+    /// An event queued for several subscriptions counts for each.
+    pub total_bytes: usize,
+    /// The most subscriptions the hub holds (default 10,000); more are
+    /// [`Error::TooManySubscriptions`].
+    pub max_subscriptions: usize,
+    /// A subscription nobody asked for events (no `next_event` on it, none waiting) for this
+    /// long is removed with what it queued (default 10 minutes); asking for it during the
+    /// next six such periods is [`Error::Expired`], after that
+    /// [`Error::UnknownSubscription`]. Checked as the hub is used, at most once a second: no
+    /// timer per subscription.
+    pub idle_expiry: Duration,
     /// The default policy when a queue is full (default [`WhenFull::DropOldest`]).
     pub when_full: WhenFull,
     /// Bounds on filters.
@@ -80,6 +101,10 @@ impl Default for HubConfig {
     fn default() -> Self {
         HubConfig {
             queue_limit: 1024,
+            queue_bytes: 16 << 20,
+            total_bytes: 256 << 20,
+            max_subscriptions: 10_000,
+            idle_expiry: Duration::from_secs(600),
             when_full: WhenFull::DropOldest,
             filter_limits: FilterLimits::default(),
         }
@@ -91,6 +116,8 @@ impl Default for HubConfig {
 pub struct SubscribeOptions {
     /// The queue limit (at least 1).
     pub queue_limit: Option<usize>,
+    /// The queue's byte limit.
+    pub queue_bytes: Option<usize>,
     /// The policy when the queue is full.
     pub when_full: Option<WhenFull>,
 }
@@ -100,6 +127,8 @@ pub struct SubscribeOptions {
 pub struct SubscriptionStats {
     /// Events queued now.
     pub queued: usize,
+    /// Bytes of events queued now.
+    pub queued_bytes: usize,
     /// Events the filter matched and the queue accepted.
     pub matched: u64,
     /// Events handed out by `next_event`.
@@ -135,15 +164,23 @@ struct Sub {
     source: String,
     filter: Filter,
     limit: usize,
+    byte_limit: usize,
     when_full: WhenFull,
+    /// When events were last asked for (or the subscription made), in milliseconds since the
+    /// hub's start.
+    polled: AtomicU64,
     state: Mutex<SubState>,
     counters: Counters,
 }
 
 #[derive(Default)]
 struct SubState {
-    queue: VecDeque<(u64, Arc<Event>)>,
+    /// Publish number, event, its size in bytes.
+    queue: VecDeque<(u64, Arc<Event>, usize)>,
+    bytes: usize,
     closed: bool,
+    /// Set with `closed` when the subscription expired rather than was unsubscribed.
+    expired: bool,
     waiters: Vec<Arc<Notify>>,
 }
 
@@ -246,6 +283,15 @@ struct Inner {
     evaluations: AtomicU64,
     sources: RwLock<HashMap<String, Arc<Source>>>,
     subs: RwLock<HashMap<SubscriptionId, Arc<Sub>>>,
+    /// Bytes queued across every subscription.
+    queued_bytes: AtomicUsize,
+    /// The hub's clock origin (see [`Sub::polled`]).
+    started: Instant,
+    /// When the last expiry sweep ran (milliseconds since `started`).
+    swept: AtomicU64,
+    /// Subscriptions that expired, and when (milliseconds since `started`): asked for within
+    /// an expiry period, they answer [`Error::Expired`].
+    expired: Mutex<HashMap<SubscriptionId, u64>>,
 }
 
 /// Subscriptions, publishing and waiting: the runtime-events API.
@@ -306,6 +352,10 @@ impl Hub {
                 evaluations: AtomicU64::new(0),
                 sources: RwLock::default(),
                 subs: RwLock::default(),
+                queued_bytes: AtomicUsize::new(0),
+                started: Instant::now(),
+                swept: AtomicU64::new(0),
+                expired: Mutex::default(),
             }),
         }
     }
@@ -339,6 +389,7 @@ impl Hub {
         filter: &str,
         options: SubscribeOptions,
     ) -> Result<SubscriptionId, Error> {
+        self.sweep();
         let filter = Filter::compile_with(filter, &self.inner.config.filter_limits)?;
         let id = SubscriptionId(uuid::Uuid::new_v4());
         let sub = Arc::new(Sub {
@@ -349,7 +400,9 @@ impl Hub {
                 .queue_limit
                 .unwrap_or(self.inner.config.queue_limit)
                 .max(1),
+            byte_limit: options.queue_bytes.unwrap_or(self.inner.config.queue_bytes),
             when_full: options.when_full.unwrap_or(self.inner.config.when_full),
+            polled: AtomicU64::new(self.now_ms()),
             state: Mutex::default(),
             counters: Counters::default(),
         });
@@ -358,6 +411,11 @@ impl Hub {
             .sources
             .write()
             .unwrap_or_else(PoisonError::into_inner);
+        // Counted under the sources lock, which every subscribe and unsubscribe takes.
+        let limit = self.inner.config.max_subscriptions;
+        if self.read_subs().len() >= limit {
+            return Err(Error::TooManySubscriptions { limit });
+        }
         let entry = sources.entry(source.to_owned()).or_insert_with(|| {
             Arc::new(Source {
                 index: RwLock::default(),
@@ -386,18 +444,30 @@ impl Hub {
     ///
     /// [`Error::UnknownSubscription`] when there is no such subscription (any more).
     pub fn unsubscribe(&self, id: SubscriptionId) -> Result<(), Error> {
+        if !self.remove(id, false) {
+            return Err(self.missing(id));
+        }
+        tracing::debug!(%id, "unsubscribed");
+        Ok(())
+    }
+
+    /// Removes subscription `id` (unsubscribed, or `expired`): its queue is discarded and
+    /// its waiters woken. Whether it existed.
+    fn remove(&self, id: SubscriptionId, expired: bool) -> bool {
         let mut sources = self
             .inner
             .sources
             .write()
             .unwrap_or_else(PoisonError::into_inner);
-        let sub = self
+        let Some(sub) = self
             .inner
             .subs
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(&id)
-            .ok_or(Error::UnknownSubscription(id))?;
+        else {
+            return false;
+        };
         if let Some(source) = sources.get(&sub.source) {
             let mut index = source.index.write().unwrap_or_else(PoisonError::into_inner);
             index.remove(&sub);
@@ -409,12 +479,81 @@ impl Hub {
         drop(sources);
         let mut state = sub.state();
         state.closed = true;
+        state.expired = expired;
         state.queue.clear();
+        self.release(std::mem::take(&mut state.bytes));
         for waiter in state.waiters.drain(..) {
             waiter.notify_one();
         }
-        tracing::debug!(%id, "unsubscribed");
-        Ok(())
+        true
+    }
+
+    /// The error for an id that is not a subscription: expired recently, or unknown.
+    fn missing(&self, id: SubscriptionId) -> Error {
+        let expired = self
+            .inner
+            .expired
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains_key(&id);
+        if expired {
+            Error::Expired(id)
+        } else {
+            Error::UnknownSubscription(id)
+        }
+    }
+
+    fn release(&self, bytes: usize) {
+        self.inner.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.inner.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Removes the subscriptions nobody has asked for events for an expiry period, and
+    /// forgets the ids of those that expired more than a period ago. Runs at most once a
+    /// second, from the hub's own calls: cost grows with use, not with the number of
+    /// subscriptions left alone.
+    fn sweep(&self) {
+        let now = self.now_ms();
+        let last = self.inner.swept.load(Ordering::Relaxed);
+        if now < last.saturating_add(1000)
+            || self
+                .inner
+                .swept
+                .compare_exchange(last, now, Ordering::AcqRel, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        let period = u64::try_from(self.inner.config.idle_expiry.as_millis()).unwrap_or(u64::MAX);
+        let stale: Vec<SubscriptionId> = self
+            .read_subs()
+            .values()
+            .filter(|sub| {
+                now.saturating_sub(sub.polled.load(Ordering::Relaxed)) >= period
+                    && sub.state().waiters.is_empty()
+            })
+            .map(|sub| sub.id)
+            .collect();
+        let mut expired = self
+            .inner
+            .expired
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        expired.retain(|_, at| now.saturating_sub(*at) < period.saturating_mul(TOMBSTONE_PERIODS));
+        drop(expired);
+        for id in stale {
+            if self.remove(id, true) {
+                tracing::info!(%id, "subscription expired: nobody polled it");
+                self.inner
+                    .expired
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(id, now);
+            }
+        }
     }
 
     /// Publishes `event` to its source: every subscription whose filter matches queues it.
@@ -425,6 +564,7 @@ impl Hub {
     /// [`Error::QueueFull`] when a matching subscription with [`WhenFull::Refuse`] is full;
     /// then no subscription received the event.
     pub fn publish(&self, event: Event) -> Result<Published, Error> {
+        self.sweep();
         let source = {
             let sources = self
                 .inner
@@ -479,13 +619,26 @@ impl Hub {
         });
         drop(context);
 
+        if candidates.is_empty() {
+            return Ok(Published {
+                evaluated,
+                queued: 0,
+            });
+        }
+        let size = event_size(&event);
+        let total_limit = self.inner.config.total_bytes;
+        let too_many = |state: &SubState, sub: &Sub| {
+            state.queue.len() >= sub.limit
+                || state.bytes + size > sub.byte_limit
+                || self.inner.queued_bytes.load(Ordering::Acquire) + size > total_limit
+        };
         let _order = source.order.lock().unwrap_or_else(PoisonError::into_inner);
         for sub in candidates
             .iter()
             .filter(|sub| sub.when_full == WhenFull::Refuse)
         {
             let state = sub.state();
-            if !state.closed && state.queue.len() >= sub.limit {
+            if !state.closed && too_many(&state, sub) {
                 sub.counters.refused.fetch_add(1, Ordering::Relaxed);
                 return Err(Error::QueueFull {
                     subscription: sub.id,
@@ -500,11 +653,24 @@ impl Hub {
             if state.closed {
                 continue;
             }
-            if state.queue.len() >= sub.limit {
-                state.queue.pop_front();
+            // Room is made from the subscription's own oldest events; an event that does not
+            // fit even then (larger than the byte limit, or the hub is full of others'
+            // events) is dropped for this subscription.
+            while too_many(&state, sub) {
+                let Some((_, _, dropped)) = state.queue.pop_front() else {
+                    break;
+                };
+                state.bytes -= dropped;
+                self.release(dropped);
                 sub.counters.dropped.fetch_add(1, Ordering::Relaxed);
             }
-            state.queue.push_back((seq, Arc::clone(&event)));
+            if too_many(&state, sub) {
+                sub.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            state.queue.push_back((seq, Arc::clone(&event), size));
+            state.bytes += size;
+            self.inner.queued_bytes.fetch_add(size, Ordering::AcqRel);
             sub.counters.matched.fetch_add(1, Ordering::Relaxed);
             queued += 1;
             for waiter in &state.waiters {
@@ -534,10 +700,16 @@ impl Hub {
         timeout: Option<Duration>,
     ) -> Result<Option<Event>, Error> {
         let deadline = timeout.map(|t| Instant::now() + t);
+        self.sweep();
         let subs = self.lookup(ids)?;
+        let now = self.now_ms();
+        for sub in &subs {
+            sub.polled.store(now, Ordering::Relaxed);
+        }
         let waiter = Registration::new(&subs);
         loop {
-            if let Some(event) = take_oldest(&subs)? {
+            if let Some((event, size)) = take_oldest(&subs)? {
+                self.release(size);
                 return Ok(Some(event));
             }
             match deadline {
@@ -584,11 +756,15 @@ impl Hub {
             .read_subs()
             .get(&id)
             .cloned()
-            .ok_or(Error::UnknownSubscription(id))?;
-        let queued = sub.state().queue.len();
+            .ok_or_else(|| self.missing(id))?;
+        let (queued, queued_bytes) = {
+            let state = sub.state();
+            (state.queue.len(), state.bytes)
+        };
         let c = &sub.counters;
         Ok(SubscriptionStats {
             queued,
+            queued_bytes,
             matched: c.matched.load(Ordering::Relaxed),
             delivered: c.delivered.load(Ordering::Relaxed),
             dropped: c.dropped.load(Ordering::Relaxed),
@@ -602,6 +778,12 @@ impl Hub {
         self.read_subs()
             .get(&id)
             .map(|sub| (sub.source.clone(), sub.filter.source().to_owned()))
+    }
+
+    /// How many bytes of events all subscriptions hold queued now (see
+    /// [`HubConfig::total_bytes`]).
+    pub fn queued_bytes(&self) -> usize {
+        self.inner.queued_bytes.load(Ordering::Acquire)
     }
 
     /// How many subscriptions exist.
@@ -629,7 +811,7 @@ impl Hub {
         let subs = self.read_subs();
         let mut found = ids
             .iter()
-            .map(|id| subs.get(id).cloned().ok_or(Error::UnknownSubscription(*id)))
+            .map(|id| subs.get(id).cloned().ok_or_else(|| self.missing(*id)))
             .collect::<Result<Vec<_>, _>>()?;
         found.sort_unstable_by_key(|sub| sub.id);
         found.dedup_by_key(|sub| sub.id);
@@ -637,30 +819,65 @@ impl Hub {
     }
 }
 
-/// Takes the event published first among the subscriptions' queues.
-fn take_oldest(subs: &[Arc<Sub>]) -> Result<Option<Event>, Error> {
+/// Takes the event published first among the subscriptions' queues, with its size.
+fn take_oldest(subs: &[Arc<Sub>]) -> Result<Option<(Event, usize)>, Error> {
     let mut states: Vec<MutexGuard<'_, SubState>> = Vec::with_capacity(subs.len());
     for sub in subs {
         let state = sub.state();
         if state.closed {
-            return Err(Error::Unsubscribed(sub.id));
+            return Err(if state.expired {
+                Error::Expired(sub.id)
+            } else {
+                Error::Unsubscribed(sub.id)
+            });
         }
         states.push(state);
     }
     let oldest = states
         .iter()
         .enumerate()
-        .filter_map(|(i, state)| state.queue.front().map(|(seq, _)| (*seq, i)))
+        .filter_map(|(i, state)| state.queue.front().map(|(seq, _, _)| (*seq, i)))
         .min();
     let Some((_, i)) = oldest else {
         return Ok(None);
     };
-    let Some((_, event)) = states[i].queue.pop_front() else {
+    let Some((_, event, size)) = states[i].queue.pop_front() else {
         return Ok(None);
     };
+    states[i].bytes -= size;
     subs[i].counters.delivered.fetch_add(1, Ordering::Relaxed);
     drop(states);
-    Ok(Some(Arc::unwrap_or_clone(event)))
+    Ok(Some((Arc::unwrap_or_clone(event), size)))
+}
+
+/// An event's size for the byte limits: the length of its JSON, closely enough (strings
+/// counted without escapes, numbers as 8 bytes), plus a fixed overhead for the record.
+fn event_size(event: &Event) -> usize {
+    fn json(value: &serde_json::Value) -> usize {
+        use serde_json::Value;
+        match value {
+            Value::Null | Value::Bool(_) => 5,
+            Value::Number(_) => 8,
+            Value::String(s) => s.len() + 2,
+            Value::Array(items) => 2 + items.iter().map(|v| json(v) + 1).sum::<usize>(),
+            Value::Object(map) => {
+                2 + map
+                    .iter()
+                    .map(|(k, v)| k.len() + 4 + json(v))
+                    .sum::<usize>()
+            }
+        }
+    }
+    let attributes = event.cloudevent.as_ref().map_or(0, |map| {
+        map.iter()
+            .map(|(k, v)| k.len() + 4 + json(v))
+            .sum::<usize>()
+    });
+    128 + event.id.len()
+        + event.source.len()
+        + event.event_type.len()
+        + json(&event.data)
+        + attributes
 }
 
 /// A waiter registered with each subscription it waits on; deregistered on drop, so a

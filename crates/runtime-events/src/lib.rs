@@ -41,6 +41,7 @@
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
 mod binding;
+mod budget;
 mod error;
 mod event;
 mod fast;

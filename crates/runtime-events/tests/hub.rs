@@ -157,6 +157,7 @@ async fn full_queues_may_refuse_the_whole_publish() {
             SubscribeOptions {
                 queue_limit: Some(2),
                 when_full: Some(WhenFull::Refuse),
+                ..SubscribeOptions::default()
             },
         )
         .expect("subscribe");
@@ -209,7 +210,10 @@ async fn rejected_filters_subscribe_nothing() {
 
 #[test]
 fn ten_thousand_type_filters_evaluate_one_per_publish() {
-    let hub = Hub::new();
+    let hub = Hub::with_config(HubConfig {
+        max_subscriptions: 10_002,
+        ..HubConfig::default()
+    });
     let ids: Vec<_> = (0..10_000)
         .map(|i| {
             hub.subscribe("s", &format!("event_type == 'type_{i}' && data.n >= 0"))
@@ -473,4 +477,120 @@ async fn cloudevent_attributes_are_visible_to_filters() {
             .is_none()
     );
     assert_eq!(hub.stats(from_github).expect("stats").eval_errors, 1);
+}
+
+/// An event of about `kib` KiB of data.
+fn big(source: &str, n: i64, kib: usize) -> Event {
+    Event::new(source, "t", json!({"n": n, "blob": "x".repeat(kib * 1024)}))
+}
+
+#[tokio::test]
+async fn queues_are_bounded_in_bytes_per_subscription_and_in_total() {
+    let hub = Hub::with_config(HubConfig {
+        queue_bytes: 64 * 1024,
+        total_bytes: 100 * 1024,
+        ..HubConfig::default()
+    });
+    let first = hub.subscribe("s", "").expect("subscribe");
+    let second = hub.subscribe("s", "").expect("subscribe");
+    // 1,100 events of 10 KiB each to two idle subscriptions (the hostile report's shape).
+    for n in 0..1100 {
+        hub.publish(big("s", n, 10)).expect("publish");
+        assert!(hub.queued_bytes() <= 100 * 1024, "{}", hub.queued_bytes());
+    }
+    let (a, b) = (hub.stats(first).unwrap(), hub.stats(second).unwrap());
+    assert!(a.queued_bytes <= 64 * 1024 && b.queued_bytes <= 64 * 1024);
+    assert_eq!(a.queued_bytes + b.queued_bytes, hub.queued_bytes());
+    assert!(a.dropped > 1000, "{a:?}");
+    // What is kept is the newest of each queue, in order.
+    let newest = hub
+        .next_event(&[first], POLL)
+        .await
+        .unwrap()
+        .expect("an event");
+    assert!(
+        newest.data["n"].as_i64().unwrap() > 1090,
+        "{}",
+        newest.data["n"]
+    );
+    // Taking events frees their bytes.
+    while hub
+        .next_event(&[first, second], POLL)
+        .await
+        .unwrap()
+        .is_some()
+    {}
+    assert_eq!(hub.queued_bytes(), 0);
+
+    // An event larger than a queue's byte limit never fits: dropped (counted), or the
+    // publish refused for a `Refuse` subscription.
+    let before = hub.stats(first).unwrap().dropped;
+    hub.publish(big("s", 0, 80)).expect("publish");
+    assert_eq!(hub.stats(first).unwrap().dropped, before + 1);
+    let strict = hub
+        .subscribe_with(
+            "s",
+            "",
+            SubscribeOptions {
+                when_full: Some(WhenFull::Refuse),
+                ..SubscribeOptions::default()
+            },
+        )
+        .unwrap();
+    assert!(matches!(
+        hub.publish(big("s", 0, 80)),
+        Err(Error::QueueFull { subscription, .. }) if subscription == strict
+    ));
+}
+
+#[test]
+fn subscriptions_are_capped() {
+    let hub = Hub::with_config(HubConfig {
+        max_subscriptions: 3,
+        ..HubConfig::default()
+    });
+    let ids: Vec<_> = (0..3).map(|_| hub.subscribe("s", "").unwrap()).collect();
+    assert_eq!(
+        hub.subscribe("s", ""),
+        Err(Error::TooManySubscriptions { limit: 3 })
+    );
+    hub.unsubscribe(ids[0]).unwrap();
+    assert!(hub.subscribe("s", "").is_ok(), "room again");
+}
+
+#[tokio::test]
+async fn subscriptions_nobody_polls_expire() {
+    let hub = Hub::with_config(HubConfig {
+        idle_expiry: Duration::from_millis(1200),
+        ..HubConfig::default()
+    });
+    let forgotten = hub.subscribe("s", "").unwrap();
+    let polled = hub.subscribe("s", "").unwrap();
+    // Waited on the whole time by a long-poll its filter keeps waiting.
+    let waited_on = hub.subscribe("s", "event_type == 'never'").unwrap();
+    let waiter = {
+        let hub = hub.clone();
+        tokio::spawn(async move {
+            hub.next_event(&[waited_on], Some(Duration::from_secs(4)))
+                .await
+        })
+    };
+    for n in 0..5 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        hub.publish(event("s", "t", n)).unwrap();
+        assert!(hub.next_event(&[polled], POLL).await.unwrap().is_some());
+    }
+    // 2.5 s without a poll: gone, with what it queued; asking for it says so.
+    assert_eq!(
+        hub.next_event(&[forgotten], POLL).await,
+        Err(Error::Expired(forgotten))
+    );
+    assert_eq!(hub.unsubscribe(forgotten), Err(Error::Expired(forgotten)));
+    assert_eq!(hub.len(), 2, "the polled one and the waited-on one stay");
+    // The long-poll ends on its own timeout, not with an error.
+    assert_eq!(waiter.await.unwrap(), Ok(None));
+    assert_eq!(
+        hub.queued_bytes(),
+        hub.stats(polled).unwrap().queued_bytes + hub.stats(waited_on).unwrap().queued_bytes
+    );
 }

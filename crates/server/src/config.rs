@@ -24,6 +24,7 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 use serde::Deserialize;
+use switchyard_runtime_events::HubConfig;
 use switchyard_webhooks::RegistryConfig;
 use switchyard_webhooks::delivery::{AddressPolicy, DeliveryConfig};
 use switchyard_webhooks::retry::RetryPolicy;
@@ -96,6 +97,8 @@ pub struct Config {
     pub connections: ConnectionLimits,
     /// The rules messages are checked by.
     pub webhooks: WebhooksConfig,
+    /// Runtime-event subscriptions: queues, caps, expiry and the filters' budget.
+    pub runtime: HubConfig,
     /// Outbound webhook delivery.
     pub delivery: DeliveryConfig,
     /// The Relay-compatible metadata API; absent when no spec file is configured.
@@ -341,6 +344,7 @@ impl Default for Config {
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             connections: ConnectionLimits::default(),
             webhooks: WebhooksConfig::default(),
+            runtime: HubConfig::default(),
             delivery: DeliveryConfig::default(),
             metadata: None,
         }
@@ -362,6 +366,7 @@ struct File {
     idle_timeout_secs: Option<u64>,
     max_connections: Option<usize>,
     webhooks: Option<WebhooksFile>,
+    runtime: Option<RuntimeFile>,
     delivery: Option<DeliveryFile>,
     metadata: Option<MetadataFile>,
 }
@@ -372,6 +377,17 @@ struct WebhooksFile {
     require_event_types: Option<bool>,
     validate_payloads: Option<bool>,
     assert_formats: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuntimeFile {
+    queue_limit: Option<usize>,
+    queue_bytes: Option<usize>,
+    total_bytes: Option<usize>,
+    max_subscriptions: Option<usize>,
+    idle_expiry_secs: Option<u64>,
+    max_filter_iterations: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -487,6 +503,9 @@ impl Config {
                 .unwrap_or(rules.validate_payloads);
             rules.assert_formats = webhooks.assert_formats.unwrap_or(rules.assert_formats);
         }
+        if let Some(runtime) = file.runtime {
+            apply_runtime(&mut config.runtime, &runtime).map_err(invalid)?;
+        }
         if let Some(delivery) = file.delivery {
             apply_delivery(&mut config.delivery, delivery).map_err(invalid)?;
         }
@@ -565,6 +584,36 @@ fn check_tokens(tokens: &[Token]) -> Result<(), String> {
         if !text.bytes().all(|b| b.is_ascii_graphic()) {
             return Err("tokens must be printable ASCII without spaces".to_owned());
         }
+    }
+    Ok(())
+}
+
+fn apply_runtime(config: &mut HubConfig, file: &RuntimeFile) -> Result<(), String> {
+    let at_least_one = |value: Option<usize>, key: &str| match value {
+        Some(0) => Err(format!("runtime.{key} must be at least 1")),
+        other => Ok(other),
+    };
+    if let Some(n) = at_least_one(file.queue_limit, "queue_limit")? {
+        config.queue_limit = n;
+    }
+    if let Some(n) = at_least_one(file.queue_bytes, "queue_bytes")? {
+        config.queue_bytes = n;
+    }
+    if let Some(n) = at_least_one(file.total_bytes, "total_bytes")? {
+        config.total_bytes = n;
+    }
+    if let Some(n) = at_least_one(file.max_subscriptions, "max_subscriptions")? {
+        config.max_subscriptions = n;
+    }
+    match file.idle_expiry_secs {
+        Some(0) => return Err("runtime.idle_expiry_secs must be at least 1".to_owned()),
+        Some(secs) => config.idle_expiry = Duration::from_secs(secs),
+        None => {}
+    }
+    match file.max_filter_iterations {
+        Some(0) => return Err("runtime.max_filter_iterations must be at least 1".to_owned()),
+        Some(n) => config.filter_limits.max_iterations = n,
+        None => {}
     }
     Ok(())
 }
@@ -666,6 +715,13 @@ mod tests {
             require_event_types = true
             validate_payloads = false
             assert_formats = true
+            [runtime]
+            queue_limit = 10
+            queue_bytes = 1000
+            total_bytes = 5000
+            max_subscriptions = 7
+            idle_expiry_secs = 30
+            max_filter_iterations = 500
             [delivery]
             request_timeout_secs = 60
             max_in_flight = 10
@@ -712,6 +768,12 @@ mod tests {
             }
         );
         assert_eq!(config.delivery.request_timeout, Duration::from_secs(60));
+        assert_eq!(config.runtime.queue_limit, 10);
+        assert_eq!(config.runtime.queue_bytes, 1000);
+        assert_eq!(config.runtime.total_bytes, 5000);
+        assert_eq!(config.runtime.max_subscriptions, 7);
+        assert_eq!(config.runtime.idle_expiry, Duration::from_secs(30));
+        assert_eq!(config.runtime.filter_limits.max_iterations, 500);
         assert_eq!(config.delivery.lease_for, Duration::from_secs(120));
         assert_eq!(config.delivery.retry.schedule.len(), 2);
         assert_eq!(config.delivery.retention, Duration::from_secs(7 * 86_400));

@@ -115,6 +115,12 @@ fn hub_error(error: HubError) -> ApiError {
             "queue_full",
             error.to_string(),
         ),
+        HubError::TooManySubscriptions { .. } => ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_subscriptions",
+            error.to_string(),
+        ),
+        HubError::Expired(_) => ApiError::new(StatusCode::GONE, "expired", error.to_string()),
         _ => ApiError::internal(&error),
     }
 }
@@ -253,11 +259,20 @@ async fn ingest(
             ));
         }
     };
-    let mut queued = 0;
     let count = events.len();
-    for event in events {
-        queued += state.hub.publish(event).map_err(hub_error)?.queued;
-    }
+    // Filters are evaluated off the async workers: a costly one (up to its iteration
+    // budget) delays this request, never the others the server is answering.
+    let hub = Arc::clone(&state.hub);
+    let queued = tokio::task::spawn_blocking(move || {
+        let mut queued = 0;
+        for event in events {
+            queued += hub.publish(event)?.queued;
+        }
+        Ok::<_, HubError>(queued)
+    })
+    .await
+    .map_err(|e| ApiError::internal(&e))?
+    .map_err(hub_error)?;
     tracing::debug!(%source, events = count, queued, "events ingested");
     Ok((
         StatusCode::ACCEPTED,

@@ -95,7 +95,7 @@ impl Server {
             apps,
             body_limit: config.body_limit,
         });
-        let hub = Arc::new(Hub::new());
+        let hub = Arc::new(Hub::with_config(config.runtime.clone()));
         let metadata = match &config.metadata {
             Some(metadata) => {
                 Some(metadata_service(&config, metadata, &tokens, addr, Arc::clone(&hub)).await?)
@@ -241,11 +241,16 @@ async fn metadata_service(
     // can wait for a step's events, runs and decorators.
     tokio::spawn(async move {
         while let Some(item) = emitted.recv().await {
-            let event = metadata_event(item);
-            if let Some(event) = event
-                && let Err(error) = hub.publish(event)
-            {
-                tracing::warn!(%error, "a metadata event was not published");
+            let Some(event) = metadata_event(item) else {
+                continue;
+            };
+            // Filters run off the async workers (each within its iteration budget).
+            let hub = Arc::clone(&hub);
+            let published = tokio::task::spawn_blocking(move || hub.publish(event)).await;
+            match published {
+                Ok(Ok(_)) => {}
+                Ok(Err(error)) => tracing::warn!(%error, "a metadata event was not published"),
+                Err(error) => tracing::warn!(%error, "publishing a metadata event failed"),
             }
         }
     });
