@@ -94,6 +94,7 @@ impl Server {
         let svix = Arc::new(SvixState {
             apps,
             body_limit: config.body_limit,
+            addresses: config.delivery.addresses.clone(),
         });
         let hub = Arc::new(Hub::with_config(config.runtime.clone()));
         let metadata = match &config.metadata {

@@ -278,7 +278,7 @@ pub enum Error {
     /// An endpoint URL that is not an absolute `http` or `https` URL.
     #[error("invalid endpoint url `{url}`: {reason}")]
     InvalidUrl {
-        /// The rejected URL.
+        /// The rejected URL, its userinfo (`user:password@`) replaced by `redacted@`.
         url: String,
         /// What is wrong with it.
         reason: &'static str,

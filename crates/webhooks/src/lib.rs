@@ -69,7 +69,7 @@ pub use model::{
     Attempt, AttemptHeaders, AttemptStatus, AttemptTrigger, Channel, Delivery, DeliveryStatus,
     DeliveryUpdate, Endpoint, EndpointKeys, EndpointRecord, EndpointSpec, EndpointUid, EventType,
     EventTypeFilter, EventTypeName, Lease, MAX_CHANNELS, MAX_RESPONSE_BODY, Message, SentEvent,
-    is_credential_name, is_uid,
+    is_credential_name, is_uid, redact_userinfo,
 };
 pub use page::{DEFAULT_LIMIT, ListOptions, MAX_LIMIT, Order, Page, PageRequest};
 pub use registry::{

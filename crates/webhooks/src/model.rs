@@ -226,7 +226,7 @@ impl EventTypeFilter {
 ///     .header("x-tenant", "42");
 /// # Ok::<(), switchyard_webhooks::Error>(())
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct EndpointSpec {
     /// Where messages are POSTed: an absolute `http` or `https` URL.
     pub url: String,
@@ -252,6 +252,24 @@ pub struct EndpointSpec {
     /// Ordered delivery: the next message waits until the previous one succeeded or was
     /// exhausted (default `false`: messages go out concurrently).
     pub ordered: bool,
+}
+
+impl fmt::Debug for EndpointSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EndpointSpec")
+            .field("url", &redact_userinfo(&self.url))
+            .field("event_types", &self.event_types)
+            .field("channels", &self.channels)
+            .field("uid", &self.uid)
+            .field("metadata", &self.metadata)
+            .field("headers", &RedactedHeaders(&self.headers))
+            .field("disabled", &self.disabled)
+            .field("secret", &self.secret)
+            .field("description", &self.description)
+            .field("rate_limit", &self.rate_limit)
+            .field("ordered", &self.ordered)
+            .finish()
+    }
 }
 
 impl EndpointSpec {
@@ -347,8 +365,9 @@ impl EndpointSpec {
     }
 }
 
-/// A stored endpoint, without its keys (see [`EndpointKeys`]).
-#[derive(Debug, Clone, PartialEq)]
+/// A stored endpoint, without its keys (see [`EndpointKeys`]). Its `Debug` leaves out the
+/// URL's userinfo and the values of credential headers.
+#[derive(Clone, PartialEq)]
 pub struct Endpoint {
     /// Generated id, `ep_…`.
     pub id: EndpointId,
@@ -376,6 +395,71 @@ pub struct Endpoint {
     pub created_at: DateTime<Utc>,
     /// When it was last changed.
     pub updated_at: DateTime<Utc>,
+}
+
+impl fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("id", &self.id)
+            .field("uid", &self.uid)
+            .field("url", &redact_userinfo(&self.url))
+            .field("event_types", &self.event_types)
+            .field("channels", &self.channels)
+            .field("metadata", &self.metadata)
+            .field("headers", &RedactedHeaders(&self.headers))
+            .field("disabled", &self.disabled)
+            .field("description", &self.description)
+            .field("rate_limit", &self.rate_limit)
+            .field("ordered", &self.ordered)
+            .field("created_at", &self.created_at)
+            .field("updated_at", &self.updated_at)
+            .finish()
+    }
+}
+
+/// Headers as `Debug` shows them: credential values replaced.
+struct RedactedHeaders<'a>(&'a BTreeMap<String, String>);
+
+impl fmt::Debug for RedactedHeaders<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map()
+            .entries(self.0.iter().map(|(name, value)| {
+                let shown = if is_credential_name(&name.to_ascii_lowercase()) {
+                    "<redacted>"
+                } else {
+                    value.as_str()
+                };
+                (name, shown)
+            }))
+            .finish()
+    }
+}
+
+/// `url` with its userinfo (`user:password@`), if any, replaced by `redacted@`: how a URL
+/// is shown to anyone but the delivery engine (API answers, errors, `Debug`, logs).
+///
+/// ```
+/// use switchyard_webhooks::redact_userinfo;
+///
+/// assert_eq!(redact_userinfo("https://bob:s3cret@hooks.example.com/in?a=b"),
+///            "https://redacted@hooks.example.com/in?a=b");
+/// assert_eq!(redact_userinfo("https://hooks.example.com/a@b"), "https://hooks.example.com/a@b");
+/// ```
+pub fn redact_userinfo(url: &str) -> std::borrow::Cow<'_, str> {
+    use std::borrow::Cow;
+    let Some(scheme_end) = url.find("://") else {
+        return Cow::Borrowed(url);
+    };
+    let rest = &url[scheme_end + 3..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => Cow::Owned(format!(
+            "{}://redacted@{}",
+            &url[..scheme_end],
+            &rest[at + 1..]
+        )),
+        None => Cow::Borrowed(url),
+    }
 }
 
 impl Endpoint {

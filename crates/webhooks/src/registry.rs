@@ -915,7 +915,7 @@ fn check_event_id(event_id: &str) -> Result<String, Error> {
 
 fn check_url(url: &str) -> Result<(), Error> {
     let invalid = |reason| Error::InvalidUrl {
-        url: url.to_owned(),
+        url: crate::model::redact_userinfo(url).into_owned(),
         reason,
     };
     let uri: http::Uri = url.parse().map_err(|_| invalid("not a valid URL"))?;

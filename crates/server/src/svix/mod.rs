@@ -23,6 +23,7 @@ use http::StatusCode;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
+use switchyard_webhooks::delivery::AddressPolicy;
 use switchyard_webhooks::store::{AttemptFilter, EndpointFilter, MessageFilter};
 use switchyard_webhooks::{
     AttemptStatus, EndpointSpec, Error as WebhooksError, EventTypeName, ListOptions, NewMessage,
@@ -42,6 +43,9 @@ use crate::error::ApiError;
 pub(crate) struct SvixState {
     pub apps: Apps,
     pub body_limit: usize,
+    /// The SSRF guard's policy: endpoints whose URL names a refused IP address are refused
+    /// when created, not retried on every attempt.
+    pub addresses: AddressPolicy,
 }
 
 type Shared = State<Arc<SvixState>>;
@@ -529,6 +533,16 @@ async fn create_endpoint(
 ) -> ApiResult<Response> {
     let handle = state.apps.get(&app).await?;
     let mut input: EndpointIn = json_body(body, state.body_limit).await?;
+    if let Err(refused) = state.addresses.check_url(&input.url) {
+        return Err(ApiError::invalid_field(
+            "url",
+            format!(
+                "deliveries to a {} address are refused (SSRF guard); the server's \
+                 `allow_subnets` can permit its subnet",
+                refused.range
+            ),
+        ));
+    }
     let event_types = input.event_types()?;
     let rate_limit = input.throttle_rate()?;
     let mut spec = EndpointSpec::new(input.url);

@@ -7,7 +7,9 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
-use switchyard_webhooks::{Attempt, AttemptStatus, Endpoint, EventType, EventTypeFilter, Message};
+use switchyard_webhooks::{
+    Attempt, AttemptStatus, Endpoint, EventType, EventTypeFilter, Message, redact_userinfo,
+};
 
 use super::ApiResult;
 use super::apps::Application;
@@ -256,7 +258,7 @@ impl From<&Endpoint> for EndpointOut {
         Self {
             id: endpoint.id.to_string(),
             uid: endpoint.uid.as_ref().map(ToString::to_string),
-            url: endpoint.url.clone(),
+            url: redact_userinfo(&endpoint.url).into_owned(),
             version: 1,
             description: endpoint.description.clone(),
             filter_types: event_types.clone(),
@@ -361,7 +363,7 @@ impl From<&Attempt> for MessageAttemptOut {
             id: attempt.id.to_string(),
             msg_id: attempt.message_id.to_string(),
             endpoint_id: attempt.endpoint_id.to_string(),
-            url: attempt.url.clone(),
+            url: redact_userinfo(&attempt.url).into_owned(),
             response: attempt.response.clone(),
             response_status_code: attempt.response_status,
             response_duration_ms: u64::try_from(attempt.duration.as_millis()).unwrap_or(u64::MAX),

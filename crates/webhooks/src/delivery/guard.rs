@@ -124,6 +124,42 @@ impl AddressPolicy {
         &self.allowed
     }
 
+    /// Whether deliveries may go to `url` as far as can be told without resolving it: an
+    /// IP-literal host must be permitted; a name is checked when a delivery resolves it.
+    /// Call it when an endpoint is created or changed, so one that can never be delivered to
+    /// is refused then rather than retried on every attempt.
+    ///
+    /// ```
+    /// use switchyard_webhooks::delivery::AddressPolicy;
+    ///
+    /// let policy = AddressPolicy::default();
+    /// assert!(policy.check_url("https://hooks.example.com/in").is_ok());
+    /// assert!(policy.check_url("http://127.0.0.1:8080/in").is_err());
+    /// assert!(policy.check_url("http://[::1]/").is_err());
+    /// assert!(policy.check_url("http://169.254.169.254/latest/meta-data").is_err());
+    /// ```
+    ///
+    /// # Errors
+    /// [`RefusedAddress`] for an IP-literal host the policy refuses.
+    pub fn check_url(&self, url: &str) -> Result<(), RefusedAddress> {
+        match url.parse::<http::Uri>() {
+            Ok(uri) => self.check_uri(&uri),
+            Err(_) => Ok(()),
+        }
+    }
+
+    /// [`AddressPolicy::check_url`] for a parsed URI.
+    pub(crate) fn check_uri(&self, uri: &http::Uri) -> Result<(), RefusedAddress> {
+        match uri
+            .host()
+            .map(|h| h.trim_start_matches('[').trim_end_matches(']'))
+            .and_then(|h| h.parse::<IpAddr>().ok())
+        {
+            Some(ip) => self.check(ip),
+            None => Ok(()),
+        }
+    }
+
     /// Whether a delivery may connect to `ip`.
     ///
     /// # Errors
@@ -168,7 +204,12 @@ pub(crate) enum ResolveError {
         #[source]
         source: io::Error,
     },
-    #[error("{host} resolves to no address: {refused}")]
+    /// Recorded in the attempt, which the endpoint's owner reads: it says that the guard
+    /// refused the host, not what the host resolved to (that would map the sender's internal
+    /// names for them). The addresses go to the sender's log.
+    #[error(
+        "refused to connect to {host}: it resolves to no permitted address (SSRF guard; allow its subnet to permit it)"
+    )]
     Refused {
         host: String,
         refused: RefusedAddress,
@@ -231,7 +272,11 @@ impl tower_service::Service<Name> for GuardedResolver {
             }
             match (permitted.is_empty(), first_refusal) {
                 (false, _) => Ok(permitted.into_iter()),
-                (true, Some(refused)) => Err(ResolveError::Refused { host, refused }),
+                (true, Some(refused)) => {
+                    tracing::warn!(%host, ip = %refused.ip, range = refused.range,
+                        "a delivery's host resolves only to refused addresses");
+                    Err(ResolveError::Refused { host, refused })
+                }
                 (true, None) => Err(ResolveError::Empty { host }),
             }
         })

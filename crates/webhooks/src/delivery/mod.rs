@@ -54,7 +54,6 @@ mod target;
 use std::collections::HashMap;
 use std::error::Error as StdError;
 use std::future::Future;
-use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -885,14 +884,7 @@ impl<S: Store> Shared<S> {
 
     /// URLs naming an IP address directly never reach the resolver: check them here.
     fn check_literal(&self, uri: &http::Uri) -> Result<(), RefusedAddress> {
-        let literal = uri
-            .host()
-            .map(|h| h.trim_start_matches('[').trim_end_matches(']'))
-            .and_then(|h| h.parse::<IpAddr>().ok());
-        match literal {
-            Some(ip) => self.addresses.check(ip),
-            None => Ok(()),
-        }
+        self.addresses.check_uri(uri)
     }
 
     /// One request, bounded by the timeout; `Err` carries a readable reason.
