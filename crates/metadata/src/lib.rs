@@ -65,7 +65,10 @@ pub use error::{
 };
 pub use path::{Path, Segment};
 pub use serve::{BoundServer, DEFAULT_DRAIN_TIMEOUT, DEFAULT_PORT, Drained, WebhookServer};
-pub use service::{DEFAULT_BODY_LIMIT, MetadataService, MetadataServiceBuilder};
+pub use service::{
+    DEFAULT_BODY_LIMIT, DEFAULT_MAX_OUTPUT_BYTES, DEFAULT_MAX_STEP_OUTPUT_BYTES, MetadataService,
+    MetadataServiceBuilder,
+};
 pub use sink::{
     ChannelSink, Decorator, DecoratorKind, Emitted, EmittedEvent, RunRequest, Sink, WorkflowRun,
 };

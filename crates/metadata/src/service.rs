@@ -46,6 +46,10 @@ use crate::value::{SecretValue, SpecResponse, encode_bytes};
 
 /// Default request body limit: 4 MiB.
 pub const DEFAULT_BODY_LIMIT: usize = 4 << 20;
+/// Default limit on one output's size (its value's JSON): 1 MiB.
+pub const DEFAULT_MAX_OUTPUT_BYTES: u64 = 1 << 20;
+/// Default limit on all of one step's outputs together: 16 MiB.
+pub const DEFAULT_MAX_STEP_OUTPUT_BYTES: u64 = 16 << 20;
 
 /// The metadata API as a tower [`Service`]; cheap to clone (shared state).
 ///
@@ -97,6 +101,11 @@ struct Inner {
     outputs: Arc<dyn OutputStore>,
     sink: Arc<dyn Sink>,
     body_limit: usize,
+    max_output_bytes: u64,
+    max_step_output_bytes: u64,
+    /// Held while an output is checked against the step's total and set, so two sets cannot
+    /// both pass the check.
+    output_writes: tokio::sync::Mutex<()>,
 }
 
 /// Configures a [`MetadataService`]. Every setting has a default except the steps and the
@@ -111,6 +120,8 @@ pub struct MetadataServiceBuilder {
     outputs: Option<Arc<dyn OutputStore>>,
     sink: Option<Arc<dyn Sink>>,
     body_limit: usize,
+    max_output_bytes: u64,
+    max_step_output_bytes: u64,
 }
 
 impl std::fmt::Debug for MetadataServiceBuilder {
@@ -137,6 +148,8 @@ impl MetadataService {
             outputs: None,
             sink: None,
             body_limit: DEFAULT_BODY_LIMIT,
+            max_output_bytes: DEFAULT_MAX_OUTPUT_BYTES,
+            max_step_output_bytes: DEFAULT_MAX_STEP_OUTPUT_BYTES,
         }
     }
 }
@@ -212,6 +225,22 @@ impl MetadataServiceBuilder {
         self
     }
 
+    /// The largest output (its value's JSON) a step may set; larger ones get 413
+    /// `output_too_large`. Default [`DEFAULT_MAX_OUTPUT_BYTES`] (1 MiB).
+    pub fn max_output_bytes(mut self, bytes: u64) -> Self {
+        self.max_output_bytes = bytes;
+        self
+    }
+
+    /// The most all of one step's outputs may take together; a set past it gets 413
+    /// `step_outputs_too_large`. Enforced with stores that count
+    /// ([`OutputStore::step_bytes`]: both of this crate's do). Default
+    /// [`DEFAULT_MAX_STEP_OUTPUT_BYTES`] (16 MiB).
+    pub fn max_step_output_bytes(mut self, bytes: u64) -> Self {
+        self.max_step_output_bytes = bytes;
+        self
+    }
+
     /// Checks the configuration and builds the service.
     ///
     /// # Errors
@@ -254,6 +283,9 @@ impl MetadataServiceBuilder {
                     .unwrap_or_else(|| Arc::new(MemoryOutputs::new())),
                 sink,
                 body_limit: self.body_limit,
+                max_output_bytes: self.max_output_bytes,
+                max_step_output_bytes: self.max_step_output_bytes,
+                output_writes: tokio::sync::Mutex::new(()),
             }),
         })
     }
@@ -706,6 +738,42 @@ impl Inner {
                 ));
             }
         };
+        let size = crate::store::value_bytes(&value);
+        if size > self.max_output_bytes {
+            return Err(Problem::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "output_too_large",
+                format!(
+                    "the output is {size} bytes; one output may be at most {}",
+                    self.max_output_bytes
+                ),
+            ));
+        }
+        let _writes = self.output_writes.lock().await;
+        let total = self
+            .outputs
+            .step_bytes(step)
+            .await
+            .map_err(|e| store_problem(step, &e))?;
+        if let Some(total) = total {
+            let replaced = self
+                .outputs
+                .get(step, &name)
+                .await
+                .map_err(|e| store_problem(step, &e))?
+                .map_or(0, |old| crate::store::value_bytes(&old));
+            let after = total.saturating_sub(replaced) + size;
+            if after > self.max_step_output_bytes {
+                return Err(Problem::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "step_outputs_too_large",
+                    format!(
+                        "the step's outputs would take {after} bytes; together they may take at most {}",
+                        self.max_step_output_bytes
+                    ),
+                ));
+            }
+        }
         self.outputs
             .set(step, &name, value)
             .await

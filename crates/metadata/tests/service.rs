@@ -724,3 +724,47 @@ fn builder_refuses_bad_configurations() {
         Some(BuildError::EmptyToken { step: "a".into() })
     );
 }
+
+/// An output is capped in size, and so are all of a step's outputs together, at exactly the
+/// configured bytes (the length of each value's JSON). Replacing an output counts only the
+/// new value. Both stores of the crate count, so both caps hold with a file store too.
+#[tokio::test]
+async fn outputs_are_capped_one_by_one_and_per_step() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (builder, emitted) = builder();
+    let service = builder
+        .step("build", SpecSource::from_json("{}").expect("spec"))
+        .outputs(
+            switchyard_metadata::FileOutputs::open(dir.path().join("outputs.json"))
+                .await
+                .expect("open"),
+        )
+        .max_output_bytes(100)
+        .max_step_output_bytes(250)
+        .build()
+        .expect("build");
+    let server = serve(service, emitted).await;
+    let json = [("content-type", "application/json")];
+    // A string of n characters is n + 2 bytes of JSON.
+    let text = |n: usize| format!("\"{}\"", "x".repeat(n));
+    let put = |name: &str, body: String| {
+        let base = server.base.clone();
+        let path = format!("/outputs/{name}");
+        async move { raw(&base, "PUT", &path, &json, body).await }
+    };
+    assert_eq!(put("a", text(98)).await.0, 201, "exactly the output limit");
+    let (status, _, body) = put("b", text(99)).await;
+    assert_eq!(status, 413);
+    assert_eq!(body["error"]["code"], "output_too_large");
+    assert_eq!(put("b", text(98)).await.0, 201);
+    // 200 bytes set; 50 more fit exactly, 51 do not.
+    let (status, _, body) = put("c", text(49)).await;
+    assert_eq!(status, 413);
+    assert_eq!(body["error"]["code"], "step_outputs_too_large");
+    assert_eq!(put("c", text(48)).await.0, 201, "exactly the step's limit");
+    // Replacing an output frees what it held.
+    assert_eq!(put("a", text(8)).await.0, 201);
+    assert_eq!(put("d", text(88)).await.0, 201);
+    let (_, _, body) = raw(&server.base, "GET", "/outputs/build/d", &[], "").await;
+    assert_eq!(body["value"], json!("x".repeat(88)));
+}

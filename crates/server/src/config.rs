@@ -185,6 +185,10 @@ pub struct MetadataConfig {
     pub connections: BTreeMap<String, BTreeMap<String, ValueSource>>,
     /// Workflow parameters a spec's `{"$type": "Parameter", "name": …}` resolves to.
     pub parameters: serde_json::Map<String, serde_json::Value>,
+    /// The largest output a step may set, in bytes of JSON (default 1 MiB).
+    pub max_output_bytes: u64,
+    /// The most a step's outputs may take together (default 16 MiB).
+    pub max_step_output_bytes: u64,
 }
 
 impl MetadataConfig {
@@ -199,6 +203,8 @@ impl MetadataConfig {
             secrets: BTreeMap::new(),
             connections: BTreeMap::new(),
             parameters: serde_json::Map::new(),
+            max_output_bytes: switchyard_metadata::DEFAULT_MAX_OUTPUT_BYTES,
+            max_step_output_bytes: switchyard_metadata::DEFAULT_MAX_STEP_OUTPUT_BYTES,
         }
     }
 }
@@ -416,6 +422,8 @@ struct MetadataFile {
     connections: BTreeMap<String, BTreeMap<String, ValueSource>>,
     #[serde(default)]
     parameters: serde_json::Map<String, serde_json::Value>,
+    max_output_bytes: Option<u64>,
+    max_step_output_bytes: Option<u64>,
 }
 
 impl Config {
@@ -512,6 +520,15 @@ impl Config {
         if let Some(metadata) = file.metadata {
             let tokens = metadata.tokens.unwrap_or_default();
             check_tokens(&tokens).map_err(invalid)?;
+            let defaults = MetadataConfig::new(&metadata.spec);
+            for (key, value) in [
+                ("max_output_bytes", metadata.max_output_bytes),
+                ("max_step_output_bytes", metadata.max_step_output_bytes),
+            ] {
+                if value == Some(0) {
+                    return Err(invalid(format!("metadata.{key} must be at least 1")));
+                }
+            }
             config.metadata = Some(MetadataConfig {
                 spec: metadata.spec,
                 step: metadata.step.unwrap_or_else(|| "step".to_owned()),
@@ -520,6 +537,12 @@ impl Config {
                 secrets: metadata.secrets,
                 connections: metadata.connections,
                 parameters: metadata.parameters,
+                max_output_bytes: metadata
+                    .max_output_bytes
+                    .unwrap_or(defaults.max_output_bytes),
+                max_step_output_bytes: metadata
+                    .max_step_output_bytes
+                    .unwrap_or(defaults.max_step_output_bytes),
             });
         }
         Ok(config)
@@ -736,6 +759,8 @@ mod tests {
             step = "deploy"
             tokens = ["fedcba9876543210"]
             outputs = "out.json"
+            max_output_bytes = 1000
+            max_step_output_bytes = 5000
             [metadata.secrets]
             db = { env = "DB_PASSWORD" }
             key = { file = "secrets/key" }
@@ -795,6 +820,8 @@ mod tests {
         );
         assert_eq!(metadata.parameters["replicas"], 3);
         assert_eq!(metadata.parameters["environment"], "staging");
+        assert_eq!(metadata.max_output_bytes, 1000);
+        assert_eq!(metadata.max_step_output_bytes, 5000);
     }
 
     #[test]

@@ -279,7 +279,9 @@ async fn metadata_service(
         .step(metadata.step.clone(), spec)
         .outputs(outputs)
         .sink(sink)
-        .body_limit(config.body_limit);
+        .body_limit(config.body_limit)
+        .max_output_bytes(metadata.max_output_bytes)
+        .max_step_output_bytes(metadata.max_step_output_bytes);
     // Secrets and connections are read now, once; an error names the source, not the value.
     for (name, source) in &metadata.secrets {
         let value = source.read().map_err(|reason| ServerError::MetadataValue {
