@@ -53,6 +53,12 @@ const PYTHON_PACKAGES_WITHOUT_DEPS: &[&str] =
     &["autohive-integrations-sdk==2.0.1", "swh.webhooks==0.3.2"];
 /// The cargo-deny release installed when the machine has none.
 const CARGO_DENY: &str = "cargo-deny@0.20.2";
+/// The cargo-fuzz release installed when the machine has none.
+const CARGO_FUZZ: &str = "cargo-fuzz@0.13.2";
+/// The fuzz targets under `fuzz/`, each run for a while by `cargo xtask fuzz`.
+const FUZZ_TARGETS: &[&str] = &["from_http", "cel_filter", "http_front_door"];
+/// How long `cargo xtask ci` runs each fuzz target, in seconds.
+const CI_FUZZ_SECONDS: u64 = 20;
 
 fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
@@ -60,6 +66,14 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("ci") => ci(&root),
         Some("tidy") => tidy::run(&root).map(|_| ()),
+        Some("fuzz") => {
+            let seconds = match args.get(1).map(|s| s.parse::<u64>()) {
+                None => Ok(60),
+                Some(Ok(seconds)) if seconds > 0 => Ok(seconds),
+                Some(_) => Err("the fuzzing time must be a whole number of seconds".to_owned()),
+            };
+            seconds.and_then(|seconds| fuzz(&root, seconds))
+        }
         Some("interop-env") => interop_venv(&root).map(|python| {
             println!("{}", python.display());
         }),
@@ -69,6 +83,7 @@ fn main() -> ExitCode {
                  commands:\n  \
                  ci           run every check, in order, stopping at the first failure\n  \
                  tidy         run only the tidy pass (docs, whitespace, lint attributes)\n  \
+                 fuzz [secs]  build the fuzz targets and run each for secs seconds (default 60)\n  \
                  interop-env  create the Python interop venv and print its python path"
             );
             return ExitCode::from(2);
@@ -152,6 +167,7 @@ fn ci(root: &Path) -> Result<(), String> {
         totals.failed += load.failed;
         Ok(())
     })?;
+    step(&mut timings, "fuzz", || fuzz(root, CI_FUZZ_SECONDS))?;
     step(&mut timings, "doc", || {
         cargo(
             root,
@@ -355,9 +371,57 @@ fn interop_venv(root: &Path) -> Result<PathBuf, String> {
     Ok(python)
 }
 
+/// Builds the fuzz targets (`fuzz/`, outside the workspace; release with debug assertions, no
+/// sanitizer: the code is safe Rust, and no nightly toolchain is needed, since
+/// `RUSTC_BOOTSTRAP=1` lets stable take the flags libFuzzer builds need) and runs each for
+/// `seconds`. A crash fails the step; its input is left under `fuzz/artifacts/`.
+fn fuzz(root: &Path, seconds: u64) -> Result<(), String> {
+    ensure_tool(root, "fuzz", CARGO_FUZZ)?;
+    let dir = root.join("fuzz");
+    let target_dir = root.join("target").join("fuzz");
+    let target_dir = target_dir.to_string_lossy();
+    let total = format!("-max_total_time={seconds}");
+    for target in FUZZ_TARGETS {
+        println!("fuzzing {target} for {seconds} s");
+        let status = cargo_command(
+            &dir,
+            &[
+                "fuzz",
+                "run",
+                "--sanitizer",
+                "none",
+                "--release",
+                "--debug-assertions",
+                "--target-dir",
+                &target_dir,
+                target,
+                "--",
+                &total,
+                "-rss_limit_mb=4096",
+                "-print_final_stats=1",
+            ],
+            &[("RUSTC_BOOTSTRAP", OsString::from("1"))],
+        )
+        .status()
+        .map_err(|e| format!("could not start cargo fuzz: {e}"))?;
+        if !status.success() {
+            return Err(format!(
+                "fuzz target {target} failed ({status}); the input is under fuzz/artifacts/{target}/"
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Installs cargo-deny with `cargo install --locked` when it is not on this machine.
 fn ensure_cargo_deny(root: &Path) -> Result<(), String> {
-    let found = cargo_command(root, &["deny", "--version"], &[])
+    ensure_tool(root, "deny", CARGO_DENY)
+}
+
+/// Installs the cargo subcommand `name` (`package@version`) with `cargo install --locked`
+/// when it is not on this machine.
+fn ensure_tool(root: &Path, name: &str, package: &str) -> Result<(), String> {
+    let found = cargo_command(root, &[name, "--version"], &[])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
@@ -365,8 +429,8 @@ fn ensure_cargo_deny(root: &Path) -> Result<(), String> {
     if found {
         return Ok(());
     }
-    println!("cargo-deny is missing; installing {CARGO_DENY} (takes a few minutes once)");
-    cargo(root, &["install", "--locked", CARGO_DENY], &[])
+    println!("cargo {name} is missing; installing {package} (takes a few minutes once)");
+    cargo(root, &["install", "--locked", package], &[])
 }
 
 fn run(command: &mut Command, what: &str) -> Result<(), String> {
