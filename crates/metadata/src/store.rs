@@ -304,9 +304,10 @@ fn read_log(path: &FsPath, bytes: &[u8]) -> Result<LogState, StoreError> {
             Err(e) => return Err(corrupt(index + 1, e.column(), e.to_string())),
         }
     }
-    // A torn tail makes the file longer than its valid lines: force a rewrite at the next
-    // set, so the next line does not follow half of one.
-    state.file = if valid_length < bytes.len() as u64 {
+    // A torn tail (a last line without its newline, parsed or not, or anything the lines
+    // above do not account for): rewrite the file at the next set, so the next line does not
+    // follow part of one.
+    state.file = if !bytes.ends_with(b"\n") || valid_length != bytes.len() as u64 {
         u64::MAX
     } else {
         valid_length
@@ -495,6 +496,18 @@ mod tests {
         let store = FileOutputs::open(&file).await.expect("reopen");
         assert_eq!(store.get("a", "z").await.expect("get"), Some(json!(3)));
         assert_eq!(store.get("a", "x").await.expect("get"), Some(json!(1)));
+        // A whole line whose newline was not written: kept, and the next set does not run
+        // into it.
+        let mut bytes = std::fs::read(&file).expect("read");
+        bytes.extend_from_slice(br#"{"step":"a","name":"w","value":4}"#);
+        std::fs::write(&file, &bytes).expect("write");
+        let store = FileOutputs::open(&file).await.expect("open");
+        store.set("a", "v", json!(5)).await.expect("set");
+        drop(store);
+        let store = FileOutputs::open(&file).await.expect("reopen");
+        assert_eq!(store.get("a", "w").await.expect("get"), Some(json!(4)));
+        assert_eq!(store.get("a", "v").await.expect("get"), Some(json!(5)));
+        drop(store);
         // A bad line that is not the last is corruption: refused, file untouched.
         let mut bytes = std::fs::read(&file).expect("read");
         let mut broken = b"{\"switchyard_outputs\":2}\nnot json\n".to_vec();

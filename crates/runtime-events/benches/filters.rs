@@ -6,7 +6,11 @@
 //!   interpreter);
 //! * `publish/*`: publish throughput to a source with 1, 100 and 10,000 subscriptions whose
 //!   filters are distinct `event_type ==` conditions;
-//! * `wakeup/*`: from `publish` to the moment a task waiting in `next_event` has the event.
+//! * `wakeup/*`: from `publish` to the moment a task waiting in `next_event` has the event;
+//! * `budget/*`: the hostile report's payload-driven filter,
+//!   `data.body.exists(x, data.body.exists(y, y < 0))`, on a 6 KB body (1,500 numbers: 2.25
+//!   million steps unbounded), stopped by the default budget (100,000), next to the hand-written
+//!   loop doing the same 100,000 comparisons.
 //!
 //! Run: `cargo bench -p switchyard-runtime-events --bench filters` (add `-- filter` etc. to
 //! pick a group).
@@ -169,5 +173,37 @@ fn wakeup(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, filter, publish, wakeup);
+fn budget(c: &mut Criterion) {
+    let mut group = c.benchmark_group("budget");
+    let body: Vec<i64> = (0..1500).collect();
+    let event = Event::new("s", "t", json!({"body": body}));
+    let filter =
+        Filter::compile("data.body.exists(x, data.body.exists(y, y < 0))").expect("compiles");
+    group.bench_function("hostile-filter-stopped-at-budget", |b| {
+        b.iter(|| black_box(filter.matches(black_box(&event)).is_err()));
+    });
+    // The bound: the comparisons the budget allows, written by hand over the same JSON.
+    group.bench_function("hand-written-100k-steps", |b| {
+        b.iter(|| {
+            let items = black_box(&event).data["body"]
+                .as_array()
+                .map_or(&[][..], Vec::as_slice);
+            let mut steps = 0u64;
+            let mut found = false;
+            'outer: for _x in items {
+                for y in items {
+                    steps += 1;
+                    if steps > 100_000 {
+                        break 'outer;
+                    }
+                    found |= y.as_i64().is_some_and(|y| y < 0);
+                }
+            }
+            black_box(found)
+        });
+    });
+    group.finish();
+}
+
+criterion_group!(benches, filter, publish, wakeup, budget);
 criterion_main!(benches);
