@@ -249,6 +249,30 @@ pub enum Error {
         /// The rejected uid.
         uid: String,
     },
+    /// An application `uid` that is not a uid (see [`Error::InvalidUid`]) or starts with
+    /// `app_`.
+    #[error(
+        "invalid application uid `{uid}`: must be 1 to 256 ASCII letters, digits, `-`, `_` or `.`, not only dots, and not start with `app_`"
+    )]
+    InvalidAppUid {
+        /// The rejected uid.
+        uid: String,
+    },
+    /// An application name that is blank.
+    #[error("an application needs a name")]
+    InvalidAppName,
+    /// No application has that id or uid.
+    #[error("application `{id}` does not exist")]
+    ApplicationNotFound {
+        /// The id or uid asked for.
+        id: String,
+    },
+    /// Another application already has that uid.
+    #[error("an application with uid `{uid}` already exists")]
+    ApplicationExists {
+        /// The uid.
+        uid: String,
+    },
     /// A message's `event_id` that is empty, longer than 256 bytes, uses other characters
     /// than ASCII letters, digits, `-`, `_` and `.` (Svix's rule), or is only dots.
     #[error(

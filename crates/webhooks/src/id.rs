@@ -1,5 +1,5 @@
-//! Time-sortable identifiers: `msg_…` for messages, `ep_…` for endpoints and `atmpt_…` for
-//! delivery attempts, each a prefix and
+//! Time-sortable identifiers: `app_…` for applications, `msg_…` for messages, `ep_…` for
+//! endpoints and `atmpt_…` for delivery attempts, each a prefix and
 //! a 27-character KSUID (4 bytes of seconds since 2014-05-13, 16 random bytes, base62).
 //!
 //! Ids made by one process are strictly increasing, even within a second (the random part is
@@ -146,6 +146,23 @@ macro_rules! prefixed_id {
             }
         }
     };
+}
+
+prefixed_id!(
+    /// An application id: `app_` and a KSUID. Sorting ids sorts applications by creation
+    /// time. [`AppId::default_app`] is the application of single-tenant use.
+    AppId,
+    "app_",
+    "application id"
+);
+
+impl AppId {
+    /// The default application's id, `app_` and 27 zeros: the application every endpoint and
+    /// message belongs to when the caller never names one (the seed's swh-webhooks interface
+    /// has no applications). It sorts before every generated id.
+    pub fn default_app() -> Self {
+        Self(Arc::from("app_000000000000000000000000000"))
+    }
 }
 
 prefixed_id!(

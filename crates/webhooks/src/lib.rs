@@ -64,17 +64,17 @@ pub mod store;
 pub mod verify;
 
 pub use error::{Error, KeyError, SchemaError, StoreError, VerifyError, Violation};
-pub use id::{AttemptId, EndpointId, MessageId};
+pub use id::{AppId, AttemptId, EndpointId, MessageId};
 pub use model::{
-    Attempt, AttemptHeaders, AttemptStatus, AttemptTrigger, Channel, Delivery, DeliveryStatus,
-    DeliveryUpdate, Endpoint, EndpointKeys, EndpointRecord, EndpointSpec, EndpointUid, EventType,
-    EventTypeFilter, EventTypeName, Lease, MAX_CHANNELS, MAX_RESPONSE_BODY, Message, SentEvent,
-    is_credential_name, is_uid, redact_userinfo,
+    AppUid, Application, ApplicationSpec, Attempt, AttemptHeaders, AttemptStatus, AttemptTrigger,
+    Channel, Delivery, DeliveryStatus, DeliveryUpdate, Endpoint, EndpointKeys, EndpointRecord,
+    EndpointSpec, EndpointUid, EventType, EventTypeFilter, EventTypeName, Lease, MAX_CHANNELS,
+    MAX_RESPONSE_BODY, Message, SentEvent, is_credential_name, is_uid, redact_userinfo,
 };
 pub use page::{DEFAULT_LIMIT, ListOptions, MAX_LIMIT, Order, Page, PageRequest};
 pub use registry::{
-    Clock, DEFAULT_KEY_GRACE, DEFAULT_MAX_PAYLOAD, MAX_PREVIOUS_KEYS, NewMessage, Registry,
-    RegistryConfig, SentEventQuery,
+    AppScope, Clock, DEFAULT_KEY_GRACE, DEFAULT_MAX_PAYLOAD, MAX_PREVIOUS_KEYS, NewMessage,
+    Registry, RegistryConfig, SentEventQuery,
 };
 pub use secret::{Secret, SigningKey, VerifyingKey};
 pub use signature::{Signer, SigningSecret, Verified, Verifier};

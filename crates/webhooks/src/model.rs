@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
 use crate::error::Error;
-use crate::id::{AttemptId, EndpointId, MessageId};
+use crate::id::{AppId, AttemptId, EndpointId, MessageId};
 use crate::secret::Secret;
 
 /// The most channels one endpoint may listen to.
@@ -167,6 +167,14 @@ pub fn is_uid(text: &str) -> bool {
 }
 
 checked_name!(
+    /// A caller-chosen application identifier: a uid (see [`EndpointUid`]) that does not
+    /// start with `app_`, so it is never mistaken for an application id.
+    AppUid,
+    |text| is_uid(text) && !text.starts_with("app_"),
+    |uid| Error::InvalidAppUid { uid }
+);
+
+checked_name!(
     /// A channel: 1 to 128 ASCII letters, digits, `-`, `_`, `.` or `:`. Channels are
     /// case-sensitive.
     Channel,
@@ -177,6 +185,99 @@ checked_name!(
     },
     |channel| Error::InvalidChannel { channel }
 );
+
+/// An application: one customer of the sender, Svix's namespace for endpoints and messages.
+/// Every endpoint and message belongs to one; event types are shared by all.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Application {
+    /// `app_…`, time-sortable ([`AppId::default_app`] for the default application).
+    pub id: AppId,
+    /// The caller's uid, if it gave one (unique among applications).
+    pub uid: Option<AppUid>,
+    /// A human-readable name.
+    pub name: String,
+    /// Free-form metadata, returned as given.
+    pub metadata: Map<String, Value>,
+    /// The most messages per second its endpoints are sent, if limited (kept and returned;
+    /// each endpoint's own limit is what the delivery engine applies).
+    pub rate_limit: Option<NonZeroU32>,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// When it was last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Application {
+    /// The default application ([`AppId::default_app`]): it exists in every store from the
+    /// start, and holds every endpoint and message of single-tenant use.
+    pub fn default_app() -> Self {
+        Self {
+            id: AppId::default_app(),
+            uid: None,
+            name: "default".to_owned(),
+            metadata: Map::new(),
+            rate_limit: None,
+            created_at: DateTime::UNIX_EPOCH,
+            updated_at: DateTime::UNIX_EPOCH,
+        }
+    }
+}
+
+/// What an application is created or updated with.
+///
+/// ```
+/// use switchyard_webhooks::ApplicationSpec;
+///
+/// let spec = ApplicationSpec::new("Acme Corp").uid("acme")?;
+/// assert_eq!(spec.uid.as_ref().map(|u| u.as_str()), Some("acme"));
+/// assert!(ApplicationSpec::new("x").uid("app_mimic").is_err());
+/// # Ok::<(), switchyard_webhooks::Error>(())
+/// ```
+#[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
+pub struct ApplicationSpec {
+    /// A human-readable name (required, not blank).
+    pub name: String,
+    /// A caller-chosen unique id.
+    pub uid: Option<AppUid>,
+    /// Free-form metadata.
+    pub metadata: Map<String, Value>,
+    /// A rate limit to keep with it.
+    pub rate_limit: Option<NonZeroU32>,
+}
+
+impl ApplicationSpec {
+    /// An application called `name`, with no uid, metadata or rate limit.
+    pub fn new(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            ..Self::default()
+        }
+    }
+
+    /// Gives it a uid.
+    ///
+    /// # Errors
+    /// [`Error::InvalidAppUid`] for text that is not a uid or starts with `app_`.
+    pub fn uid(mut self, uid: impl Into<String>) -> Result<Self, Error> {
+        self.uid = Some(AppUid::new(uid)?);
+        Ok(self)
+    }
+
+    /// Adds a metadata entry.
+    #[must_use]
+    pub fn metadata(mut self, key: impl Into<String>, value: impl Into<Value>) -> Self {
+        self.metadata.insert(key.into(), value.into());
+        self
+    }
+
+    /// Sets the rate limit.
+    #[must_use]
+    pub fn rate_limit(mut self, rate: NonZeroU32) -> Self {
+        self.rate_limit = Some(rate);
+        self
+    }
+}
 
 /// A registered event type.
 #[derive(Debug, Clone, PartialEq)]
@@ -371,6 +472,8 @@ impl EndpointSpec {
 pub struct Endpoint {
     /// Generated id, `ep_…`.
     pub id: EndpointId,
+    /// The application it belongs to.
+    pub app: AppId,
     /// The caller's uid, if it gave one.
     pub uid: Option<EndpointUid>,
     /// Where messages are POSTed.
@@ -401,6 +504,7 @@ impl fmt::Debug for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Endpoint")
             .field("id", &self.id)
+            .field("app", &self.app)
             .field("uid", &self.uid)
             .field("url", &redact_userinfo(&self.url))
             .field("event_types", &self.event_types)
@@ -511,6 +615,8 @@ pub struct EndpointRecord {
 pub struct Message {
     /// `msg_…`, time-sortable.
     pub id: MessageId,
+    /// The application it was sent in.
+    pub app: AppId,
     /// Its event type.
     pub event_type: EventTypeName,
     /// The channel it was sent to, if any.
@@ -981,6 +1087,7 @@ mod tests {
         let ty = EventTypeName::new("a.b").unwrap();
         let mut endpoint = Endpoint {
             id: EndpointId::generate(0).unwrap(),
+            app: AppId::default_app(),
             uid: None,
             url: "https://x.example".into(),
             event_types: EventTypeFilter::Only(vec![ty.clone()]),

@@ -13,10 +13,11 @@ use serde_json::Value;
 use tokio::sync::Notify;
 
 use crate::error::{Error, SchemaError, StoreError};
-use crate::id::{EndpointId, MessageId};
+use crate::id::{AppId, EndpointId, MessageId};
 use crate::model::{
-    Attempt, Channel, Delivery, Endpoint, EndpointKeys, EndpointRecord, EndpointSpec, EndpointUid,
-    EventType, EventTypeFilter, EventTypeName, MAX_CHANNELS, Message, SentEvent, after,
+    AppUid, Application, ApplicationSpec, Attempt, Channel, Delivery, Endpoint, EndpointKeys,
+    EndpointRecord, EndpointSpec, EndpointUid, EventType, EventTypeFilter, EventTypeName,
+    MAX_CHANNELS, Message, SentEvent, after,
 };
 use crate::page::{ListOptions, MAX_LIMIT, Order, Page, finish_page};
 use crate::schema::CompiledSchema;
@@ -385,6 +386,395 @@ impl<S: Store> Registry<S> {
         Ok(compiled)
     }
 
+    // ----- applications -----
+
+    /// Creates an application. Its uid, if any, must not be taken.
+    ///
+    /// # Errors
+    /// [`Error::InvalidAppName`] for a blank name; [`Error::ApplicationExists`] for a uid
+    /// another application has; [`Error::Store`].
+    pub async fn create_application(&self, spec: ApplicationSpec) -> Result<Application, Error> {
+        if spec.name.trim().is_empty() {
+            return Err(Error::InvalidAppName);
+        }
+        let now = self.now();
+        let application = Application {
+            id: AppId::generate(now.timestamp())?,
+            uid: spec.uid,
+            name: spec.name,
+            metadata: spec.metadata,
+            rate_limit: spec.rate_limit,
+            created_at: now,
+            updated_at: now,
+        };
+        self.put_application(&application).await?;
+        tracing::debug!(application = %application.id, "application created");
+        Ok(application)
+    }
+
+    /// Stores an application, turning a uid conflict into [`Error::ApplicationExists`].
+    async fn put_application(&self, application: &Application) -> Result<(), Error> {
+        match self.store.put_application(application).await {
+            Err(StoreError::Conflict { .. }) => Err(Error::ApplicationExists {
+                uid: application
+                    .uid
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .unwrap_or_default(),
+            }),
+            other => Ok(other?),
+        }
+    }
+
+    /// The application with this id (`app_…`) or uid.
+    ///
+    /// # Errors
+    /// [`Error::ApplicationNotFound`].
+    pub async fn application(&self, id_or_uid: &str) -> Result<Application, Error> {
+        if let Ok(id) = id_or_uid.parse::<AppId>()
+            && let Some(application) = self.store.application(&id).await?
+        {
+            return Ok(application);
+        }
+        if let Ok(uid) = AppUid::new(id_or_uid)
+            && let Some(application) = self.store.application_by_uid(&uid).await?
+        {
+            return Ok(application);
+        }
+        Err(Error::ApplicationNotFound {
+            id: id_or_uid.to_owned(),
+        })
+    }
+
+    /// Applications in creation order (or its reverse), the default one first.
+    ///
+    /// # Errors
+    /// [`Error::InvalidId`] for a foreign iterator; [`Error::Store`].
+    pub async fn list_applications(
+        &self,
+        options: &ListOptions,
+    ) -> Result<Page<Application>, Error> {
+        let request = options.to_request()?;
+        let items = self.store.list_applications(&request).await?;
+        Ok(finish_page(items, &request, |a| a.id.as_str()))
+    }
+
+    /// Replaces an application's name, uid, metadata and rate limit.
+    ///
+    /// # Errors
+    /// [`Error::ApplicationNotFound`]; [`Error::InvalidAppName`]; [`Error::ApplicationExists`].
+    pub async fn update_application(
+        &self,
+        id_or_uid: &str,
+        spec: ApplicationSpec,
+    ) -> Result<Application, Error> {
+        if spec.name.trim().is_empty() {
+            return Err(Error::InvalidAppName);
+        }
+        let mut application = self.application(id_or_uid).await?;
+        application.uid = spec.uid;
+        application.name = spec.name;
+        application.metadata = spec.metadata;
+        application.rate_limit = spec.rate_limit;
+        application.updated_at = self.now();
+        self.put_application(&application).await?;
+        Ok(application)
+    }
+
+    /// Deletes an application with its endpoints (their pending deliveries are never
+    /// attempted), messages and attempts. The default application cannot be deleted.
+    ///
+    /// # Errors
+    /// [`Error::ApplicationNotFound`] (the default application included).
+    pub async fn delete_application(&self, id_or_uid: &str) -> Result<(), Error> {
+        let application = self.application(id_or_uid).await?;
+        let deleted = self.store.delete_application(&application.id).await;
+        // Its endpoints are gone: a delivery engine here drops what it cached.
+        self.endpoint_writes.fetch_add(1, Ordering::AcqRel);
+        if deleted? {
+            tracing::info!(application = %application.id, "application deleted");
+            Ok(())
+        } else {
+            Err(Error::ApplicationNotFound {
+                id: id_or_uid.to_owned(),
+            })
+        }
+    }
+
+    /// The part of the registry that belongs to one application (by id or uid): its
+    /// endpoints, messages and attempts.
+    ///
+    /// # Errors
+    /// [`Error::ApplicationNotFound`].
+    pub async fn app(&self, id_or_uid: &str) -> Result<AppScope<'_, S>, Error> {
+        let application = self.application(id_or_uid).await?;
+        Ok(AppScope {
+            registry: self,
+            app: application.id,
+        })
+    }
+
+    /// The default application's part ([`AppId::default_app`]), which exists in every
+    /// store: what the single-tenant methods below (`create_endpoint`, `send`, …) use.
+    pub fn default_app(&self) -> AppScope<'_, S> {
+        AppScope {
+            registry: self,
+            app: AppId::default_app(),
+        }
+    }
+
+    // ----- the default application (single-tenant use) -----
+
+    /// [`AppScope::create_endpoint`] in the default application.
+    ///
+    /// # Errors
+    /// As [`AppScope::create_endpoint`].
+    pub async fn create_endpoint(&self, spec: EndpointSpec) -> Result<Endpoint, Error> {
+        self.default_app().create_endpoint(spec).await
+    }
+
+    /// [`AppScope::endpoint`] in the default application.
+    ///
+    /// # Errors
+    /// As [`AppScope::endpoint`].
+    pub async fn endpoint(&self, id_or_uid: &str) -> Result<Endpoint, Error> {
+        self.default_app().endpoint(id_or_uid).await
+    }
+
+    /// [`AppScope::list_endpoints`] in the default application.
+    ///
+    /// # Errors
+    /// As [`AppScope::list_endpoints`].
+    pub async fn list_endpoints(
+        &self,
+        filter: &EndpointFilter,
+        options: &ListOptions,
+    ) -> Result<Page<Endpoint>, Error> {
+        self.default_app().list_endpoints(filter, options).await
+    }
+
+    /// [`AppScope::delete_endpoint`] in the default application.
+    ///
+    /// # Errors
+    /// As [`AppScope::delete_endpoint`].
+    pub async fn delete_endpoint(&self, id_or_uid: &str) -> Result<(), Error> {
+        self.default_app().delete_endpoint(id_or_uid).await
+    }
+
+    /// [`AppScope::update_endpoint_headers`] in the default application.
+    ///
+    /// # Errors
+    /// As [`AppScope::update_endpoint_headers`].
+    pub async fn update_endpoint_headers(
+        &self,
+        id_or_uid: &str,
+        headers: std::collections::BTreeMap<String, String>,
+    ) -> Result<Endpoint, Error> {
+        self.default_app()
+            .update_endpoint_headers(id_or_uid, headers)
+            .await
+    }
+
+    /// [`AppScope::endpoint_secret`] in the default application.
+    ///
+    /// # Errors
+    /// As [`AppScope::endpoint_secret`].
+    pub async fn endpoint_secret(&self, id_or_uid: &str) -> Result<Secret, Error> {
+        self.default_app().endpoint_secret(id_or_uid).await
+    }
+
+    /// [`AppScope::live_keys`] in the default application.
+    ///
+    /// # Errors
+    /// As [`AppScope::live_keys`].
+    pub async fn live_keys(&self, id_or_uid: &str) -> Result<Vec<Secret>, Error> {
+        self.default_app().live_keys(id_or_uid).await
+    }
+
+    /// [`AppScope::verifier`] in the default application.
+    ///
+    /// # Errors
+    /// As [`AppScope::verifier`].
+    pub async fn verifier(&self, id_or_uid: &str) -> Result<Verifier, Error> {
+        self.default_app().verifier(id_or_uid).await
+    }
+
+    /// [`AppScope::rotate_secret`] in the default application.
+    ///
+    /// # Errors
+    /// As [`AppScope::rotate_secret`].
+    pub async fn rotate_secret(&self, id_or_uid: &str, new: Option<Secret>) -> Result<(), Error> {
+        self.default_app().rotate_secret(id_or_uid, new).await
+    }
+
+    /// [`AppScope::send`] in the default application.
+    ///
+    /// # Errors
+    /// As [`AppScope::send`].
+    pub async fn send(
+        &self,
+        event_type: &EventTypeName,
+        payload: impl AsRef<[u8]>,
+        channel: Option<&str>,
+    ) -> Result<Option<(MessageId, DateTime<Utc>)>, Error> {
+        self.default_app().send(event_type, payload, channel).await
+    }
+
+    /// [`AppScope::create_message`] in the default application.
+    ///
+    /// # Errors
+    /// As [`AppScope::create_message`].
+    pub async fn create_message(
+        &self,
+        event_type: &EventTypeName,
+        payload: impl AsRef<[u8]>,
+        channel: Option<&str>,
+    ) -> Result<Message, Error> {
+        self.default_app()
+            .create_message(event_type, payload, channel)
+            .await
+    }
+
+    /// [`AppScope::create_message_with`] in the default application.
+    ///
+    /// # Errors
+    /// As [`AppScope::create_message_with`].
+    pub async fn create_message_with(&self, message: NewMessage<'_>) -> Result<Message, Error> {
+        self.default_app().create_message_with(message).await
+    }
+
+    /// [`AppScope::message`] in the default application.
+    ///
+    /// # Errors
+    /// As [`AppScope::message`].
+    pub async fn message(&self, id: &str) -> Result<Message, Error> {
+        self.default_app().message(id).await
+    }
+
+    /// [`AppScope::list_messages`] in the default application.
+    ///
+    /// # Errors
+    /// As [`AppScope::list_messages`].
+    pub async fn list_messages(
+        &self,
+        filter: &MessageFilter,
+        options: &ListOptions,
+    ) -> Result<Page<Message>, Error> {
+        self.default_app().list_messages(filter, options).await
+    }
+
+    /// [`AppScope::deliveries`] in the default application.
+    ///
+    /// # Errors
+    /// As [`AppScope::deliveries`].
+    pub async fn deliveries(&self, message: &MessageId) -> Result<Vec<Delivery>, Error> {
+        self.default_app().deliveries(message).await
+    }
+
+    /// [`AppScope::list_attempts`] in the default application.
+    ///
+    /// # Errors
+    /// As [`AppScope::list_attempts`].
+    pub async fn list_attempts(
+        &self,
+        filter: &AttemptFilter,
+        options: &ListOptions,
+    ) -> Result<Page<Attempt>, Error> {
+        self.default_app().list_attempts(filter, options).await
+    }
+
+    /// [`AppScope::sent_events_for_endpoint`] in the default application.
+    ///
+    /// # Errors
+    /// As [`AppScope::sent_events_for_endpoint`].
+    pub async fn sent_events_for_endpoint(
+        &self,
+        id_or_uid: &str,
+        query: &SentEventQuery,
+    ) -> Result<Vec<SentEvent>, Error> {
+        self.default_app()
+            .sent_events_for_endpoint(id_or_uid, query)
+            .await
+    }
+
+    /// [`AppScope::sent_events_for_event_type`] in the default application.
+    ///
+    /// # Errors
+    /// As [`AppScope::sent_events_for_event_type`].
+    pub async fn sent_events_for_event_type(
+        &self,
+        event_type: &EventTypeName,
+        channel: Option<&str>,
+        query: &SentEventQuery,
+    ) -> Result<Vec<SentEvent>, Error> {
+        self.default_app()
+            .sent_events_for_event_type(event_type, channel, query)
+            .await
+    }
+
+    /// [`AppScope::resend`] in the default application.
+    ///
+    /// # Errors
+    /// As [`AppScope::resend`].
+    pub async fn resend(&self, message: &str, endpoint: &str) -> Result<(), Error> {
+        self.default_app().resend(message, endpoint).await
+    }
+
+    /// [`AppScope::recover`] in the default application.
+    ///
+    /// # Errors
+    /// As [`AppScope::recover`].
+    pub async fn recover(&self, endpoint: &str, since: DateTime<Utc>) -> Result<u64, Error> {
+        self.default_app().recover(endpoint, since).await
+    }
+}
+
+/// One application's part of a [`Registry`]: its endpoints, messages, deliveries and
+/// attempts. Made by [`Registry::app`] (or [`Registry::default_app`]); every call reaches that
+/// application's records only: the id of another application's endpoint or message is
+/// "not found" here, and a message sent here goes to this application's endpoints only.
+///
+/// ```
+/// use serde_json::json;
+/// use switchyard_webhooks::{ApplicationSpec, EndpointSpec, EventTypeName, Registry};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), switchyard_webhooks::Error> {
+/// let registry = Registry::in_memory();
+/// let paid = EventTypeName::new("invoice.paid")?;
+/// registry.create_event_type(paid.clone(), "An invoice was paid", json!({})).await?;
+/// registry.create_application(ApplicationSpec::new("Acme").uid("acme")?).await?;
+/// registry.create_application(ApplicationSpec::new("Globex").uid("globex")?).await?;
+///
+/// let acme = registry.app("acme").await?;
+/// let hook = acme.create_endpoint(EndpointSpec::new("https://acme.example/hooks")).await?;
+/// let message = acme.create_message(&paid, r#"{"amount": 3}"#, None).await?;
+/// assert_eq!(acme.deliveries(&message.id).await?[0].endpoint_id, hook.id);
+///
+/// // Globex sees none of it.
+/// let globex = registry.app("globex").await?;
+/// assert!(globex.endpoint(hook.id.as_str()).await.is_err());
+/// assert!(globex.message(message.id.as_str()).await.is_err());
+/// # Ok(())
+/// # }
+/// ```
+pub struct AppScope<'r, S> {
+    registry: &'r Registry<S>,
+    app: AppId,
+}
+
+impl<S> fmt::Debug for AppScope<'_, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AppScope").field("app", &self.app).finish()
+    }
+}
+
+impl<S: Store> AppScope<'_, S> {
+    /// The application's id.
+    pub fn id(&self) -> &AppId {
+        &self.app
+    }
+
     // ----- endpoints -----
 
     /// Creates an endpoint, or updates the one with the same `uid`.
@@ -409,15 +799,15 @@ impl<S: Store> Registry<S> {
         event_types.sort();
         event_types.dedup();
         for name in &event_types {
-            self.event_type(name).await?;
+            self.registry.event_type(name).await?;
         }
         let mut channels = spec.channels.clone();
         channels.sort();
         channels.dedup();
 
-        let now = self.now();
+        let now = self.registry.now();
         let existing = match &spec.uid {
-            Some(uid) => self.store.endpoint_by_uid(uid).await?,
+            Some(uid) => self.registry.store.endpoint_by_uid(&self.app, uid).await?,
             None => None,
         };
         let (id, created_at, keys) = match existing {
@@ -443,6 +833,7 @@ impl<S: Store> Registry<S> {
         };
         let endpoint = Endpoint {
             id,
+            app: self.app.clone(),
             uid: spec.uid,
             url: spec.url,
             event_types: if event_types.is_empty() {
@@ -460,23 +851,24 @@ impl<S: Store> Registry<S> {
             created_at,
             updated_at: now,
         };
-        self.save_endpoint(&EndpointRecord {
-            endpoint: endpoint.clone(),
-            keys,
-        })
-        .await?;
+        self.registry
+            .save_endpoint(&EndpointRecord {
+                endpoint: endpoint.clone(),
+                keys,
+            })
+            .await?;
         tracing::debug!(endpoint = %endpoint.id, "endpoint saved");
         Ok(endpoint)
     }
 
     async fn record(&self, id_or_uid: &str) -> Result<EndpointRecord, Error> {
         if let Ok(id) = id_or_uid.parse::<EndpointId>()
-            && let Some(record) = self.store.endpoint(&id).await?
+            && let Some(record) = self.registry.store.endpoint(&self.app, &id).await?
         {
             return Ok(record);
         }
         if let Ok(uid) = EndpointUid::new(id_or_uid)
-            && let Some(record) = self.store.endpoint_by_uid(&uid).await?
+            && let Some(record) = self.registry.store.endpoint_by_uid(&self.app, &uid).await?
         {
             return Ok(record);
         }
@@ -504,10 +896,14 @@ impl<S: Store> Registry<S> {
         options: &ListOptions,
     ) -> Result<Page<Endpoint>, Error> {
         if let Some(name) = &filter.event_type {
-            self.event_type(name).await?;
+            self.registry.event_type(name).await?;
         }
         let request = options.to_request()?;
-        let items = self.store.list_endpoints(filter, &request).await?;
+        let items = self
+            .registry
+            .store
+            .list_endpoints(&self.app, filter, &request)
+            .await?;
         Ok(finish_page(items, &request, |e| e.id.as_str()))
     }
 
@@ -517,8 +913,12 @@ impl<S: Store> Registry<S> {
     /// [`Error::EndpointNotFound`].
     pub async fn delete_endpoint(&self, id_or_uid: &str) -> Result<(), Error> {
         let record = self.record(id_or_uid).await?;
-        let deleted = self.store.delete_endpoint(&record.endpoint.id).await;
-        self.endpoint_writes.fetch_add(1, Ordering::AcqRel);
+        let deleted = self
+            .registry
+            .store
+            .delete_endpoint(&self.app, &record.endpoint.id)
+            .await;
+        self.registry.endpoint_writes.fetch_add(1, Ordering::AcqRel);
         if deleted? {
             Ok(())
         } else {
@@ -542,8 +942,8 @@ impl<S: Store> Registry<S> {
         check_headers(&headers)?;
         let mut record = self.record(id_or_uid).await?;
         record.endpoint.headers = headers;
-        record.endpoint.updated_at = self.now();
-        self.save_endpoint(&record).await?;
+        record.endpoint.updated_at = self.registry.now();
+        self.registry.save_endpoint(&record).await?;
         Ok(record.endpoint)
     }
 
@@ -561,7 +961,7 @@ impl<S: Store> Registry<S> {
     /// # Errors
     /// [`Error::EndpointNotFound`].
     pub async fn live_keys(&self, id_or_uid: &str) -> Result<Vec<Secret>, Error> {
-        Ok(self.record(id_or_uid).await?.keys.live(self.now()))
+        Ok(self.record(id_or_uid).await?.keys.live(self.registry.now()))
     }
 
     /// A [`Verifier`] holding every live key of the endpoint, for a receiver that shares this
@@ -588,16 +988,16 @@ impl<S: Store> Registry<S> {
             Some(secret) => secret,
             None => Secret::generate()?,
         };
-        let now = self.now();
+        let now = self.registry.now();
         record.keys = self.rotated(record.keys, next, now);
         record.endpoint.updated_at = now;
-        self.save_endpoint(&record).await?;
+        self.registry.save_endpoint(&record).await?;
         tracing::info!(endpoint = %record.endpoint.id, "endpoint secret rotated");
         Ok(())
     }
 
     fn rotated(&self, keys: EndpointKeys, next: Secret, now: DateTime<Utc>) -> EndpointKeys {
-        let expires = after(now, self.config.key_grace);
+        let expires = after(now, self.registry.config.key_grace);
         let mut previous: Vec<(Secret, DateTime<Utc>)> = std::iter::once((keys.current, expires))
             .chain(keys.previous)
             .filter(|(_, until)| *until > now)
@@ -654,7 +1054,7 @@ impl<S: Store> Registry<S> {
     /// # Errors
     /// As [`Registry::send`], and [`Error::InvalidEventId`].
     pub async fn create_message_with(&self, message: NewMessage<'_>) -> Result<Message, Error> {
-        let strict = self.config.require_event_types;
+        let strict = self.registry.config.require_event_types;
         let (message, _) = self.store_message(message, true, strict).await?;
         Ok(message)
     }
@@ -670,16 +1070,20 @@ impl<S: Store> Registry<S> {
     ) -> Result<(Message, bool), Error> {
         let message = self.prepare(new, require_event_type).await?;
         let recipients = self
+            .registry
             .store
-            .recipients(&message.event_type, message.channel.as_ref())
+            .recipients(&self.app, &message.event_type, message.channel.as_ref())
             .await?;
         if recipients.is_empty() && !keep_unheard {
             return Ok((message, false));
         }
-        self.store.insert_message(&message, &recipients).await?;
+        self.registry
+            .store
+            .insert_message(&message, &recipients)
+            .await?;
         tracing::debug!(message = %message.id, deliveries = recipients.len(), "message stored");
         if !recipients.is_empty() {
-            self.work.notify_one();
+            self.registry.work.notify_one();
         }
         Ok((message, true))
     }
@@ -690,23 +1094,25 @@ impl<S: Store> Registry<S> {
         require_event_type: bool,
     ) -> Result<Message, Error> {
         let payload = new.payload;
-        if payload.len() > self.config.max_payload_bytes {
+        if payload.len() > self.registry.config.max_payload_bytes {
             return Err(Error::PayloadTooLarge {
                 size: payload.len(),
-                limit: self.config.max_payload_bytes,
+                limit: self.registry.config.max_payload_bytes,
             });
         }
         let channel = new.channel.map(Channel::new).transpose()?;
         let event_id = new.event_id.map(check_event_id).transpose()?;
         let schema = if require_event_type {
-            Some(self.event_type(new.event_type).await?)
+            Some(self.registry.event_type(new.event_type).await?)
         } else {
             // Svix takes any event type; one that is registered (archived or not) still has
             // its payloads checked against its schema.
-            self.store.event_type(new.event_type).await?
+            self.registry.store.event_type(new.event_type).await?
         };
         let schema = match schema {
-            Some(event_type) if self.config.validate_payloads => Some(self.compiled(&event_type)?),
+            Some(event_type) if self.registry.config.validate_payloads => {
+                Some(self.registry.compiled(&event_type)?)
+            }
             _ => None,
         };
         let text = std::str::from_utf8(payload).map_err(|e| SchemaError::NotJson {
@@ -716,9 +1122,10 @@ impl<S: Store> Registry<S> {
         if let Some(schema) = schema {
             schema.validate(&value)?;
         }
-        let now = self.now();
+        let now = self.registry.now();
         Ok(Message {
             id: MessageId::generate(now.timestamp())?,
+            app: self.app.clone(),
             event_type: new.event_type.clone(),
             channel,
             event_id,
@@ -734,8 +1141,9 @@ impl<S: Store> Registry<S> {
     /// [`Error::MessageNotFound`]; [`Error::InvalidId`] for text that is not a message id.
     pub async fn message(&self, id: &str) -> Result<Message, Error> {
         let parsed: MessageId = id.parse()?;
-        self.store
-            .message(&parsed)
+        self.registry
+            .store
+            .message(&self.app, &parsed)
             .await?
             .ok_or_else(|| Error::MessageNotFound { id: id.to_owned() })
     }
@@ -750,7 +1158,11 @@ impl<S: Store> Registry<S> {
         options: &ListOptions,
     ) -> Result<Page<Message>, Error> {
         let request = options.to_request()?;
-        let items = self.store.list_messages(filter, &request).await?;
+        let items = self
+            .registry
+            .store
+            .list_messages(&self.app, filter, &request)
+            .await?;
         Ok(finish_page(items, &request, |m| m.id.as_str()))
     }
 
@@ -759,7 +1171,7 @@ impl<S: Store> Registry<S> {
     /// # Errors
     /// [`Error::Store`].
     pub async fn deliveries(&self, message: &MessageId) -> Result<Vec<Delivery>, Error> {
-        Ok(self.store.deliveries(message).await?)
+        Ok(self.registry.store.deliveries(&self.app, message).await?)
     }
 
     // ----- attempts, sent events, resending -----
@@ -776,7 +1188,11 @@ impl<S: Store> Registry<S> {
         options: &ListOptions,
     ) -> Result<Page<Attempt>, Error> {
         let request = options.to_request()?;
-        let items = self.store.list_attempts(filter, &request).await?;
+        let items = self
+            .registry
+            .store
+            .list_attempts(&self.app, filter, &request)
+            .await?;
         Ok(finish_page(items, &request, |a| a.id.as_str()))
     }
 
@@ -811,7 +1227,7 @@ impl<S: Store> Registry<S> {
         channel: Option<&str>,
         query: &SentEventQuery,
     ) -> Result<Vec<SentEvent>, Error> {
-        self.event_type(event_type).await?;
+        self.registry.event_type(event_type).await?;
         let filter = AttemptFilter {
             event_type: Some(event_type.clone()),
             channel: channel.map(Channel::new).transpose()?,
@@ -842,7 +1258,11 @@ impl<S: Store> Registry<S> {
             let page = self.list_attempts(&filter, &options).await?;
             for attempt in page.items {
                 if !messages.contains_key(&attempt.message_id) {
-                    let message = self.store.message(&attempt.message_id).await?;
+                    let message = self
+                        .registry
+                        .store
+                        .message(&self.app, &attempt.message_id)
+                        .await?;
                     messages.insert(attempt.message_id.clone(), message);
                 }
                 let message = messages.get(&attempt.message_id).cloned().flatten();
@@ -864,11 +1284,12 @@ impl<S: Store> Registry<S> {
     pub async fn resend(&self, message: &str, endpoint: &str) -> Result<(), Error> {
         let message = self.message(message).await?;
         let endpoint = self.record(endpoint).await?.endpoint;
-        self.store
-            .requeue_delivery(&message.id, &endpoint.id, self.now())
+        self.registry
+            .store
+            .requeue_delivery(&self.app, &message.id, &endpoint.id, self.registry.now())
             .await?;
         tracing::info!(message = %message.id, endpoint = %endpoint.id, "manual resend queued");
-        self.work.notify_one();
+        self.registry.work.notify_one();
         Ok(())
     }
 
@@ -880,12 +1301,13 @@ impl<S: Store> Registry<S> {
     pub async fn recover(&self, endpoint: &str, since: DateTime<Utc>) -> Result<u64, Error> {
         let endpoint = self.record(endpoint).await?.endpoint;
         let count = self
+            .registry
             .store
-            .recover_deliveries(&endpoint.id, since, self.now())
+            .recover_deliveries(&self.app, &endpoint.id, since, self.registry.now())
             .await?;
         tracing::info!(endpoint = %endpoint.id, count, "failed messages queued again");
         if count > 0 {
-            self.work.notify_one();
+            self.registry.work.notify_one();
         }
         Ok(count)
     }

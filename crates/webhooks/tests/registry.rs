@@ -15,9 +15,10 @@ use switchyard_webhooks::store::{
     AttemptFilter, EndpointFilter, HealthChange, MemoryStore, MessageFilter, SqliteStore, Store,
 };
 use switchyard_webhooks::{
-    Attempt, AttemptId, AttemptStatus, AttemptTrigger, Channel, Clock, DeliveryStatus,
-    DeliveryUpdate, EndpointSpec, Error, EventTypeName, Lease, ListOptions, NewMessage, Order,
-    PageRequest, Registry, RegistryConfig, SchemaError, Secret, SentEventQuery, Signer,
+    AppId, ApplicationSpec, Attempt, AttemptId, AttemptStatus, AttemptTrigger, Channel, Clock,
+    DeliveryStatus, DeliveryUpdate, EndpointSpec, Error, EventTypeName, Lease, ListOptions,
+    NewMessage, Order, PageRequest, Registry, RegistryConfig, SchemaError, Secret, SentEventQuery,
+    Signer,
 };
 
 /// A registry whose clock the test moves by hand.
@@ -1220,6 +1221,7 @@ async fn attempts_list_in_the_order_recorded<S: Store>(h: Harness<S>) {
     let unknown = AttemptId::generate(now.timestamp()).unwrap();
     let page = store
         .list_attempts(
+            &AppId::default_app(),
             &AttemptFilter::default(),
             &PageRequest {
                 after: Some(unknown.to_string()),
@@ -1456,7 +1458,11 @@ async fn failing_endpoints_are_disabled_and_recover<S: Store>(h: Harness<S>) {
         HealthChange::Unchanged
     );
     // Turning it back on starts the clock afresh.
-    let record = store.endpoint(id).await.unwrap().unwrap();
+    let record = store
+        .endpoint(&AppId::default_app(), id)
+        .await
+        .unwrap()
+        .unwrap();
     let mut enabled = record.clone();
     enabled.endpoint.disabled = false;
     store.put_endpoint(&enabled).await.unwrap();
@@ -1807,6 +1813,248 @@ async fn sqlite_store_message_settings() {
     formats_are_annotations_by_default(sqlite().await, sqlite_with(asserting_config()).await).await;
 }
 
+/// Applications: created, found by id or uid, listed (the default one first), updated and
+/// deleted; the same endpoint uid may exist in two; nothing of one is reachable from another.
+async fn applications_are_isolated<S: Store>(h: Harness<S>) {
+    let r = &h.registry;
+    let visit = with_visit_type(&h).await;
+    let acme = r
+        .create_application(ApplicationSpec::new("Acme").uid("acme").unwrap())
+        .await
+        .unwrap();
+    let globex = r
+        .create_application(ApplicationSpec::new("Globex").uid("globex").unwrap())
+        .await
+        .unwrap();
+    assert!(matches!(
+        r.create_application(ApplicationSpec::new("Again").uid("acme").unwrap())
+            .await,
+        Err(Error::ApplicationExists { .. })
+    ));
+    assert!(matches!(
+        r.create_application(ApplicationSpec::new("  ")).await,
+        Err(Error::InvalidAppName)
+    ));
+    assert_eq!(r.application("acme").await.unwrap(), acme);
+    assert_eq!(r.application(acme.id.as_str()).await.unwrap(), acme);
+    let listed = r.list_applications(&ListOptions::new()).await.unwrap();
+    let ids: Vec<&AppId> = listed.items.iter().map(|a| &a.id).collect();
+    assert_eq!(ids, [&AppId::default_app(), &acme.id, &globex.id]);
+
+    let a = r.app("acme").await.unwrap();
+    let g = r.app("globex").await.unwrap();
+    // The same uid in two applications: two endpoints.
+    let a_hook = a
+        .create_endpoint(EndpointSpec::new("https://a.example/").uid("hook").unwrap())
+        .await
+        .unwrap();
+    let g_hook = g
+        .create_endpoint(EndpointSpec::new("https://g.example/").uid("hook").unwrap())
+        .await
+        .unwrap();
+    assert_ne!(a_hook.id, g_hook.id);
+    assert_eq!(a.endpoint("hook").await.unwrap().id, a_hook.id);
+    assert_eq!(g.endpoint("hook").await.unwrap().id, g_hook.id);
+    assert!(matches!(
+        g.endpoint(a_hook.id.as_str()).await,
+        Err(Error::EndpointNotFound { .. })
+    ));
+    assert!(
+        matches!(
+            r.endpoint("hook").await,
+            Err(Error::EndpointNotFound { .. })
+        ),
+        "the default application has none"
+    );
+
+    let sent = a
+        .create_message(&visit, br#"{"origin": "a"}"#, None)
+        .await
+        .unwrap();
+    assert_eq!(sent.app, acme.id);
+    let to: Vec<_> = a
+        .deliveries(&sent.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.endpoint_id)
+        .collect();
+    assert_eq!(to, std::slice::from_ref(&a_hook.id));
+    assert!(matches!(
+        g.message(sent.id.as_str()).await,
+        Err(Error::MessageNotFound { .. })
+    ));
+    assert!(g.deliveries(&sent.id).await.unwrap().is_empty());
+    assert!(
+        g.list_messages(&MessageFilter::default(), &ListOptions::new())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    assert_eq!(
+        g.list_endpoints(&EndpointFilter::default(), &ListOptions::new())
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
+    // A resend naming the other application's endpoint does nothing.
+    g.resend(sent.id.as_str(), "hook").await.unwrap_err();
+    assert_eq!(a.deliveries(&sent.id).await.unwrap().len(), 1);
+
+    // Leasing across applications hands out only what each application's messages asked.
+    let leases = r
+        .store()
+        .lease_deliveries(h.now(), Duration::from_secs(60), 10)
+        .await
+        .unwrap();
+    assert_eq!(leases.len(), 1);
+    assert_eq!(leases[0].delivery.endpoint_id, a_hook.id);
+
+    // Updating: a new name and uid; the old uid is free again.
+    let renamed = r
+        .update_application(
+            "acme",
+            ApplicationSpec::new("Acme Inc").uid("acme-inc").unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(renamed.id, acme.id);
+    assert!(r.application("acme").await.is_err());
+    assert_eq!(r.application("acme-inc").await.unwrap().name, "Acme Inc");
+
+    // Deleting: its endpoints, messages and attempts go; the others stay.
+    let pending = a
+        .create_message(&visit, br#"{"origin": "later"}"#, None)
+        .await
+        .unwrap();
+    r.delete_application("acme-inc").await.unwrap();
+    assert!(r.app("acme-inc").await.is_err());
+    assert!(r.application(acme.id.as_str()).await.is_err());
+    assert!(matches!(
+        r.delete_application(acme.id.as_str()).await,
+        Err(Error::ApplicationNotFound { .. })
+    ));
+    assert!(
+        r.delete_application(AppId::default_app().as_str())
+            .await
+            .is_err()
+    );
+    h.advance(Duration::from_secs(120));
+    let leases = r
+        .store()
+        .lease_deliveries(h.now(), Duration::from_secs(60), 10)
+        .await
+        .unwrap();
+    assert!(
+        leases.iter().all(|l| l.delivery.message_id != pending.id),
+        "a deleted application's deliveries are never attempted"
+    );
+    assert_eq!(g.endpoint("hook").await.unwrap().id, g_hook.id);
+    // Its uid can be taken again, and the new application has none of the old one's.
+    let reborn = r
+        .create_application(ApplicationSpec::new("Acme").uid("acme-inc").unwrap())
+        .await
+        .unwrap();
+    let reborn = r.app(reborn.id.as_str()).await.unwrap();
+    assert!(reborn.endpoint("hook").await.is_err());
+    assert!(reborn.message(pending.id.as_str()).await.is_err());
+}
+
+/// Under concurrency, across applications with the same endpoint uids, every delivery goes
+/// to an endpoint of its message's application.
+async fn concurrent_sends_stay_in_their_application<S: Store>(h: Harness<S>) {
+    let r = &h.registry;
+    let visit = with_visit_type(&h).await;
+    let mut apps = Vec::new();
+    for i in 0..6 {
+        let app = r
+            .create_application(
+                ApplicationSpec::new(format!("app {i}"))
+                    .uid(format!("app-{i}"))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        let scope = r.app(app.id.as_str()).await.unwrap();
+        for uid in ["one", "two"] {
+            scope
+                .create_endpoint(
+                    EndpointSpec::new(format!("https://{i}.example/{uid}"))
+                        .uid(uid)
+                        .unwrap(),
+                )
+                .await
+                .unwrap();
+        }
+        apps.push(app.id);
+    }
+    let sender = |app: AppId| {
+        let visit = visit.clone();
+        async move {
+            let scope = r.app(app.as_str()).await.unwrap();
+            let mut sent = Vec::new();
+            for n in 0..10 {
+                let payload = format!("{{\"origin\": \"{n}\"}}");
+                sent.push(scope.create_message(&visit, payload, None).await.unwrap());
+            }
+            sent
+        }
+    };
+    let (a, b, c, d, e, f) = tokio::join!(
+        sender(apps[0].clone()),
+        sender(apps[1].clone()),
+        sender(apps[2].clone()),
+        sender(apps[3].clone()),
+        sender(apps[4].clone()),
+        sender(apps[5].clone()),
+    );
+    let messages: Vec<_> = [a, b, c, d, e, f].into_iter().flatten().collect();
+    assert_eq!(messages.len(), 60);
+    let mut endpoints_of = std::collections::HashMap::new();
+    for app in &apps {
+        let listed = r
+            .app(app.as_str())
+            .await
+            .unwrap()
+            .list_endpoints(&EndpointFilter::default(), &ListOptions::new())
+            .await
+            .unwrap();
+        for endpoint in listed.items {
+            endpoints_of.insert(endpoint.id, app.clone());
+        }
+    }
+    let app_of: std::collections::HashMap<_, _> = messages
+        .iter()
+        .map(|m| (m.id.clone(), m.app.clone()))
+        .collect();
+    let mut leased = 0;
+    loop {
+        let batch = r
+            .store()
+            .lease_deliveries(h.now(), Duration::from_secs(60), 25)
+            .await
+            .unwrap();
+        if batch.is_empty() {
+            break;
+        }
+        for lease in batch {
+            let delivery = &lease.delivery;
+            assert_eq!(
+                endpoints_of[&delivery.endpoint_id], app_of[&delivery.message_id],
+                "{delivery:?}"
+            );
+            leased += 1;
+        }
+    }
+    assert_eq!(
+        leased, 120,
+        "each message to its application's two endpoints"
+    );
+}
+
 async fn memory() -> Harness<MemoryStore> {
     memory_with(RegistryConfig::default()).await
 }
@@ -1870,6 +2118,8 @@ suite!(
     ordered_endpoints_get_one_message_at_a_time,
     concurrent_sends_each_store_their_message,
     messages_follow_svix_by_default,
+    applications_are_isolated,
+    concurrent_sends_stay_in_their_application,
 );
 
 /// Everything survives closing and reopening the SQLite file.

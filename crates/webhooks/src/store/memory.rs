@@ -12,25 +12,41 @@ use super::{
     lease_token,
 };
 use crate::error::StoreError;
-use crate::id::{EndpointId, MessageId};
+use crate::id::{AppId, EndpointId, MessageId};
 use crate::model::{
-    Attempt, AttemptTrigger, Channel, Delivery, DeliveryStatus, DeliveryUpdate, Endpoint,
-    EndpointRecord, EndpointUid, EventType, EventTypeName, Lease, Message, after,
+    AppUid, Application, Attempt, AttemptTrigger, Channel, Delivery, DeliveryStatus,
+    DeliveryUpdate, Endpoint, EndpointRecord, EndpointUid, EventType, EventTypeName, Lease,
+    Message, after,
 };
 use crate::page::{Order, PageRequest};
 
 /// A [`Store`] in memory, for tests and for embedding where durability does not matter.
 /// Cheap to create; lists are keyset-paginated over ordered maps.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct MemoryStore {
     inner: Mutex<Inner>,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        let mut inner = Inner::default();
+        let default = Application::default_app();
+        inner.applications.insert(default.id.to_string(), default);
+        Self {
+            inner: Mutex::new(inner),
+        }
+    }
 }
 
 #[derive(Debug, Default)]
 struct Inner {
     event_types: BTreeMap<String, EventType>,
+    applications: BTreeMap<String, Application>,
+    /// Application ids by uid.
+    app_uids: HashMap<String, String>,
     endpoints: BTreeMap<String, EndpointRecord>,
-    uids: HashMap<String, String>,
+    /// Endpoint ids by (application id, uid).
+    uids: HashMap<(String, String), String>,
     messages: BTreeMap<String, Message>,
     deliveries: BTreeMap<(String, String), (Delivery, Option<String>)>,
     /// Attempts in the order they were recorded, by position.
@@ -42,6 +58,16 @@ struct Inner {
 }
 
 impl Inner {
+    /// The endpoint with this id, if it is `app`'s.
+    fn endpoint_of(&self, app: &AppId, id: &str) -> Option<&EndpointRecord> {
+        self.endpoints.get(id).filter(|r| r.endpoint.app == *app)
+    }
+
+    /// The message with this id, if it is `app`'s.
+    fn message_of(&self, app: &AppId, id: &str) -> Option<&Message> {
+        self.messages.get(id).filter(|m| m.app == *app)
+    }
+
     /// Records an attempt after every one before (one with the same id is replaced).
     fn record(&mut self, attempt: &Attempt) {
         self.recorded += 1;
@@ -131,28 +157,121 @@ impl Store for MemoryStore {
         Ok(page_of(&self.lock().event_types, page, |t| !t.archived))
     }
 
+    async fn put_application(&self, application: &Application) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        let id = application.id.to_string();
+        if let Some(uid) = &application.uid
+            && inner
+                .app_uids
+                .get(uid.as_str())
+                .is_some_and(|owner| *owner != id)
+        {
+            return Err(StoreError::Conflict {
+                what: format!("an application with uid `{uid}`"),
+            });
+        }
+        if let Some(old_uid) = inner.applications.get(&id).and_then(|old| old.uid.clone()) {
+            inner.app_uids.remove(old_uid.as_str());
+        }
+        if let Some(uid) = &application.uid {
+            inner.app_uids.insert(uid.to_string(), id.clone());
+        }
+        inner.applications.insert(id, application.clone());
+        Ok(())
+    }
+
+    async fn application(&self, id: &AppId) -> Result<Option<Application>, StoreError> {
+        Ok(self.lock().applications.get(id.as_str()).cloned())
+    }
+
+    async fn application_by_uid(&self, uid: &AppUid) -> Result<Option<Application>, StoreError> {
+        let inner = self.lock();
+        Ok(inner
+            .app_uids
+            .get(uid.as_str())
+            .and_then(|id| inner.applications.get(id))
+            .cloned())
+    }
+
+    async fn list_applications(&self, page: &PageRequest) -> Result<Vec<Application>, StoreError> {
+        Ok(page_of(&self.lock().applications, page, |_| true))
+    }
+
+    async fn delete_application(&self, id: &AppId) -> Result<bool, StoreError> {
+        if *id == AppId::default_app() {
+            return Ok(false);
+        }
+        let mut inner = self.lock();
+        let Some(application) = inner.applications.remove(id.as_str()) else {
+            return Ok(false);
+        };
+        if let Some(uid) = application.uid {
+            inner.app_uids.remove(uid.as_str());
+        }
+        let endpoints: Vec<String> = inner
+            .endpoints
+            .values()
+            .filter(|r| r.endpoint.app == *id)
+            .map(|r| r.endpoint.id.to_string())
+            .collect();
+        for endpoint in &endpoints {
+            inner.endpoints.remove(endpoint);
+            inner.failing_since.remove(endpoint);
+        }
+        inner.uids.retain(|(app, _), _| app != id.as_str());
+        let messages: std::collections::HashSet<String> = inner
+            .messages
+            .values()
+            .filter(|m| m.app == *id)
+            .map(|m| m.id.to_string())
+            .collect();
+        inner.messages.retain(|key, _| !messages.contains(key));
+        inner
+            .deliveries
+            .retain(|(message, _), _| !messages.contains(message));
+        let gone: Vec<u64> = inner
+            .attempts
+            .iter()
+            .filter(|(_, a)| messages.contains(a.message_id.as_str()))
+            .map(|(at, _)| *at)
+            .collect();
+        for at in gone {
+            if let Some(attempt) = inner.attempts.remove(&at) {
+                inner.attempt_positions.remove(attempt.id.as_str());
+            }
+        }
+        Ok(true)
+    }
+
     async fn put_endpoint(&self, record: &EndpointRecord) -> Result<(), StoreError> {
         let mut inner = self.lock();
         let id = record.endpoint.id.to_string();
+        let app = record.endpoint.app.to_string();
+        if !inner.applications.contains_key(&app) {
+            return Err(StoreError::Corrupt {
+                what: format!("endpoint {id}"),
+                reason: format!("its application {app} does not exist"),
+            });
+        }
         if let Some(uid) = &record.endpoint.uid
             && inner
                 .uids
-                .get(uid.as_str())
+                .get(&(app.clone(), uid.to_string()))
                 .is_some_and(|owner| *owner != id)
         {
             return Err(StoreError::Conflict {
                 what: format!("an endpoint with uid `{uid}`"),
             });
         }
-        if let Some(old_uid) = inner
+        if let Some((old_app, Some(old_uid))) = inner
             .endpoints
             .get(&id)
-            .and_then(|old| old.endpoint.uid.clone())
+            .map(|old| (old.endpoint.app.to_string(), old.endpoint.uid.clone()))
         {
-            inner.uids.remove(old_uid.as_str());
+            inner.uids.remove(&(old_app, old_uid.to_string()));
         }
         if let Some(uid) = &record.endpoint.uid {
-            inner.uids.insert(uid.to_string(), id.clone());
+            inner.uids.insert((app, uid.to_string()), id.clone());
         }
         let reenabled = !record.endpoint.disabled
             && inner
@@ -167,29 +286,37 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    async fn endpoint(&self, id: &EndpointId) -> Result<Option<EndpointRecord>, StoreError> {
-        Ok(self.lock().endpoints.get(id.as_str()).cloned())
+    async fn endpoint(
+        &self,
+        app: &AppId,
+        id: &EndpointId,
+    ) -> Result<Option<EndpointRecord>, StoreError> {
+        Ok(self.lock().endpoint_of(app, id.as_str()).cloned())
     }
 
     async fn endpoint_by_uid(
         &self,
+        app: &AppId,
         uid: &EndpointUid,
     ) -> Result<Option<EndpointRecord>, StoreError> {
         let inner = self.lock();
         Ok(inner
             .uids
-            .get(uid.as_str())
-            .and_then(|id| inner.endpoints.get(id))
+            .get(&(app.to_string(), uid.to_string()))
+            .and_then(|id| inner.endpoint_of(app, id))
             .cloned())
     }
 
-    async fn delete_endpoint(&self, id: &EndpointId) -> Result<bool, StoreError> {
+    async fn delete_endpoint(&self, app: &AppId, id: &EndpointId) -> Result<bool, StoreError> {
         let mut inner = self.lock();
+        if inner.endpoint_of(app, id.as_str()).is_none() {
+            return Ok(false);
+        }
         let Some(record) = inner.endpoints.remove(id.as_str()) else {
             return Ok(false);
         };
         if let Some(uid) = record.endpoint.uid {
-            inner.uids.remove(uid.as_str());
+            inner.uids.remove(&(app.to_string(), uid.to_string()));
         }
         inner.failing_since.remove(id.as_str());
         inner.deliveries.retain(|(_, endpoint), (delivery, _)| {
@@ -200,16 +327,18 @@ impl Store for MemoryStore {
 
     async fn list_endpoints(
         &self,
+        app: &AppId,
         filter: &EndpointFilter,
         page: &PageRequest,
     ) -> Result<Vec<Endpoint>, StoreError> {
         let inner = self.lock();
         let records = page_of(&inner.endpoints, page, |record| {
             let endpoint = &record.endpoint;
-            filter
-                .event_type
-                .as_ref()
-                .is_none_or(|t| endpoint.event_types.accepts(t))
+            endpoint.app == *app
+                && filter
+                    .event_type
+                    .as_ref()
+                    .is_none_or(|t| endpoint.event_types.accepts(t))
                 && filter
                     .channel
                     .as_ref()
@@ -220,6 +349,7 @@ impl Store for MemoryStore {
 
     async fn recipients(
         &self,
+        app: &AppId,
         event_type: &EventTypeName,
         channel: Option<&Channel>,
     ) -> Result<Vec<EndpointId>, StoreError> {
@@ -227,7 +357,11 @@ impl Store for MemoryStore {
             .lock()
             .endpoints
             .values()
-            .filter(|r| !r.endpoint.disabled && r.endpoint.receives(event_type, channel))
+            .filter(|r| {
+                r.endpoint.app == *app
+                    && !r.endpoint.disabled
+                    && r.endpoint.receives(event_type, channel)
+            })
             .map(|r| r.endpoint.id.clone())
             .collect())
     }
@@ -238,10 +372,18 @@ impl Store for MemoryStore {
         endpoints: &[EndpointId],
     ) -> Result<(), StoreError> {
         let mut inner = self.lock();
-        inner
-            .messages
-            .insert(message.id.to_string(), message.clone());
-        for endpoint in endpoints {
+        if !inner.applications.contains_key(message.app.as_str()) {
+            return Err(StoreError::Corrupt {
+                what: format!("message {}", message.id),
+                reason: format!("its application {} does not exist", message.app),
+            });
+        }
+        let mine: Vec<&EndpointId> = endpoints
+            .iter()
+            .filter(|e| inner.endpoint_of(&message.app, e.as_str()).is_some())
+            .collect();
+        let mut deliveries = Vec::with_capacity(mine.len());
+        for endpoint in mine {
             let delivery = Delivery {
                 message_id: message.id.clone(),
                 endpoint_id: endpoint.clone(),
@@ -251,28 +393,33 @@ impl Store for MemoryStore {
                 leased_until: None,
                 trigger: AttemptTrigger::Scheduled,
             };
-            inner.deliveries.insert(
-                (message.id.to_string(), endpoint.to_string()),
-                (delivery, None),
-            );
+            deliveries.push(((message.id.to_string(), endpoint.to_string()), delivery));
+        }
+        inner
+            .messages
+            .insert(message.id.to_string(), message.clone());
+        for (key, delivery) in deliveries {
+            inner.deliveries.insert(key, (delivery, None));
         }
         Ok(())
     }
 
-    async fn message(&self, id: &MessageId) -> Result<Option<Message>, StoreError> {
-        Ok(self.lock().messages.get(id.as_str()).cloned())
+    async fn message(&self, app: &AppId, id: &MessageId) -> Result<Option<Message>, StoreError> {
+        Ok(self.lock().message_of(app, id.as_str()).cloned())
     }
 
     async fn list_messages(
         &self,
+        app: &AppId,
         filter: &MessageFilter,
         page: &PageRequest,
     ) -> Result<Vec<Message>, StoreError> {
         Ok(page_of(&self.lock().messages, page, |m| {
-            filter
-                .event_type
-                .as_ref()
-                .is_none_or(|t| m.event_type == *t)
+            m.app == *app
+                && filter
+                    .event_type
+                    .as_ref()
+                    .is_none_or(|t| m.event_type == *t)
                 && filter
                     .channel
                     .as_ref()
@@ -280,14 +427,37 @@ impl Store for MemoryStore {
         }))
     }
 
-    async fn deliveries(&self, message: &MessageId) -> Result<Vec<Delivery>, StoreError> {
+    async fn deliveries(
+        &self,
+        app: &AppId,
+        message: &MessageId,
+    ) -> Result<Vec<Delivery>, StoreError> {
         let inner = self.lock();
+        if inner.message_of(app, message.as_str()).is_none() {
+            return Ok(Vec::new());
+        }
         let start = (message.to_string(), String::new());
         Ok(inner
             .deliveries
             .range(start..)
             .take_while(|((m, _), _)| m == message.as_str())
             .map(|(_, (delivery, _))| delivery.clone())
+            .collect())
+    }
+
+    async fn endpoints(&self, ids: &[EndpointId]) -> Result<Vec<EndpointRecord>, StoreError> {
+        let inner = self.lock();
+        Ok(ids
+            .iter()
+            .filter_map(|id| inner.endpoints.get(id.as_str()).cloned())
+            .collect())
+    }
+
+    async fn messages(&self, ids: &[MessageId]) -> Result<Vec<Message>, StoreError> {
+        let inner = self.lock();
+        Ok(ids
+            .iter()
+            .filter_map(|id| inner.messages.get(id.as_str()).cloned())
             .collect())
     }
 
@@ -358,6 +528,7 @@ impl Store for MemoryStore {
 
     async fn list_attempts(
         &self,
+        app: &AppId,
         filter: &AttemptFilter,
         page: &PageRequest,
     ) -> Result<Vec<Attempt>, StoreError> {
@@ -375,7 +546,10 @@ impl Store for MemoryStore {
             .attempts
             .range(range)
             .map(|(_, attempt)| attempt)
-            .filter(|attempt| attempt_matches(filter, attempt));
+            .filter(|attempt| {
+                inner.message_of(app, attempt.message_id.as_str()).is_some()
+                    && attempt_matches(filter, attempt)
+            });
         let take = page.limit.saturating_add(1);
         Ok(match page.order {
             Order::Ascending => matching.take(take).cloned().collect(),
@@ -385,21 +559,31 @@ impl Store for MemoryStore {
 
     async fn requeue_delivery(
         &self,
+        app: &AppId,
         message: &MessageId,
         endpoint: &EndpointId,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        self.lock().requeue(message, endpoint, now);
+        let mut inner = self.lock();
+        if inner.message_of(app, message.as_str()).is_some()
+            && inner.endpoint_of(app, endpoint.as_str()).is_some()
+        {
+            inner.requeue(message, endpoint, now);
+        }
         Ok(())
     }
 
     async fn recover_deliveries(
         &self,
+        app: &AppId,
         endpoint: &EndpointId,
         since: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
         let mut inner = self.lock();
+        if inner.endpoint_of(app, endpoint.as_str()).is_none() {
+            return Ok(0);
+        }
         let exhausted: Vec<MessageId> = inner
             .deliveries
             .values()

@@ -7,6 +7,12 @@
 //! else. Two operations must be atomic in every backend: [`Store::insert_message`] (a message
 //! and all its deliveries, or nothing) and [`Store::lease_deliveries`] (several workers,
 //! possibly in several processes, never lease the same delivery at once).
+//!
+//! **Applications.** Every endpoint and message belongs to an application; every method that
+//! finds or lists them takes the application and finds nothing of another's (the id of
+//! another application's endpoint is "no such endpoint"). Only the delivery engine's methods
+//! (leasing, finishing, the batch lookups by id, health, retention) work across
+//! applications. Event types are shared by all.
 
 use std::future::Future;
 use std::time::Duration;
@@ -14,10 +20,10 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::error::StoreError;
-use crate::id::{EndpointId, MessageId};
+use crate::id::{AppId, EndpointId, MessageId};
 use crate::model::{
-    Attempt, AttemptStatus, Channel, Delivery, DeliveryUpdate, Endpoint, EndpointRecord,
-    EndpointUid, EventType, EventTypeName, Lease, Message,
+    AppUid, Application, Attempt, AttemptStatus, Channel, Delivery, DeliveryUpdate, Endpoint,
+    EndpointRecord, EndpointUid, EventType, EventTypeName, Lease, Message,
 };
 use crate::page::PageRequest;
 
@@ -118,72 +124,118 @@ pub trait Store: Send + Sync + 'static {
         page: &PageRequest,
     ) -> impl Future<Output = Result<Vec<EventType>, StoreError>> + Send;
 
-    /// Inserts or replaces an endpoint, keyed by id.
+    /// Inserts or replaces an application, keyed by id. The default application
+    /// ([`AppId::default_app`]) exists in every store without being put.
     ///
     /// # Errors
-    /// [`StoreError::Conflict`] when another endpoint already has the same uid.
+    /// [`StoreError::Conflict`] when another application already has the same uid.
+    fn put_application(
+        &self,
+        application: &Application,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The application with this id.
+    fn application(
+        &self,
+        id: &AppId,
+    ) -> impl Future<Output = Result<Option<Application>, StoreError>> + Send;
+
+    /// The application with this uid.
+    fn application_by_uid(
+        &self,
+        uid: &AppUid,
+    ) -> impl Future<Output = Result<Option<Application>, StoreError>> + Send;
+
+    /// Applications, by id.
+    fn list_applications(
+        &self,
+        page: &PageRequest,
+    ) -> impl Future<Output = Result<Vec<Application>, StoreError>> + Send;
+
+    /// Deletes an application with everything of it: its endpoints (and their pending
+    /// deliveries, which are never attempted), messages and attempts. `false` when there was
+    /// none. The default application cannot be deleted (`false`).
+    fn delete_application(
+        &self,
+        id: &AppId,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Inserts or replaces an endpoint, keyed by id, in its application (`endpoint.app`,
+    /// which must exist and must be the application of an endpoint it replaces).
+    ///
+    /// # Errors
+    /// [`StoreError::Conflict`] when another endpoint of the application already has the
+    /// same uid.
     fn put_endpoint(
         &self,
         record: &EndpointRecord,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// The endpoint with this id.
+    /// The endpoint of `app` with this id.
     fn endpoint(
         &self,
+        app: &AppId,
         id: &EndpointId,
     ) -> impl Future<Output = Result<Option<EndpointRecord>, StoreError>> + Send;
 
-    /// The endpoint with this uid.
+    /// The endpoint of `app` with this uid.
     fn endpoint_by_uid(
         &self,
+        app: &AppId,
         uid: &EndpointUid,
     ) -> impl Future<Output = Result<Option<EndpointRecord>, StoreError>> + Send;
 
-    /// Deletes an endpoint and its pending deliveries; `false` when there was none.
+    /// Deletes an endpoint of `app` and its pending deliveries; `false` when there was none.
     fn delete_endpoint(
         &self,
+        app: &AppId,
         id: &EndpointId,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
-    /// Endpoints matching the filter, by id.
+    /// Endpoints of `app` matching the filter, by id.
     fn list_endpoints(
         &self,
+        app: &AppId,
         filter: &EndpointFilter,
         page: &PageRequest,
     ) -> impl Future<Output = Result<Vec<Endpoint>, StoreError>> + Send;
 
-    /// The ids of the enabled endpoints a message of this type on this channel goes to
-    /// (exactly those for which [`Endpoint::receives`] holds).
+    /// The ids of the enabled endpoints of `app` a message of this type on this channel goes
+    /// to (exactly those for which [`Endpoint::receives`] holds).
     fn recipients(
         &self,
+        app: &AppId,
         event_type: &EventTypeName,
         channel: Option<&Channel>,
     ) -> impl Future<Output = Result<Vec<EndpointId>, StoreError>> + Send;
 
-    /// Stores a message and one pending delivery per endpoint, due at the message's creation
-    /// time, atomically.
+    /// Stores a message (in `message.app`) and one pending delivery per endpoint (of that
+    /// application), due at the message's creation time, atomically.
     fn insert_message(
         &self,
         message: &Message,
         endpoints: &[EndpointId],
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// The message with this id.
+    /// The message of `app` with this id.
     fn message(
         &self,
+        app: &AppId,
         id: &MessageId,
     ) -> impl Future<Output = Result<Option<Message>, StoreError>> + Send;
 
-    /// Messages matching the filter, by id.
+    /// Messages of `app` matching the filter, by id.
     fn list_messages(
         &self,
+        app: &AppId,
         filter: &MessageFilter,
         page: &PageRequest,
     ) -> impl Future<Output = Result<Vec<Message>, StoreError>> + Send;
 
-    /// Every delivery of a message, by endpoint id.
+    /// Every delivery of a message of `app`, by endpoint id.
     fn deliveries(
         &self,
+        app: &AppId,
         message: &MessageId,
     ) -> impl Future<Output = Result<Vec<Delivery>, StoreError>> + Send;
 
@@ -248,57 +300,48 @@ pub trait Store: Send + Sync + 'static {
         }
     }
 
-    /// The endpoints with these ids that exist, in no particular order.
+    /// The endpoints with these ids that exist, of any application, in no particular order
+    /// (the delivery engine's lookup for what it leased).
     fn endpoints(
         &self,
         ids: &[EndpointId],
-    ) -> impl Future<Output = Result<Vec<EndpointRecord>, StoreError>> + Send {
-        async move {
-            let mut found = Vec::with_capacity(ids.len());
-            for id in ids {
-                found.extend(self.endpoint(id).await?);
-            }
-            Ok(found)
-        }
-    }
+    ) -> impl Future<Output = Result<Vec<EndpointRecord>, StoreError>> + Send;
 
-    /// The messages with these ids that exist, in no particular order.
+    /// The messages with these ids that exist, of any application, in no particular order
+    /// (the delivery engine's lookup for what it leased).
     fn messages(
         &self,
         ids: &[MessageId],
-    ) -> impl Future<Output = Result<Vec<Message>, StoreError>> + Send {
-        async move {
-            let mut found = Vec::with_capacity(ids.len());
-            for id in ids {
-                found.extend(self.message(id).await?);
-            }
-            Ok(found)
-        }
-    }
+    ) -> impl Future<Output = Result<Vec<Message>, StoreError>> + Send;
 
-    /// Attempts matching the filter, in the order they were recorded (which is id order, that
-    /// is time order, for the attempts one engine records). [`PageRequest::after`] is the id
-    /// of the last attempt of the page before; an id of no attempt lists nothing.
+    /// Attempts of `app` matching the filter, in the order they were recorded (which is id
+    /// order, that is time order, for the attempts one engine records).
+    /// [`PageRequest::after`] is the id of the last attempt of the page before; an id of no
+    /// attempt lists nothing.
     fn list_attempts(
         &self,
+        app: &AppId,
         filter: &AttemptFilter,
         page: &PageRequest,
     ) -> impl Future<Output = Result<Vec<Attempt>, StoreError>> + Send;
 
-    /// Makes the delivery of a message to an endpoint pending again, due at `now`, with a
-    /// fresh retry schedule and its next attempt marked manual; creates the delivery if there
-    /// was none. A lease held on it is revoked (that worker's report will not overwrite this).
+    /// Makes the delivery of a message of `app` to an endpoint of `app` pending again, due at
+    /// `now`, with a fresh retry schedule and its next attempt marked manual; creates the
+    /// delivery if there was none. A lease held on it is revoked (that worker's report will
+    /// not overwrite this). Does nothing when either is not `app`'s.
     fn requeue_delivery(
         &self,
+        app: &AppId,
         message: &MessageId,
         endpoint: &EndpointId,
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Requeues (as [`Store::requeue_delivery`]) every exhausted delivery to `endpoint` of a
-    /// message created at or after `since`; returns how many.
+    /// Requeues (as [`Store::requeue_delivery`]) every exhausted delivery to `endpoint` (of
+    /// `app`) of a message created at or after `since`; returns how many.
     fn recover_deliveries(
         &self,
+        app: &AppId,
         endpoint: &EndpointId,
         since: DateTime<Utc>,
         now: DateTime<Utc>,

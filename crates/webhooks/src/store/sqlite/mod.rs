@@ -15,10 +15,10 @@ use super::{
     lease_token,
 };
 use crate::error::StoreError;
-use crate::id::{EndpointId, MessageId};
+use crate::id::{AppId, EndpointId, MessageId};
 use crate::model::{
-    Attempt, AttemptStatus, Channel, Delivery, DeliveryUpdate, Endpoint, EndpointRecord,
-    EndpointUid, EventType, EventTypeFilter, EventTypeName, Lease, Message, after,
+    AppUid, Application, Attempt, AttemptStatus, Channel, Delivery, DeliveryUpdate, Endpoint,
+    EndpointRecord, EndpointUid, EventType, EventTypeFilter, EventTypeName, Lease, Message, after,
 };
 use crate::page::{Order, PageRequest};
 
@@ -180,6 +180,16 @@ const HAS_NO_CHANNELS: &str =
 const HAS_CHANNEL: &str =
     "EXISTS (SELECT 1 FROM endpoint_channels c WHERE c.endpoint_id = e.id AND c.channel = ?)";
 
+/// Endpoints (`e`) with their application's id.
+const SELECT_ENDPOINTS: &str =
+    "SELECT e.*, (SELECT id FROM apps WHERE seq = e.app) AS app_id FROM endpoints e";
+/// Messages (`m`) with their application's id.
+const SELECT_MESSAGES: &str =
+    "SELECT m.*, (SELECT id FROM apps WHERE seq = m.app) AS app_id FROM messages m";
+/// The integer key of the application with this id (binds the id; no row when there is no
+/// such application, so a condition on it matches nothing).
+const APP_KEY: &str = "(SELECT seq FROM apps WHERE id = ?)";
+
 /// Where an attempt id stands in the order attempts were recorded.
 const ATTEMPT_CURSOR: &str = "(SELECT seq FROM attempts WHERE id = ?)";
 
@@ -222,8 +232,8 @@ fn write_endpoint(conn: &Connection, record: &EndpointRecord) -> Result<(), Stor
         .prepare_cached(
             "INSERT INTO endpoints (id, uid, url, all_types, event_types, channels, metadata,
                 headers, disabled, description, keys, created_at, updated_at, rate_limit,
-                ordered)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                ordered, app)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, (SELECT seq FROM apps WHERE id = ?))
              ON CONFLICT (id) DO UPDATE SET uid = excluded.uid, url = excluded.url,
                 all_types = excluded.all_types, event_types = excluded.event_types,
                 channels = excluded.channels, metadata = excluded.metadata,
@@ -250,6 +260,7 @@ fn write_endpoint(conn: &Connection, record: &EndpointRecord) -> Result<(), Stor
             micros(endpoint.updated_at),
             endpoint.rate_limit.map(|n| i64::from(n.get())),
             endpoint.ordered,
+            endpoint.app.as_str(),
         ]);
     match result {
         Err(error) if is_unique_violation(&error) => {
@@ -540,12 +551,12 @@ fn insert_message_in(
 ) -> Result<(), StoreError> {
     // One statement for all the endpoints (a message often has many), in the given order.
     let mut find = conn.prepare_cached(
-        "SELECT e.seq, e.ordered FROM json_each(?) j JOIN endpoints e ON e.id = j.value
-         WHERE e.deleted = 0 ORDER BY j.key",
+        "SELECT e.seq, e.ordered FROM json_each(?1) j JOIN endpoints e ON e.id = j.value
+         WHERE e.deleted = 0 AND e.app = (SELECT seq FROM apps WHERE id = ?2) ORDER BY j.key",
     )?;
     let mut shares: Vec<i64> = Vec::with_capacity(endpoints.len());
     let mut ordered: Vec<i64> = Vec::new();
-    let mut found = find.query([to_json(&endpoints)?])?;
+    let mut found = find.query(params![to_json(&endpoints)?, message.app.as_str()])?;
     while let Some(row) = found.next()? {
         if row.get::<_, bool>(1)? {
             ordered.push(row.get(0)?);
@@ -555,8 +566,9 @@ fn insert_message_in(
     }
     drop(found);
     conn.prepare_cached(
-        "INSERT INTO messages (id, event_type, channel, event_id, payload, created_at, fanout)
-         VALUES (?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO messages (id, event_type, channel, event_id, payload, created_at, fanout,
+            app)
+         VALUES (?, ?, ?, ?, ?, ?, ?, (SELECT seq FROM apps WHERE id = ?))",
     )?
     .execute(params![
         message.id.as_str(),
@@ -566,6 +578,7 @@ fn insert_message_in(
         message.payload,
         micros(message.created_at),
         fanout::encode(&shares),
+        message.app.as_str(),
     ])?;
     let msg = conn.last_insert_rowid();
     fanout::start(conn, msg, shares.len())?;
@@ -706,6 +719,109 @@ impl Store for SqliteStore {
             .read(|conn| query.page(page, "name").fetch(conn, rows::event_type))
     }
 
+    async fn put_application(&self, application: &Application) -> Result<(), StoreError> {
+        let row = (
+            application.id.to_string(),
+            application.uid.as_ref().map(ToString::to_string),
+            application.name.clone(),
+            to_json(&application.metadata)?,
+            application.rate_limit.map(|n| i64::from(n.get())),
+            micros(application.created_at),
+            micros(application.updated_at),
+        );
+        self.db
+            .write(move |conn| {
+                let result = conn
+                    .prepare_cached(
+                        "INSERT INTO apps (id, uid, name, metadata, rate_limit, created_at,
+                            updated_at)
+                         VALUES (?, ?, ?, ?, ?, ?, ?)
+                         ON CONFLICT (id) DO UPDATE SET uid = excluded.uid,
+                            name = excluded.name, metadata = excluded.metadata,
+                            rate_limit = excluded.rate_limit,
+                            created_at = excluded.created_at, updated_at = excluded.updated_at",
+                    )?
+                    .execute(params![row.0, row.1, row.2, row.3, row.4, row.5, row.6]);
+                match result {
+                    Err(error) if is_unique_violation(&error) => Err(StoreError::Conflict {
+                        what: format!(
+                            "an application with uid `{}`",
+                            row.1.as_deref().unwrap_or_default()
+                        ),
+                    }),
+                    other => other.map(|_| ()).map_err(StoreError::from),
+                }
+            })
+            .await
+    }
+
+    async fn application(&self, id: &AppId) -> Result<Option<Application>, StoreError> {
+        self.db.read(|conn| {
+            one(
+                conn,
+                "SELECT * FROM apps WHERE id = ?",
+                [id.as_str()],
+                rows::application,
+            )
+        })
+    }
+
+    async fn application_by_uid(&self, uid: &AppUid) -> Result<Option<Application>, StoreError> {
+        self.db.read(|conn| {
+            one(
+                conn,
+                "SELECT * FROM apps WHERE uid = ?",
+                [uid.as_str()],
+                rows::application,
+            )
+        })
+    }
+
+    async fn list_applications(&self, page: &PageRequest) -> Result<Vec<Application>, StoreError> {
+        let query = ListQuery::new("SELECT * FROM apps");
+        self.db
+            .read(|conn| query.page(page, "id").fetch(conn, rows::application))
+    }
+
+    async fn delete_application(&self, id: &AppId) -> Result<bool, StoreError> {
+        if *id == AppId::default_app() {
+            return Ok(false);
+        }
+        let id = id.to_string();
+        self.db
+            .write(move |conn| {
+                let Some(app) = one(conn, "SELECT seq FROM apps WHERE id = ?", [&id], |row| {
+                    Ok(row.get::<_, i64>(0)?)
+                })?
+                else {
+                    return Ok(false);
+                };
+                // Endpoints become tombstones (attempts still out name them), as when one is
+                // deleted; messages keep a row with nothing in it, so their keys are never
+                // reused; everything else of the application goes.
+                for sql in [
+                    "UPDATE endpoints SET deleted = 1, uid = NULL, keys = '', headers = '{}',
+                        metadata = '{}', event_types = '[]', channels = '[]', all_types = 0,
+                        disabled = 1
+                     WHERE app = ?1 AND deleted = 0",
+                    "DELETE FROM endpoint_types WHERE endpoint_id IN
+                        (SELECT id FROM endpoints WHERE app = ?1)",
+                    "DELETE FROM endpoint_channels WHERE endpoint_id IN
+                        (SELECT id FROM endpoints WHERE app = ?1)",
+                    "DELETE FROM deliveries WHERE msg IN (SELECT seq FROM messages WHERE app = ?1)",
+                    "DELETE FROM fanouts WHERE msg IN (SELECT seq FROM messages WHERE app = ?1)",
+                    "DELETE FROM attempts WHERE msg IN (SELECT seq FROM messages WHERE app = ?1)",
+                    "UPDATE messages SET payload = '', expired = 1, fanout = '', event_id = NULL
+                     WHERE app = ?1",
+                    "DELETE FROM apps WHERE seq = ?1",
+                ] {
+                    conn.prepare_cached(sql)?.execute([app])?;
+                }
+                Ok(true)
+            })
+            .await
+    }
+
     async fn put_endpoint(&self, record: &EndpointRecord) -> Result<(), StoreError> {
         let record = record.clone();
         self.db
@@ -713,12 +829,18 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn endpoint(&self, id: &EndpointId) -> Result<Option<EndpointRecord>, StoreError> {
+    async fn endpoint(
+        &self,
+        app: &AppId,
+        id: &EndpointId,
+    ) -> Result<Option<EndpointRecord>, StoreError> {
         self.db.read(|conn| {
             one(
                 conn,
-                "SELECT * FROM endpoints WHERE id = ? AND deleted = 0",
-                [id.as_str()],
+                &format!(
+                    "{SELECT_ENDPOINTS} WHERE e.id = ? AND e.app = {APP_KEY} AND e.deleted = 0"
+                ),
+                [id.as_str(), app.as_str()],
                 rows::endpoint_record,
             )
         })
@@ -727,13 +849,9 @@ impl Store for SqliteStore {
     async fn endpoints(&self, ids: &[EndpointId]) -> Result<Vec<EndpointRecord>, StoreError> {
         self.db.read(|conn| {
             let mut found = Vec::with_capacity(ids.len());
+            let sql = format!("{SELECT_ENDPOINTS} WHERE e.id = ? AND e.deleted = 0");
             for id in ids {
-                found.extend(one(
-                    conn,
-                    "SELECT * FROM endpoints WHERE id = ? AND deleted = 0",
-                    [id.as_str()],
-                    rows::endpoint_record,
-                )?);
+                found.extend(one(conn, &sql, [id.as_str()], rows::endpoint_record)?);
             }
             Ok(found)
         })
@@ -741,20 +859,23 @@ impl Store for SqliteStore {
 
     async fn endpoint_by_uid(
         &self,
+        app: &AppId,
         uid: &EndpointUid,
     ) -> Result<Option<EndpointRecord>, StoreError> {
         self.db.read(|conn| {
             one(
                 conn,
-                "SELECT * FROM endpoints WHERE uid = ? AND deleted = 0",
-                [uid.as_str()],
+                &format!(
+                    "{SELECT_ENDPOINTS} WHERE e.app = {APP_KEY} AND e.uid = ? AND e.deleted = 0"
+                ),
+                [app.as_str(), uid.as_str()],
                 rows::endpoint_record,
             )
         })
     }
 
-    async fn delete_endpoint(&self, id: &EndpointId) -> Result<bool, StoreError> {
-        let id = id.to_string();
+    async fn delete_endpoint(&self, app: &AppId, id: &EndpointId) -> Result<bool, StoreError> {
+        let (app, id) = (app.to_string(), id.to_string());
         self.db
             .write(move |conn| {
                 // A tombstone: its attempts still name it; its secrets, headers and uid go.
@@ -763,9 +884,13 @@ impl Store for SqliteStore {
                         "UPDATE endpoints SET deleted = 1, uid = NULL, keys = '',
                             headers = '{}', metadata = '{}', event_types = '[]',
                             channels = '[]', all_types = 0, disabled = 1
-                         WHERE id = ? AND deleted = 0",
+                         WHERE id = ?1 AND deleted = 0
+                           AND app = (SELECT seq FROM apps WHERE id = ?2)",
                     )?
-                    .execute([&id])?;
+                    .execute([&id, &app])?;
+                if deleted == 0 {
+                    return Ok(false);
+                }
                 for sql in [
                     "DELETE FROM endpoint_types WHERE endpoint_id = ?",
                     "DELETE FROM endpoint_channels WHERE endpoint_id = ?",
@@ -777,17 +902,19 @@ impl Store for SqliteStore {
                 ] {
                     conn.prepare_cached(sql)?.execute([&id])?;
                 }
-                Ok(deleted > 0)
+                Ok(true)
             })
             .await
     }
 
     async fn list_endpoints(
         &self,
+        app: &AppId,
         filter: &EndpointFilter,
         page: &PageRequest,
     ) -> Result<Vec<Endpoint>, StoreError> {
-        let mut query = ListQuery::new("SELECT e.* FROM endpoints e");
+        let mut query = ListQuery::new(SELECT_ENDPOINTS);
+        query.condition(&format!("e.app = {APP_KEY}"), [text(app.as_str())]);
         query.condition("e.deleted = 0", []);
         if let Some(event_type) = &filter.event_type {
             query.condition(RECEIVES_TYPE, [text(event_type.as_str())]);
@@ -804,10 +931,12 @@ impl Store for SqliteStore {
 
     async fn recipients(
         &self,
+        app: &AppId,
         event_type: &EventTypeName,
         channel: Option<&Channel>,
     ) -> Result<Vec<EndpointId>, StoreError> {
         let mut query = ListQuery::new("SELECT e.id FROM endpoints e");
+        query.condition(&format!("e.app = {APP_KEY}"), [text(app.as_str())]);
         query.condition("e.deleted = 0 AND e.disabled = 0", []);
         query.condition(RECEIVES_TYPE, [text(event_type.as_str())]);
         match channel {
@@ -837,12 +966,12 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn message(&self, id: &MessageId) -> Result<Option<Message>, StoreError> {
+    async fn message(&self, app: &AppId, id: &MessageId) -> Result<Option<Message>, StoreError> {
         self.db.read(|conn| {
             one(
                 conn,
-                "SELECT * FROM messages WHERE id = ?",
-                [id.as_str()],
+                &format!("{SELECT_MESSAGES} WHERE m.id = ? AND m.app = {APP_KEY}"),
+                [id.as_str(), app.as_str()],
                 rows::message,
             )
         })
@@ -851,13 +980,9 @@ impl Store for SqliteStore {
     async fn messages(&self, ids: &[MessageId]) -> Result<Vec<Message>, StoreError> {
         self.db.read(|conn| {
             let mut found = Vec::with_capacity(ids.len());
+            let sql = format!("{SELECT_MESSAGES} WHERE m.id = ?");
             for id in ids {
-                found.extend(one(
-                    conn,
-                    "SELECT * FROM messages WHERE id = ?",
-                    [id.as_str()],
-                    rows::message,
-                )?);
+                found.extend(one(conn, &sql, [id.as_str()], rows::message)?);
             }
             Ok(found)
         })
@@ -865,26 +990,32 @@ impl Store for SqliteStore {
 
     async fn list_messages(
         &self,
+        app: &AppId,
         filter: &MessageFilter,
         page: &PageRequest,
     ) -> Result<Vec<Message>, StoreError> {
-        let mut query = ListQuery::new("SELECT * FROM messages");
+        let mut query = ListQuery::new(SELECT_MESSAGES);
+        query.condition(&format!("m.app = {APP_KEY}"), [text(app.as_str())]);
         if let Some(event_type) = &filter.event_type {
-            query.condition("event_type = ?", [text(event_type.as_str())]);
+            query.condition("m.event_type = ?", [text(event_type.as_str())]);
         }
         if let Some(channel) = &filter.channel {
-            query.condition("channel = ?", [text(channel.as_str())]);
+            query.condition("m.channel = ?", [text(channel.as_str())]);
         }
         self.db
-            .read(|conn| query.page(page, "id").fetch(conn, rows::message))
+            .read(|conn| query.page(page, "m.id").fetch(conn, rows::message))
     }
 
-    async fn deliveries(&self, message: &MessageId) -> Result<Vec<Delivery>, StoreError> {
+    async fn deliveries(
+        &self,
+        app: &AppId,
+        message: &MessageId,
+    ) -> Result<Vec<Delivery>, StoreError> {
         self.db.read(|conn| {
             let Some((seq, stored)) = one(
                 conn,
-                "SELECT * FROM messages WHERE id = ?",
-                [message.as_str()],
+                &format!("{SELECT_MESSAGES} WHERE m.id = ? AND m.app = {APP_KEY}"),
+                [message.as_str(), app.as_str()],
                 |row| Ok((row.get::<_, i64>("seq")?, rows::message(row)?)),
             )?
             else {
@@ -1028,10 +1159,15 @@ impl Store for SqliteStore {
 
     async fn list_attempts(
         &self,
+        app: &AppId,
         filter: &AttemptFilter,
         page: &PageRequest,
     ) -> Result<Vec<Attempt>, StoreError> {
         let mut query = ListQuery::new(SELECT_ATTEMPTS);
+        query.condition(
+            &format!("EXISTS (SELECT 1 FROM messages m WHERE m.seq = a.msg AND m.app = {APP_KEY})"),
+            [text(app.as_str())],
+        );
         if let Some(message) = &filter.message {
             query.condition(
                 "a.msg = (SELECT seq FROM messages WHERE id = ?)",
@@ -1070,26 +1206,31 @@ impl Store for SqliteStore {
 
     async fn requeue_delivery(
         &self,
+        app: &AppId,
         message: &MessageId,
         endpoint: &EndpointId,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let (message, endpoint) = (message.to_string(), endpoint.to_string());
+        let (app, message, endpoint) = (app.to_string(), message.to_string(), endpoint.to_string());
         self.db
             .write(move |conn| {
-                conn.prepare_cached(
-                    "INSERT INTO deliveries (msg, ep, status, attempts, next_attempt_at,
-                        next_trigger)
-                     SELECT m.seq, e.seq, 0, 0, ?3, 1 FROM messages m, endpoints e
-                     WHERE m.id = ?1 AND e.id = ?2
-                     ON CONFLICT (msg, ep) DO UPDATE SET status = 0, attempts = 0,
-                        next_attempt_at = excluded.next_attempt_at, next_trigger = 1,
-                        leased_until = NULL, lease_token = NULL",
-                )?
-                .execute(params![message, endpoint, micros(now)])?;
+                let inserted = conn
+                    .prepare_cached(
+                        "INSERT INTO deliveries (msg, ep, status, attempts, next_attempt_at,
+                            next_trigger)
+                         SELECT m.seq, e.seq, 0, 0, ?3, 1 FROM messages m, endpoints e
+                         WHERE m.id = ?1 AND e.id = ?2
+                           AND m.app = (SELECT seq FROM apps WHERE id = ?4) AND e.app = m.app
+                         ON CONFLICT (msg, ep) DO UPDATE SET status = 0, attempts = 0,
+                            next_attempt_at = excluded.next_attempt_at, next_trigger = 1,
+                            leased_until = NULL, lease_token = NULL",
+                    )?
+                    .execute(params![message, endpoint, micros(now), app])?;
                 // A share of this delivery still out loses it to the resend (the row now
                 // stands for it), and the fan-out's next claim leaves it out.
-                if let (Some(msg), Some(_)) = keys(conn, &message, &endpoint)? {
+                if inserted > 0
+                    && let (Some(msg), Some(_)) = keys(conn, &message, &endpoint)?
+                {
                     fanout::recount(conn, msg)?;
                 }
                 Ok(())
@@ -1099,21 +1240,24 @@ impl Store for SqliteStore {
 
     async fn recover_deliveries(
         &self,
+        app: &AppId,
         endpoint: &EndpointId,
         since: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
-        let endpoint = endpoint.to_string();
+        let (app, endpoint) = (app.to_string(), endpoint.to_string());
         self.db
             .write(move |conn| {
                 let changed = conn
                     .prepare_cached(
                         "UPDATE deliveries SET status = 0, attempts = 0, next_attempt_at = ?1,
                             next_trigger = 1, leased_until = NULL, lease_token = NULL
-                         WHERE status = 2 AND ep = (SELECT seq FROM endpoints WHERE id = ?2)
+                         WHERE status = 2
+                           AND ep = (SELECT seq FROM endpoints WHERE id = ?2
+                                     AND app = (SELECT seq FROM apps WHERE id = ?4))
                            AND msg IN (SELECT seq FROM messages WHERE created_at >= ?3)",
                     )?
-                    .execute(params![micros(now), endpoint, micros(since)])?;
+                    .execute(params![micros(now), endpoint, micros(since), app])?;
                 Ok(changed as u64)
             })
             .await

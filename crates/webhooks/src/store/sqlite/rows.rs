@@ -12,9 +12,9 @@ use serde_json::{Map, Value};
 
 use crate::error::StoreError;
 use crate::model::{
-    Attempt, AttemptStatus, AttemptTrigger, Channel, Delivery, DeliveryStatus, Endpoint,
-    EndpointKeys, EndpointRecord, EndpointUid, EventType, EventTypeFilter, EventTypeName, Message,
-    USER_AGENT,
+    AppUid, Application, Attempt, AttemptStatus, AttemptTrigger, Channel, Delivery, DeliveryStatus,
+    Endpoint, EndpointKeys, EndpointRecord, EndpointUid, EventType, EventTypeFilter, EventTypeName,
+    Message, USER_AGENT,
 };
 use crate::secret::Secret;
 
@@ -138,8 +138,10 @@ pub(super) fn endpoint(row: &Row<'_>) -> Result<Endpoint, StoreError> {
     let what = || format!("endpoint {id}");
     let uid: Option<String> = row.get("uid")?;
     let event_types: Vec<EventTypeName> = json(row, "event_types")?;
+    let app: String = row.get("app_id")?;
     Ok(Endpoint {
         id: id.parse().map_err(|e| corrupt(what(), e))?,
+        app: app.parse().map_err(|e| corrupt(what(), e))?,
         uid: uid
             .map(EndpointUid::new)
             .transpose()
@@ -170,6 +172,32 @@ pub(super) fn endpoint(row: &Row<'_>) -> Result<Endpoint, StoreError> {
     })
 }
 
+pub(super) fn application(row: &Row<'_>) -> Result<Application, StoreError> {
+    let id: String = row.get("id")?;
+    let what = || format!("application {id}");
+    let uid: Option<String> = row.get("uid")?;
+    Ok(Application {
+        id: id.parse().map_err(|e| corrupt(what(), e))?,
+        uid: uid
+            .map(AppUid::new)
+            .transpose()
+            .map_err(|e| corrupt(what(), e))?,
+        name: row.get("name")?,
+        metadata: json::<Map<String, Value>>(row, "metadata")?,
+        rate_limit: row
+            .get::<_, Option<i64>>("rate_limit")?
+            .map(|n| {
+                u32::try_from(n)
+                    .ok()
+                    .and_then(NonZeroU32::new)
+                    .ok_or_else(|| corrupt(what(), format!("rate limit {n}")))
+            })
+            .transpose()?,
+        created_at: time(row, "created_at")?,
+        updated_at: time(row, "updated_at")?,
+    })
+}
+
 pub(super) fn endpoint_record(row: &Row<'_>) -> Result<EndpointRecord, StoreError> {
     let endpoint = endpoint(row)?;
     let what = || format!("endpoint {}", endpoint.id);
@@ -192,8 +220,10 @@ pub(super) fn message(row: &Row<'_>) -> Result<Message, StoreError> {
     let id: String = row.get("id")?;
     let what = || format!("message {id}");
     let channel: Option<String> = row.get("channel")?;
+    let app: String = row.get("app_id")?;
     Ok(Message {
         id: id.parse().map_err(|e| corrupt(what(), e))?,
+        app: app.parse().map_err(|e| corrupt(what(), e))?,
         event_type: EventTypeName::new(row.get::<_, String>("event_type")?)
             .map_err(|e| corrupt(what(), e))?,
         channel: channel

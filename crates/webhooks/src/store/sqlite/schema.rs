@@ -8,7 +8,7 @@ use rusqlite::Connection;
 use crate::error::StoreError;
 
 /// The schema version this build writes.
-pub(super) const VERSION: i64 = 6;
+pub(super) const VERSION: i64 = 7;
 
 /// Version 1: the registry (event types, endpoints, messages, deliveries).
 pub(super) const V1: &[&str] = &[
@@ -265,6 +265,63 @@ const V6: &[&str] = &[
     "CREATE INDEX messages_by_event_id ON messages (event_id) WHERE event_id IS NOT NULL",
 ];
 
+/// Version 7: applications. Every endpoint and message belongs to one (`app`, the
+/// application's integer key); what a file held before belongs to the default application
+/// (key 1). Endpoint uids are unique within their application, so the endpoints table is
+/// rebuilt without its column-wide `UNIQUE`. Messages are listed per application (by id, by
+/// type, by event id).
+const V7: &[&str] = &[
+    "CREATE TABLE apps (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE,
+        uid TEXT UNIQUE,
+        name TEXT NOT NULL,
+        metadata TEXT NOT NULL,
+        rate_limit INTEGER,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+    )",
+    "INSERT INTO apps (seq, id, name, metadata, created_at, updated_at)
+     VALUES (1, 'app_000000000000000000000000000', 'default', '{}', 0, 0)",
+    "CREATE TABLE endpoints_v7 (
+        seq INTEGER PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        app INTEGER NOT NULL DEFAULT 1,
+        uid TEXT,
+        url TEXT NOT NULL,
+        all_types INTEGER NOT NULL,
+        event_types TEXT NOT NULL,
+        channels TEXT NOT NULL,
+        metadata TEXT NOT NULL,
+        headers TEXT NOT NULL,
+        disabled INTEGER NOT NULL,
+        description TEXT NOT NULL,
+        keys TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        rate_limit INTEGER,
+        ordered INTEGER NOT NULL DEFAULT 0,
+        failing_since INTEGER,
+        deleted INTEGER NOT NULL DEFAULT 0
+    )",
+    "INSERT INTO endpoints_v7 (seq, id, uid, url, all_types, event_types, channels, metadata,
+        headers, disabled, description, keys, created_at, updated_at, rate_limit, ordered,
+        failing_since, deleted)
+     SELECT seq, id, uid, url, all_types, event_types, channels, metadata, headers, disabled,
+        description, keys, created_at, updated_at, rate_limit, ordered, failing_since, deleted
+     FROM endpoints",
+    "DROP TABLE endpoints",
+    "ALTER TABLE endpoints_v7 RENAME TO endpoints",
+    "CREATE UNIQUE INDEX endpoints_by_uid ON endpoints (app, uid) WHERE uid IS NOT NULL",
+    "CREATE INDEX endpoints_by_app ON endpoints (app, id) WHERE deleted = 0",
+    "ALTER TABLE messages ADD COLUMN app INTEGER NOT NULL DEFAULT 1",
+    "DROP INDEX messages_by_type",
+    "DROP INDEX messages_by_event_id",
+    "CREATE INDEX messages_by_app ON messages (app, id)",
+    "CREATE INDEX messages_by_type ON messages (app, event_type, id)",
+    "CREATE INDEX messages_by_event_id ON messages (app, event_id) WHERE event_id IS NOT NULL",
+];
+
 /// Brings the file's schema up to [`VERSION`], in one transaction.
 ///
 /// # Errors
@@ -279,7 +336,15 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
             supported: VERSION,
         });
     }
-    for (target, statements) in [(1, V1), (2, V2), (3, V3), (4, V4), (5, V5), (6, V6)] {
+    for (target, statements) in [
+        (1, V1),
+        (2, V2),
+        (3, V3),
+        (4, V4),
+        (5, V5),
+        (6, V6),
+        (7, V7),
+    ] {
         if found < target {
             for statement in statements {
                 tx.execute_batch(statement)?;

@@ -144,14 +144,22 @@ async fn version_1_files_upgrade_in_place() {
         .unwrap();
     assert_eq!(version, schema::VERSION);
     let id: MessageId = "msg_2ylMPb5DLdBRLfHmRYkcwGVkW8V".parse().unwrap();
-    let message = store.message(&id).await.unwrap().unwrap();
+    let message = store
+        .message(&AppId::default_app(), &id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(message.payload, r#"{"x": 1}"#);
     assert!(!message.expired);
-    let delivery = &store.deliveries(&id).await.unwrap()[0];
+    let delivery = &store.deliveries(&AppId::default_app(), &id).await.unwrap()[0];
     assert_eq!(delivery.trigger, AttemptTrigger::Scheduled);
     assert_eq!(delivery.status, DeliveryStatus::Pending);
     let attempts = store
-        .list_attempts(&AttemptFilter::default(), &page(None))
+        .list_attempts(
+            &AppId::default_app(),
+            &AttemptFilter::default(),
+            &page(None),
+        )
         .await
         .unwrap();
     assert!(attempts.is_empty());
@@ -165,7 +173,13 @@ async fn version_1_files_upgrade_in_place() {
     store.close().await;
     // Opening again is a no-op.
     let again = SqliteStore::open(&path).await.unwrap();
-    assert!(again.message(&id).await.unwrap().is_some());
+    assert!(
+        again
+            .message(&AppId::default_app(), &id)
+            .await
+            .unwrap()
+            .is_some()
+    );
 }
 
 /// A version 2 file (text keys everywhere) keeps every message, delivery and attempt when it
@@ -219,7 +233,7 @@ async fn version_2_files_upgrade_in_place() {
     let first_id: MessageId = first.parse().unwrap();
     let second_id: MessageId = second.parse().unwrap();
     let endpoint = store
-        .endpoint(&live.parse().unwrap())
+        .endpoint(&AppId::default_app(), &live.parse().unwrap())
         .await
         .unwrap()
         .unwrap();
@@ -229,25 +243,39 @@ async fn version_2_files_upgrade_in_place() {
     // The deleted endpoint is a tombstone: not found, but still named by its attempts.
     assert!(
         store
-            .endpoint(&gone.parse().unwrap())
+            .endpoint(&AppId::default_app(), &gone.parse().unwrap())
             .await
             .unwrap()
             .is_none()
     );
-    let deliveries = store.deliveries(&first_id).await.unwrap();
+    let deliveries = store
+        .deliveries(&AppId::default_app(), &first_id)
+        .await
+        .unwrap();
     assert_eq!(deliveries.len(), 2);
     assert_eq!(deliveries[0].endpoint_id.as_str(), live);
     assert_eq!(deliveries[0].status, DeliveryStatus::Succeeded);
     assert_eq!(deliveries[1].endpoint_id.as_str(), gone);
     assert_eq!(deliveries[1].status, DeliveryStatus::Exhausted);
-    let pending = &store.deliveries(&second_id).await.unwrap()[0];
+    let pending = &store
+        .deliveries(&AppId::default_app(), &second_id)
+        .await
+        .unwrap()[0];
     assert_eq!(
         (pending.attempts, pending.trigger),
         (2, AttemptTrigger::Manual)
     );
-    assert!(store.message(&second_id).await.unwrap().unwrap().expired);
+    assert!(
+        store
+            .message(&AppId::default_app(), &second_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .expired
+    );
     let attempts = store
         .list_attempts(
+            &AppId::default_app(),
             &AttemptFilter {
                 message: Some(first_id.clone()),
                 ..AttemptFilter::default()
@@ -264,6 +292,7 @@ async fn version_2_files_upgrade_in_place() {
     assert_eq!(attempts[1].headers.get("webhook-id"), Some(first));
     let by_channel = store
         .list_attempts(
+            &AppId::default_app(),
             &AttemptFilter {
                 event_type: Some(EventTypeName::new("a.b").unwrap()),
                 channel: Some(Channel::new("blue").unwrap()),
@@ -276,6 +305,7 @@ async fn version_2_files_upgrade_in_place() {
     assert_eq!(by_channel.len(), 2);
     let recipients = store
         .recipients(
+            &AppId::default_app(),
             &EventTypeName::new("a.b").unwrap(),
             Some(&Channel::new("blue").unwrap()),
         )
