@@ -53,9 +53,15 @@ pub enum ServerError {
     /// The webhooks store could not be opened or written.
     #[error("webhooks: {0}")]
     Webhooks(#[from] WebhooksError),
-    /// The application catalogue could not be opened or written.
-    #[error("application catalogue: {0}")]
-    Catalogue(#[from] sqlx::Error),
+    /// A data directory of the first versions could not be upgraded (nothing was lost: the
+    /// old files stay until every application is imported).
+    #[error("cannot upgrade {}: {reason}", path.display())]
+    Upgrade {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
     /// The metadata spec file could not be loaded.
     #[error("metadata spec: {0}")]
     MetadataSpec(#[from] switchyard_metadata::SpecError),
@@ -226,6 +232,13 @@ impl From<WebhooksError> for ApiError {
             | WebhooksError::EndpointNotFound { .. }
             | WebhooksError::MessageNotFound { .. } => Self::not_found(error.to_string()),
             WebhooksError::InvalidId { .. } => Self::not_found(error.to_string()),
+            WebhooksError::ApplicationNotFound { .. } => Self::not_found(error.to_string()),
+            WebhooksError::ApplicationExists { .. } => Self::conflict(error.to_string()),
+            WebhooksError::InvalidAppUid { .. } => Self::invalid_field("uid", error.to_string()),
+            WebhooksError::InvalidAppName => Self::invalid_field("name", error.to_string()),
+            WebhooksError::InvalidEventId { .. } => {
+                Self::invalid_field("eventId", error.to_string())
+            }
             WebhooksError::InvalidEventTypeName { .. } => {
                 Self::invalid_field("name", error.to_string())
             }

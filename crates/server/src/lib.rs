@@ -45,3 +45,22 @@ pub use config::{
 };
 pub use error::{ApiError, FieldError, ServerError};
 pub use server::{RunningServer, STEP_TOKEN_FILE, Server, TOKEN_FILE};
+pub use svix::apps::Upgraded;
+
+/// Brings the webhooks data under `data_dir` to this version's layout and closes it: what
+/// [`Server::start`] does first, for running it on its own (`switchyard migrate`).
+///
+/// Data directories of the first versions (a SQLite file per application) are imported into
+/// the one store `webhooks/store.db`, and their old files renamed with a `.imported` suffix;
+/// an upgrade interrupted at any point finishes when run again.
+///
+/// # Errors
+/// [`ServerError::DataDir`], [`ServerError::Webhooks`] or [`ServerError::Upgrade`] naming
+/// what could not be read or written; nothing imported is lost.
+pub async fn migrate(data_dir: &std::path::Path) -> Result<Upgraded, ServerError> {
+    private::dir(data_dir)?;
+    private::tighten(&data_dir.join("webhooks"))?;
+    let (store, upgraded) = svix::apps::open_store(data_dir).await?;
+    store.close().await;
+    Ok(upgraded)
+}

@@ -1,4 +1,5 @@
-//! The `switchyard` command: `serve` runs the server; `sign` and `verify` are Standard
+//! The `switchyard` command: `serve` runs the server; `migrate` brings a data directory to
+//! this version's layout; `sign` and `verify` are Standard
 //! Webhooks signatures from the command line; `events encode|decode` moves CloudEvents
 //! between HTTP modes and spec versions.
 
@@ -29,6 +30,9 @@ struct Cli {
 enum Command {
     /// Serve every API (default 127.0.0.1:8071, data in ./.switchyard).
     Serve(ServeArgs),
+    /// Bring the data directory to this version's layout, then exit (`serve` does this
+    /// first too).
+    Migrate(MigrateArgs),
     /// Print the `webhook-signature` header value for a body.
     Sign(SignArgs),
     /// Verify a body's Standard Webhooks signature; exits 1 when it does not verify.
@@ -130,6 +134,16 @@ struct ServeArgs {
 }
 
 #[derive(Debug, Args)]
+struct MigrateArgs {
+    /// A TOML config file (its `data_dir`).
+    #[arg(long, short, env = "SWITCHYARD_CONFIG")]
+    config: Option<PathBuf>,
+    /// The data directory; overrides the config's.
+    #[arg(long, env = "SWITCHYARD_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
 struct SignArgs {
     /// A `whsec_…` secret or `whsk_…` Ed25519 key (repeatable; one signature each).
     #[arg(
@@ -182,6 +196,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Migrate(args) => migrate(args),
         Command::Sign(args) => sign(args),
         Command::Verify(args) => verify(args),
         Command::Events(command) => events(command),
@@ -333,6 +348,32 @@ fn serve(args: ServeArgs) -> Result<ExitCode, String> {
             .map_err(|e| e.to_string())?;
         Ok(ExitCode::SUCCESS)
     })
+}
+
+fn migrate(args: MigrateArgs) -> Result<ExitCode, String> {
+    let config = match &args.config {
+        Some(path) => Config::from_file(path).map_err(|e| e.to_string())?,
+        None => Config::default(),
+    };
+    let data_dir = args.data_dir.unwrap_or(config.data_dir);
+    logging::init(config.log_format, &config.log_filter).map_err(|e| e.to_string())?;
+    let runtime =
+        tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the runtime: {e}"))?;
+    let upgraded = runtime
+        .block_on(switchyard_server::migrate(&data_dir))
+        .map_err(|e| e.to_string())?;
+    if upgraded.found {
+        println!(
+            "{}: {} applications imported, {} were already; the old files are kept with a \
+             `.imported` suffix",
+            data_dir.display(),
+            upgraded.applications,
+            upgraded.already
+        );
+    } else {
+        println!("{}: already in this version's layout", data_dir.display());
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Resolves on SIGINT or SIGTERM (Ctrl-C elsewhere).

@@ -29,29 +29,6 @@ pub(crate) fn dir(dir: &Path) -> Result<(), ServerError> {
     restrict(dir, true).map_err(failed)
 }
 
-/// Creates an empty owner-only file at `path` unless one exists (a database file, so its
-/// journal files, which SQLite gives the database's mode, are owner-only too).
-///
-/// # Errors
-/// [`ServerError::DataDir`] naming the file.
-pub(crate) fn file(path: &Path) -> Result<(), ServerError> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        options.mode(0o600);
-    }
-    match options.open(path) {
-        Ok(_) => Ok(()),
-        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(source) => Err(ServerError::DataDir {
-            path: path.to_owned(),
-            source,
-        }),
-    }
-}
-
 /// Makes `path` owner-only if it exists: a file 0600, a directory 0700 with everything in
 /// it, recursively. Symbolic links are not followed.
 ///

@@ -32,7 +32,7 @@ use crate::conn;
 use crate::error::{ApiError, ServerError};
 use crate::private;
 use crate::runtime::{self, METADATA_SOURCE, RuntimeState};
-use crate::svix::{self, SvixState, apps::Apps};
+use crate::svix::{self, SvixState, apps::Webhooks};
 
 /// The file a generated token is kept in, inside the data directory.
 pub const TOKEN_FILE: &str = "token";
@@ -77,7 +77,7 @@ impl Server {
         };
         // The stores open before the port is bound: a connection is answered or refused,
         // never accepted and left waiting while the stores open.
-        let apps = Apps::open(
+        let webhooks = Webhooks::open(
             &config.data_dir,
             config.delivery.clone(),
             config.webhooks.registry_config(),
@@ -92,7 +92,7 @@ impl Server {
                 })?;
         let addr = listener.local_addr().map_err(ServerError::Serve)?;
         let svix = Arc::new(SvixState {
-            apps,
+            webhooks,
             body_limit: config.body_limit,
             addresses: config.delivery.addresses.clone(),
         });
@@ -167,7 +167,7 @@ impl RunningServer {
                 Ok(())
             }
         };
-        self.svix.apps.shutdown(self.grace).await;
+        self.svix.webhooks.shutdown(self.grace).await;
         tracing::info!("stopped");
         served
     }

@@ -210,28 +210,17 @@ fn a_missing_metadata_secret_source_is_a_start_error() {
 }
 
 /// The port is bound only once the stores are open: while they open (here, waiting for a
-/// lock another process holds on the application catalogue), a connection is refused
+/// lock another process holds on the webhooks store), a connection is refused
 /// instead of accepted and never answered.
 #[cfg(unix)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_are_refused_until_the_stores_are_open() {
-    use sqlx::Connection as _;
-
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     std::fs::create_dir_all(data.join("webhooks")).unwrap();
-    let catalogue = data.join("webhooks").join("apps.db");
-    let mut lock = sqlx::SqliteConnection::connect_with(
-        &sqlx::sqlite::SqliteConnectOptions::new()
-            .filename(&catalogue)
-            .create_if_missing(true),
-    )
-    .await
-    .unwrap();
-    sqlx::query("BEGIN EXCLUSIVE")
-        .execute(&mut lock)
-        .await
-        .unwrap();
+    let store = data.join("webhooks").join("store.db");
+    let lock = rusqlite::Connection::open(&store).unwrap();
+    lock.execute_batch("BEGIN EXCLUSIVE").unwrap();
 
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -262,7 +251,7 @@ async fn connections_are_refused_until_the_stores_are_open() {
         "the port took a connection before the stores were open"
     );
 
-    sqlx::query("COMMIT").execute(&mut lock).await.unwrap();
+    lock.execute_batch("COMMIT").unwrap();
     drop(lock);
     let deadline = Instant::now() + Duration::from_secs(30);
     let reply = loop {

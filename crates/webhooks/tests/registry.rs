@@ -15,10 +15,10 @@ use switchyard_webhooks::store::{
     AttemptFilter, EndpointFilter, HealthChange, MemoryStore, MessageFilter, SqliteStore, Store,
 };
 use switchyard_webhooks::{
-    AppId, ApplicationSpec, Attempt, AttemptId, AttemptStatus, AttemptTrigger, Channel, Clock,
-    DeliveryStatus, DeliveryUpdate, EndpointSpec, Error, EventTypeName, Lease, ListOptions,
-    NewMessage, Order, PageRequest, Registry, RegistryConfig, SchemaError, Secret, SentEventQuery,
-    Signer,
+    AppId, AppScope, AppUid, Application, ApplicationSpec, Attempt, AttemptId, AttemptStatus,
+    AttemptTrigger, Channel, Clock, DeliveryStatus, DeliveryUpdate, Endpoint, EndpointSpec, Error,
+    EventTypeName, Lease, ListOptions, Message, MessageId, NewMessage, Order, PageRequest,
+    Registry, RegistryConfig, SchemaError, Secret, SentEventQuery, Signer,
 };
 
 /// A registry whose clock the test moves by hand.
@@ -2257,4 +2257,194 @@ async fn sqlite_leases_are_exclusive_across_separately_opened_stores() {
     all.sort();
     all.dedup();
     assert_eq!(all.len(), 200, "no delivery leased twice");
+}
+
+/// A store file of one application (what each application's file was in the server's first
+/// versions) imported into another store keeps everything: endpoints with their key
+/// history and tombstones, messages with their payloads and event ids, delivery rows, a
+/// fan-out still out, attempts in order; its pending work is leased from the new store.
+/// Importing it again does nothing.
+#[tokio::test]
+async fn importing_a_store_file_keeps_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.db");
+    let old = Harness::configured(
+        SqliteStore::open(&path).await.unwrap(),
+        None,
+        RegistryConfig::default(),
+    );
+    let r = &old.registry;
+    let visit = with_visit_type(&old).await;
+    let kept = r
+        .create_endpoint(
+            EndpointSpec::new("https://a.example/")
+                .uid("kept")
+                .unwrap()
+                .event_type(visit.clone())
+                .channel("blue")
+                .unwrap()
+                .header("x-tenant", "t1"),
+        )
+        .await
+        .unwrap();
+    r.rotate_secret("kept", None).await.unwrap();
+    let gone = r
+        .create_endpoint(EndpointSpec::new("https://gone.example/"))
+        .await
+        .unwrap();
+    let first = r
+        .create_message_with(
+            NewMessage::new(&visit, br#"{"origin":  "one"}"#)
+                .event_id("e-1")
+                .channel("blue"),
+        )
+        .await
+        .unwrap();
+    let leases = r
+        .store()
+        .lease_deliveries(old.now(), Duration::from_secs(30), 10)
+        .await
+        .unwrap();
+    assert_eq!(leases.len(), 2);
+    for lease in &leases {
+        let status = if lease.delivery.endpoint_id == kept.id {
+            DeliveryStatus::Succeeded
+        } else {
+            DeliveryStatus::Pending
+        };
+        finish(&old, lease, status, 200).await;
+    }
+    r.delete_endpoint(gone.id.as_str()).await.unwrap();
+    old.advance(Duration::from_secs(1));
+    // Still out when the file is imported: a fan-out nobody claimed.
+    let second = r
+        .create_message(&visit, br#"{"origin": "two"}"#, Some("blue"))
+        .await
+        .unwrap();
+    let before = Snapshot::of(&r.default_app(), &[first.id.clone(), second.id.clone()]).await;
+    r.store().close().await;
+    drop(old);
+
+    // Into a store that already has an application with endpoints and messages of its own.
+    let target = sqlite_with(RegistryConfig::default()).await;
+    let t = &target.registry;
+    with_visit_type(&target).await;
+    let other = t
+        .create_application(ApplicationSpec::new("other").uid("other").unwrap())
+        .await
+        .unwrap();
+    let scope = t.app("other").await.unwrap();
+    scope
+        .create_endpoint(
+            EndpointSpec::new("https://other.example/")
+                .uid("kept")
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    scope
+        .create_message(&visit, r#"{"origin": "o"}"#, None)
+        .await
+        .unwrap();
+    let _ = other;
+    let imported_app = Application {
+        uid: Some(AppUid::new("imported").unwrap()),
+        name: "Imported".to_owned(),
+        ..Application::default_app()
+    };
+    let imported_app = Application {
+        id: "app_2ylMPb5DLdBRLfHmRYkcwGVkW8V".parse().unwrap(),
+        ..imported_app
+    };
+    let source_path = path.clone();
+    let counts = t.store().import(&source_path, &imported_app).await.unwrap();
+    assert_eq!(
+        (counts.endpoints, counts.messages, counts.attempts),
+        (2, 2, 2)
+    );
+    assert_eq!(
+        counts.fanouts, 1,
+        "the second message's first attempts are still out"
+    );
+    let after = Snapshot::of(
+        &t.app("imported").await.unwrap(),
+        &[first.id.clone(), second.id.clone()],
+    )
+    .await;
+    assert_eq!(after, before);
+    assert_eq!(t.application("imported").await.unwrap().name, "Imported");
+    // Again: nothing.
+    let again = t.store().import(&source_path, &imported_app).await.unwrap();
+    assert_eq!(again, switchyard_webhooks::store::Imported::default());
+    // The imported application's pending work is leased from here: the retry of the first
+    // message (due 5 s after its attempt) and the second message's first attempt.
+    target.advance(Duration::from_secs(60));
+    let leases = t
+        .store()
+        .lease_deliveries(target.now(), Duration::from_secs(30), 10)
+        .await
+        .unwrap();
+    let imported_work: Vec<_> = leases
+        .iter()
+        .filter(|l| l.delivery.message_id == first.id || l.delivery.message_id == second.id)
+        .map(|l| {
+            (
+                l.delivery.message_id.clone(),
+                l.delivery.endpoint_id.clone(),
+            )
+        })
+        .collect();
+    assert_eq!(imported_work, [(second.id.clone(), kept.id.clone())]);
+}
+
+/// What an application shows through the registry: endpoints (with keys), messages,
+/// deliveries and attempts.
+#[derive(Debug, PartialEq)]
+struct Snapshot {
+    endpoints: Vec<(Endpoint, Vec<Secret>)>,
+    messages: Vec<Message>,
+    deliveries: Vec<Vec<switchyard_webhooks::Delivery>>,
+    attempts: Vec<Attempt>,
+}
+
+impl Snapshot {
+    async fn of<S: Store>(scope: &AppScope<'_, S>, messages: &[MessageId]) -> Self {
+        let mut endpoints = Vec::new();
+        for endpoint in scope
+            .list_endpoints(&EndpointFilter::default(), &ListOptions::new())
+            .await
+            .unwrap()
+            .items
+        {
+            let keys = scope.live_keys(endpoint.id.as_str()).await.unwrap();
+            endpoints.push((
+                Endpoint {
+                    app: AppId::default_app(),
+                    ..endpoint
+                },
+                keys,
+            ));
+        }
+        let mut listed = Vec::new();
+        let mut deliveries = Vec::new();
+        for id in messages {
+            let message = scope.message(id.as_str()).await.unwrap();
+            listed.push(Message {
+                app: AppId::default_app(),
+                ..message
+            });
+            deliveries.push(scope.deliveries(id).await.unwrap());
+        }
+        let attempts = scope
+            .list_attempts(&AttemptFilter::default(), &ListOptions::new())
+            .await
+            .unwrap()
+            .items;
+        Self {
+            endpoints,
+            messages: listed,
+            deliveries,
+            attempts,
+        }
+    }
 }

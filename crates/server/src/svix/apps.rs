@@ -1,324 +1,109 @@
-//! Applications, Svix's namespace for endpoints and messages: a catalogue of them (a small
-//! SQLite table), one webhooks [`Registry`] and delivery engine per application, and the
-//! event types every application shares.
+//! The webhooks behind the Svix API: one store (`<data_dir>/webhooks/store.db`), one
+//! registry and one delivery engine for every application. Applications, endpoints and
+//! messages are the webhooks crate's (its `AppScope` keeps each application's records apart);
+//! this module opens them, runs the engine, and brings a data directory of the server's first
+//! versions (a SQLite file, a registry and an engine per application) into the one store.
 //!
-//! Event types are global in Svix, endpoints and messages belong to one application. Each
-//! application's registry lives in its own SQLite file, so applications are isolated by
-//! construction (a message of one never reaches another's endpoints); the shared event
-//! types are kept in a catalogue registry and copied into every application's registry,
-//! where they validate payloads. A copy that differs from the catalogue (after a crash
-//! between the two writes) is repaired when the server starts.
+//! ## Upgrading a data directory of the first versions
+//!
+//! Those kept `webhooks/apps.db` (the application list), `webhooks/event-types.db` (the
+//! shared event types) and `webhooks/apps/<app id>.db` (one store per application). At
+//! start, the shared event types are imported first (they are the truth: an application's
+//! copies only add what they lack), then each application's file as that application (ids,
+//! uids, secrets and their history, messages, pending deliveries, attempts: everything),
+//! and then the old files are renamed with a `.imported` suffix
+//! and kept (delete them once satisfied). Each application's import is one transaction and an
+//! application already in the store is not imported twice, so an upgrade interrupted at any
+//! point finishes when the server starts again (or `switchyard migrate` runs).
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
-use sqlx::{Row, sqlite::SqliteRow};
 use switchyard_webhooks::delivery::{DeliveryConfig, DeliveryEngine};
-use switchyard_webhooks::store::{SqliteStore, Store};
+use switchyard_webhooks::store::{SqliteStore, Store as _};
 use switchyard_webhooks::{
-    Error as WebhooksError, EventType, EventTypeName, ListOptions, Registry, RegistryConfig,
+    AppUid, Application, Error as WebhooksError, EventType, EventTypeName, Registry, RegistryConfig,
 };
-use tokio::sync::{Mutex, RwLock, watch};
-use tokio::task::JoinSet;
+use tokio::sync::{Mutex, watch};
 
 use crate::error::{ApiError, ServerError};
 
-/// An application's registry.
+/// The registry over the server's store.
 pub(crate) type AppRegistry = Registry<SqliteStore>;
 
-const APPS_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS apps (
-    id TEXT PRIMARY KEY NOT NULL,
-    uid TEXT UNIQUE,
-    name TEXT NOT NULL,
-    metadata TEXT NOT NULL,
-    rate_limit INTEGER,
-    created_at TEXT NOT NULL,
-    updated_at TEXT NOT NULL
-)";
+/// The file of the one store, under `<data_dir>/webhooks`.
+pub(crate) const STORE_FILE: &str = "store.db";
 
-/// One application.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Application {
-    pub id: String,
-    pub uid: Option<String>,
-    pub name: String,
-    pub metadata: Map<String, Value>,
-    pub rate_limit: Option<u32>,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-}
-
-/// An open application: its record and its registry.
-#[derive(Debug)]
-pub(crate) struct AppHandle {
-    pub app: Application,
+/// The webhooks of the server: the registry and its delivery engine.
+pub(crate) struct Webhooks {
     pub registry: Arc<AppRegistry>,
-    /// Serialises endpoint writes that check before they write (a uid conflict).
+    /// Serialises the writes that check before they write (a uid already taken, an event
+    /// type that exists), so two concurrent requests cannot both pass the check.
     pub writes: Mutex<()>,
-}
-
-/// Every application, the event-type catalogue and the delivery engines.
-pub(crate) struct Apps {
-    pool: SqlitePool,
-    catalogue: AppRegistry,
-    dir: PathBuf,
-    open: RwLock<HashMap<String, Arc<AppHandle>>>,
-    /// Serialises creating applications and changing event types, so a new application
-    /// never misses an event type being written.
-    writes: Mutex<()>,
-    delivery: DeliveryConfig,
-    /// The rules every application's registry follows.
-    rules: RegistryConfig,
-    engines: std::sync::Mutex<JoinSet<()>>,
+    engine: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     stop: watch::Sender<bool>,
 }
 
-impl std::fmt::Debug for Apps {
+impl std::fmt::Debug for Webhooks {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Apps")
-            .field("dir", &self.dir)
-            .finish_non_exhaustive()
+        f.debug_struct("Webhooks").finish_non_exhaustive()
     }
 }
 
-/// What [`Apps::get_or_create`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Created {
-    /// A new application was made.
-    New,
-    /// One with that uid existed and is returned.
-    Existing,
-}
-
-impl Apps {
-    /// Opens the catalogue under `data_dir/webhooks` and every application in it, and starts
-    /// a delivery engine for each.
+impl Webhooks {
+    /// Opens the store under `data_dir/webhooks` (upgrading a data directory of the first
+    /// versions), and starts the delivery engine.
     pub(crate) async fn open(
         data_dir: &Path,
         delivery: DeliveryConfig,
         rules: RegistryConfig,
     ) -> Result<Self, ServerError> {
-        let dir = data_dir.join("webhooks");
-        let apps_dir = dir.join("apps");
-        crate::private::dir(&apps_dir)?;
-        crate::private::file(&dir.join("apps.db"))?;
-        let options = SqliteConnectOptions::new()
-            .filename(dir.join("apps.db"))
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .busy_timeout(std::time::Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(options)
-            .await?;
-        sqlx::query(APPS_SCHEMA).execute(&pool).await?;
-        let catalogue = Registry::new(
-            SqliteStore::open(dir.join("event-types.db"))
-                .await
-                .map_err(WebhooksError::from)?,
-        );
-        let (stop, _) = watch::channel(false);
-        let apps = Self {
-            pool,
-            catalogue,
-            dir: apps_dir,
-            open: RwLock::new(HashMap::new()),
-            writes: Mutex::new(()),
-            delivery,
-            rules,
-            engines: std::sync::Mutex::new(JoinSet::new()),
-            stop,
-        };
-        let rows = sqlx::query("SELECT * FROM apps ORDER BY id")
-            .fetch_all(&apps.pool)
-            .await?;
-        let catalogue_types = apps.all_event_types().await?;
-        for row in &rows {
-            let app = app_from_row(row)?;
-            let handle = apps.start(app).await?;
-            sync_event_types(&handle.registry, &catalogue_types).await?;
-        }
-        tracing::info!(
-            applications = rows.len(),
-            event_types = catalogue_types.len(),
-            "webhooks store open"
-        );
-        Ok(apps)
-    }
-
-    /// The shared event-type catalogue.
-    pub(crate) fn catalogue(&self) -> &AppRegistry {
-        &self.catalogue
-    }
-
-    /// Every active event type in the catalogue.
-    async fn all_event_types(&self) -> Result<Vec<EventType>, WebhooksError> {
-        let mut all = Vec::new();
-        let mut options = ListOptions::new().limit(250);
-        loop {
-            let page = self.catalogue.list_event_types(&options).await?;
-            all.extend(page.items);
-            match page.iterator {
-                Some(next) if !page.done => options = options.iterator(next),
-                _ => break,
+        let (store, _) = open_store(data_dir).await?;
+        let registry = Arc::new(Registry::with_config(store, rules));
+        let engine = DeliveryEngine::new(Arc::clone(&registry), delivery)?;
+        let (stop, mut stopped) = watch::channel(false);
+        let engine = tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = stopped.wait_for(|stopped| *stopped).await;
+            };
+            if let Err(error) = engine.run(shutdown).await {
+                tracing::error!(%error, "delivery engine stopped");
             }
-        }
-        Ok(all)
-    }
-
-    /// Opens an application's registry and starts its delivery engine.
-    async fn start(&self, app: Application) -> Result<Arc<AppHandle>, ServerError> {
-        let path = self.dir.join(format!("{}.db", app.id));
-        let store = SqliteStore::open(&path)
-            .await
-            .map_err(WebhooksError::from)?;
-        let registry = Arc::new(Registry::with_config(store, self.rules.clone()));
-        let engine = DeliveryEngine::new(Arc::clone(&registry), self.delivery.clone())?;
-        let mut stop = self.stop.subscribe();
-        let app_id = app.id.clone();
-        self.engines
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .spawn(async move {
-                let shutdown = async move {
-                    let _ = stop.wait_for(|stopped| *stopped).await;
-                };
-                if let Err(error) = engine.run(shutdown).await {
-                    tracing::error!(app = %app_id, %error, "delivery engine stopped");
-                }
-            });
-        let handle = Arc::new(AppHandle {
-            app,
+        });
+        Ok(Self {
             registry,
             writes: Mutex::new(()),
-        });
-        self.open
-            .write()
-            .await
-            .insert(handle.app.id.clone(), Arc::clone(&handle));
-        Ok(handle)
+            engine: std::sync::Mutex::new(Some(engine)),
+            stop,
+        })
     }
 
-    /// The application with this id or uid.
-    pub(crate) async fn get(&self, id_or_uid: &str) -> Result<Arc<AppHandle>, ApiError> {
-        let open = self.open.read().await;
-        if let Some(handle) = open.get(id_or_uid) {
-            return Ok(Arc::clone(handle));
+    /// Stops the delivery engine, letting in-flight deliveries finish within `grace`.
+    pub(crate) async fn shutdown(&self, grace: std::time::Duration) {
+        let _ = self.stop.send(true);
+        let engine = self
+            .engine
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(mut engine) = engine
+            && tokio::time::timeout(grace, &mut engine).await.is_err()
+        {
+            tracing::warn!(
+                ?grace,
+                "the delivery engine did not stop in time; aborting it"
+            );
+            engine.abort();
         }
-        open.values()
-            .find(|h| h.app.uid.as_deref() == Some(id_or_uid))
-            .cloned()
-            .ok_or_else(|| ApiError::not_found(format!("application `{id_or_uid}` does not exist")))
     }
+}
 
-    /// Every application, ordered by id.
-    pub(crate) async fn list(&self) -> Vec<Arc<AppHandle>> {
-        let mut all: Vec<_> = self.open.read().await.values().cloned().collect();
-        all.sort_by(|a, b| a.app.id.cmp(&b.app.id));
-        all
-    }
-
-    /// Creates an application; with `get_if_exists`, an existing one with the same uid is
-    /// returned instead of a conflict.
-    pub(crate) async fn get_or_create(
-        &self,
-        name: String,
-        uid: Option<String>,
-        metadata: Map<String, Value>,
-        rate_limit: Option<u32>,
-        get_if_exists: bool,
-    ) -> Result<(Arc<AppHandle>, Created), ApiError> {
-        let _writes = self.writes.lock().await;
-        if let Some(uid) = &uid {
-            if let Ok(existing) = self.get(uid).await {
-                return if get_if_exists {
-                    Ok((existing, Created::Existing))
-                } else {
-                    Err(ApiError::conflict(format!(
-                        "an application with uid `{uid}` already exists"
-                    )))
-                };
-            }
-            if uid.starts_with("app_") {
-                return Err(ApiError::invalid_field(
-                    "uid",
-                    "a uid may not start with `app_`",
-                ));
-            }
-        }
-        let now = Utc::now();
-        let id = new_app_id(now)?;
-        let app = Application {
-            id,
-            uid,
-            name,
-            metadata,
-            rate_limit,
-            created_at: now,
-            updated_at: now,
-        };
-        let metadata_text = Value::Object(app.metadata.clone()).to_string();
-        sqlx::query(
-            "INSERT INTO apps (id, uid, name, metadata, rate_limit, created_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&app.id)
-        .bind(&app.uid)
-        .bind(&app.name)
-        .bind(metadata_text)
-        .bind(app.rate_limit.map(i64::from))
-        .bind(app.created_at.to_rfc3339())
-        .bind(app.updated_at.to_rfc3339())
-        .execute(&self.pool)
-        .await
-        .map_err(|e| ApiError::internal(&e))?;
-        let handle = self.start(app).await.map_err(|e| ApiError::internal(&e))?;
-        let types = self.all_event_types().await?;
-        sync_event_types(&handle.registry, &types)
-            .await
-            .map_err(|e| ApiError::internal(&e))?;
-        tracing::info!(app = %handle.app.id, "application created");
-        Ok((handle, Created::New))
-    }
-
-    /// Deletes an application with its endpoints, messages and attempts.
-    pub(crate) async fn delete(&self, id_or_uid: &str) -> Result<(), ApiError> {
-        let _writes = self.writes.lock().await;
-        let handle = self.get(id_or_uid).await?;
-        sqlx::query("DELETE FROM apps WHERE id = ?")
-            .bind(&handle.app.id)
-            .execute(&self.pool)
-            .await
-            .map_err(|e| ApiError::internal(&e))?;
-        self.open.write().await.remove(&handle.app.id);
-        // Its engine keeps the registry until shutdown; with no endpoints left it idles.
-        let mut endpoints = ListOptions::new().limit(250);
-        loop {
-            let page = handle
-                .registry
-                .list_endpoints(&Default::default(), &endpoints)
-                .await?;
-            for endpoint in &page.items {
-                handle
-                    .registry
-                    .delete_endpoint(endpoint.id.as_str())
-                    .await?;
-            }
-            match page.iterator {
-                Some(next) if !page.done => endpoints = endpoints.iterator(next),
-                _ => break,
-            }
-        }
-        tracing::info!(app = %handle.app.id, "application deleted");
-        Ok(())
-    }
-
-    /// Creates or updates an event type everywhere. With `create_only`, an existing one
-    /// (even archived) is a conflict.
+impl Webhooks {
+    /// Creates or updates an event type. With `create_only`, an existing one (even
+    /// archived) is a conflict; without, a missing one is not found. One write, two when it
+    /// is created archived.
     pub(crate) async fn put_event_type(
         &self,
         name: EventTypeName,
@@ -328,12 +113,7 @@ impl Apps {
         create_only: bool,
     ) -> Result<EventType, ApiError> {
         let _writes = self.writes.lock().await;
-        let existing = self
-            .catalogue
-            .store()
-            .event_type(&name)
-            .await
-            .map_err(|e| ApiError::internal(&e))?;
+        let existing = self.event_type(&name).await?;
         match (&existing, create_only) {
             (Some(_), true) => {
                 return Err(ApiError::new(
@@ -350,23 +130,17 @@ impl Apps {
             _ => {}
         }
         let mut saved = self
-            .catalogue
-            .create_event_type(name.clone(), description.clone(), schema.clone())
+            .registry
+            .create_event_type(name, description, schema)
             .await?;
-        for handle in self.open.read().await.values() {
-            handle
-                .registry
-                .create_event_type(name.clone(), description.clone(), schema.clone())
-                .await?;
-        }
         if archived {
-            self.archive_locked(&name).await?;
+            self.registry.archive_event_type(&saved.name).await?;
             saved.archived = true;
         }
         Ok(saved)
     }
 
-    /// Archives an event type everywhere; archiving an archived one does nothing.
+    /// Archives an event type; archiving an archived one does nothing.
     pub(crate) async fn archive_event_type(&self, name: &EventTypeName) -> Result<(), ApiError> {
         let _writes = self.writes.lock().await;
         match self.event_type(name).await? {
@@ -374,19 +148,8 @@ impl Apps {
                 "event type `{name}` does not exist"
             ))),
             Some(event_type) if event_type.archived => Ok(()),
-            Some(_) => self.archive_locked(name).await,
+            Some(_) => Ok(self.registry.archive_event_type(name).await?),
         }
-    }
-
-    async fn archive_locked(&self, name: &EventTypeName) -> Result<(), ApiError> {
-        self.catalogue.archive_event_type(name).await?;
-        for handle in self.open.read().await.values() {
-            match handle.registry.archive_event_type(name).await {
-                Ok(()) | Err(WebhooksError::EventTypeNotFound { .. }) => {}
-                Err(error) => return Err(error.into()),
-            }
-        }
-        Ok(())
     }
 
     /// The event type with this name, archived or not.
@@ -394,105 +157,190 @@ impl Apps {
         &self,
         name: &EventTypeName,
     ) -> Result<Option<EventType>, ApiError> {
-        self.catalogue
+        Ok(self
+            .registry
             .store()
             .event_type(name)
             .await
-            .map_err(|e| ApiError::internal(&e))
-    }
-
-    /// Stops every delivery engine, letting in-flight deliveries finish within `grace`.
-    pub(crate) async fn shutdown(&self, grace: std::time::Duration) {
-        let _ = self.stop.send(true);
-        let mut engines = std::mem::take(
-            &mut *self
-                .engines
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        );
-        let drained = tokio::time::timeout(grace, async {
-            while engines.join_next().await.is_some() {}
-        })
-        .await;
-        if drained.is_err() {
-            tracing::warn!(
-                ?grace,
-                "delivery engines did not stop in time; aborting them"
-            );
-            engines.abort_all();
-        }
+            .map_err(WebhooksError::from)?)
     }
 }
 
-/// Makes an application's registry agree with the catalogue.
-async fn sync_event_types(
-    registry: &AppRegistry,
-    catalogue: &[EventType],
-) -> Result<(), WebhooksError> {
-    for wanted in catalogue {
-        let have = registry.store().event_type(&wanted.name).await?;
-        let same = have.as_ref().is_some_and(|have| {
-            !have.archived && have.description == wanted.description && have.schema == wanted.schema
-        });
-        if !same {
-            registry
-                .create_event_type(
-                    wanted.name.clone(),
-                    wanted.description.clone(),
-                    wanted.schema.clone(),
-                )
-                .await?;
-        }
+/// Opens (creating) the store under `data_dir/webhooks`, first bringing in what a data
+/// directory of the first versions holds.
+///
+/// # Errors
+/// [`ServerError::DataDir`] for the directory; [`ServerError::Webhooks`] for the store or
+/// an import; [`ServerError::Upgrade`] for an old application list that cannot be read.
+pub(crate) async fn open_store(data_dir: &Path) -> Result<(SqliteStore, Upgraded), ServerError> {
+    let dir = data_dir.join("webhooks");
+    crate::private::dir(&dir)?;
+    let store = SqliteStore::open(dir.join(STORE_FILE))
+        .await
+        .map_err(WebhooksError::from)?;
+    let upgraded = upgrade(&dir, &store).await?;
+    Ok((store, upgraded))
+}
+
+/// What upgrading a data directory found and did (see [`migrate`](crate::migrate)).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Upgraded {
+    /// Whether the directory was in the first versions' layout (nothing else is done when
+    /// it was not).
+    pub found: bool,
+    /// Applications imported now.
+    pub applications: usize,
+    /// Applications found already imported (an earlier run was interrupted after them).
+    pub already: usize,
+}
+
+/// Brings a data directory of the first versions into `store` (see the module docs);
+/// nothing to do when there is none.
+pub(crate) async fn upgrade(dir: &Path, store: &SqliteStore) -> Result<Upgraded, ServerError> {
+    let list = dir.join("apps.db");
+    let catalogue = dir.join("event-types.db");
+    let files = dir.join("apps");
+    let mut upgraded = Upgraded::default();
+    if !list.exists() && !catalogue.exists() && !files.exists() {
+        return Ok(upgraded);
     }
-    // Active here but not in the catalogue: archived there while this copy was not updated.
-    let mut options = ListOptions::new().limit(250);
-    loop {
-        let page = registry.list_event_types(&options).await?;
-        for have in &page.items {
-            if !catalogue.iter().any(|t| t.name == have.name) {
-                registry.archive_event_type(&have.name).await?;
-            }
+    upgraded.found = true;
+    tracing::info!(dir = %dir.display(), "upgrading a data directory of the first versions: a store per application becomes one store");
+    if catalogue.exists() {
+        // Its event types, as an application that is then deleted: the catalogue keeps
+        // them, nothing else of the file is kept (it had no endpoints or messages).
+        // A fixed id, so that a run interrupted after this import does not import it again.
+        let carrier = Application {
+            id: "app_000000000000000000000000001".parse()?,
+            name: "event types".to_owned(),
+            ..Application::default_app()
+        };
+        store
+            .import(&catalogue, &carrier)
+            .await
+            .map_err(WebhooksError::from)?;
+        store
+            .delete_application(&carrier.id)
+            .await
+            .map_err(WebhooksError::from)?;
+    }
+    let applications = if list.exists() {
+        read_application_list(&list)?
+    } else {
+        Vec::new()
+    };
+    for application in &applications {
+        let file = files.join(format!("{}.db", application.id));
+        if store
+            .application(&application.id)
+            .await
+            .map_err(WebhooksError::from)?
+            .is_some()
+        {
+            upgraded.already += 1;
+            continue;
         }
-        match page.iterator {
-            Some(next) if !page.done => options = options.iterator(next),
-            _ => break,
+        if file.exists() {
+            store
+                .import(&file, application)
+                .await
+                .map_err(WebhooksError::from)?;
+        } else {
+            // An application whose file was never made (or was lost): the record alone.
+            store
+                .put_application(application)
+                .await
+                .map_err(WebhooksError::from)?;
         }
+        upgraded.applications += 1;
+    }
+    for old in [list, catalogue, files] {
+        set_aside(&old)?;
+    }
+    tracing::info!(
+        imported = upgraded.applications,
+        already = upgraded.already,
+        "data directory upgraded; the old files are kept with a `.imported` suffix"
+    );
+    Ok(upgraded)
+}
+
+/// Renames `old` (a file or a directory) with a `.imported` suffix, a database file's
+/// `-wal` and `-shm` with it when they are still there, so that it opens as it was.
+fn set_aside(old: &Path) -> Result<(), ServerError> {
+    for suffix in ["-wal", "-shm", ""] {
+        let mut from = old.as_os_str().to_owned();
+        from.push(suffix);
+        let from = PathBuf::from(from);
+        if !from.exists() {
+            continue;
+        }
+        let mut to = old.as_os_str().to_owned();
+        to.push(".imported");
+        to.push(suffix);
+        std::fs::rename(&from, &to).map_err(|source| ServerError::DataDir {
+            path: from.clone(),
+            source,
+        })?;
     }
     Ok(())
 }
 
-fn new_app_id(now: DateTime<Utc>) -> Result<String, ApiError> {
-    // The same KSUID shape as the registry's ids, with Svix's `app_` prefix.
-    let endpoint = switchyard_webhooks::EndpointId::generate(now.timestamp())
-        .map_err(|e| ApiError::internal(&e))?;
-    let ksuid = endpoint
-        .as_str()
-        .strip_prefix(switchyard_webhooks::EndpointId::PREFIX)
-        .unwrap_or(endpoint.as_str());
-    Ok(format!("app_{ksuid}"))
-}
-
-fn app_from_row(row: &SqliteRow) -> Result<Application, sqlx::Error> {
-    let parse_time = |column: &str| -> Result<DateTime<Utc>, sqlx::Error> {
-        let text: String = row.try_get(column)?;
+/// The applications of the first versions' `apps.db`: `id`, `uid`, `name`, `metadata` (JSON
+/// text), `rate_limit`, and times as RFC 3339 text.
+fn read_application_list(path: &PathBuf) -> Result<Vec<Application>, ServerError> {
+    let failed = |reason: String| ServerError::Upgrade {
+        path: path.clone(),
+        reason,
+    };
+    // Read-write (nothing is written) and checkpointed: what a killed server left in the
+    // WAL is folded into the file, which is then kept whole under its new name.
+    let conn =
+        rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE)
+            .map_err(|e| failed(e.to_string()))?;
+    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        .map_err(|e| failed(e.to_string()))?;
+    let mut statement = conn
+        .prepare(
+            "SELECT id, uid, name, metadata, rate_limit, created_at, updated_at
+             FROM apps ORDER BY id",
+        )
+        .map_err(|e| failed(e.to_string()))?;
+    let mut rows = statement.query([]).map_err(|e| failed(e.to_string()))?;
+    let mut found = Vec::new();
+    let time = |text: String| {
         DateTime::parse_from_rfc3339(&text)
             .map(|t| t.with_timezone(&Utc))
-            .map_err(|e| sqlx::Error::Decode(Box::new(e)))
+            .map_err(|e| failed(format!("a time `{text}`: {e}")))
     };
-    let metadata_text: String = row.try_get("metadata")?;
-    let metadata = match serde_json::from_str(&metadata_text) {
-        Ok(Value::Object(map)) => map,
-        Ok(_) => Map::new(),
-        Err(e) => return Err(sqlx::Error::Decode(Box::new(e))),
-    };
-    let rate_limit: Option<i64> = row.try_get("rate_limit")?;
-    Ok(Application {
-        id: row.try_get("id")?,
-        uid: row.try_get("uid")?,
-        name: row.try_get("name")?,
-        metadata,
-        rate_limit: rate_limit.and_then(|r| u32::try_from(r).ok()),
-        created_at: parse_time("created_at")?,
-        updated_at: parse_time("updated_at")?,
-    })
+    while let Some(row) = rows.next().map_err(|e| failed(e.to_string()))? {
+        let get_text = |i: usize| -> Result<String, ServerError> {
+            row.get::<_, String>(i).map_err(|e| failed(e.to_string()))
+        };
+        let id = get_text(0)?;
+        let uid: Option<String> = row.get(1).map_err(|e| failed(e.to_string()))?;
+        let metadata = match serde_json::from_str(&get_text(3)?) {
+            Ok(Value::Object(map)) => map,
+            _ => Map::new(),
+        };
+        let rate_limit: Option<i64> = row.get(4).map_err(|e| failed(e.to_string()))?;
+        found.push(Application {
+            id: id
+                .parse()
+                .map_err(|e: WebhooksError| failed(format!("application {id}: {e}")))?,
+            uid: uid
+                .map(AppUid::new)
+                .transpose()
+                .map_err(|e| failed(format!("application {id}: {e}")))?,
+            name: get_text(2)?,
+            metadata,
+            rate_limit: rate_limit
+                .and_then(|r| u32::try_from(r).ok())
+                .and_then(std::num::NonZeroU32::new),
+            created_at: time(get_text(5)?)?,
+            updated_at: time(get_text(6)?)?,
+        });
+    }
+    Ok(found)
 }

@@ -24,13 +24,13 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 use switchyard_webhooks::delivery::AddressPolicy;
-use switchyard_webhooks::store::{AttemptFilter, EndpointFilter, MessageFilter};
+use switchyard_webhooks::store::{AttemptFilter, EndpointFilter, MessageFilter, SqliteStore};
 use switchyard_webhooks::{
-    AttemptStatus, EndpointSpec, Error as WebhooksError, EventTypeName, ListOptions, NewMessage,
-    Order, Page, Secret,
+    AppId, AppScope, Application, ApplicationSpec, AttemptStatus, EndpointSpec,
+    Error as WebhooksError, EventTypeName, ListOptions, NewMessage, Order, Page, Secret,
 };
 
-use self::apps::{AppHandle, Apps, Created};
+use self::apps::Webhooks;
 use self::wire::{
     ApplicationIn, ApplicationOut, EndpointIn, EndpointOut, EventTypeIn, EventTypeOut,
     EventTypeUpdate, HeadersIn, ListResponse, MessageAttemptOut, MessageIn, MessageOut,
@@ -41,7 +41,7 @@ use crate::error::ApiError;
 /// What the Svix routes share.
 #[derive(Debug)]
 pub(crate) struct SvixState {
-    pub apps: Apps,
+    pub webhooks: Webhooks,
     pub body_limit: usize,
     /// The SSRF guard's policy: endpoints whose URL names a refused IP address are refused
     /// when created, not retried on every attempt.
@@ -339,69 +339,92 @@ async fn create_app(
     if input.name.trim().is_empty() {
         return Err(ApiError::invalid_field("name", "must not be empty"));
     }
-    if let Some(uid) = &input.uid {
-        check_uid(uid)?;
-    }
     let get_if_exists = ListQuery::flag(query.get_if_exists.as_deref(), "get_if_exists", false)?;
     let rate_limit = input.throttle_rate()?;
-    if rate_limit == Some(0) {
-        return Err(ApiError::invalid_field(
-            "throttleRate",
-            "must be at least 1",
-        ));
+    let mut spec = ApplicationSpec::new(input.name);
+    if let Some(uid) = &input.uid {
+        check_uid(uid)?;
+        if uid.starts_with("app_") {
+            return Err(ApiError::invalid_field(
+                "uid",
+                "a uid may not start with `app_`",
+            ));
+        }
+        spec = spec.uid(uid)?;
     }
-    let (handle, how) = state
-        .apps
-        .get_or_create(
-            input.name,
-            input.uid,
-            string_map(input.metadata),
-            rate_limit,
-            get_if_exists,
-        )
-        .await?;
-    let status = match how {
-        Created::New => StatusCode::CREATED,
-        Created::Existing => StatusCode::OK,
-    };
-    Ok(created(status, &ApplicationOut::from(&handle.app)))
+    for (key, value) in string_map(input.metadata) {
+        spec = spec.metadata(key, value);
+    }
+    if let Some(rate) = rate_limit {
+        let rate = NonZeroU32::new(rate)
+            .ok_or_else(|| ApiError::invalid_field("throttleRate", "must be at least 1"))?;
+        spec = spec.rate_limit(rate);
+    }
+    let registry = &state.webhooks.registry;
+    let uid = spec.uid.clone();
+    match registry.create_application(spec).await {
+        Ok(application) => {
+            tracing::info!(app = %application.id, "application created");
+            Ok(created(
+                StatusCode::CREATED,
+                &ApplicationOut::from(&application),
+            ))
+        }
+        Err(WebhooksError::ApplicationExists { .. }) if get_if_exists => {
+            let uid = uid.map(|u| u.to_string()).unwrap_or_default();
+            let existing = registry.application(&uid).await?;
+            Ok(created(StatusCode::OK, &ApplicationOut::from(&existing)))
+        }
+        Err(error) => Err(error.into()),
+    }
 }
 
 async fn list_apps(State(state): Shared, Query(query): Query<ListQuery>) -> ApiResult<Response> {
     let options = query.options(Order::Ascending)?;
-    let mut all = state.apps.list().await;
-    if matches!(options.order, Order::Descending) {
-        all.reverse();
+    let mut page = state
+        .webhooks
+        .registry
+        .list_applications(&options)
+        .await
+        .map_err(list_error)?;
+    // The default application is the webhooks crate's, for single-tenant use: not the API's.
+    page.items.retain(|a| a.id != AppId::default_app());
+    Ok(created(
+        StatusCode::OK,
+        &list(page, |a| ApplicationOut::from(a)),
+    ))
+}
+
+/// The application `id_or_uid` names, as the API sees applications (the default one is
+/// not among them).
+async fn application(state: &SvixState, id_or_uid: &str) -> ApiResult<Application> {
+    let application = state.webhooks.registry.application(id_or_uid).await?;
+    if application.id == AppId::default_app() {
+        return Err(ApiError::not_found(format!(
+            "application `{id_or_uid}` does not exist"
+        )));
     }
-    let start = match &options.iterator {
-        None => 0,
-        Some(after) => all
-            .iter()
-            .position(|h| &h.app.id == after)
-            .map(|i| i + 1)
-            .ok_or_else(|| {
-                ApiError::invalid_query("iterator", "not an iterator this server handed out")
-            })?,
-    };
-    let limit = options.limit.unwrap_or(50).clamp(1, 250);
-    let page: Vec<_> = all.iter().skip(start).take(limit).collect();
-    let done = start + page.len() >= all.len();
-    let body = ListResponse {
-        data: page.iter().map(|h| ApplicationOut::from(&h.app)).collect(),
-        iterator: page.last().map(|h| h.app.id.clone()),
-        prev_iterator: None,
-        done,
-    };
-    Ok(created(StatusCode::OK, &body))
+    Ok(application)
+}
+
+/// The scope of the application `id_or_uid` names.
+async fn scope<'s>(state: &'s SvixState, id_or_uid: &str) -> ApiResult<AppScope<'s, SqliteStore>> {
+    let application = application(state, id_or_uid).await?;
+    Ok(state.webhooks.registry.app(application.id.as_str()).await?)
 }
 
 async fn get_app(State(state): Shared, Path(app): Path<String>) -> ApiResult<Response> {
-    let handle = state.apps.get(&app).await?;
-    Ok(created(StatusCode::OK, &ApplicationOut::from(&handle.app)))
+    let application = application(&state, &app).await?;
+    Ok(created(StatusCode::OK, &ApplicationOut::from(&application)))
 }
 
 async fn delete_app(State(state): Shared, Path(app): Path<String>) -> ApiResult<StatusCode> {
-    state.apps.delete(&app).await?;
+    let application = application(&state, &app).await?;
+    state
+        .webhooks
+        .registry
+        .delete_application(application.id.as_str())
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -439,7 +462,7 @@ async fn create_event_type(State(state): Shared, body: Body) -> ApiResult<Respon
     let name = event_type_name(&input.name)?;
     let schema = one_schema(input.schemas)?;
     let saved = state
-        .apps
+        .webhooks
         .put_event_type(
             name,
             input.description,
@@ -467,8 +490,8 @@ async fn list_event_types(
         ));
     }
     let page = state
-        .apps
-        .catalogue()
+        .webhooks
+        .registry
         .list_event_types(&options)
         .await
         .map_err(list_error)?;
@@ -481,7 +504,7 @@ async fn list_event_types(
 async fn get_event_type(State(state): Shared, Path(name): Path<String>) -> ApiResult<Response> {
     let name = EventTypeName::new(name.as_str())
         .map_err(|_| ApiError::not_found(format!("event type `{name}` does not exist")))?;
-    match state.apps.event_type(&name).await? {
+    match state.webhooks.event_type(&name).await? {
         Some(event_type) => Ok(created(
             StatusCode::OK,
             &EventTypeOut::new(&event_type, true),
@@ -502,7 +525,7 @@ async fn update_event_type(
         .map_err(|_| ApiError::not_found(format!("event type `{name}` does not exist")))?;
     let schema = one_schema(input.schemas)?;
     let saved = state
-        .apps
+        .webhooks
         .put_event_type(
             name,
             input.description,
@@ -520,7 +543,7 @@ async fn delete_event_type(
 ) -> ApiResult<StatusCode> {
     let name = EventTypeName::new(name.as_str())
         .map_err(|_| ApiError::not_found(format!("event type `{name}` does not exist")))?;
-    state.apps.archive_event_type(&name).await?;
+    state.webhooks.archive_event_type(&name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -531,7 +554,7 @@ async fn create_endpoint(
     Path(app): Path<String>,
     body: Body,
 ) -> ApiResult<Response> {
-    let handle = state.apps.get(&app).await?;
+    let app = scope(&state, &app).await?;
     let mut input: EndpointIn = json_body(body, state.body_limit).await?;
     if let Err(refused) = state.addresses.check_url(&input.url) {
         return Err(ApiError::invalid_field(
@@ -586,24 +609,20 @@ async fn create_endpoint(
         return Err(ApiError::invalid_field("version", "must be at least 1"));
     }
     // One writer per application, so two creations with one uid cannot both succeed.
-    let _writes = handle.writes.lock().await;
+    let _writes = state.webhooks.writes.lock().await;
     if let Some(uid) = &spec.uid
-        && handle.registry.endpoint(uid.as_str()).await.is_ok()
+        && app.endpoint(uid.as_str()).await.is_ok()
     {
         return Err(ApiError::conflict(format!(
             "an endpoint with uid `{uid}` already exists"
         )));
     }
-    let endpoint = handle
-        .registry
-        .create_endpoint(spec)
-        .await
-        .map_err(|e| match e {
-            WebhooksError::EventTypeNotFound { .. } => {
-                ApiError::invalid_field("eventTypes", e.to_string())
-            }
-            other => other.into(),
-        })?;
+    let endpoint = app.create_endpoint(spec).await.map_err(|e| match e {
+        WebhooksError::EventTypeNotFound { .. } => {
+            ApiError::invalid_field("eventTypes", e.to_string())
+        }
+        other => other.into(),
+    })?;
     Ok(created(StatusCode::CREATED, &EndpointOut::from(&endpoint)))
 }
 
@@ -612,10 +631,9 @@ async fn list_endpoints(
     Path(app): Path<String>,
     Query(query): Query<ListQuery>,
 ) -> ApiResult<Response> {
-    let handle = state.apps.get(&app).await?;
+    let app = scope(&state, &app).await?;
     let options = query.options(Order::Descending)?;
-    let page = handle
-        .registry
+    let page = app
         .list_endpoints(&EndpointFilter::default(), &options)
         .await
         .map_err(list_error)?;
@@ -625,16 +643,12 @@ async fn list_endpoints(
     ))
 }
 
-async fn endpoint_of(state: &SvixState, app: &str) -> ApiResult<Arc<AppHandle>> {
-    state.apps.get(app).await
-}
-
 async fn get_endpoint(
     State(state): Shared,
     Path((app, endpoint)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    let handle = endpoint_of(&state, &app).await?;
-    let endpoint = handle.registry.endpoint(&endpoint).await?;
+    let app = scope(&state, &app).await?;
+    let endpoint = app.endpoint(&endpoint).await?;
     Ok(created(StatusCode::OK, &EndpointOut::from(&endpoint)))
 }
 
@@ -642,9 +656,9 @@ async fn delete_endpoint(
     State(state): Shared,
     Path((app, endpoint)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    let handle = endpoint_of(&state, &app).await?;
-    let _writes = handle.writes.lock().await;
-    handle.registry.delete_endpoint(&endpoint).await?;
+    let app = scope(&state, &app).await?;
+    let _writes = state.webhooks.writes.lock().await;
+    app.delete_endpoint(&endpoint).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -652,8 +666,8 @@ async fn get_secret(
     State(state): Shared,
     Path((app, endpoint)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    let handle = endpoint_of(&state, &app).await?;
-    let secret = handle.registry.endpoint_secret(&endpoint).await?;
+    let app = scope(&state, &app).await?;
+    let secret = app.endpoint_secret(&endpoint).await?;
     Ok(created(
         StatusCode::OK,
         &serde_json::json!({"key": secret.expose()}),
@@ -667,7 +681,7 @@ async fn rotate_secret(
     Path((app, endpoint)): Path<(String, String)>,
     body: Body,
 ) -> ApiResult<Response> {
-    let handle = endpoint_of(&state, &app).await?;
+    let app = scope(&state, &app).await?;
     let bytes = read_body(body, state.body_limit).await?;
     let input: SecretRotateIn = if bytes.is_empty() {
         SecretRotateIn::default()
@@ -681,8 +695,8 @@ async fn rotate_secret(
                 .map_err(|e| ApiError::invalid_field("key", e.to_string()))
         })
         .transpose()?;
-    handle.registry.rotate_secret(&endpoint, key).await?;
-    let secret = handle.registry.endpoint_secret(&endpoint).await?;
+    app.rotate_secret(&endpoint, key).await?;
+    let secret = app.endpoint_secret(&endpoint).await?;
     Ok(created(
         StatusCode::OK,
         &serde_json::json!({"key": secret.expose()}),
@@ -693,8 +707,8 @@ async fn get_headers(
     State(state): Shared,
     Path((app, endpoint)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    let handle = endpoint_of(&state, &app).await?;
-    let endpoint = handle.registry.endpoint(&endpoint).await?;
+    let app = scope(&state, &app).await?;
+    let endpoint = app.endpoint(&endpoint).await?;
     Ok(created(
         StatusCode::OK,
         &serde_json::json!({"headers": endpoint.headers, "sensitive": []}),
@@ -706,12 +720,10 @@ async fn put_headers(
     Path((app, endpoint)): Path<(String, String)>,
     body: Body,
 ) -> ApiResult<StatusCode> {
-    let handle = endpoint_of(&state, &app).await?;
+    let app = scope(&state, &app).await?;
     let input: HeadersIn = json_body(body, state.body_limit).await?;
-    let _writes = handle.writes.lock().await;
-    handle
-        .registry
-        .update_endpoint_headers(&endpoint, input.headers)
+    let _writes = state.webhooks.writes.lock().await;
+    app.update_endpoint_headers(&endpoint, input.headers)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -724,7 +736,7 @@ async fn create_message(
     Query(query): Query<ListQuery>,
     body: Body,
 ) -> ApiResult<Response> {
-    let handle = state.apps.get(&app).await?;
+    let app = scope(&state, &app).await?;
     let bytes = read_body(body, state.body_limit).await?;
     if bytes.is_empty() {
         return Err(ApiError::bad_request("a JSON body is required"));
@@ -746,19 +758,13 @@ async fn create_message(
     let mut new = NewMessage::new(&event_type, input.payload.get().as_bytes());
     new.channel = channels.first().map(String::as_str);
     new.event_id = input.event_id.as_deref();
-    let message = handle
-        .registry
-        .create_message_with(new)
-        .await
-        .map_err(|e| match e {
-            WebhooksError::EventTypeNotFound { .. } => {
-                ApiError::invalid_field("eventType", e.to_string())
-            }
-            WebhooksError::InvalidEventId { .. } => {
-                ApiError::invalid_field("eventId", e.to_string())
-            }
-            other => other.into(),
-        })?;
+    let message = app.create_message_with(new).await.map_err(|e| match e {
+        WebhooksError::EventTypeNotFound { .. } => {
+            ApiError::invalid_field("eventType", e.to_string())
+        }
+        WebhooksError::InvalidEventId { .. } => ApiError::invalid_field("eventId", e.to_string()),
+        other => other.into(),
+    })?;
     Ok(created(
         StatusCode::ACCEPTED,
         &MessageOut::new(&message, with_content),
@@ -770,7 +776,7 @@ async fn list_messages(
     Path(app): Path<String>,
     Query(query): Query<ListQuery>,
 ) -> ApiResult<Response> {
-    let handle = state.apps.get(&app).await?;
+    let app = scope(&state, &app).await?;
     let options = query.options(Order::Descending)?;
     let with_content = query.with_content()?;
     let (before, after) = (query.before()?, query.after()?);
@@ -778,8 +784,7 @@ async fn list_messages(
         event_type: query.event_type()?,
         channel: query.channel()?,
     };
-    let mut page = handle
-        .registry
+    let mut page = app
         .list_messages(&filter, &options)
         .await
         .map_err(list_error)?;
@@ -799,9 +804,9 @@ async fn get_message(
     Path((app, msg)): Path<(String, String)>,
     Query(query): Query<ListQuery>,
 ) -> ApiResult<Response> {
-    let handle = state.apps.get(&app).await?;
+    let app = scope(&state, &app).await?;
     let with_content = query.with_content()?;
-    let message = handle.registry.message(&msg).await?;
+    let message = app.message(&msg).await?;
     Ok(created(
         StatusCode::OK,
         &MessageOut::new(&message, with_content),
@@ -815,8 +820,8 @@ async fn attempts_by_endpoint(
     Path((app, endpoint)): Path<(String, String)>,
     Query(query): Query<ListQuery>,
 ) -> ApiResult<Response> {
-    let handle = state.apps.get(&app).await?;
-    let endpoint = handle.registry.endpoint(&endpoint).await?;
+    let app = scope(&state, &app).await?;
+    let endpoint = app.endpoint(&endpoint).await?;
     let filter = AttemptFilter {
         endpoint: Some(endpoint.id),
         event_type: query.event_type()?,
@@ -826,7 +831,7 @@ async fn attempts_by_endpoint(
         after: query.after()?,
         ..AttemptFilter::default()
     };
-    attempts(&handle, &filter, &query).await
+    attempts(&app, &filter, &query).await
 }
 
 async fn attempts_by_message(
@@ -834,10 +839,10 @@ async fn attempts_by_message(
     Path((app, msg)): Path<(String, String)>,
     Query(query): Query<ListQuery>,
 ) -> ApiResult<Response> {
-    let handle = state.apps.get(&app).await?;
-    let message = handle.registry.message(&msg).await?;
+    let app = scope(&state, &app).await?;
+    let message = app.message(&msg).await?;
     let endpoint = match query.endpoint_id.as_deref().filter(|e| !e.is_empty()) {
-        Some(endpoint) => Some(handle.registry.endpoint(endpoint).await?.id),
+        Some(endpoint) => Some(app.endpoint(endpoint).await?.id),
         None => None,
     };
     let filter = AttemptFilter {
@@ -849,17 +854,16 @@ async fn attempts_by_message(
         after: query.after()?,
         ..AttemptFilter::default()
     };
-    attempts(&handle, &filter, &query).await
+    attempts(&app, &filter, &query).await
 }
 
 async fn attempts(
-    handle: &AppHandle,
+    app: &AppScope<'_, SqliteStore>,
     filter: &AttemptFilter,
     query: &ListQuery,
 ) -> ApiResult<Response> {
     let options = query.options(Order::Descending)?;
-    let page = handle
-        .registry
+    let page = app
         .list_attempts(filter, &options)
         .await
         .map_err(list_error)?;

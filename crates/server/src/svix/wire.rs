@@ -12,8 +12,8 @@ use switchyard_webhooks::{
 };
 
 use super::ApiResult;
-use super::apps::Application;
 use crate::error::ApiError;
+use switchyard_webhooks::Application;
 
 /// Svix's timestamps: RFC 3339, UTC, with microseconds.
 pub(crate) fn time(t: &DateTime<Utc>) -> String {
@@ -66,12 +66,12 @@ pub(crate) struct ApplicationOut {
 impl From<&Application> for ApplicationOut {
     fn from(app: &Application) -> Self {
         Self {
-            id: app.id.clone(),
-            uid: app.uid.clone(),
+            id: app.id.to_string(),
+            uid: app.uid.as_ref().map(ToString::to_string),
             name: app.name.clone(),
             metadata: app.metadata.clone(),
-            throttle_rate: app.rate_limit,
-            rate_limit: app.rate_limit,
+            throttle_rate: app.rate_limit.map(std::num::NonZeroU32::get),
+            rate_limit: app.rate_limit.map(std::num::NonZeroU32::get),
             created_at: time(&app.created_at),
             updated_at: time(&app.updated_at),
         }

@@ -33,7 +33,7 @@ mod sqlite;
 
 pub use memory::MemoryStore;
 #[cfg(feature = "sqlite")]
-pub use sqlite::SqliteStore;
+pub use sqlite::{Imported, SqliteStore};
 
 /// Which endpoints to list.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

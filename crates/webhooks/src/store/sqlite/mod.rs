@@ -23,10 +23,12 @@ use crate::model::{
 use crate::page::{Order, PageRequest};
 
 mod fanout;
+mod import;
 mod rows;
 mod schema;
 mod worker;
 
+pub use import::Imported;
 use rows::{StoredHeaders, StoredKeys, corrupt, micros, to_json};
 use worker::Db;
 
