@@ -3,7 +3,8 @@
 //! message to 100 endpoints on a loopback receiver, while the delivery engine delivers.
 //!
 //! Asserts that no request failed and nothing was lost: every accepted message is stored
-//! with a delivery for each of the 100 endpoints (read from the application's SQLite file),
+//! with a delivery for each of the 100 endpoints (read from the server's store, in the
+//! application's scope),
 //! and every delivery the receiver got belongs to an accepted message. Reports messages/s,
 //! the API's p50/p99 latency and the delivery rate while sending and in a 30 s drain window
 //! after. (Draining everything takes minutes: a 30 s run queues over a million deliveries,
@@ -218,11 +219,9 @@ async fn fifty_clients_to_a_hundred_endpoints_lose_nothing() {
 
     // Nothing lost: every accepted message is stored, with one delivery per endpoint, and the
     // store records a success exactly for the (message, endpoint) pairs the receiver got.
-    let file = dir
-        .path()
-        .join("webhooks/apps")
-        .join(format!("{}.db", app["id"].as_str().unwrap()));
+    let file = dir.path().join("webhooks/store.db");
     let registry = Registry::new(SqliteStore::open(&file).await.unwrap());
+    let registry = registry.app(app["id"].as_str().unwrap()).await.unwrap();
     let mut endpoint_numbers = std::collections::HashMap::new();
     for n in 0..ENDPOINTS {
         let endpoint = registry.endpoint(&format!("ep-{n}")).await.unwrap();

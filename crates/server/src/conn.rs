@@ -10,9 +10,13 @@
 //! - **busy**: a request is being answered; no deadline here (the routes bound their own
 //!   waits: a long-poll may take two minutes).
 //!
-//! The I/O wrapper ([`Timed`]) moves a connection from idle to reading and enforces both
-//! deadlines on reads; the service wrapper ([`Track`]) marks it busy when a head is parsed and
-//! idle again when the last response body has been sent. Past [`Limits::max_connections`](crate::ConnectionLimits::max_connections), a
+//! The I/O wrapper ([`Timed`]) moves a connection from idle to reading when bytes arrive; the
+//! service wrapper ([`Track`]) marks it busy when a head is parsed and idle again when the
+//! last response body has been sent; a watchdog beside the connection ([`expire`]) drops it
+//! once the deadline of its phase passes. (hyper's own header-read timer is off: it starts
+//! whenever hyper waits for a head, so it would close kept-alive connections after 30 s
+//! whatever the idle timeout says; and hyper does not always read an idle connection, so a
+//! deadline enforced on reads alone might never be checked.) Past [`Limits::max_connections`](crate::ConnectionLimits::max_connections), a
 //! new connection gets a `503` and is closed at once.
 
 use std::future::Future;
@@ -33,8 +37,8 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
-use tokio::time::{Instant, Sleep};
+use tokio::sync::{Notify, watch};
+use tokio::time::Instant;
 use tower::{Service, ServiceExt as _};
 
 use crate::config::ConnectionLimits as Limits;
@@ -54,6 +58,9 @@ enum Phase {
 struct State {
     phase: Mutex<Phase>,
     limits: Limits,
+    /// Signalled whenever the phase changes, so the connection's watchdog ([`expire`])
+    /// moves its deadline.
+    changed: Notify,
 }
 
 impl State {
@@ -74,6 +81,8 @@ impl State {
         let mut phase = self.phase();
         if let Phase::Idle(_) = *phase {
             *phase = Phase::Reading(Instant::now());
+            drop(phase);
+            self.changed.notify_one();
         }
     }
 
@@ -83,6 +92,8 @@ impl State {
             Phase::Busy(n) => Phase::Busy(n + 1),
             _ => Phase::Busy(1),
         };
+        drop(phase);
+        self.changed.notify_one();
     }
 
     fn response_finished(&self) {
@@ -91,15 +102,38 @@ impl State {
             Phase::Busy(n) if n > 1 => Phase::Busy(n - 1),
             _ => Phase::Idle(Instant::now()),
         };
+        drop(phase);
+        self.changed.notify_one();
+    }
+}
+
+/// Resolves when the connection's deadline passes: idle too long, or its request head too
+/// slow. A timer per open connection (they are capped), not per request; its caller then
+/// drops the connection, which closes it.
+async fn expire(state: &State) {
+    loop {
+        // Registered before the deadline is read, so no change is missed.
+        let changed = state.changed.notified();
+        tokio::pin!(changed);
+        changed.as_mut().enable();
+        match state.deadline() {
+            None => changed.await,
+            Some(deadline) if Instant::now() >= deadline => return,
+            Some(deadline) => {
+                tokio::select! {
+                    () = changed => {}
+                    () = tokio::time::sleep_until(deadline) => {}
+                }
+            }
+        }
     }
 }
 
 pin_project_lite::pin_project! {
-    /// A TCP stream whose reads fail with `TimedOut` once the connection's deadline passes.
+    /// A TCP stream that notes when a request's first byte arrives on an idle connection.
     struct Timed {
         #[pin]
         stream: TcpStream,
-        sleep: Pin<Box<Sleep>>,
         state: Arc<State>,
     }
 }
@@ -112,30 +146,13 @@ impl AsyncRead for Timed {
     ) -> Poll<io::Result<()>> {
         let this = self.project();
         let before = buf.filled().len();
-        match this.stream.poll_read(cx, buf) {
-            Poll::Ready(Ok(())) => {
-                if buf.filled().len() > before {
-                    this.state.received();
-                }
-                Poll::Ready(Ok(()))
-            }
-            Poll::Ready(Err(error)) => Poll::Ready(Err(error)),
-            Poll::Pending => {
-                let Some(deadline) = this.state.deadline() else {
-                    return Poll::Pending;
-                };
-                if this.sleep.deadline() != deadline {
-                    this.sleep.as_mut().reset(deadline);
-                }
-                match this.sleep.as_mut().poll(cx) {
-                    Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        "the connection was idle, or sent its request head too slowly",
-                    ))),
-                    Poll::Pending => Poll::Pending,
-                }
-            }
+        let read = this.stream.poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = read
+            && buf.filled().len() > before
+        {
+            this.state.received();
         }
+        read
     }
 }
 
@@ -295,24 +312,36 @@ pub(crate) async fn serve<S>(
         let state = Arc::new(State {
             phase: Mutex::new(Phase::Idle(Instant::now())),
             limits,
+            changed: Notify::new(),
         });
         let io = Timed {
             stream,
-            sleep: Box::pin(tokio::time::sleep(limits.idle_timeout)),
             state: Arc::clone(&state),
         };
         let service = TowerToHyperService::new(Track {
             app: app.clone(),
-            state,
+            state: Arc::clone(&state),
         });
+        // hyper's own header-read timer (30 s unless set) starts as soon as it waits for a
+        // head, so it would close a kept-alive connection idle for 30 s whatever the idle
+        // timeout says: both deadlines are `Timed`'s, so hyper's is off.
         let connection = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
+            .header_read_timeout(None)
             .serve_connection(TokioIo::new(io), service);
         let watched = graceful.watch(connection);
         let open = Arc::clone(&open);
         connections.spawn(async move {
-            if let Err(error) = watched.await {
-                tracing::debug!(%peer, %error, "connection closed");
+            tokio::select! {
+                served = watched => {
+                    if let Err(error) = served {
+                        tracing::debug!(%peer, %error, "connection closed");
+                    }
+                }
+                // Dropping the connection closes it.
+                () = expire(&state) => {
+                    tracing::debug!(%peer, "connection closed: idle, or its request head too slow");
+                }
             }
             open.fetch_sub(1, Ordering::AcqRel);
         });

@@ -162,3 +162,35 @@ async fn past_the_cap_a_connection_gets_503() {
     assert!(after.starts_with("HTTP/1.1 200"), "{after}");
     server.shutdown().await.unwrap();
 }
+
+/// A kept-alive connection idle for longer than hyper's own header-read default (30 s) but
+/// less than the idle timeout is still served: the idle timeout is the configured one. On a
+/// paused clock, so the wait costs nothing.
+#[tokio::test(start_paused = true)]
+async fn a_kept_alive_connection_lasts_the_whole_idle_timeout() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    let dir = tempfile::tempdir().unwrap();
+    let limits = ConnectionLimits {
+        idle_timeout: Duration::from_secs(60),
+        ..ConnectionLimits::default()
+    };
+    let server = server(dir.path(), limits).await;
+    let mut stream = tokio::net::TcpStream::connect(server.local_addr())
+        .await
+        .unwrap();
+    for wait in [Duration::ZERO, Duration::from_secs(45)] {
+        tokio::time::sleep(wait).await;
+        stream
+            .write_all(b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut reply = vec![0u8; 4096];
+        let n = stream.read(&mut reply).await.unwrap();
+        let reply = String::from_utf8_lossy(&reply[..n]);
+        assert!(
+            reply.starts_with("HTTP/1.1 200"),
+            "after {wait:?} idle: {reply:?}"
+        );
+    }
+}
