@@ -402,6 +402,7 @@ struct DeliveryFile {
     request_timeout_secs: Option<u64>,
     max_in_flight: Option<usize>,
     max_in_flight_per_endpoint: Option<usize>,
+    max_leased_per_app: Option<usize>,
     retry_schedule_secs: Option<Vec<u64>>,
     retry_jitter: Option<f64>,
     disable_after_secs: Option<u64>,
@@ -663,6 +664,12 @@ fn apply_delivery(config: &mut DeliveryConfig, file: DeliveryFile) -> Result<(),
         }
         config.max_in_flight_per_endpoint = n;
     }
+    if let Some(n) = file.max_leased_per_app {
+        if n == 0 {
+            return Err("delivery.max_leased_per_app must be at least 1".to_owned());
+        }
+        config.max_leased_per_app = n;
+    }
     let mut retry: RetryPolicy = config.retry.clone();
     if let Some(schedule) = file.retry_schedule_secs {
         retry.schedule = schedule.into_iter().map(Duration::from_secs).collect();
@@ -749,6 +756,7 @@ mod tests {
             request_timeout_secs = 60
             max_in_flight = 10
             max_in_flight_per_endpoint = 2
+            max_leased_per_app = 100
             retry_schedule_secs = [1, 2]
             retry_jitter = 0.0
             disable_after_secs = 3600
@@ -800,6 +808,7 @@ mod tests {
         assert_eq!(config.runtime.idle_expiry, Duration::from_secs(30));
         assert_eq!(config.runtime.filter_limits.max_iterations, 500);
         assert_eq!(config.delivery.lease_for, Duration::from_secs(120));
+        assert_eq!(config.delivery.max_leased_per_app, 100);
         assert_eq!(config.delivery.retry.schedule.len(), 2);
         assert_eq!(config.delivery.retention, Duration::from_secs(7 * 86_400));
         assert_eq!(config.delivery.addresses.allowed().len(), 2);

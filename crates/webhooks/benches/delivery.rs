@@ -5,7 +5,11 @@
 //!   100 endpoints per message, next to the same number of bare hyper client POSTs (no
 //!   store, no signing) to the same loopback receiver, and the ratio (three rounds each,
 //!   and the median ratio);
-//! - p50 / p99 send-to-receive latency at an offered 1,000 messages per second.
+//! - p50 / p99 send-to-receive latency at an offered 1,000 messages per second;
+//! - fairness (`fairness`): one application with a backlog (`FAIRNESS_BACKLOG` messages,
+//!   default 100,000) to an endpoint that never answers, while a quiet application sends
+//!   50 messages a second for 10 s to a fast one: the quiet application's p50 / p99 / max
+//!   send-to-receive latency.
 //!
 //! `DELIVERY_BENCH_SIDE=ours` (or `bare`) runs one side of the rate cases alone, for a
 //! profiler.
@@ -31,7 +35,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::json;
 use switchyard_webhooks::delivery::{AddressPolicy, DeliveryConfig, DeliveryEngine};
 use switchyard_webhooks::store::SqliteStore;
-use switchyard_webhooks::{EndpointSpec, EventTypeName, Registry};
+use switchyard_webhooks::{ApplicationSpec, EndpointSpec, EventTypeName, Registry};
 
 /// Runs of each throughput case (each one ours, then bare).
 const ROUNDS: usize = 3;
@@ -249,6 +253,147 @@ async fn latency(rate: u32, seconds: u32) -> (Duration, Duration, f64) {
     (pick(0.50), pick(0.99), offered)
 }
 
+/// A loopback endpoint that takes requests and never answers them (until the engine's
+/// request timeout ends each).
+async fn black_hole() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 64 * 1024];
+                while stream.readable().await.is_ok() {
+                    match stream.try_read(&mut buf) {
+                        Ok(0) => break,
+                        Ok(_) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                        Err(_) => break,
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// The quiet application's send-to-receive latency (p50, p99, max, delivered of sent) while
+/// a noisy one has `backlog` messages for an endpoint that never answers.
+async fn fairness(backlog: usize) -> (Duration, Duration, Duration, usize, usize, f64) {
+    let receiver = receiver(true).await;
+    let hole = black_hole().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("bench.db"))
+        .await
+        .unwrap();
+    let registry = Arc::new(Registry::new(store));
+    let visit = EventTypeName::new("origin.visit").unwrap();
+    registry
+        .create_event_type(visit.clone(), "visits", json!({"type": "object"}))
+        .await
+        .unwrap();
+    for (name, url) in [
+        ("noisy", format!("http://{hole}/")),
+        ("quiet", format!("http://{}/q", receiver.addr)),
+    ] {
+        registry
+            .create_application(ApplicationSpec::new(name).uid(name).unwrap())
+            .await
+            .unwrap();
+        let app = registry.app(name).await.unwrap();
+        app.create_endpoint(EndpointSpec::new(url).event_type(visit.clone()))
+            .await
+            .unwrap();
+    }
+    // The backlog, sent by 64 callers at once (the store commits what queues together).
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut senders = Vec::new();
+    for _ in 0..64 {
+        let (registry, visit, next) = (registry.clone(), visit.clone(), next.clone());
+        senders.push(tokio::spawn(async move {
+            let noisy = registry.app("noisy").await.unwrap();
+            while next.fetch_add(1, Ordering::SeqCst) < backlog {
+                noisy.send(&visit, PAYLOAD, None).await.unwrap().unwrap();
+            }
+        }));
+    }
+    for sender in senders {
+        sender.await.unwrap();
+    }
+    let config = DeliveryConfig {
+        addresses: AddressPolicy::default().allow("127.0.0.0/8".parse().unwrap()),
+        ..DeliveryConfig::default()
+    };
+    let engine = DeliveryEngine::new(registry.clone(), config).unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(async move {
+        engine
+            .run(async {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap();
+    });
+    // The engine is busy with the backlog; now the quiet application sends.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let quiet = registry.app("quiet").await.unwrap();
+    let (cpu_before, wall_before) = (cpu_seconds(), Instant::now());
+    let mut ticks = tokio::time::interval(Duration::from_millis(20));
+    let mut sent_at = HashMap::new();
+    for _ in 0..500 {
+        ticks.tick().await;
+        let before = Instant::now();
+        let (id, _) = quiet.send(&visit, PAYLOAD, None).await.unwrap().unwrap();
+        sent_at.insert(id.to_string(), before);
+    }
+    let cpu = (cpu_seconds() - cpu_before) / wall_before.elapsed().as_secs_f64();
+    // Whatever has not arrived 30 s after the last send counts as 30 s late.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while receiver.count.load(Ordering::SeqCst) < sent_at.len() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let _ = stop.send(());
+    let arrivals = receiver.arrivals.lock().unwrap().clone();
+    running.abort();
+    let mut latencies: Vec<Duration> = sent_at
+        .iter()
+        .map(|(id, sent)| {
+            arrivals
+                .get(id)
+                .map_or(deadline - *sent, |arrived| *arrived - *sent)
+        })
+        .collect();
+    latencies.sort();
+    let pick = |q: f64| latencies[((latencies.len() as f64 - 1.0) * q).round() as usize];
+    (
+        pick(0.50),
+        pick(0.99),
+        latencies[latencies.len() - 1],
+        arrivals.len(),
+        sent_at.len(),
+        cpu,
+    )
+}
+
+/// CPU seconds this process has used (user and system), from `/proc/self/stat`; 0 where
+/// there is none.
+fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime, in clock ticks (100 a second on Linux).
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 /// Which side of the rate cases to run: `DELIVERY_BENCH_SIDE=ours` or `=bare` runs one alone,
 /// to profile it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -315,14 +460,30 @@ fn main() {
         for (endpoints, ratio) in medians {
             println!("median ratio with {endpoints} endpoint(s) per message: {ratio:.2}");
         }
-        if !"latency".contains(&filter) {
-            return;
+        if "latency".contains(&filter) {
+            let (p50, p99, offered) = latency(1_000, 3).await;
+            println!(
+                "\nlatency at an offered {offered:.0} msg/s (1 endpoint): p50 {:.1} ms, p99 {:.1} ms",
+                p50.as_secs_f64() * 1e3,
+                p99.as_secs_f64() * 1e3
+            );
         }
-        let (p50, p99, offered) = latency(1_000, 3).await;
-        println!(
-            "\nlatency at an offered {offered:.0} msg/s (1 endpoint): p50 {:.1} ms, p99 {:.1} ms",
-            p50.as_secs_f64() * 1e3,
-            p99.as_secs_f64() * 1e3
-        );
+        if "fairness".contains(&filter) {
+            let backlog = std::env::var("FAIRNESS_BACKLOG")
+                .ok()
+                .and_then(|b| b.parse().ok())
+                .unwrap_or(100_000);
+            let (p50, p99, max, delivered, sent, cpu) = fairness(backlog).await;
+            let ms = |d: Duration| d.as_secs_f64() * 1e3;
+            println!(
+                "\nfairness: quiet application beside a backlog of {backlog} to an endpoint \
+                 that never answers: {delivered} of {sent} delivered, p50 {:.1} ms, \
+                 p99 {:.1} ms, max {:.1} ms; the process used {:.0}% of a core meanwhile",
+                ms(p50),
+                ms(p99),
+                ms(max),
+                cpu * 100.0
+            );
+        }
     });
 }

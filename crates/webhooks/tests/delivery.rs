@@ -21,8 +21,8 @@ use serde_json::json;
 use switchyard_webhooks::delivery::{AddressPolicy, DeliveryConfig, DeliveryEngine, Notification};
 use switchyard_webhooks::store::{AttemptFilter, MemoryStore, SqliteStore, Store};
 use switchyard_webhooks::{
-    AttemptStatus, AttemptTrigger, Clock, DeliveryStatus, EndpointSpec, EventTypeName, ListOptions,
-    Registry, RegistryConfig, Secret, Verifier,
+    ApplicationSpec, AttemptStatus, AttemptTrigger, Clock, DeliveryStatus, EndpointSpec,
+    EventTypeName, ListOptions, Registry, RegistryConfig, Secret, Verifier,
 };
 
 // ----- receivers -----
@@ -149,6 +149,31 @@ impl Receiver {
     fn count(&self) -> usize {
         self.seen.lock().unwrap().len()
     }
+}
+
+/// A listener that takes requests and never answers them; how many connections it took.
+async fn black_hole() -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 16 * 1024];
+                while stream.readable().await.is_ok() {
+                    match stream.try_read(&mut buf) {
+                        Ok(0) => break,
+                        Ok(_) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                        Err(_) => break,
+                    }
+                }
+            });
+        }
+    });
+    (addr, accepted)
 }
 
 /// A listener that accepts connections and drops them at once (connection reset).
@@ -884,4 +909,69 @@ async fn shutdown_waits_for_requests_in_flight() {
         "the in-flight request finished and was recorded before run returned"
     );
     assert_eq!(h.attempts().await.len(), 1);
+}
+
+/// An application with a backlog to an endpoint that never answers holds at most
+/// `max_leased_per_app` of the engine's leases (not its whole backlog, leased and handed
+/// back over and over), while another application's messages are delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_application_holds_at_most_its_limit_of_leases() {
+    let config = DeliveryConfig {
+        max_leased_per_app: 5,
+        busy_retry: Duration::from_millis(20),
+        poll_interval: Duration::from_millis(20),
+        ..test_config()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("w.db")).await.unwrap();
+    let h = harness_with(store, config, false).await;
+    let r = &h.registry;
+    let (hole, connections) = black_hole().await;
+    let quiet_receiver = Receiver::start(|_| Answer::status(200)).await;
+    for (name, url) in [
+        ("noisy", format!("http://{hole}/")),
+        ("quiet", quiet_receiver.url()),
+    ] {
+        r.create_application(ApplicationSpec::new(name).uid(name).unwrap())
+            .await
+            .unwrap();
+        r.app(name)
+            .await
+            .unwrap()
+            .create_endpoint(EndpointSpec::new(url).event_type(h.visit.clone()))
+            .await
+            .unwrap();
+    }
+    let noisy = r.app("noisy").await.unwrap();
+    let mut backlog = Vec::new();
+    for _ in 0..200 {
+        backlog.push(noisy.send(&h.visit, "{}", None).await.unwrap().unwrap().0);
+    }
+    let test = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let quiet = r.app("quiet").await.unwrap();
+        for _ in 0..5 {
+            quiet.send(&h.visit, "{}", None).await.unwrap().unwrap();
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while quiet_receiver.count() < 5 {
+            assert!(Instant::now() < deadline, "the quiet application waited");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let now = Utc::now();
+        let mut leased = 0;
+        for id in &backlog {
+            for delivery in noisy.deliveries(id).await.unwrap() {
+                leased += usize::from(delivery.leased_until.is_some_and(|until| until > now));
+            }
+        }
+        // The five in flight to the black hole, nothing else.
+        assert_eq!(leased, 5, "noisy deliveries leased");
+        assert_eq!(connections.load(Ordering::SeqCst), 5);
+    };
+    tokio::select! {
+        result = h.engine.run(std::future::pending()) => panic!("the engine stopped: {result:?}"),
+        () = test => {}
+    }
 }

@@ -8,11 +8,12 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde_json::json;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::num::NonZeroU32;
 
 use switchyard_webhooks::store::{
-    AttemptFilter, EndpointFilter, HealthChange, MemoryStore, MessageFilter, SqliteStore, Store,
+    AppLimits, AttemptFilter, EndpointFilter, HealthChange, MemoryStore, MessageFilter,
+    SqliteStore, Store,
 };
 use switchyard_webhooks::{
     AppId, AppScope, AppUid, Application, ApplicationSpec, Attempt, AttemptId, AttemptStatus,
@@ -2075,6 +2076,119 @@ async fn sqlite_with(config: RegistryConfig) -> Harness<SqliteStore> {
     Harness::configured(store, Some(dir), config)
 }
 
+/// Leases are shared among applications: one application's backlog, queued long before,
+/// does not keep another's deliveries out of the next batch; an application left out by the
+/// engine is not leased; and every delivery is still leased exactly once.
+async fn leases_are_shared_fairly_among_applications<S: Store>(h: Harness<S>) {
+    let r = &h.registry;
+    let visit = with_visit_type(&h).await;
+    let mut endpoints = HashMap::new();
+    for name in ["noisy", "quiet", "other"] {
+        r.create_application(ApplicationSpec::new(name).uid(name).unwrap())
+            .await
+            .unwrap();
+        let endpoint = r
+            .app(name)
+            .await
+            .unwrap()
+            .create_endpoint(EndpointSpec::new(format!("https://{name}.example/")))
+            .await
+            .unwrap();
+        endpoints.insert(endpoint.id, name);
+    }
+    let noisy = r.app("noisy").await.unwrap();
+    let (quiet, other) = (r.app("quiet").await.unwrap(), r.app("other").await.unwrap());
+    let payload = r#"{"origin": "https://x"}"#;
+    for _ in 0..300 {
+        noisy.send(&visit, payload, None).await.unwrap().unwrap();
+    }
+    h.advance(Duration::from_secs(1));
+    quiet.send(&visit, payload, None).await.unwrap().unwrap();
+    other.send(&visit, payload, None).await.unwrap().unwrap();
+    h.advance(Duration::from_secs(1));
+
+    let store = r.store();
+    let per_app = |batch: &[Lease]| {
+        let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+        for lease in batch {
+            *counts
+                .entry(endpoints[&lease.delivery.endpoint_id])
+                .or_default() += 1;
+        }
+        counts
+    };
+    // The 300 were due first, yet a batch of 10 holds the two later ones.
+    let batch = store
+        .lease_deliveries(h.now(), Duration::from_secs(30), 10)
+        .await
+        .unwrap();
+    assert_eq!(batch.len(), 10);
+    assert_eq!(
+        per_app(&batch),
+        BTreeMap::from([("noisy", 8), ("other", 1), ("quiet", 1)])
+    );
+    let mut leased: HashSet<(MessageId, String)> = batch
+        .iter()
+        .map(|l| {
+            (
+                l.delivery.message_id.clone(),
+                l.delivery.endpoint_id.to_string(),
+            )
+        })
+        .collect();
+
+    // The engine leaves the noisy application out: nothing else is due.
+    let noisy_id = r.application("noisy").await.unwrap().id;
+    let limits = AppLimits {
+        each: Some(10),
+        room: HashMap::from([(noisy_id, 0)]),
+    };
+    let skipping =
+        |limit| store.lease_deliveries_within(h.now(), Duration::from_secs(30), limit, &limits);
+    assert!(skipping(10).await.unwrap().is_empty());
+    // A new message of the quiet application still gets through.
+    quiet.send(&visit, payload, None).await.unwrap().unwrap();
+    let batch = skipping(10).await.unwrap();
+    assert_eq!(per_app(&batch), BTreeMap::from([("quiet", 1)]));
+    leased.extend(batch.iter().map(|l| {
+        (
+            l.delivery.message_id.clone(),
+            l.delivery.endpoint_id.to_string(),
+        )
+    }));
+
+    // The rest of the backlog, each exactly once.
+    loop {
+        let batch = store
+            .lease_deliveries(h.now(), Duration::from_secs(30), 64)
+            .await
+            .unwrap();
+        if batch.is_empty() {
+            break;
+        }
+        assert_eq!(per_app(&batch).keys().collect::<Vec<_>>(), [&"noisy"]);
+        for lease in batch {
+            let key = (
+                lease.delivery.message_id.clone(),
+                lease.delivery.endpoint_id.to_string(),
+            );
+            assert!(leased.insert(key), "leased twice");
+        }
+    }
+    assert_eq!(leased.len(), 303);
+
+    // Once the leases run out, each application's deliveries come back, again shared.
+    h.advance(Duration::from_secs(31));
+    let batch = store
+        .lease_deliveries(h.now(), Duration::from_secs(30), 6)
+        .await
+        .unwrap();
+    assert_eq!(
+        per_app(&batch),
+        BTreeMap::from([("noisy", 3), ("other", 1), ("quiet", 2)])
+    );
+}
+
 macro_rules! suite {
     ($($test:ident),* $(,)?) => {
         mod memory_store {
@@ -2120,6 +2234,7 @@ suite!(
     messages_follow_svix_by_default,
     applications_are_isolated,
     concurrent_sends_stay_in_their_application,
+    leases_are_shared_fairly_among_applications,
 );
 
 /// Everything survives closing and reopening the SQLite file.

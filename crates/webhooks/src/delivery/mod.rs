@@ -76,13 +76,13 @@ use recorder::{Recorder, Sink};
 use target::Target;
 
 use crate::error::Error;
-use crate::id::{AttemptId, EndpointId, MessageId};
+use crate::id::{AppId, AttemptId, EndpointId, MessageId};
 use crate::model::{
     Attempt, AttemptStatus, DeliveryStatus, DeliveryUpdate, Lease, MAX_RESPONSE_BODY, Message,
 };
 use crate::registry::Registry;
 use crate::retry::{RetryPolicy, parse_retry_after, unit_draw};
-use crate::store::Store;
+use crate::store::{AppLimits, Store};
 
 /// The `user-agent` of every delivery: `Switchyard-Webhooks/<version>`.
 pub const USER_AGENT_VALUE: &str = crate::model::USER_AGENT;
@@ -125,6 +125,12 @@ pub struct DeliveryConfig {
     /// How long a delivery held back by its endpoint's limits waits before it is offered
     /// again (default 250 ms).
     pub busy_retry: Duration,
+    /// The most deliveries of one application this engine holds leased at once, waiting
+    /// for their endpoint or in flight (default 1,024). An application at its limit is
+    /// left out of leases until some of its deliveries finish, so one application's
+    /// backlog to a slow or unanswering endpoint cannot fill the engine, and is not leased
+    /// and handed back over and over while it waits.
+    pub max_leased_per_app: usize,
     /// How long the outcomes of attempts may wait to be written together (default 10 ms).
     /// One write of many outcomes costs the store much less per attempt than many writes of
     /// a few, so the recorder waits this long for more before writing a small batch. An
@@ -153,6 +159,7 @@ impl Default for DeliveryConfig {
             purge_interval: Duration::from_secs(60 * 60),
             addresses: AddressPolicy::default(),
             busy_retry: Duration::from_millis(250),
+            max_leased_per_app: 1024,
             record_linger: Duration::from_millis(10),
             endpoint_refresh: Duration::from_secs(1),
         }
@@ -246,9 +253,105 @@ struct Gate {
     rate: RateGate,
 }
 
+/// How many leased deliveries of each application the engine holds (see
+/// [`DeliveryConfig::max_leased_per_app`]).
+struct Leased {
+    counts: Mutex<HashMap<AppId, usize>>,
+    limit: usize,
+    /// An application that reached its limit is leased again once it holds this many or
+    /// fewer (the limit less a batch): leases stay whole batches, not a delivery at a time.
+    resume: usize,
+    /// Woken when an application drops to `resume`: the engine leases again.
+    freed: tokio::sync::Notify,
+}
+
+impl Leased {
+    fn take(self: &Arc<Self>, app: &AppId) -> Ticket {
+        *self
+            .counts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(app.clone())
+            .or_default() += 1;
+        Ticket {
+            app: Some(app.clone()),
+            leased: Arc::clone(self),
+        }
+    }
+
+    /// How many more each application may be leased.
+    fn limits(&self) -> AppLimits {
+        let room = self
+            .counts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|(app, held)| {
+                let room = if *held > self.resume {
+                    0
+                } else {
+                    self.limit - held
+                };
+                (app.clone(), room)
+            })
+            .collect();
+        AppLimits {
+            each: Some(self.limit),
+            room,
+        }
+    }
+}
+
+/// One leased delivery counted against its application's limit until it is dropped (when
+/// the delivery's outcome has been handed over).
+struct Ticket {
+    app: Option<AppId>,
+    leased: Arc<Leased>,
+}
+
+impl Ticket {
+    /// A ticket that counts nothing (a delivery dropped without a request).
+    fn none(leased: &Arc<Leased>) -> Self {
+        Self {
+            app: None,
+            leased: Arc::clone(leased),
+        }
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        let Some(app) = self.app.take() else {
+            return;
+        };
+        let mut counts = self
+            .leased
+            .counts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let resumes = match counts.get_mut(&app) {
+            Some(count) => {
+                *count = count.saturating_sub(1);
+                let resumes = *count == self.leased.resume;
+                if *count == 0 {
+                    counts.remove(&app);
+                }
+                resumes
+            }
+            None => false,
+        };
+        drop(counts);
+        if resumes {
+            self.leased.freed.notify_one();
+        }
+    }
+}
+
 /// A leased delivery with its endpoint and message as read for its batch (`None`: gone).
 struct Job {
     lease: Lease,
+    /// Counts it against its application's limit while it is held.
+    ticket: Ticket,
     endpoint: Option<Arc<Target>>,
     /// The message, and its payload as the request body (one buffer shared by all the
     /// message's deliveries in the batch).
@@ -258,6 +361,7 @@ struct Job {
 /// A job whose endpoint and message are there: ready for its attempt.
 struct Ready {
     lease: Lease,
+    ticket: Ticket,
     target: Arc<Target>,
     message: Arc<Message>,
     body: Bytes,
@@ -275,6 +379,7 @@ struct Shared<S> {
     gates: Mutex<HashMap<EndpointId, Arc<Gate>>>,
     endpoints: Arc<Mutex<EndpointCache>>,
     notifications: broadcast::Sender<Notification>,
+    leased: Arc<Leased>,
 }
 
 /// Endpoints as last read from the store, each with when it was read.
@@ -359,11 +464,13 @@ impl<S: Store> DeliveryEngine<S> {
         config.max_in_flight_per_endpoint = config.max_in_flight_per_endpoint.max(1);
         config.batch_size = config.batch_size.max(1);
         config.max_queued = config.max_queued.max(config.batch_size);
+        config.max_leased_per_app = config.max_leased_per_app.max(1);
         config.lease_for = config
             .lease_for
             .max(config.request_timeout + Duration::from_secs(5));
         let addresses = Arc::new(config.addresses.clone());
         let client = build_client(&config, &addresses)?;
+        let (config_limit, config_batch) = (config.max_leased_per_app, config.batch_size);
         let (notifications, _) = broadcast::channel(1024);
         Ok(Self {
             shared: Arc::new(Shared {
@@ -376,6 +483,12 @@ impl<S: Store> DeliveryEngine<S> {
                 gates: Mutex::new(HashMap::new()),
                 endpoints: Arc::default(),
                 notifications,
+                leased: Arc::new(Leased {
+                    counts: Mutex::new(HashMap::new()),
+                    limit: config_limit,
+                    resume: config_limit.saturating_sub(config_batch),
+                    freed: tokio::sync::Notify::new(),
+                }),
             }),
         })
     }
@@ -464,10 +577,12 @@ impl<S: Store> DeliveryEngine<S> {
                 }
             }
             let now = shared.registry.config().clock.now();
+            // No application gets more than its room: what it may hold less what it holds.
+            let limits = shared.leased.limits();
             let leased = shared
                 .registry
                 .store()
-                .lease_deliveries(now, config.lease_for, config.batch_size)
+                .lease_deliveries_within(now, config.lease_for, config.batch_size, &limits)
                 .await;
             let count = match leased {
                 Ok(leases) => {
@@ -510,6 +625,7 @@ impl<S: Store> DeliveryEngine<S> {
                 tokio::select! {
                     () = &mut shutdown => break,
                     () = shared.registry.work_queued() => {}
+                    () = shared.leased.freed.notified() => {}
                     () = tokio::time::sleep(config.poll_interval) => {}
                 }
             }
@@ -635,10 +751,18 @@ impl<S: Store> Shared<S> {
             .collect();
         Ok(leases
             .into_iter()
-            .map(|lease| Job {
-                endpoint: endpoints.get(&lease.delivery.endpoint_id).cloned(),
-                message: messages.get(&lease.delivery.message_id).cloned(),
-                lease,
+            .map(|lease| {
+                let endpoint = endpoints.get(&lease.delivery.endpoint_id).cloned();
+                let ticket = match &endpoint {
+                    Some(target) => self.leased.take(&target.record.endpoint.app),
+                    None => Ticket::none(&self.leased),
+                };
+                Job {
+                    endpoint,
+                    message: messages.get(&lease.delivery.message_id).cloned(),
+                    lease,
+                    ticket,
+                }
             })
             .collect())
     }
@@ -705,6 +829,7 @@ impl<S: Store> Shared<S> {
         let now = self.registry.config().clock.now();
         let Job {
             lease,
+            ticket,
             endpoint: target,
             message,
         } = job;
@@ -714,6 +839,7 @@ impl<S: Store> Shared<S> {
             {
                 Ok(Ready {
                     lease,
+                    ticket,
                     target,
                     message,
                     body,
@@ -767,6 +893,8 @@ impl<S: Store> Shared<S> {
         let clock = &self.registry.config().clock;
         let Ready {
             lease,
+            // Held until the outcome is handed over, at the end of the attempt.
+            ticket: _ticket,
             target,
             message,
             body,

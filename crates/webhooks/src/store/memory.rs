@@ -8,8 +8,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::{
-    AttemptFilter, EndpointFilter, Health, HealthChange, MessageFilter, Store, attempt_matches,
-    lease_token,
+    AppLimits, AttemptFilter, EndpointFilter, Health, HealthChange, MessageFilter, Store,
+    attempt_matches, lease_token,
 };
 use crate::error::StoreError;
 use crate::id::{AppId, EndpointId, MessageId};
@@ -38,6 +38,9 @@ impl Default for MemoryStore {
     }
 }
 
+/// A delivery's key: (message id, endpoint id).
+type DeliveryKey = (String, String);
+
 #[derive(Debug, Default)]
 struct Inner {
     event_types: BTreeMap<String, EventType>,
@@ -55,6 +58,10 @@ struct Inner {
     attempt_positions: HashMap<String, u64>,
     recorded: u64,
     failing_since: HashMap<String, DateTime<Utc>>,
+    /// When each application was last served by a lease (a count of leases): applications
+    /// never served, then those served longest ago, take their turns first.
+    served: HashMap<String, u64>,
+    leases: u64,
 }
 
 impl Inner {
@@ -461,29 +468,81 @@ impl Store for MemoryStore {
             .collect())
     }
 
-    async fn lease_deliveries(
+    async fn lease_deliveries_within(
         &self,
         now: DateTime<Utc>,
         lease_for: Duration,
         limit: usize,
+        limits: &AppLimits,
     ) -> Result<Vec<Lease>, StoreError> {
         let mut inner = self.lock();
-        let mut due: Vec<(DateTime<Utc>, (String, String))> = inner
-            .deliveries
-            .iter()
-            .filter(|(_, (d, _))| {
-                d.status == DeliveryStatus::Pending
-                    && d.next_attempt_at <= now
-                    && d.leased_until.is_none_or(|until| until <= now)
-                    && !inner.waits_for_earlier(d)
-            })
-            .map(|(key, (d, _))| (d.next_attempt_at, key.clone()))
-            .collect();
-        due.sort();
-        due.truncate(limit);
+        // What each application has available, earliest due first.
+        let mut by_app: BTreeMap<String, Vec<(DateTime<Utc>, DeliveryKey)>> = BTreeMap::new();
+        let mut rooms: HashMap<String, usize> = HashMap::new();
+        for (key, (d, _)) in &inner.deliveries {
+            let available = d.status == DeliveryStatus::Pending
+                && d.next_attempt_at <= now
+                && d.leased_until.is_none_or(|until| until <= now)
+                && !inner.waits_for_earlier(d);
+            let Some(app) = inner.messages.get(d.message_id.as_str()).map(|m| &m.app) else {
+                continue;
+            };
+            let room = limits.room(app);
+            if available && room > 0 {
+                rooms.entry(app.to_string()).or_insert(room);
+                by_app
+                    .entry(app.to_string())
+                    .or_default()
+                    .push((d.next_attempt_at, key.clone()));
+            }
+        }
+        for due in by_app.values_mut() {
+            due.sort();
+            due.reverse(); // taken from the end
+        }
+        // Turns: longest waiting application first; each an equal share of what is left.
+        let mut active: Vec<String> = by_app.keys().cloned().collect();
+        active.sort_by_key(|app| {
+            (
+                inner.served.get(app).copied().unwrap_or(0),
+                by_app[app].last().map(|(due, _)| *due),
+            )
+        });
+        let wanted = limit.max(1);
+        let mut chosen = Vec::with_capacity(wanted);
+        inner.leases += 1;
+        let turn = inner.leases;
+        while !active.is_empty() && chosen.len() < wanted {
+            let share = (wanted - chosen.len()).div_ceil(active.len()).max(1);
+            let mut more = Vec::with_capacity(active.len());
+            for app in active {
+                let room = wanted.saturating_sub(chosen.len());
+                if room == 0 {
+                    continue;
+                }
+                let mut due = by_app.get_mut(&app).map(std::mem::take).unwrap_or_default();
+                let app_room = rooms.entry(app.clone()).or_default();
+                let take = share.min(room).min(*app_room);
+                for _ in 0..take {
+                    match due.pop() {
+                        Some((_, key)) => {
+                            chosen.push(key);
+                            *app_room -= 1;
+                        }
+                        None => break,
+                    }
+                }
+                inner.served.insert(app.clone(), turn);
+                if !due.is_empty() && *app_room > 0 {
+                    by_app.insert(app.clone(), due);
+                    more.push(app);
+                }
+            }
+            active = more;
+        }
         let until = after(now, lease_for);
-        let mut leases = Vec::with_capacity(due.len());
-        for (_, key) in due {
+        let mut leases = Vec::with_capacity(chosen.len());
+        for key in chosen {
             if let Some((delivery, token)) = inner.deliveries.get_mut(&key) {
                 let new_token = lease_token();
                 delivery.leased_until = Some(until);
@@ -494,6 +553,10 @@ impl Store for MemoryStore {
                 });
             }
         }
+        leases.sort_by(|a, b| {
+            (a.delivery.next_attempt_at, &a.delivery.message_id)
+                .cmp(&(b.delivery.next_attempt_at, &b.delivery.message_id))
+        });
         Ok(leases)
     }
 

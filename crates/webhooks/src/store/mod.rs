@@ -14,6 +14,7 @@
 //! (leasing, finishing, the batch lookups by id, health, retention) work across
 //! applications. Event types are shared by all.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::time::Duration;
 
@@ -34,6 +35,25 @@ mod sqlite;
 pub use memory::MemoryStore;
 #[cfg(feature = "sqlite")]
 pub use sqlite::{Imported, SqliteStore};
+
+/// How many deliveries each application may be leased in one
+/// [`Store::lease_deliveries_within`]: `each` for any application (none: no limit but the
+/// batch), less for those listed in `room` (zero: left out).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AppLimits {
+    /// The most for any one application.
+    pub each: Option<usize>,
+    /// Applications with less room than `each`.
+    pub room: HashMap<AppId, usize>,
+}
+
+impl AppLimits {
+    /// The room of `app`.
+    pub fn room(&self, app: &AppId) -> usize {
+        let each = self.each.unwrap_or(usize::MAX);
+        self.room.get(app).map_or(each, |room| (*room).min(each))
+    }
+}
 
 /// Which endpoints to list.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -240,8 +260,17 @@ pub trait Store: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Vec<Delivery>, StoreError>> + Send;
 
     /// Atomically leases `limit` pending deliveries due at `now` and not held by a live
-    /// lease, earliest due first, for `lease_for`. A delivery whose lease ran out (its worker
-    /// died) can be leased again.
+    /// lease, for `lease_for`. A delivery whose lease ran out (its worker died) can be leased
+    /// again.
+    ///
+    /// **Fair across applications**: the batch is shared among the applications with
+    /// something due, in turns. Each turn gives every such application an equal share of
+    /// what is left of the batch (at least one delivery), the applications in the order their
+    /// turn came due (the longest waiting first); an application with less than its share
+    /// leaves the rest to the others. Within an application, earliest due first. So one
+    /// application's backlog, however long, delays another's deliveries by at most its share
+    /// of a batch, and the cost of a lease depends on the applications with something due,
+    /// not on how much each has queued.
     ///
     /// Fewer than `limit` means nothing more is due now (the delivery engine then waits for
     /// new work or its next poll). A store that leases a message's deliveries together may
@@ -252,6 +281,25 @@ pub trait Store: Send + Sync + 'static {
         now: DateTime<Utc>,
         lease_for: Duration,
         limit: usize,
+    ) -> impl Future<Output = Result<Vec<Lease>, StoreError>> + Send {
+        async move {
+            let limits = AppLimits::default();
+            self.lease_deliveries_within(now, lease_for, limit, &limits)
+                .await
+        }
+    }
+
+    /// [`Store::lease_deliveries`], giving no application more than its room in `limits`
+    /// (the delivery engine's way of holding at most so many leased deliveries of one
+    /// application). "Fewer than `limit`" then means nothing more is due for the
+    /// applications with room. A fan-out is claimed whole, so an application may get a few
+    /// more than its room when one message has many endpoints.
+    fn lease_deliveries_within(
+        &self,
+        now: DateTime<Utc>,
+        lease_for: Duration,
+        limit: usize,
+        limits: &AppLimits,
     ) -> impl Future<Output = Result<Vec<Lease>, StoreError>> + Send;
 
     /// Records the outcome of an attempt and releases the lease, atomically. The attempt in

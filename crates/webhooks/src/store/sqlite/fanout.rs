@@ -82,8 +82,11 @@ pub(super) fn endpoints_of(conn: &Connection, message: i64) -> Result<Vec<i64>, 
 /// Starts a fan-out for a message just stored.
 pub(super) fn start(conn: &Connection, message: i64, shares: usize) -> Result<(), StoreError> {
     if shares > 0 {
-        conn.prepare_cached("INSERT INTO fanouts (msg, left) VALUES (?, ?)")?
-            .execute(params![message, i64::try_from(shares).unwrap_or(i64::MAX)])?;
+        conn.prepare_cached(
+            "INSERT INTO fanouts (msg, left, app)
+             VALUES (?1, ?2, (SELECT app FROM messages WHERE seq = ?1))",
+        )?
+        .execute(params![message, i64::try_from(shares).unwrap_or(i64::MAX)])?;
     }
     Ok(())
 }
@@ -99,21 +102,23 @@ pub(super) struct Candidate {
     message_id: String,
 }
 
-/// The fan-outs claimable at `?1`, at most `?2`, in the order of `fanouts_due`.
+/// The fan-outs of application `?1` claimable at `?2`, at most `?3`, in the order of
+/// `fanouts_ready`.
 pub(super) const CANDIDATES: &str = "SELECT f.msg, f.leased_until, f.recount, m.created_at,
         m.fanout, m.id
      FROM fanouts f JOIN messages m ON m.seq = f.msg
-     WHERE f.leased_until <= ?1
-     ORDER BY f.leased_until, f.msg LIMIT ?2";
+     WHERE f.app = ?1 AND f.leased_until <= ?2
+     ORDER BY f.leased_until, f.msg LIMIT ?3";
 
-/// Fan-outs unclaimed or whose claim ran out at `now`, oldest first.
+/// An application's fan-outs unclaimed or whose claim ran out at `now`, oldest first.
 pub(super) fn candidates(
     conn: &Connection,
+    app: i64,
     now: i64,
     limit: i64,
 ) -> Result<Vec<Candidate>, StoreError> {
     let mut statement = conn.prepare_cached(CANDIDATES)?;
-    let mut rows = statement.query(params![now, limit])?;
+    let mut rows = statement.query(params![app, now, limit])?;
     let mut found = Vec::new();
     while let Some(row) = rows.next()? {
         let leased_until: i64 = row.get(1)?;
@@ -371,8 +376,8 @@ impl<'c> Reports<'c> {
                 .is_some_and(|a| a.status == AttemptStatus::Success);
         if !succeeded {
             conn.prepare_cached(
-                "INSERT INTO deliveries (msg, ep, status, attempts, next_attempt_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT INTO deliveries (msg, ep, status, attempts, next_attempt_at, app)
+                 VALUES (?1, ?2, ?3, ?4, ?5, (SELECT app FROM messages WHERE seq = ?1))",
             )?
             .execute(params![
                 message,

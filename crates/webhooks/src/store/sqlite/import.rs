@@ -277,8 +277,8 @@ fn copy(
         )?;
         let mut write = conn.prepare_cached(
             "INSERT INTO deliveries (msg, ep, status, attempts, next_attempt_at, leased_until,
-                lease_token, next_trigger)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                lease_token, next_trigger, app)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, (SELECT app FROM messages WHERE seq = ?1))",
         )?;
         let mut rows = read.query([])?;
         while let Some(row) = rows.next()? {
@@ -301,8 +301,8 @@ fn copy(
                  WHERE msg IN (SELECT seq FROM messages WHERE app = 1)",
         )?;
         let mut write = conn.prepare_cached(
-            "INSERT INTO fanouts (msg, left, recount, leased_until, lease_token)
-             VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO fanouts (msg, left, recount, leased_until, lease_token, app)
+             VALUES (?1, ?2, ?3, ?4, ?5, (SELECT app FROM messages WHERE seq = ?1))",
         )?;
         let mut rows = read.query([])?;
         while let Some(row) = rows.next()? {

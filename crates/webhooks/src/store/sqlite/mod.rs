@@ -11,7 +11,7 @@ use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, ErrorCode, OptionalExtension as _, params};
 
 use super::{
-    AttemptFilter, EndpointFilter, Finished, Health, HealthChange, MessageFilter, Store,
+    AppLimits, AttemptFilter, EndpointFilter, Finished, Health, HealthChange, MessageFilter, Store,
     lease_token,
 };
 use crate::error::StoreError;
@@ -585,8 +585,8 @@ fn insert_message_in(
     let msg = conn.last_insert_rowid();
     fanout::start(conn, msg, shares.len())?;
     let mut insert = conn.prepare_cached(
-        "INSERT INTO deliveries (msg, ep, status, attempts, next_attempt_at)
-         VALUES (?, ?, 0, 0, ?)",
+        "INSERT INTO deliveries (msg, ep, status, attempts, next_attempt_at, app)
+         VALUES (?1, ?2, 0, 0, ?3, (SELECT app FROM messages WHERE seq = ?1))",
     )?;
     for ep in ordered {
         insert.execute(params![msg, ep, micros(message.created_at)])?;
@@ -658,23 +658,139 @@ impl<'c> Names<'c> {
     }
 }
 
-/// Delivery rows due at `now` and not held by a live lease, earliest due first: (message,
-/// endpoint, due). An ordered endpoint's delivery waits while an earlier message to it is
+/// When a delivery row is available: due, and not held by a live lease. The same text as in
+/// the `deliveries_ready` index, so that the queries below use it.
+const AVAILABLE: &str = "MAX(d.next_attempt_at, COALESCE(d.leased_until, 0))";
+
+/// An application's delivery rows available at `now`, earliest first: (message, endpoint,
+/// available at). An ordered endpoint's delivery waits while an earlier message to it is
 /// pending.
-fn due_rows(conn: &Connection, now: i64, limit: i64) -> Result<Vec<(i64, i64, i64)>, StoreError> {
-    let mut statement = conn.prepare_cached(
-        "SELECT d.msg, d.ep, d.next_attempt_at FROM deliveries d
-         WHERE d.status = 0 AND d.next_attempt_at <= ?1
-           AND (d.leased_until IS NULL OR d.leased_until <= ?1)
+fn due_rows(
+    conn: &Connection,
+    app: i64,
+    now: i64,
+    limit: i64,
+) -> Result<Vec<(i64, i64, i64)>, StoreError> {
+    let mut statement = conn.prepare_cached(&format!(
+        "SELECT d.msg, d.ep, {AVAILABLE} FROM deliveries d
+         WHERE d.status = 0 AND d.app = ?1 AND {AVAILABLE} <= ?2
            AND (NOT EXISTS (SELECT 1 FROM endpoints e WHERE e.seq = d.ep AND e.ordered = 1)
                 OR NOT EXISTS (SELECT 1 FROM deliveries p
                                WHERE p.status = 0 AND p.ep = d.ep AND p.msg < d.msg))
-         ORDER BY d.next_attempt_at, d.msg, d.ep LIMIT ?2",
-    )?;
-    let rows = statement.query_map(params![now, limit], |row| {
+         ORDER BY {AVAILABLE}, d.msg, d.ep LIMIT ?3"
+    ))?;
+    let rows = statement.query_map(params![app, now, limit], |row| {
         Ok((row.get(0)?, row.get(1)?, row.get(2)?))
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// The applications whose turn has come at `now` (something of theirs may be available),
+/// longest waiting first, at most `limit`.
+fn due_apps(conn: &Connection, now: i64, limit: i64) -> Result<Vec<i64>, StoreError> {
+    let mut statement =
+        conn.prepare_cached("SELECT app FROM ready WHERE due <= ?1 ORDER BY due, app LIMIT ?2")?;
+    let apps = statement.query_map(params![now, limit], |row| row.get(0))?;
+    Ok(apps.collect::<Result<_, _>>()?)
+}
+
+/// After an application was served: when it next has something available (the earliest of
+/// its pending rows and fan-outs, leased ones at their lease's end), or no turn at all when
+/// it has nothing pending. Never later than `now` while something of it is available.
+fn next_turn(conn: &Connection, app: i64, now: i64, more: bool) -> Result<(), StoreError> {
+    if more {
+        // Served its share and has more: behind those that waited longer.
+        conn.prepare_cached("UPDATE ready SET due = ?2 WHERE app = ?1")?
+            .execute(params![app, now])?;
+        return Ok(());
+    }
+    let row: Option<i64> = conn
+        .prepare_cached(&format!(
+            "SELECT MIN({AVAILABLE}) FROM deliveries d WHERE d.status = 0 AND d.app = ?1"
+        ))?
+        .query_row([app], |row| row.get(0))?;
+    let fanout: Option<i64> = conn
+        .prepare_cached("SELECT MIN(leased_until) FROM fanouts WHERE app = ?1")?
+        .query_row([app], |row| row.get(0))?;
+    match (row, fanout) {
+        (None, None) => {
+            conn.prepare_cached("DELETE FROM ready WHERE app = ?1")?
+                .execute([app])?;
+        }
+        (a, b) => {
+            let due = a.unwrap_or(i64::MAX).min(b.unwrap_or(i64::MAX)).max(now);
+            conn.prepare_cached("UPDATE ready SET due = ?2 WHERE app = ?1")?
+                .execute(params![app, due])?;
+        }
+    }
+    Ok(())
+}
+
+/// One lease's work on the writer: the token, the claims, and the ids read so far.
+struct Batch<'b, 'c> {
+    conn: &'c Connection,
+    names: &'b mut Names<'c>,
+    claims: &'b mut fanout::Claims,
+    token: &'b str,
+    until: i64,
+    now: i64,
+}
+
+impl Batch<'_, '_> {
+    /// Leases up to `share` of `app`'s available deliveries (earliest first, rows and
+    /// fan-outs together; a fan-out is claimed whole, so its last one may take more) into
+    /// `leases`. Whether the application has more available.
+    fn serve(
+        &mut self,
+        app: i64,
+        share: usize,
+        leases: &mut Vec<Lease>,
+    ) -> Result<bool, StoreError> {
+        let conn = self.conn;
+        let limit = i64::try_from(share).unwrap_or(i64::MAX);
+        let due_rows = due_rows(conn, app, self.now, limit)?;
+        let fanouts = fanout::candidates(conn, app, self.now, limit)?;
+        let (row_count, fanout_count) = (due_rows.len(), fanouts.len());
+        let mut rows = due_rows.into_iter().peekable();
+        let mut fanouts = fanouts.into_iter().peekable();
+        let mut lease = conn.prepare_cached(
+            "UPDATE deliveries SET leased_until = ?3, lease_token = ?4
+             WHERE msg = ?1 AND ep = ?2 RETURNING *",
+        )?;
+        let mut taken = 0;
+        while taken < share {
+            let row_first = match (rows.peek(), fanouts.peek()) {
+                (Some(row), Some(fanout)) => row.2 <= fanout.due,
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (None, None) => break,
+            };
+            if row_first {
+                let Some((msg, ep, _)) = rows.next() else {
+                    break;
+                };
+                let mut updated = lease.query(params![msg, ep, self.until, self.token])?;
+                if let Some(row) = updated.next()? {
+                    let message = self.names.message(msg)?.to_owned();
+                    let endpoint = self.names.endpoint(ep)?.as_str().to_owned();
+                    leases.push(Lease {
+                        delivery: rows::delivery(row, &message, &endpoint)?,
+                        token: self.token.to_owned(),
+                    });
+                    taken += 1;
+                }
+            } else if let Some(candidate) = fanouts.next() {
+                let claimed =
+                    candidate.claim(conn, self.claims, self.names, self.token, self.until)?;
+                taken += claimed.len();
+                leases.extend(claimed);
+            }
+        }
+        // More when a query filled its limit, or not everything it found was taken.
+        let row_left = rows.peek().is_some() || row_count == share;
+        let fanout_left = fanouts.peek().is_some() || fanout_count == share;
+        Ok(row_left || fanout_left)
+    }
 }
 
 impl Store for SqliteStore {
@@ -811,7 +927,8 @@ impl Store for SqliteStore {
                     "DELETE FROM endpoint_channels WHERE endpoint_id IN
                         (SELECT id FROM endpoints WHERE app = ?1)",
                     "DELETE FROM deliveries WHERE msg IN (SELECT seq FROM messages WHERE app = ?1)",
-                    "DELETE FROM fanouts WHERE msg IN (SELECT seq FROM messages WHERE app = ?1)",
+                    "DELETE FROM fanouts WHERE app = ?1",
+                    "DELETE FROM ready WHERE app = ?1",
                     "DELETE FROM attempts WHERE msg IN (SELECT seq FROM messages WHERE app = ?1)",
                     "UPDATE messages SET payload = '', expired = 1, fanout = '', event_id = NULL
                      WHERE app = ?1",
@@ -1046,65 +1163,75 @@ impl Store for SqliteStore {
         })
     }
 
-    async fn lease_deliveries(
+    async fn lease_deliveries_within(
         &self,
         now: DateTime<Utc>,
         lease_for: Duration,
         limit: usize,
+        limits: &AppLimits,
     ) -> Result<Vec<Lease>, StoreError> {
         let token = lease_token();
         let until = micros(after(now, lease_for));
         let now = micros(now);
         let wanted = limit.max(1);
-        let limit = i64::try_from(wanted).unwrap_or(i64::MAX);
+        let each = limits.each.unwrap_or(usize::MAX);
+        let room: Vec<(String, usize)> = limits
+            .room
+            .iter()
+            .map(|(app, room)| (app.to_string(), (*room).min(each)))
+            .collect();
         let claims = Arc::clone(&self.claims);
         self.db
             .write_relaxed(move |conn| {
                 // Under the write lock, so two workers (even in two processes) never come
                 // back with the same delivery.
-                let due_rows = due_rows(conn, now, limit)?;
-                let fanouts = fanout::candidates(conn, now, limit)?;
-                // Earliest due first across both, until the batch is full. A fan-out is
-                // claimed whole, so the last one may take the batch past `limit`; a batch
-                // short of `limit` means nothing more is due (the engine then waits).
-                let mut rows = due_rows.into_iter().peekable();
-                let mut fanouts = fanouts.into_iter().peekable();
+                let mut rooms: HashMap<i64, usize> = HashMap::with_capacity(room.len());
+                for (id, room) in &room {
+                    if let Some(app) = one(conn, "SELECT seq FROM apps WHERE id = ?", [id], |r| {
+                        Ok(r.get::<_, i64>(0)?)
+                    })? {
+                        rooms.insert(app, *room);
+                    }
+                }
+                let full = rooms.values().filter(|room| **room == 0).count();
+                let mut active =
+                    due_apps(conn, now, i64::try_from(wanted + full).unwrap_or(i64::MAX))?;
+                active.retain(|app| rooms.get(app).is_none_or(|room| *room > 0));
+                active.truncate(wanted);
                 let mut names = Names::new(conn);
                 let mut leases = Vec::with_capacity(wanted);
-                let mut lease = conn.prepare_cached(
-                    "UPDATE deliveries SET leased_until = ?3, lease_token = ?4
-                     WHERE msg = ?1 AND ep = ?2 RETURNING *",
-                )?;
                 let mut claims = claims.lock().unwrap_or_else(PoisonError::into_inner);
-                while leases.len() < wanted {
-                    let row_first = match (rows.peek(), fanouts.peek()) {
-                        (Some(row), Some(fanout)) => row.2 <= fanout.due,
-                        (Some(_), None) => true,
-                        (None, Some(_)) => false,
-                        (None, None) => break,
-                    };
-                    if row_first {
-                        let Some((msg, ep, _)) = rows.next() else {
-                            break;
-                        };
-                        let mut updated = lease.query(params![msg, ep, until, token])?;
-                        if let Some(row) = updated.next()? {
-                            let message = names.message(msg)?.to_owned();
-                            let endpoint = names.endpoint(ep)?.as_str().to_owned();
-                            leases.push(Lease {
-                                delivery: rows::delivery(row, &message, &endpoint)?,
-                                token: token.clone(),
-                            });
+                let mut batch = Batch {
+                    conn,
+                    names: &mut names,
+                    claims: &mut claims,
+                    token: &token,
+                    until,
+                    now,
+                };
+                // Turns: every application with something due gets an equal share of what
+                // is left; one that has less than its share is done, and the others share
+                // what it left in the next turn.
+                while !active.is_empty() && leases.len() < wanted {
+                    let share = (wanted - leases.len()).div_ceil(active.len()).max(1);
+                    let mut more = Vec::with_capacity(active.len());
+                    for app in active {
+                        let room = wanted.saturating_sub(leases.len());
+                        if room == 0 {
+                            // Its turn did not come in this batch: it keeps its place.
+                            continue;
                         }
-                    } else if let Some(candidate) = fanouts.next() {
-                        leases.extend(candidate.claim(
-                            conn,
-                            &mut claims,
-                            &mut names,
-                            &token,
-                            until,
-                        )?);
+                        let app_room = rooms.entry(app).or_insert(each);
+                        let before = leases.len();
+                        let has_more =
+                            batch.serve(app, share.min(room).min(*app_room), &mut leases)?;
+                        *app_room = app_room.saturating_sub(leases.len() - before);
+                        if has_more && *app_room > 0 {
+                            more.push(app);
+                        }
+                        next_turn(conn, app, now, has_more)?;
                     }
+                    active = more;
                 }
                 drop(claims);
                 leases.sort_by(|a, b| {
@@ -1219,8 +1346,8 @@ impl Store for SqliteStore {
                 let inserted = conn
                     .prepare_cached(
                         "INSERT INTO deliveries (msg, ep, status, attempts, next_attempt_at,
-                            next_trigger)
-                         SELECT m.seq, e.seq, 0, 0, ?3, 1 FROM messages m, endpoints e
+                            next_trigger, app)
+                         SELECT m.seq, e.seq, 0, 0, ?3, 1, m.app FROM messages m, endpoints e
                          WHERE m.id = ?1 AND e.id = ?2
                            AND m.app = (SELECT seq FROM apps WHERE id = ?4) AND e.app = m.app
                          ON CONFLICT (msg, ep) DO UPDATE SET status = 0, attempts = 0,

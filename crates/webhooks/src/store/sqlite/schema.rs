@@ -8,7 +8,7 @@ use rusqlite::Connection;
 use crate::error::StoreError;
 
 /// The schema version this build writes.
-pub(super) const VERSION: i64 = 7;
+pub(super) const VERSION: i64 = 8;
 
 /// Version 1: the registry (event types, endpoints, messages, deliveries).
 pub(super) const V1: &[&str] = &[
@@ -322,6 +322,62 @@ const V7: &[&str] = &[
     "CREATE INDEX messages_by_event_id ON messages (app, event_id) WHERE event_id IS NOT NULL",
 ];
 
+/// Version 8: fair leasing across applications. Delivery rows and fan-outs carry their
+/// message's application, and are found per application in the order they become available
+/// (a row: when it is due and not leased, `MAX(next_attempt_at, leased_until)`; a fan-out:
+/// when its claim, if any, runs out). `ready` holds, per application with pending work, a
+/// time at or before which it may have something available: triggers lower it whenever a
+/// row or fan-out is written, and leasing, which serves the applications whose time has come
+/// in turn, sets it to the exact next time (or drops it) after serving one. So leasing looks
+/// only at applications with something due, however long another's backlog is.
+const V8: &[&str] = &[
+    "ALTER TABLE deliveries ADD COLUMN app INTEGER NOT NULL DEFAULT 1",
+    "UPDATE deliveries SET app = (SELECT m.app FROM messages m WHERE m.seq = deliveries.msg)",
+    "ALTER TABLE fanouts ADD COLUMN app INTEGER NOT NULL DEFAULT 1",
+    "UPDATE fanouts SET app = (SELECT m.app FROM messages m WHERE m.seq = fanouts.msg)",
+    "DROP INDEX deliveries_due",
+    "DROP INDEX fanouts_due",
+    "CREATE INDEX deliveries_ready ON deliveries
+        (app, MAX(next_attempt_at, COALESCE(leased_until, 0)), msg, ep) WHERE status = 0",
+    "CREATE INDEX fanouts_ready ON fanouts (app, leased_until, msg)",
+    "CREATE TABLE ready (
+        app INTEGER PRIMARY KEY,
+        due INTEGER NOT NULL
+    )",
+    "CREATE INDEX ready_by_due ON ready (due, app)",
+    "INSERT INTO ready (app, due)
+     SELECT app, 0 FROM deliveries WHERE status = 0
+     UNION SELECT app, 0 FROM fanouts",
+    // A pending row written: its application may have something at that time. A row leaving
+    // pending (done, exhausted, dropped) may free the next one of an ordered endpoint: look
+    // again at once.
+    "CREATE TRIGGER deliveries_ready_insert AFTER INSERT ON deliveries WHEN NEW.status = 0
+     BEGIN
+        INSERT INTO ready (app, due)
+        VALUES (NEW.app, MAX(NEW.next_attempt_at, COALESCE(NEW.leased_until, 0)))
+        ON CONFLICT (app) DO UPDATE SET due = MIN(due, excluded.due);
+     END",
+    "CREATE TRIGGER deliveries_ready_update
+     AFTER UPDATE OF status, next_attempt_at, leased_until ON deliveries
+     WHEN NEW.status = 0 OR OLD.status = 0
+     BEGIN
+        INSERT INTO ready (app, due)
+        VALUES (NEW.app, CASE WHEN NEW.status = 0
+            THEN MAX(NEW.next_attempt_at, COALESCE(NEW.leased_until, 0)) ELSE 0 END)
+        ON CONFLICT (app) DO UPDATE SET due = MIN(due, excluded.due);
+     END",
+    "CREATE TRIGGER fanouts_ready_insert AFTER INSERT ON fanouts
+     BEGIN
+        INSERT INTO ready (app, due) VALUES (NEW.app, NEW.leased_until)
+        ON CONFLICT (app) DO UPDATE SET due = MIN(due, excluded.due);
+     END",
+    "CREATE TRIGGER fanouts_ready_update AFTER UPDATE OF leased_until ON fanouts
+     BEGIN
+        INSERT INTO ready (app, due) VALUES (NEW.app, NEW.leased_until)
+        ON CONFLICT (app) DO UPDATE SET due = MIN(due, excluded.due);
+     END",
+];
+
 /// Brings the file's schema up to [`VERSION`], in one transaction.
 ///
 /// # Errors
@@ -344,6 +400,7 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         (5, V5),
         (6, V6),
         (7, V7),
+        (8, V8),
     ] {
         if found < target {
             for statement in statements {

@@ -79,15 +79,35 @@ async fn queries_seek_an_index() {
                     assert!(text.contains("attempts_by_id"), "{}: {text}", query.sql);
                 }
             }
-            // Leasing walks the due queue in order; finishing and recovering seek.
-            let lease = plan(
+            // Leasing takes the applications whose turn came in order, then walks each one's
+            // rows and fan-outs in the order they become available; finishing and
+            // recovering seek.
+            let turns = plan(
                 conn,
-                "SELECT d.msg, d.ep FROM deliveries d WHERE d.status = 0 AND d.next_attempt_at <= 1
-                 ORDER BY d.next_attempt_at, d.msg, d.ep LIMIT 10",
+                "SELECT app FROM ready WHERE due <= 1 ORDER BY due, app LIMIT 10",
                 &[],
             );
-            assert!(lease.contains("deliveries_due"), "{lease}");
+            assert!(turns.contains("ready_by_due"), "{turns}");
+            assert!(!turns.contains("TEMP B-TREE"), "{turns}");
+            let lease = plan(
+                conn,
+                &format!(
+                    "SELECT d.msg, d.ep FROM deliveries d
+                     WHERE d.status = 0 AND d.app = 1 AND {AVAILABLE} <= 1
+                     ORDER BY {AVAILABLE}, d.msg, d.ep LIMIT 10"
+                ),
+                &[],
+            );
+            assert!(lease.contains("deliveries_ready"), "{lease}");
             assert!(!lease.contains("TEMP B-TREE"), "{lease}");
+            let next = plan(
+                conn,
+                &format!(
+                    "SELECT MIN({AVAILABLE}) FROM deliveries d WHERE d.status = 0 AND d.app = 1"
+                ),
+                &[],
+            );
+            assert!(next.contains("deliveries_ready"), "{next}");
             let recover = plan(
                 conn,
                 "SELECT 1 FROM deliveries WHERE status = 2 AND ep = 1 AND msg > 0",
@@ -101,9 +121,13 @@ async fn queries_seek_an_index() {
             );
             assert!(ordered.contains("deliveries_pending"), "{ordered}");
             // Fan-outs are claimed in index order, their messages found by key.
-            let binds = [SqlValue::Integer(1), SqlValue::Integer(10)];
+            let binds = [
+                SqlValue::Integer(1),
+                SqlValue::Integer(1),
+                SqlValue::Integer(10),
+            ];
             let claim = plan(conn, fanout::CANDIDATES, &binds);
-            assert!(claim.contains("fanouts_due"), "{claim}");
+            assert!(claim.contains("fanouts_ready"), "{claim}");
             assert!(claim.contains("INTEGER PRIMARY KEY"), "{claim}");
             assert!(!claim.contains("TEMP B-TREE"), "{claim}");
             Ok(())
