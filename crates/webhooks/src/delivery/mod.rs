@@ -11,6 +11,10 @@
 //! - **Success is any 2xx**; redirects are not followed; requests time out after 30 s.
 //!   Failures retry on [`RetryPolicy`] (`Retry-After` on 429/503
 //!   honoured within bounds) until the delivery is exhausted.
+//! - **Fair across applications**: leases share each batch among the applications with
+//!   something due ([`Store::lease_deliveries`] says how), and the engine holds at most
+//!   [`DeliveryConfig::max_leased_per_app`] leased deliveries of one application, so one
+//!   application's backlog to a slow endpoint does not hold up another's deliveries.
 //! - **Nothing hammered**: a global and a per-endpoint limit on requests in flight, a
 //!   per-endpoint rate limit, optional ordered delivery, and endpoints failing for longer
 //!   than [`DeliveryConfig::disable_after`] are disabled.
