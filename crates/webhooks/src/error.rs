@@ -196,6 +196,15 @@ pub enum StoreError {
     #[cfg(feature = "sqlite")]
     #[error("database error: {0}")]
     Database(#[from] rusqlite::Error),
+    /// PostgreSQL reported an error, or the connection to it failed.
+    #[cfg(feature = "postgres")]
+    #[error("PostgreSQL error: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    /// No connection to PostgreSQL could be had from the pool (the database is unreachable,
+    /// or every connection stayed busy past the pool's wait timeout).
+    #[cfg(feature = "postgres")]
+    #[error("no PostgreSQL connection available: {0}")]
+    Pool(String),
     /// The database file could not be created.
     #[error("cannot create {}: {source}", .path.display())]
     Io {

@@ -975,3 +975,59 @@ async fn an_application_holds_at_most_its_limit_of_leases() {
         () = test => {}
     }
 }
+
+#[cfg(feature = "postgres")]
+#[path = "support/postgres.rs"]
+mod pg;
+
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn endpoint_health_is_tracked_on_postgres() {
+    let database = pg::TestDatabase::create().await;
+    let store = switchyard_webhooks::store::PostgresStore::connect(&database.url)
+        .await
+        .unwrap();
+    health_is_tracked(store).await;
+}
+
+/// The engine on PostgreSQL: an ordered endpoint gets its messages in order through a
+/// retry, and the history reads the same through another handle on the database.
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn postgres_store_delivers_in_order_and_keeps_the_history() {
+    use switchyard_webhooks::store::PostgresStore;
+    let database = pg::TestDatabase::create().await;
+    let store = PostgresStore::connect(&database.url).await.unwrap();
+    let h = harness_with(store, test_config(), true).await;
+    let receiver = Receiver::start(|n| Answer::status(if n == 0 { 500 } else { 200 })).await;
+    let endpoint = h
+        .endpoint(EndpointSpec::new(receiver.url()).ordered(true))
+        .await;
+    for i in 0..5 {
+        h.send(&format!(r#"{{"n": {i}}}"#)).await;
+    }
+    let first = h.engine.run_due().await.unwrap();
+    assert_eq!(first.failed, 1, "only the first message goes, and fails");
+    h.advance(Duration::from_secs(10));
+    let rest = h.engine.run_due().await.unwrap();
+    assert_eq!(rest.succeeded, 5);
+    let order: Vec<u64> = receiver
+        .seen()
+        .iter()
+        .map(|s| {
+            serde_json::from_slice::<serde_json::Value>(&s.body).unwrap()["n"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(order, [0, 0, 1, 2, 3, 4]);
+
+    let other = Registry::new(PostgresStore::connect(&database.url).await.unwrap());
+    let events = other
+        .sent_events_for_endpoint(endpoint.id.as_str(), &Default::default())
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 6);
+    assert_eq!(events[0].response_status_code, 200, "newest first");
+    assert_eq!(events[5].response_status_code, 500);
+}

@@ -1,5 +1,6 @@
-//! The registry's behaviour through its public API, as one suite run against both stores:
-//! every test below runs once over `MemoryStore` and once over `SqliteStore`.
+//! The registry's behaviour through its public API, as one suite run against every store:
+//! each test below runs over `MemoryStore`, `SqliteStore` and (with the `postgres` feature,
+//! which `cargo xtask ci` turns on) `PostgresStore`, each in a database of its own.
 #![allow(clippy::unwrap_used)]
 
 use std::sync::Arc;
@@ -11,6 +12,8 @@ use serde_json::json;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::num::NonZeroU32;
 
+#[cfg(feature = "postgres")]
+use switchyard_webhooks::store::PostgresStore;
 use switchyard_webhooks::store::{
     AppLimits, AttemptFilter, EndpointFilter, HealthChange, MemoryStore, MessageFilter,
     SqliteStore, Store,
@@ -26,12 +29,17 @@ use switchyard_webhooks::{
 struct Harness<S> {
     registry: Registry<S>,
     now_micros: Arc<AtomicI64>,
-    _dir: Option<tempfile::TempDir>,
+    /// What must outlive the store (its directory or its database).
+    _keep: Option<Box<dyn std::any::Any + Send + Sync>>,
 }
 
 impl<S: Store> Harness<S> {
     /// A harness whose registry has `config` but for the clock, which the test moves.
-    fn configured(store: S, dir: Option<tempfile::TempDir>, config: RegistryConfig) -> Self {
+    fn configured(
+        store: S,
+        dir: Option<Box<dyn std::any::Any + Send + Sync>>,
+        config: RegistryConfig,
+    ) -> Self {
         let now_micros = Arc::new(AtomicI64::new(1_750_000_000_000_000));
         let clock_source = Arc::clone(&now_micros);
         let clock = Clock::from_fn(move || {
@@ -41,7 +49,7 @@ impl<S: Store> Harness<S> {
         Self {
             registry: Registry::with_config(store, config),
             now_micros,
-            _dir: dir,
+            _keep: dir,
         }
     }
 
@@ -1804,6 +1812,18 @@ async fn memory_store_message_settings() {
     formats_are_annotations_by_default(memory().await, memory_with(asserting_config()).await).await;
 }
 
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn postgres_store_message_settings() {
+    stricter_and_laxer_message_rules(
+        postgres_with(strict_config()).await,
+        postgres_with(lax_config()).await,
+    )
+    .await;
+    formats_are_annotations_by_default(postgres().await, postgres_with(asserting_config()).await)
+        .await;
+}
+
 #[tokio::test]
 async fn sqlite_store_message_settings() {
     stricter_and_laxer_message_rules(
@@ -2064,6 +2084,22 @@ async fn sqlite() -> Harness<SqliteStore> {
     sqlite_with(RegistryConfig::default()).await
 }
 
+#[cfg(feature = "postgres")]
+#[path = "support/postgres.rs"]
+mod pg;
+
+#[cfg(feature = "postgres")]
+async fn postgres() -> Harness<PostgresStore> {
+    postgres_with(RegistryConfig::default()).await
+}
+
+#[cfg(feature = "postgres")]
+async fn postgres_with(config: RegistryConfig) -> Harness<PostgresStore> {
+    let database = pg::TestDatabase::create().await;
+    let store = PostgresStore::connect(&database.url).await.unwrap();
+    Harness::configured(store, Some(Box::new(database)), config)
+}
+
 async fn memory_with(config: RegistryConfig) -> Harness<MemoryStore> {
     Harness::configured(MemoryStore::new(), None, config)
 }
@@ -2073,7 +2109,7 @@ async fn sqlite_with(config: RegistryConfig) -> Harness<SqliteStore> {
     let store = SqliteStore::open(dir.path().join("webhooks.db"))
         .await
         .unwrap();
-    Harness::configured(store, Some(dir), config)
+    Harness::configured(store, Some(Box::new(dir)), config)
 }
 
 /// Leases are shared among applications: one application's backlog, queued long before,
@@ -2204,6 +2240,15 @@ macro_rules! suite {
                 #[tokio::test]
                 async fn $test() {
                     super::$test(super::sqlite().await).await;
+                }
+            )*
+        }
+        #[cfg(feature = "postgres")]
+        mod postgres_store {
+            $(
+                #[tokio::test]
+                async fn $test() {
+                    super::$test(super::postgres().await).await;
                 }
             )*
         }

@@ -1,7 +1,9 @@
 //! Model test of the delivery bookkeeping: random sequences of sends, leases, reports (fresh
 //! and stale), resends, endpoint deletions and clock moves run against `MemoryStore` (the model: one row per
-//! delivery) and `SqliteStore` (fan-out records), and after every step both must show the same
-//! deliveries, lease the same ones and accept the same reports.
+//! delivery) and a durable store, `SqliteStore` (fan-out records) or `PostgresStore` (with the
+//! `postgres` feature), each opened twice on the same data (two processes' handles, used in
+//! turn); after every step both must show the same deliveries, lease the same ones and
+//! accept the same reports.
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
@@ -251,20 +253,25 @@ impl<S: Store> Side<S> {
     }
 }
 
-/// Runs `steps` on both stores, comparing after each.
+/// Runs `steps` on the SQLite store and the model, comparing after each.
 async fn run(steps: Vec<Step>) {
-    let now = Arc::new(AtomicI64::new(1_750_000_000_000_000));
     let dir = tempfile::tempdir().unwrap();
-    let sqlite = SqliteStore::open(dir.path().join("model.db"))
-        .await
-        .unwrap();
+    let path = dir.path().join("model.db");
+    run_on(steps, || SqliteStore::open(&path)).await;
+}
+
+/// Runs `steps` on the model and on the store `open` opens (twice: the second handle once
+/// the schema and the endpoints exist), comparing after each.
+async fn run_on<S, F, Fut>(steps: Vec<Step>, open: F)
+where
+    S: Store,
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<S, switchyard_webhooks::StoreError>>,
+{
+    let now = Arc::new(AtomicI64::new(1_750_000_000_000_000));
     let mut model = Side::new(MemoryStore::new(), &now).await;
-    let mut real = Side::new(sqlite, &now).await;
-    // The file opened a second time, once the schema and the endpoints exist.
-    let again = SqliteStore::open(dir.path().join("model.db"))
-        .await
-        .unwrap();
-    real.peers.push(registry_on(again, &now));
+    let mut real = Side::new(open().await.unwrap(), &now).await;
+    real.peers.push(registry_on(open().await.unwrap(), &now));
     // Leases handed out so far, both stores' for the same delivery side by side.
     let mut leases: Vec<((usize, usize), Lease, Lease)> = Vec::new();
     let mut deleted = std::collections::BTreeSet::new();
@@ -327,8 +334,34 @@ async fn run(steps: Vec<Step>) {
     }
 }
 
+#[cfg(feature = "postgres")]
+#[path = "support/postgres.rs"]
+mod pg;
+
+/// Runs `steps` on a PostgreSQL database of their own and the model.
+#[cfg(feature = "postgres")]
+async fn run_postgres(steps: Vec<Step>) {
+    let database = pg::TestDatabase::create().await;
+    run_on(steps, || {
+        switchyard_webhooks::store::PostgresStore::connect(&database.url)
+    })
+    .await;
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[cfg(feature = "postgres")]
+    #[test]
+    fn postgres_keeps_the_bookkeeping_of_one_row_per_delivery(
+        steps in prop::collection::vec(step(), 1..60)
+    ) {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(run_postgres(steps));
+    }
 
     #[test]
     fn fan_outs_keep_the_bookkeeping_of_one_row_per_delivery(

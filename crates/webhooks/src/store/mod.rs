@@ -1,12 +1,13 @@
-//! Storage behind the [`Registry`](crate::Registry): the [`Store`] trait and its two
-//! implementations, [`MemoryStore`] (tests, ephemeral use) and [`SqliteStore`] (the embedded,
-//! durable default, behind the `sqlite` feature).
+//! Storage behind the [`Registry`](crate::Registry): the [`Store`] trait and its
+//! implementations, [`MemoryStore`] (tests, ephemeral use), `SqliteStore` (the embedded,
+//! durable default, behind the `sqlite` feature) and `PostgresStore` (several processes on
+//! one database, behind the `postgres` feature).
 //!
 //! A store only keeps and finds records; every rule (names, schemas, channels, key rotation)
-//! lives in the registry, so a new backend (PostgreSQL, say) implements storage and nothing
-//! else. Two operations must be atomic in every backend: [`Store::insert_message`] (a message
-//! and all its deliveries, or nothing) and [`Store::lease_deliveries`] (several workers,
-//! possibly in several processes, never lease the same delivery at once).
+//! lives in the registry, so a backend implements storage and nothing else. Two operations
+//! must be atomic in every backend: [`Store::insert_message`] (a message and all its
+//! deliveries, or nothing) and [`Store::lease_deliveries`] (several workers, possibly in
+//! several processes, never lease the same delivery at once).
 //!
 //! **Applications.** Every endpoint and message belongs to an application; every method that
 //! finds or lists them takes the application and finds nothing of another's (the id of
@@ -28,11 +29,17 @@ use crate::model::{
 };
 use crate::page::PageRequest;
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod keys;
 mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
 pub use memory::MemoryStore;
+#[cfg(feature = "postgres")]
+pub use postgres::{PostgresOptions, PostgresStore};
 #[cfg(feature = "sqlite")]
 pub use sqlite::{Imported, SqliteStore};
 

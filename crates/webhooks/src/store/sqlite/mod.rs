@@ -28,8 +28,9 @@ mod rows;
 mod schema;
 mod worker;
 
+use super::keys::StoredKeys;
 pub use import::Imported;
-use rows::{StoredHeaders, StoredKeys, corrupt, micros, to_json};
+use rows::{StoredHeaders, corrupt, micros, to_json};
 use worker::Db;
 
 /// A [`Store`] in one SQLite file (WAL journal, `synchronous=FULL`, so a committed send

@@ -3,40 +3,19 @@
 
 use std::collections::BTreeMap;
 use std::num::NonZeroU32;
-use std::str::FromStr as _;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use rusqlite::Row;
 use serde_json::{Map, Value};
 
+use super::super::keys::StoredKeys;
 use crate::error::StoreError;
 use crate::model::{
     AppUid, Application, Attempt, AttemptStatus, AttemptTrigger, Channel, Delivery, DeliveryStatus,
-    Endpoint, EndpointKeys, EndpointRecord, EndpointUid, EventType, EventTypeFilter, EventTypeName,
-    Message, USER_AGENT,
+    Endpoint, EndpointRecord, EndpointUid, EventType, EventTypeFilter, EventTypeName, Message,
+    USER_AGENT,
 };
-use crate::secret::Secret;
-
-/// The stored form of an endpoint's keys.
-#[derive(serde::Serialize, serde::Deserialize)]
-pub(super) struct StoredKeys {
-    pub(super) current: String,
-    pub(super) previous: Vec<(String, i64)>,
-}
-
-impl StoredKeys {
-    pub(super) fn of(keys: &EndpointKeys) -> Self {
-        Self {
-            current: keys.current.expose(),
-            previous: keys
-                .previous
-                .iter()
-                .map(|(secret, until)| (secret.expose(), micros(*until)))
-                .collect(),
-        }
-    }
-}
 
 /// How every timestamp is stored: microseconds since the Unix epoch.
 pub(super) fn micros(time: DateTime<Utc>) -> i64 {
@@ -202,18 +181,8 @@ pub(super) fn endpoint_record(row: &Row<'_>) -> Result<EndpointRecord, StoreErro
     let endpoint = endpoint(row)?;
     let what = || format!("endpoint {}", endpoint.id);
     let keys: StoredKeys = json(row, "keys")?;
-    let current = Secret::from_str(&keys.current).map_err(|e| corrupt(what(), e))?;
-    let mut previous = Vec::with_capacity(keys.previous.len());
-    for (secret, expires) in keys.previous {
-        let secret = Secret::from_str(&secret).map_err(|e| corrupt(what(), e))?;
-        let expires = DateTime::from_timestamp_micros(expires)
-            .ok_or_else(|| corrupt(what(), "key expiry out of range"))?;
-        previous.push((secret, expires));
-    }
-    Ok(EndpointRecord {
-        endpoint,
-        keys: EndpointKeys { current, previous },
-    })
+    let keys = keys.into_keys(&what())?;
+    Ok(EndpointRecord { endpoint, keys })
 }
 
 pub(super) fn message(row: &Row<'_>) -> Result<Message, StoreError> {

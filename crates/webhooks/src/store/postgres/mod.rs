@@ -1,0 +1,1179 @@
+//! The [`Store`] on PostgreSQL: several processes (the nodes of a cluster) on one database,
+//! leasing with `FOR UPDATE SKIP LOCKED`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::str::FromStr as _;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{NoTls, Row};
+
+use super::keys::StoredKeys;
+use super::{
+    AppLimits, AttemptFilter, EndpointFilter, Finished, Health, HealthChange, MessageFilter, Store,
+    lease_token,
+};
+use crate::error::StoreError;
+use crate::id::{AppId, EndpointId, MessageId};
+use crate::model::{
+    AppUid, Application, Attempt, AttemptStatus, AttemptTrigger, Channel, Delivery, DeliveryUpdate,
+    Endpoint, EndpointRecord, EndpointUid, EventType, EventTypeFilter, EventTypeName, Lease,
+    Message, after,
+};
+use crate::page::{Order, PageRequest};
+
+mod lease;
+mod rows;
+mod schema;
+
+use rows::{corrupt, to_json};
+
+/// How a [`PostgresStore`] connects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PostgresOptions {
+    /// The most connections the store opens (default 16). Each node of a cluster has its own
+    /// pool: keep their sum under the server's `max_connections`.
+    pub max_connections: usize,
+    /// How long a call waits for a free connection before failing with
+    /// [`StoreError::Pool`] (default 30 s).
+    pub wait_timeout: Duration,
+    /// How long opening a connection may take (default 10 s).
+    pub connect_timeout: Duration,
+}
+
+impl Default for PostgresOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 16,
+            wait_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A [`Store`] in a PostgreSQL database, for running several processes (the nodes of a
+/// cluster) on one set of data. SQLite stays the zero-setup default; this store is for
+/// outgrowing one machine.
+///
+/// Everything the trait promises holds across processes: a message and its deliveries are
+/// one statement; a lease takes rows with `FOR UPDATE SKIP LOCKED` and marks them leased in
+/// the same transaction, so two processes never hold the same delivery; a lease held by a
+/// process that died runs out and is taken over. Leases are shared fairly among
+/// applications (see [`Store::lease_deliveries`]): the store walks the applications that have
+/// pending deliveries, served longest ago first, through one index, never a backlog.
+///
+/// The schema is versioned; opening a database migrates it (once, under an advisory lock,
+/// however many processes start together) and refuses one a newer build wrote. Tables are
+/// made in the connection's `search_path` (by default `public`): give the connection string
+/// `options=-csearch_path=switchyard` to keep them in a schema of their own.
+///
+/// Connections are plain TCP without TLS: run it on a trusted network or through a local
+/// proxy. Endpoint secrets are stored in the database so that deliveries can be signed:
+/// protect it like any credential store.
+///
+/// ```no_run
+/// use switchyard_webhooks::{Registry, store::PostgresStore};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let store = PostgresStore::connect("postgres://postgres@127.0.0.1:5432/switchyard").await?;
+/// let registry = Registry::new(store);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct PostgresStore {
+    pool: Pool,
+}
+
+impl fmt::Debug for PostgresStore {
+    // The pool's configuration holds the connection's password: show only its state.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let status = self.pool.status();
+        f.debug_struct("PostgresStore")
+            .field("max_connections", &status.max_size)
+            .field("open", &status.size)
+            .field("idle", &status.available)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Whether an error is one a retry of the whole transaction can cure.
+fn retryable(error: &StoreError) -> bool {
+    matches!(error, StoreError::Postgres(e)
+        if matches!(e.code(), Some(c) if *c == SqlState::T_R_DEADLOCK_DETECTED
+            || *c == SqlState::T_R_SERIALIZATION_FAILURE))
+}
+
+/// Whether an error is a unique index refusing a duplicate.
+fn unique_violation(error: &tokio_postgres::Error) -> bool {
+    error.code() == Some(&SqlState::UNIQUE_VIOLATION)
+}
+
+/// The page clause of a keyset list on `column`: `(comparison, direction)`.
+fn keyset(page: &PageRequest) -> (&'static str, &'static str) {
+    match page.order {
+        Order::Ascending => (">", "ASC"),
+        Order::Descending => ("<", "DESC"),
+    }
+}
+
+/// `limit + 1`, as a query parameter.
+fn take(page: &PageRequest) -> i64 {
+    i64::try_from(page.limit.saturating_add(1)).unwrap_or(i64::MAX)
+}
+
+fn micros(time: DateTime<Utc>) -> i64 {
+    time.timestamp_micros()
+}
+
+/// The columns of an endpoint, with its application's id as `app_id`.
+const ENDPOINT_COLUMNS: &str = "e.id, a.id AS app_id, e.uid, e.url, e.all_types, e.event_types,
+    e.channels, e.metadata, e.headers, e.disabled, e.description, e.keys, e.rate_limit,
+    e.ordered, e.created_at, e.updated_at";
+
+/// The columns of a message, with its application's id as `app_id`.
+const MESSAGE_COLUMNS: &str = "m.id, a.id AS app_id, m.event_type, m.channel, m.event_id,
+    m.payload, m.created_at, m.expired";
+
+const APP_COLUMNS: &str = "id, uid, name, metadata, rate_limit, created_at, updated_at";
+
+impl PostgresStore {
+    /// Connects to the database at `url` (a `postgres://` URL or a `key=value` string) with
+    /// [`PostgresOptions::default`] and brings its schema up to date.
+    ///
+    /// # Errors
+    /// [`StoreError::Postgres`] when the URL is malformed, the database cannot be reached or
+    /// a statement fails; [`StoreError::UnsupportedSchemaVersion`] when a newer build wrote
+    /// the schema.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::connect_with(url, PostgresOptions::default()).await
+    }
+
+    /// [`PostgresStore::connect`] with options.
+    ///
+    /// # Errors
+    /// As [`PostgresStore::connect`].
+    pub async fn connect_with(url: &str, options: PostgresOptions) -> Result<Self, StoreError> {
+        let mut config = tokio_postgres::Config::from_str(url)?;
+        config.connect_timeout(options.connect_timeout);
+        if config.get_application_name().is_none() {
+            config.application_name("switchyard");
+        }
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(options.max_connections.max(1))
+            .wait_timeout(Some(options.wait_timeout))
+            .create_timeout(Some(options.connect_timeout))
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .build()
+            .map_err(|e| StoreError::Pool(e.to_string()))?;
+        let store = Self { pool };
+        let mut client = store.client().await?;
+        schema::migrate(&mut client).await?;
+        Ok(store)
+    }
+
+    /// A connection from the pool.
+    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        self.pool.get().await.map_err(|e| match e {
+            deadpool_postgres::PoolError::Backend(e) => StoreError::Postgres(e),
+            other => StoreError::Pool(other.to_string()),
+        })
+    }
+
+    /// Answers whether the database can be reached and answers a query (a readiness check).
+    ///
+    /// # Errors
+    /// [`StoreError::Pool`] or [`StoreError::Postgres`] when it cannot.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.client().await?.simple_query("SELECT 1").await?;
+        Ok(())
+    }
+
+    /// Rows of one query on a pooled connection.
+    async fn query(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, StoreError> {
+        let client = self.client().await?;
+        let statement = client.prepare_cached(sql).await?;
+        Ok(client.query(&statement, params).await?)
+    }
+
+    /// How many rows one statement changed, on a pooled connection.
+    async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, StoreError> {
+        let client = self.client().await?;
+        let statement = client.prepare_cached(sql).await?;
+        Ok(client.execute(&statement, params).await?)
+    }
+
+    /// The key of the application with this id.
+    async fn app_seq(&self, app: &AppId) -> Result<Option<i64>, StoreError> {
+        let rows = self
+            .query("SELECT seq FROM apps WHERE id = $1", &[&app.as_str()])
+            .await?;
+        Ok(match rows.first() {
+            Some(row) => Some(row.try_get(0)?),
+            None => None,
+        })
+    }
+
+    async fn one_endpoint(
+        &self,
+        condition: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<EndpointRecord>, StoreError> {
+        let sql = format!(
+            "SELECT {ENDPOINT_COLUMNS} FROM endpoints e JOIN apps a ON a.seq = e.app
+             WHERE {condition}"
+        );
+        self.query(&sql, params)
+            .await?
+            .first()
+            .map(rows::endpoint_record)
+            .transpose()
+    }
+
+    async fn one_application(
+        &self,
+        condition: &str,
+        param: &str,
+    ) -> Result<Option<Application>, StoreError> {
+        let sql = format!("SELECT {APP_COLUMNS} FROM apps WHERE {condition}");
+        self.query(&sql, &[&param])
+            .await?
+            .first()
+            .map(rows::application)
+            .transpose()
+    }
+
+    /// Runs `attempt` (one transaction), again when PostgreSQL aborted it for a deadlock or
+    /// a serialization failure (a few times, then the error is returned).
+    async fn retrying<T, F, Fut>(&self, mut attempt: F) -> Result<T, StoreError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, StoreError>>,
+    {
+        let mut tries = 0;
+        loop {
+            match attempt().await {
+                Err(e) if retryable(&e) && tries < 5 => {
+                    tries += 1;
+                    tracing::debug!(error = %e, tries, "retrying a PostgreSQL transaction");
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
+/// One report of [`Store::finish_deliveries`], as columns.
+#[derive(Default)]
+struct Reports {
+    msg: Vec<String>,
+    ep: Vec<String>,
+    token: Vec<String>,
+    status: Vec<i16>,
+    attempts: Vec<i32>,
+    next: Vec<i64>,
+    attempted: Vec<bool>,
+}
+
+/// Attempts to record, as columns.
+#[derive(Default)]
+struct AttemptRows {
+    id: Vec<String>,
+    msg: Vec<String>,
+    ep: Vec<String>,
+    event_type: Vec<String>,
+    channel: Vec<Option<String>>,
+    url: Vec<String>,
+    status: Vec<i16>,
+    response_status: Vec<i32>,
+    response: Vec<String>,
+    headers: Vec<String>,
+    duration_us: Vec<i64>,
+    trigger: Vec<i16>,
+    created_at: Vec<i64>,
+}
+
+impl AttemptRows {
+    fn push(&mut self, attempt: &Attempt) -> Result<(), StoreError> {
+        let headers: BTreeMap<&str, &str> = attempt.headers.iter().collect();
+        self.id.push(attempt.id.to_string());
+        self.msg.push(attempt.message_id.to_string());
+        self.ep.push(attempt.endpoint_id.to_string());
+        self.event_type.push(attempt.event_type.to_string());
+        self.channel
+            .push(attempt.channel.as_ref().map(ToString::to_string));
+        self.url.push(attempt.url.clone());
+        self.status.push(code16(attempt.status.code()));
+        self.response_status
+            .push(i32::from(attempt.response_status));
+        self.response.push(attempt.response.clone());
+        self.headers.push(to_json(&headers)?);
+        self.duration_us
+            .push(i64::try_from(attempt.duration.as_micros()).unwrap_or(i64::MAX));
+        self.trigger.push(code16(attempt.trigger.code()));
+        self.created_at.push(micros(attempt.timestamp));
+        Ok(())
+    }
+
+    /// Records them (an attempt recorded again under the same id moves to the end), in the
+    /// application of its message; those whose message is gone are dropped.
+    async fn insert(&self, tx: &deadpool_postgres::Transaction<'_>) -> Result<(), StoreError> {
+        if self.id.is_empty() {
+            return Ok(());
+        }
+        let delete = tx
+            .prepare_cached("DELETE FROM attempts WHERE id = ANY($1)")
+            .await?;
+        tx.execute(&delete, &[&self.id]).await?;
+        let insert = tx
+            .prepare_cached(
+                "INSERT INTO attempts (id, app, msg, ep, event_type, channel, url, status,
+                    response_status, response, headers, duration_us, trigger_code, created_at)
+                 SELECT t.id, m.app, t.msg, t.ep, t.event_type, t.channel, t.url, t.status,
+                    t.response_status, t.response, t.headers, t.duration_us, t.trigger_code,
+                    t.created_at
+                 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+                    $6::text[], $7::smallint[], $8::integer[], $9::text[], $10::text[],
+                    $11::bigint[], $12::smallint[], $13::bigint[]) WITH ORDINALITY
+                    AS t(id, msg, ep, event_type, channel, url, status, response_status,
+                    response, headers, duration_us, trigger_code, created_at, n)
+                 JOIN messages m ON m.id = t.msg
+                 ORDER BY t.n",
+            )
+            .await?;
+        tx.execute(
+            &insert,
+            &[
+                &self.id,
+                &self.msg,
+                &self.ep,
+                &self.event_type,
+                &self.channel,
+                &self.url,
+                &self.status,
+                &self.response_status,
+                &self.response,
+                &self.headers,
+                &self.duration_us,
+                &self.trigger,
+                &self.created_at,
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+/// A status or trigger code as stored (they are all small).
+fn code16(code: i64) -> i16 {
+    i16::try_from(code).unwrap_or(i16::MAX)
+}
+
+/// Applies the health outcomes `(endpoint, success, at)` in order, in `tx`: the endpoints
+/// are locked (in id order, so concurrent batches never deadlock on them), their health
+/// rule applied, and the changed ones written.
+async fn apply_health(
+    tx: &deadpool_postgres::Transaction<'_>,
+    outcomes: &[(EndpointId, bool, DateTime<Utc>)],
+    disable_after: Duration,
+) -> Result<Vec<(EndpointId, HealthChange)>, StoreError> {
+    if outcomes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut ids: Vec<&str> = outcomes.iter().map(|(e, _, _)| e.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let lock = tx
+        .prepare_cached(
+            "SELECT id, failing_since, disabled FROM endpoints WHERE id = ANY($1)
+             ORDER BY id FOR UPDATE",
+        )
+        .await?;
+    let mut health: HashMap<String, (Health, Health)> = HashMap::new();
+    for row in tx.query(&lock, &[&ids]).await? {
+        let id: String = row.try_get(0)?;
+        let since: Option<i64> = row.try_get(1)?;
+        let state = Health {
+            failing_since: since.and_then(DateTime::from_timestamp_micros),
+            disabled: row.try_get(2)?,
+        };
+        health.insert(id, (state, state));
+    }
+    let mut changes = Vec::new();
+    let mut disabled_at: HashMap<String, i64> = HashMap::new();
+    for (endpoint, success, at) in outcomes {
+        let Some((_, state)) = health.get_mut(endpoint.as_str()) else {
+            continue;
+        };
+        let was_disabled = state.disabled;
+        let change = state.apply(*success, *at, disable_after);
+        if state.disabled && !was_disabled {
+            disabled_at.insert(endpoint.to_string(), micros(*at));
+        }
+        if change != HealthChange::Unchanged {
+            changes.push((endpoint.clone(), change));
+        }
+    }
+    let update = tx
+        .prepare_cached(
+            "UPDATE endpoints SET failing_since = $2, disabled = disabled OR $3,
+                updated_at = COALESCE($4, updated_at)
+             WHERE id = $1",
+        )
+        .await?;
+    for (id, (before, after)) in &health {
+        if before != after {
+            let since = after.failing_since.map(micros);
+            let disabled_now = disabled_at.get(id).copied();
+            tx.execute(&update, &[id, &since, &after.disabled, &disabled_now])
+                .await?;
+        }
+    }
+    Ok(changes)
+}
+
+impl Store for PostgresStore {
+    async fn put_event_type(&self, event_type: &EventType) -> Result<(), StoreError> {
+        self.execute(
+            "INSERT INTO event_types (name, description, schema, archived, created_at,
+                updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (name) DO UPDATE SET description = excluded.description,
+                schema = excluded.schema, archived = excluded.archived,
+                created_at = excluded.created_at, updated_at = excluded.updated_at",
+            &[
+                &event_type.name.as_str(),
+                &event_type.description,
+                &to_json(&event_type.schema)?,
+                &event_type.archived,
+                &micros(event_type.created_at),
+                &micros(event_type.updated_at),
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn event_type(&self, name: &EventTypeName) -> Result<Option<EventType>, StoreError> {
+        self.query(
+            "SELECT name, description, schema, archived, created_at, updated_at
+             FROM event_types WHERE name = $1",
+            &[&name.as_str()],
+        )
+        .await?
+        .first()
+        .map(rows::event_type)
+        .transpose()
+    }
+
+    async fn list_event_types(&self, page: &PageRequest) -> Result<Vec<EventType>, StoreError> {
+        let (cmp, dir) = keyset(page);
+        let sql = format!(
+            "SELECT name, description, schema, archived, created_at, updated_at
+             FROM event_types
+             WHERE NOT archived AND ($1::text IS NULL OR name {cmp} $1)
+             ORDER BY name {dir} LIMIT $2"
+        );
+        self.query(&sql, &[&page.after, &take(page)])
+            .await?
+            .iter()
+            .map(rows::event_type)
+            .collect()
+    }
+
+    async fn put_application(&self, application: &Application) -> Result<(), StoreError> {
+        let rate_limit = application.rate_limit.map(|n| i64::from(n.get()));
+        let result = self
+            .execute(
+                "INSERT INTO apps (id, uid, name, metadata, rate_limit, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)
+                 ON CONFLICT (id) DO UPDATE SET uid = excluded.uid, name = excluded.name,
+                    metadata = excluded.metadata, rate_limit = excluded.rate_limit,
+                    created_at = excluded.created_at, updated_at = excluded.updated_at",
+                &[
+                    &application.id.as_str(),
+                    &application.uid.as_ref().map(AppUid::as_str),
+                    &application.name,
+                    &to_json(&application.metadata)?,
+                    &rate_limit,
+                    &micros(application.created_at),
+                    &micros(application.updated_at),
+                ],
+            )
+            .await;
+        match result {
+            Err(StoreError::Postgres(e)) if unique_violation(&e) => Err(StoreError::Conflict {
+                what: format!(
+                    "an application with uid `{}`",
+                    application.uid.as_ref().map_or("", AppUid::as_str)
+                ),
+            }),
+            other => other.map(|_| ()),
+        }
+    }
+
+    async fn application(&self, id: &AppId) -> Result<Option<Application>, StoreError> {
+        self.one_application("id = $1", id.as_str()).await
+    }
+
+    async fn application_by_uid(&self, uid: &AppUid) -> Result<Option<Application>, StoreError> {
+        self.one_application("uid = $1", uid.as_str()).await
+    }
+
+    async fn list_applications(&self, page: &PageRequest) -> Result<Vec<Application>, StoreError> {
+        let (cmp, dir) = keyset(page);
+        let sql = format!(
+            "SELECT {APP_COLUMNS} FROM apps WHERE ($1::text IS NULL OR id {cmp} $1)
+             ORDER BY id {dir} LIMIT $2"
+        );
+        self.query(&sql, &[&page.after, &take(page)])
+            .await?
+            .iter()
+            .map(rows::application)
+            .collect()
+    }
+
+    async fn delete_application(&self, id: &AppId) -> Result<bool, StoreError> {
+        if *id == AppId::default_app() {
+            return Ok(false);
+        }
+        self.retrying(|| async {
+            let mut client = self.client().await?;
+            let tx = client.transaction().await?;
+            let Some(row) = tx
+                .query_opt(
+                    "DELETE FROM apps WHERE id = $1 RETURNING seq",
+                    &[&id.as_str()],
+                )
+                .await?
+            else {
+                return Ok(false);
+            };
+            let seq: i64 = row.try_get(0)?;
+            tx.execute(
+                "DELETE FROM deliveries d USING messages m WHERE m.app = $1 AND d.msg = m.id",
+                &[&seq],
+            )
+            .await?;
+            // Deliveries to its endpoints of no message of its own cannot exist: every
+            // delivery is of a message of the endpoint's application.
+            tx.execute("DELETE FROM attempts WHERE app = $1", &[&seq])
+                .await?;
+            tx.execute("DELETE FROM messages WHERE app = $1", &[&seq])
+                .await?;
+            tx.execute("DELETE FROM endpoints WHERE app = $1", &[&seq])
+                .await?;
+            tx.commit().await?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn put_endpoint(&self, record: &EndpointRecord) -> Result<(), StoreError> {
+        let endpoint = &record.endpoint;
+        let (all_types, event_types): (bool, Vec<&str>) = match &endpoint.event_types {
+            EventTypeFilter::All => (true, Vec::new()),
+            EventTypeFilter::Only(names) => (false, names.iter().map(|n| n.as_str()).collect()),
+        };
+        let channels: Vec<&str> = endpoint.channels.iter().map(|c| c.as_str()).collect();
+        let rate_limit = endpoint.rate_limit.map(|n| i64::from(n.get()));
+        let result = self
+            .execute(
+                "INSERT INTO endpoints (id, app, uid, url, all_types, event_types, channels,
+                    metadata, headers, disabled, description, keys, rate_limit, ordered,
+                    created_at, updated_at)
+                 SELECT $1, a.seq, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,
+                    $16
+                 FROM apps a WHERE a.id = $2
+                 ON CONFLICT (id) DO UPDATE SET uid = excluded.uid, url = excluded.url,
+                    all_types = excluded.all_types, event_types = excluded.event_types,
+                    channels = excluded.channels, metadata = excluded.metadata,
+                    headers = excluded.headers, disabled = excluded.disabled,
+                    description = excluded.description, keys = excluded.keys,
+                    rate_limit = excluded.rate_limit, ordered = excluded.ordered,
+                    created_at = excluded.created_at, updated_at = excluded.updated_at,
+                    failing_since = CASE WHEN endpoints.disabled AND NOT excluded.disabled
+                        THEN NULL ELSE endpoints.failing_since END
+                 WHERE endpoints.app = excluded.app",
+                &[
+                    &endpoint.id.as_str(),
+                    &endpoint.app.as_str(),
+                    &endpoint.uid.as_ref().map(EndpointUid::as_str),
+                    &endpoint.url,
+                    &all_types,
+                    &event_types,
+                    &channels,
+                    &to_json(&endpoint.metadata)?,
+                    &to_json(&endpoint.headers)?,
+                    &endpoint.disabled,
+                    &endpoint.description,
+                    &to_json(&StoredKeys::of(&record.keys))?,
+                    &rate_limit,
+                    &endpoint.ordered,
+                    &micros(endpoint.created_at),
+                    &micros(endpoint.updated_at),
+                ],
+            )
+            .await;
+        match result {
+            Ok(0) => Err(corrupt(
+                format!("endpoint {}", endpoint.id),
+                format!(
+                    "its application {} does not exist, or is not the one it belongs to",
+                    endpoint.app
+                ),
+            )),
+            Ok(_) => Ok(()),
+            Err(StoreError::Postgres(e)) if unique_violation(&e) => Err(StoreError::Conflict {
+                what: format!(
+                    "an endpoint with uid `{}`",
+                    endpoint.uid.as_ref().map_or("", EndpointUid::as_str)
+                ),
+            }),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn endpoint(
+        &self,
+        app: &AppId,
+        id: &EndpointId,
+    ) -> Result<Option<EndpointRecord>, StoreError> {
+        self.one_endpoint("e.id = $1 AND a.id = $2", &[&id.as_str(), &app.as_str()])
+            .await
+    }
+
+    async fn endpoint_by_uid(
+        &self,
+        app: &AppId,
+        uid: &EndpointUid,
+    ) -> Result<Option<EndpointRecord>, StoreError> {
+        self.one_endpoint(
+            "e.app = (SELECT seq FROM apps WHERE id = $2) AND e.uid = $1",
+            &[&uid.as_str(), &app.as_str()],
+        )
+        .await
+    }
+
+    async fn delete_endpoint(&self, app: &AppId, id: &EndpointId) -> Result<bool, StoreError> {
+        self.retrying(|| async {
+            let mut client = self.client().await?;
+            let tx = client.transaction().await?;
+            let deleted = tx
+                .execute(
+                    "DELETE FROM endpoints e USING apps a
+                     WHERE e.id = $1 AND e.app = a.seq AND a.id = $2",
+                    &[&id.as_str(), &app.as_str()],
+                )
+                .await?;
+            if deleted == 0 {
+                return Ok(false);
+            }
+            tx.execute(
+                "DELETE FROM deliveries WHERE ep = $1 AND status = 0",
+                &[&id.as_str()],
+            )
+            .await?;
+            tx.commit().await?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn list_endpoints(
+        &self,
+        app: &AppId,
+        filter: &EndpointFilter,
+        page: &PageRequest,
+    ) -> Result<Vec<Endpoint>, StoreError> {
+        let (cmp, dir) = keyset(page);
+        let sql = format!(
+            "SELECT {ENDPOINT_COLUMNS} FROM endpoints e JOIN apps a ON a.seq = e.app
+             WHERE a.id = $1 AND ($2::text IS NULL OR e.id {cmp} $2)
+               AND ($3::text IS NULL OR e.all_types OR $3 = ANY(e.event_types))
+               AND ($4::text IS NULL OR cardinality(e.channels) = 0 OR $4 = ANY(e.channels))
+             ORDER BY e.id {dir} LIMIT $5"
+        );
+        self.query(
+            &sql,
+            &[
+                &app.as_str(),
+                &page.after,
+                &filter.event_type.as_ref().map(EventTypeName::as_str),
+                &filter.channel.as_ref().map(Channel::as_str),
+                &take(page),
+            ],
+        )
+        .await?
+        .iter()
+        .map(rows::endpoint)
+        .collect()
+    }
+
+    async fn recipients(
+        &self,
+        app: &AppId,
+        event_type: &EventTypeName,
+        channel: Option<&Channel>,
+    ) -> Result<Vec<EndpointId>, StoreError> {
+        let rows = self
+            .query(
+                "SELECT e.id FROM endpoints e
+                 WHERE e.app = (SELECT seq FROM apps WHERE id = $1) AND NOT e.disabled
+                   AND (e.all_types OR $2 = ANY(e.event_types))
+                   AND (cardinality(e.channels) = 0
+                        OR ($3::text IS NOT NULL AND $3 = ANY(e.channels)))
+                 ORDER BY e.id",
+                &[
+                    &app.as_str(),
+                    &event_type.as_str(),
+                    &channel.map(Channel::as_str),
+                ],
+            )
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let id: String = row.try_get(0)?;
+                id.parse().map_err(|e| corrupt(format!("endpoint {id}"), e))
+            })
+            .collect()
+    }
+
+    async fn insert_message(
+        &self,
+        message: &Message,
+        endpoints: &[EndpointId],
+    ) -> Result<(), StoreError> {
+        let endpoints: Vec<&str> = endpoints.iter().map(EndpointId::as_str).collect();
+        // One statement: the message and its deliveries, or nothing.
+        let rows = self
+            .query(
+                "WITH m AS (
+                    INSERT INTO messages (id, app, event_type, channel, event_id, payload,
+                        created_at, expired)
+                    SELECT $1, a.seq, $3, $4, $5, $6, $7, $8 FROM apps a WHERE a.id = $2
+                    RETURNING id, app, created_at
+                 ), d AS (
+                    INSERT INTO deliveries (msg, ep, app, status, attempts, next_attempt_at,
+                        next_trigger)
+                    SELECT m.id, e.id, m.app, 0, 0, m.created_at, 0
+                    FROM m JOIN endpoints e ON e.app = m.app AND e.id = ANY($9)
+                 )
+                 SELECT count(*) FROM m",
+                &[
+                    &message.id.as_str(),
+                    &message.app.as_str(),
+                    &message.event_type.as_str(),
+                    &message.channel.as_ref().map(Channel::as_str),
+                    &message.event_id,
+                    &message.payload,
+                    &micros(message.created_at),
+                    &message.expired,
+                    &endpoints,
+                ],
+            )
+            .await;
+        let rows = match rows {
+            Err(StoreError::Postgres(e)) if unique_violation(&e) => {
+                return Err(StoreError::Conflict {
+                    what: format!("a message with id `{}`", message.id),
+                });
+            }
+            other => other?,
+        };
+        let inserted: i64 = match rows.first() {
+            Some(row) => row.try_get(0)?,
+            None => 0,
+        };
+        if inserted == 0 {
+            return Err(corrupt(
+                format!("message {}", message.id),
+                format!("its application {} does not exist", message.app),
+            ));
+        }
+        Ok(())
+    }
+
+    async fn message(&self, app: &AppId, id: &MessageId) -> Result<Option<Message>, StoreError> {
+        let sql = format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages m JOIN apps a ON a.seq = m.app
+             WHERE m.id = $1 AND a.id = $2"
+        );
+        self.query(&sql, &[&id.as_str(), &app.as_str()])
+            .await?
+            .first()
+            .map(rows::message)
+            .transpose()
+    }
+
+    async fn list_messages(
+        &self,
+        app: &AppId,
+        filter: &MessageFilter,
+        page: &PageRequest,
+    ) -> Result<Vec<Message>, StoreError> {
+        let (cmp, dir) = keyset(page);
+        let sql = format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages m JOIN apps a ON a.seq = m.app
+             WHERE a.id = $1 AND ($2::text IS NULL OR m.id {cmp} $2)
+               AND ($3::text IS NULL OR m.event_type = $3)
+               AND ($4::text IS NULL OR m.channel = $4)
+             ORDER BY m.id {dir} LIMIT $5"
+        );
+        self.query(
+            &sql,
+            &[
+                &app.as_str(),
+                &page.after,
+                &filter.event_type.as_ref().map(EventTypeName::as_str),
+                &filter.channel.as_ref().map(Channel::as_str),
+                &take(page),
+            ],
+        )
+        .await?
+        .iter()
+        .map(rows::message)
+        .collect()
+    }
+
+    async fn deliveries(
+        &self,
+        app: &AppId,
+        message: &MessageId,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        self.query(
+            "SELECT d.msg, d.ep, d.status, d.attempts, d.next_attempt_at, d.leased_until,
+                d.next_trigger
+             FROM deliveries d JOIN messages m ON m.id = d.msg JOIN apps a ON a.seq = m.app
+             WHERE d.msg = $1 AND a.id = $2 ORDER BY d.ep",
+            &[&message.as_str(), &app.as_str()],
+        )
+        .await?
+        .iter()
+        .map(rows::delivery)
+        .collect()
+    }
+
+    async fn lease_deliveries_within(
+        &self,
+        now: DateTime<Utc>,
+        lease_for: Duration,
+        limit: usize,
+        limits: &AppLimits,
+    ) -> Result<Vec<Lease>, StoreError> {
+        self.retrying(|| lease::lease(self, now, lease_for, limit, limits))
+            .await
+    }
+
+    async fn finish_delivery(
+        &self,
+        lease: &Lease,
+        update: &DeliveryUpdate,
+    ) -> Result<bool, StoreError> {
+        let mut reports = Reports::default();
+        let mut attempts = AttemptRows::default();
+        push_report(&mut reports, &mut attempts, lease, update)?;
+        let held = self
+            .retrying(|| async {
+                let mut client = self.client().await?;
+                let tx = client.transaction().await?;
+                attempts.insert(&tx).await?;
+                let held = finish(&tx, &reports).await?;
+                tx.commit().await?;
+                Ok(held)
+            })
+            .await?;
+        Ok(held.first().copied().unwrap_or(false))
+    }
+
+    async fn finish_deliveries(
+        &self,
+        items: Vec<(Lease, DeliveryUpdate)>,
+        disable_after: Duration,
+    ) -> Result<Finished, StoreError> {
+        let mut reports = Reports::default();
+        let mut attempts = AttemptRows::default();
+        let mut outcomes = Vec::new();
+        for (lease, update) in &items {
+            push_report(&mut reports, &mut attempts, lease, update)?;
+            if let Some(attempt) = &update.attempt {
+                outcomes.push((
+                    attempt.endpoint_id.clone(),
+                    attempt.status == AttemptStatus::Success,
+                    attempt.timestamp,
+                ));
+            }
+        }
+        self.retrying(|| async {
+            let mut client = self.client().await?;
+            let tx = client.transaction().await?;
+            attempts.insert(&tx).await?;
+            let held = finish(&tx, &reports).await?;
+            let health = apply_health(&tx, &outcomes, disable_after).await?;
+            tx.commit().await?;
+            Ok(Finished { held, health })
+        })
+        .await
+    }
+
+    async fn endpoints(&self, ids: &[EndpointId]) -> Result<Vec<EndpointRecord>, StoreError> {
+        let ids: Vec<&str> = ids.iter().map(EndpointId::as_str).collect();
+        let sql = format!(
+            "SELECT {ENDPOINT_COLUMNS} FROM endpoints e JOIN apps a ON a.seq = e.app
+             WHERE e.id = ANY($1)"
+        );
+        self.query(&sql, &[&ids])
+            .await?
+            .iter()
+            .map(rows::endpoint_record)
+            .collect()
+    }
+
+    async fn messages(&self, ids: &[MessageId]) -> Result<Vec<Message>, StoreError> {
+        let ids: Vec<&str> = ids.iter().map(MessageId::as_str).collect();
+        let sql = format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages m JOIN apps a ON a.seq = m.app
+             WHERE m.id = ANY($1)"
+        );
+        self.query(&sql, &[&ids])
+            .await?
+            .iter()
+            .map(rows::message)
+            .collect()
+    }
+
+    async fn list_attempts(
+        &self,
+        app: &AppId,
+        filter: &AttemptFilter,
+        page: &PageRequest,
+    ) -> Result<Vec<Attempt>, StoreError> {
+        let Some(app) = self.app_seq(app).await? else {
+            return Ok(Vec::new());
+        };
+        let after: Option<i64> = match &page.after {
+            None => None,
+            Some(id) => {
+                let rows = self
+                    .query("SELECT seq FROM attempts WHERE id = $1", &[id])
+                    .await?;
+                match rows.first() {
+                    Some(row) => Some(row.try_get(0)?),
+                    None => return Ok(Vec::new()),
+                }
+            }
+        };
+        let (cmp, dir) = keyset(page);
+        let sql = format!(
+            "SELECT id, msg, ep, event_type, channel, url, status, response_status, response,
+                headers, duration_us, trigger_code, created_at
+             FROM attempts
+             WHERE app = $1 AND ($2::bigint IS NULL OR seq {cmp} $2)
+               AND ($3::text IS NULL OR msg = $3)
+               AND ($4::text IS NULL OR ep = $4)
+               AND ($5::text IS NULL OR event_type = $5)
+               AND ($6::text IS NULL OR channel = $6)
+               AND ($7::smallint IS NULL OR status = $7)
+               AND ($8::bigint IS NULL OR created_at < $8)
+               AND ($9::bigint IS NULL OR created_at > $9)
+             ORDER BY seq {dir} LIMIT $10"
+        );
+        self.query(
+            &sql,
+            &[
+                &app,
+                &after,
+                &filter.message.as_ref().map(MessageId::as_str),
+                &filter.endpoint.as_ref().map(EndpointId::as_str),
+                &filter.event_type.as_ref().map(EventTypeName::as_str),
+                &filter.channel.as_ref().map(Channel::as_str),
+                &filter.status.map(|s| code16(s.code())),
+                &filter.before.map(micros),
+                &filter.after.map(micros),
+                &take(page),
+            ],
+        )
+        .await?
+        .iter()
+        .map(rows::attempt)
+        .collect()
+    }
+
+    async fn requeue_delivery(
+        &self,
+        app: &AppId,
+        message: &MessageId,
+        endpoint: &EndpointId,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.execute(
+            "INSERT INTO deliveries (msg, ep, app, status, attempts, next_attempt_at,
+                next_trigger)
+             SELECT m.id, e.id, m.app, 0, 0, $4, $5
+             FROM apps a JOIN messages m ON m.app = a.seq JOIN endpoints e ON e.app = a.seq
+             WHERE a.id = $1 AND m.id = $2 AND e.id = $3
+             ON CONFLICT (msg, ep) DO UPDATE SET status = 0, attempts = 0,
+                next_attempt_at = excluded.next_attempt_at, leased_until = NULL,
+                lease_token = NULL, next_trigger = excluded.next_trigger",
+            &[
+                &app.as_str(),
+                &message.as_str(),
+                &endpoint.as_str(),
+                &micros(now),
+                &code16(AttemptTrigger::Manual.code()),
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn recover_deliveries(
+        &self,
+        app: &AppId,
+        endpoint: &EndpointId,
+        since: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        self.execute(
+            "UPDATE deliveries d SET status = 0, attempts = 0, next_attempt_at = $4,
+                leased_until = NULL, lease_token = NULL, next_trigger = $5
+             FROM messages m, endpoints e, apps a
+             WHERE d.ep = $2 AND d.status = 2 AND m.id = d.msg AND m.created_at >= $3
+               AND e.id = d.ep AND e.app = a.seq AND a.id = $1",
+            &[
+                &app.as_str(),
+                &endpoint.as_str(),
+                &micros(since),
+                &micros(now),
+                &code16(AttemptTrigger::Manual.code()),
+            ],
+        )
+        .await
+    }
+
+    async fn record_health(
+        &self,
+        endpoint: &EndpointId,
+        success: bool,
+        now: DateTime<Utc>,
+        disable_after: Duration,
+    ) -> Result<HealthChange, StoreError> {
+        let outcomes = [(endpoint.clone(), success, now)];
+        let changes = self
+            .retrying(|| async {
+                let mut client = self.client().await?;
+                let tx = client.transaction().await?;
+                let changes = apply_health(&tx, &outcomes, disable_after).await?;
+                tx.commit().await?;
+                Ok(changes)
+            })
+            .await?;
+        Ok(changes
+            .into_iter()
+            .next()
+            .map_or(HealthChange::Unchanged, |(_, change)| change))
+    }
+
+    async fn purge_payloads(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        self.execute(
+            "UPDATE messages SET payload = '', expired = TRUE
+             WHERE created_at < $1 AND NOT expired",
+            &[&micros(before)],
+        )
+        .await
+    }
+}
+
+/// Adds one report (and its attempt, if any) to the columns.
+fn push_report(
+    reports: &mut Reports,
+    attempts: &mut AttemptRows,
+    lease: &Lease,
+    update: &DeliveryUpdate,
+) -> Result<(), StoreError> {
+    if let Some(attempt) = &update.attempt {
+        attempts.push(attempt)?;
+    }
+    reports.msg.push(lease.delivery.message_id.to_string());
+    reports.ep.push(lease.delivery.endpoint_id.to_string());
+    reports.token.push(lease.token.clone());
+    reports.status.push(code16(update.status.code()));
+    reports
+        .attempts
+        .push(i32::try_from(update.attempts).unwrap_or(i32::MAX));
+    reports.next.push(micros(update.next_attempt_at));
+    reports.attempted.push(update.attempt.is_some());
+    Ok(())
+}
+
+/// Applies the reports whose lease is still held; for each report, whether it was.
+async fn finish(
+    tx: &deadpool_postgres::Transaction<'_>,
+    reports: &Reports,
+) -> Result<Vec<bool>, StoreError> {
+    let statement = tx
+        .prepare_cached(
+            "UPDATE deliveries d SET status = t.status, attempts = t.attempts,
+                next_attempt_at = t.next, leased_until = NULL, lease_token = NULL,
+                next_trigger = CASE WHEN t.attempted THEN 0 ELSE d.next_trigger END
+             FROM unnest($1::text[], $2::text[], $3::text[], $4::smallint[], $5::integer[],
+                $6::bigint[], $7::boolean[]) AS t(msg, ep, token, status, attempts, next,
+                attempted)
+             WHERE d.msg = t.msg AND d.ep = t.ep AND d.lease_token = t.token
+             RETURNING d.msg, d.ep",
+        )
+        .await?;
+    let rows = tx
+        .query(
+            &statement,
+            &[
+                &reports.msg,
+                &reports.ep,
+                &reports.token,
+                &reports.status,
+                &reports.attempts,
+                &reports.next,
+                &reports.attempted,
+            ],
+        )
+        .await?;
+    let mut held = std::collections::HashSet::with_capacity(rows.len());
+    for row in &rows {
+        let msg: String = row.try_get(0)?;
+        let ep: String = row.try_get(1)?;
+        held.insert((msg, ep));
+    }
+    Ok(reports
+        .msg
+        .iter()
+        .zip(&reports.ep)
+        .map(|(m, e)| held.contains(&(m.clone(), e.clone())))
+        .collect())
+}
+
+/// `after(now, lease_for)` in microseconds.
+fn lease_end(now: DateTime<Utc>, lease_for: Duration) -> i64 {
+    micros(after(now, lease_for))
+}
+
+/// A new lease token (one per lease call: every delivery of the batch carries it).
+fn new_token() -> String {
+    lease_token()
+}
