@@ -103,7 +103,45 @@ pub struct Config {
     pub delivery: DeliveryConfig,
     /// The Relay-compatible metadata API; absent when no spec file is configured.
     pub metadata: Option<MetadataConfig>,
+    /// A PostgreSQL database for the webhooks instead of the data directory's SQLite file
+    /// (`[database]`, `--database`); absent by default.
+    pub database: Option<DatabaseConfig>,
 }
+
+/// The PostgreSQL database the webhooks live in (`[database]`, `--database`): any number of
+/// servers on one database serve the same applications and share the deliveries.
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DatabaseConfig {
+    /// `postgres://user:password@host:port/database`, or a `key=value` connection string.
+    /// It may hold a password: it is never logged, and `Debug` leaves it out.
+    pub url: String,
+    /// The most connections this server opens (default 16). Keep the sum over every server
+    /// under the database's `max_connections`.
+    pub max_connections: usize,
+}
+
+impl DatabaseConfig {
+    /// The database at `url`, with the default pool size.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            max_connections: DEFAULT_DATABASE_CONNECTIONS,
+        }
+    }
+}
+
+impl fmt::Debug for DatabaseConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DatabaseConfig")
+            .field("url", &"<redacted>")
+            .field("max_connections", &self.max_connections)
+            .finish()
+    }
+}
+
+/// The default PostgreSQL pool size of one server.
+pub const DEFAULT_DATABASE_CONNECTIONS: usize = 16;
 
 /// Connection limits. Every field has a documented default.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -353,6 +391,7 @@ impl Default for Config {
             runtime: HubConfig::default(),
             delivery: DeliveryConfig::default(),
             metadata: None,
+            database: None,
         }
     }
 }
@@ -375,6 +414,14 @@ struct File {
     runtime: Option<RuntimeFile>,
     delivery: Option<DeliveryFile>,
     metadata: Option<MetadataFile>,
+    database: Option<DatabaseFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DatabaseFile {
+    url: String,
+    max_connections: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -403,6 +450,7 @@ struct DeliveryFile {
     max_in_flight: Option<usize>,
     max_in_flight_per_endpoint: Option<usize>,
     max_leased_per_app: Option<usize>,
+    lease_secs: Option<u64>,
     retry_schedule_secs: Option<Vec<u64>>,
     retry_jitter: Option<f64>,
     disable_after_secs: Option<u64>,
@@ -517,6 +565,20 @@ impl Config {
         }
         if let Some(delivery) = file.delivery {
             apply_delivery(&mut config.delivery, delivery).map_err(invalid)?;
+        }
+        if let Some(database) = file.database {
+            let max_connections = database
+                .max_connections
+                .unwrap_or(DEFAULT_DATABASE_CONNECTIONS);
+            if max_connections == 0 {
+                return Err(invalid(
+                    "database.max_connections must be at least 1".to_owned(),
+                ));
+            }
+            config.database = Some(DatabaseConfig {
+                url: database.url,
+                max_connections,
+            });
         }
         if let Some(metadata) = file.metadata {
             let tokens = metadata.tokens.unwrap_or_default();
@@ -670,6 +732,18 @@ fn apply_delivery(config: &mut DeliveryConfig, file: DeliveryFile) -> Result<(),
         }
         config.max_leased_per_app = n;
     }
+    if let Some(secs) = file.lease_secs {
+        let lease = Duration::from_secs(secs);
+        if lease <= config.request_timeout {
+            return Err(format!(
+                "delivery.lease_secs must be longer than the request timeout ({} s): a lease \
+                 that runs out while its request is still waiting lets another worker send \
+                 the same delivery",
+                config.request_timeout.as_secs()
+            ));
+        }
+        config.lease_for = lease;
+    }
     let mut retry: RetryPolicy = config.retry.clone();
     if let Some(schedule) = file.retry_schedule_secs {
         retry.schedule = schedule.into_iter().map(Duration::from_secs).collect();
@@ -757,11 +831,15 @@ mod tests {
             max_in_flight = 10
             max_in_flight_per_endpoint = 2
             max_leased_per_app = 100
+            lease_secs = 90
             retry_schedule_secs = [1, 2]
             retry_jitter = 0.0
             disable_after_secs = 3600
             retention_days = 7
             allow_subnets = ["10.0.0.0/8", "::1/128"]
+            [database]
+            url = "postgres://switchyard:pw-s3cret@db.internal:5432/switchyard"
+            max_connections = 32
             [metadata]
             spec = "spec.yaml"
             step = "deploy"
@@ -807,8 +885,12 @@ mod tests {
         assert_eq!(config.runtime.max_subscriptions, 7);
         assert_eq!(config.runtime.idle_expiry, Duration::from_secs(30));
         assert_eq!(config.runtime.filter_limits.max_iterations, 500);
-        assert_eq!(config.delivery.lease_for, Duration::from_secs(120));
+        assert_eq!(config.delivery.lease_for, Duration::from_secs(90));
         assert_eq!(config.delivery.max_leased_per_app, 100);
+        let database = config.database.as_ref().unwrap();
+        assert_eq!(database.max_connections, 32);
+        assert!(database.url.ends_with("@db.internal:5432/switchyard"));
+        assert!(!format!("{config:?}").contains("pw-s3cret"), "{config:?}");
         assert_eq!(config.delivery.retry.schedule.len(), 2);
         assert_eq!(config.delivery.retention, Duration::from_secs(7 * 86_400));
         assert_eq!(config.delivery.addresses.allowed().len(), 2);
@@ -850,6 +932,15 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(subnet.contains("allow_subnets"), "{subnet}");
+        // A lease must outlast the request it covers.
+        let lease = parse("[delivery]\nrequest_timeout_secs = 30\nlease_secs = 30")
+            .unwrap_err()
+            .to_string();
+        assert!(lease.contains("lease_secs"), "{lease}");
+        let pool = parse("[database]\nurl = \"postgres://h/d\"\nmax_connections = 0")
+            .unwrap_err()
+            .to_string();
+        assert!(pool.contains("database.max_connections"), "{pool}");
         let zero = parse("body_limit = 0").unwrap_err().to_string();
         assert!(zero.contains("body_limit"), "{zero}");
         for key in [

@@ -11,8 +11,9 @@
 //! - **Runtime events** (`/runtime/v1/…`): CEL-filtered subscriptions, long-polling for the
 //!   next event, and ingestion per source of CloudEvents (every mode and version) and plain
 //!   webhook requests; what steps send through the metadata API is published there too.
-//! - **Health**: `GET /health` and Svix's `GET /api/v1/health/`, the only routes without a
-//!   bearer token.
+//! - **Health**: `GET /health` and Svix's `GET /api/v1/health/` (cheap: the process
+//!   answers) and `GET /health/ready` (the webhooks store answers a query within 2 s, else
+//!   503), the only routes without a bearer token.
 //!
 //! The `switchyard` binary wraps this library: `switchyard serve` starts [`Server`] with a
 //! [`Config`] from flags and an optional TOML file.
@@ -41,7 +42,8 @@ mod svix;
 pub mod tools;
 
 pub use config::{
-    Config, ConnectionLimits, LogFormat, MetadataConfig, Token, ValueSource, WebhooksConfig,
+    Config, ConnectionLimits, DEFAULT_DATABASE_CONNECTIONS, DatabaseConfig, LogFormat,
+    MetadataConfig, Token, ValueSource, WebhooksConfig,
 };
 pub use error::{ApiError, FieldError, ServerError};
 pub use server::{RunningServer, STEP_TOKEN_FILE, Server, TOKEN_FILE};
@@ -60,7 +62,21 @@ pub use svix::apps::Upgraded;
 pub async fn migrate(data_dir: &std::path::Path) -> Result<Upgraded, ServerError> {
     private::dir(data_dir)?;
     private::tighten(&data_dir.join("webhooks"))?;
-    let (store, upgraded) = svix::apps::open_store(data_dir).await?;
+    let (store, upgraded) = svix::apps::open_store(data_dir, None).await?;
     store.close().await;
     Ok(upgraded)
+}
+
+/// Brings the PostgreSQL database's webhooks schema to this version (what [`Server::start`]
+/// does first when it has a database), for running it on its own before starting the
+/// servers of a new version.
+///
+/// # Errors
+/// [`ServerError::Webhooks`] when the database cannot be reached, a statement fails or a
+/// newer build wrote the schema.
+pub async fn migrate_database(database: &DatabaseConfig) -> Result<(), ServerError> {
+    let dir = std::path::Path::new("");
+    let (store, _) = svix::apps::open_store(dir, Some(database)).await?;
+    store.close().await;
+    Ok(())
 }

@@ -15,7 +15,7 @@ use clap::{Args, Parser, Subcommand};
 use switchyard_cloudevents::SpecVersion;
 use switchyard_cloudevents::http::Mode;
 use switchyard_server::{
-    Config, LogFormat, MetadataConfig, Server, ServerError, Token, logging, tools,
+    Config, DatabaseConfig, LogFormat, MetadataConfig, Server, ServerError, Token, logging, tools,
 };
 
 /// Switchyard: Svix-compatible webhooks and Relay-compatible step metadata in one process.
@@ -131,6 +131,11 @@ struct ServeArgs {
     /// The metadata step's name (default `step`).
     #[arg(long)]
     metadata_step: Option<String>,
+    /// Keep the webhooks in this PostgreSQL database (`postgres://user@host:5432/db`)
+    /// instead of the data directory's SQLite file; every server on it serves the same
+    /// applications and shares the deliveries.
+    #[arg(long, env = "SWITCHYARD_DATABASE_URL", hide_env_values = true)]
+    database: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -141,6 +146,9 @@ struct MigrateArgs {
     /// The data directory; overrides the config's.
     #[arg(long, env = "SWITCHYARD_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// Migrate this PostgreSQL database's schema instead; overrides the config's.
+    #[arg(long, env = "SWITCHYARD_DATABASE_URL", hide_env_values = true)]
+    database: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -309,6 +317,17 @@ fn config(args: ServeArgs) -> Result<Config, ServerError> {
     for subnet in args.allow_subnets {
         config.allow_subnet(subnet);
     }
+    if let Some(url) = args.database {
+        let max_connections = config
+            .database
+            .as_ref()
+            .map_or(switchyard_server::DEFAULT_DATABASE_CONNECTIONS, |d| {
+                d.max_connections
+            });
+        let mut database = DatabaseConfig::new(url);
+        database.max_connections = max_connections;
+        config.database = Some(database);
+    }
     // The flags override the file's spec and step; its secrets, connections and parameters
     // stay.
     if let Some(spec) = args.metadata_spec {
@@ -359,6 +378,17 @@ fn migrate(args: MigrateArgs) -> Result<ExitCode, String> {
     logging::init(config.log_format, &config.log_filter).map_err(|e| e.to_string())?;
     let runtime =
         tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the runtime: {e}"))?;
+    let database = match args.database {
+        Some(url) => Some(DatabaseConfig::new(url)),
+        None => config.database,
+    };
+    if let Some(database) = database {
+        runtime
+            .block_on(switchyard_server::migrate_database(&database))
+            .map_err(|e| e.to_string())?;
+        println!("the database's webhooks schema is up to date");
+        return Ok(ExitCode::SUCCESS);
+    }
     let upgraded = runtime
         .block_on(switchyard_server::migrate(&data_dir))
         .map_err(|e| e.to_string())?;

@@ -32,7 +32,7 @@ use crate::conn;
 use crate::error::{ApiError, ServerError};
 use crate::private;
 use crate::runtime::{self, METADATA_SOURCE, RuntimeState};
-use crate::svix::{self, SvixState, apps::Webhooks};
+use crate::svix::{self, SvixState, apps::Webhooks, store::ServerStore};
 
 /// The file a generated token is kept in, inside the data directory.
 pub const TOKEN_FILE: &str = "token";
@@ -79,6 +79,7 @@ impl Server {
         // never accepted and left waiting while the stores open.
         let webhooks = Webhooks::open(
             &config.data_dir,
+            config.database.as_ref(),
             config.delivery.clone(),
             config.webhooks.registry_config(),
         )
@@ -378,11 +379,13 @@ fn router(
     metadata: Option<MetadataService>,
     tokens: Arc<Vec<Token>>,
 ) -> Router {
+    let store = svix.webhooks.registry.store().clone();
     let protected = svix::routes(svix)
         .merge(runtime::routes(runtime))
         .layer(axum::middleware::from_fn_with_state(tokens, authenticate));
     let mut router = Router::new()
         .route("/health", get(health))
+        .route("/health/ready", get(move || ready(store.clone())))
         .route("/api/v1/health", get(svix_health).head(svix_health))
         .merge(protected);
     // The metadata service checks its own step tokens (Basic password or Bearer).
@@ -400,6 +403,36 @@ async fn health() -> Response {
     (
         StatusCode::OK,
         axum::Json(serde_json::json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")})),
+    )
+        .into_response()
+}
+
+/// How long the readiness check waits for the store.
+const READY_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Readiness: 200 when the webhooks store answers a query within [`READY_TIMEOUT`], else
+/// 503 (the reason goes to the log, not to the unauthenticated caller).
+async fn ready(store: ServerStore) -> Response {
+    let kind = store.kind();
+    let failure = match tokio::time::timeout(READY_TIMEOUT, store.ready()).await {
+        Ok(Ok(())) => {
+            return (
+                StatusCode::OK,
+                axum::Json(serde_json::json!({"status": "ready", "store": kind})),
+            )
+                .into_response();
+        }
+        Ok(Err(error)) => error.to_string(),
+        Err(_) => format!("no answer within {READY_TIMEOUT:?}"),
+    };
+    tracing::warn!(store = kind, error = %failure, "readiness check failed");
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        axum::Json(serde_json::json!({
+            "status": "unavailable",
+            "store": kind,
+            "detail": "the webhooks store does not answer",
+        })),
     )
         .into_response()
 }

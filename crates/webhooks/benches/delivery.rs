@@ -11,6 +11,12 @@
 //!   50 messages a second for 10 s to a fast one: the quiet application's p50 / p99 / max
 //!   send-to-receive latency.
 //!
+//! - with the `postgres` feature (`stores`): the 100-endpoint rate on SQLite, on PostgreSQL
+//!   with one engine (one node), on PostgreSQL with two engines each on its own connection
+//!   pool (two nodes, in one process here), and the bare client, as ratios, rounds
+//!   alternated. PostgreSQL is `SWITCHYARD_TEST_POSTGRES` (default the local server); each
+//!   run makes its own database and drops it.
+//!
 //! `DELIVERY_BENCH_SIDE=ours` (or `bare`) runs one side of the rate cases alone, for a
 //! profiler.
 //!
@@ -34,7 +40,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::json;
 use switchyard_webhooks::delivery::{AddressPolicy, DeliveryConfig, DeliveryEngine};
-use switchyard_webhooks::store::SqliteStore;
+use switchyard_webhooks::store::{SqliteStore, Store};
 use switchyard_webhooks::{ApplicationSpec, EndpointSpec, EventTypeName, Registry};
 
 /// Runs of each throughput case (each one ours, then bare).
@@ -152,6 +158,103 @@ async fn setup(
             .unwrap();
     });
     (registry, visit, stop, running, dir)
+}
+
+/// The registries of `nodes` (handles on one database, the first one set up with
+/// `endpoints` endpoints on the receiver), each with a running engine; sends spread over
+/// them as a load balancer would. Messages per second from the first send to the last 2xx.
+async fn nodes_rate<S: Store>(
+    nodes: Vec<S>,
+    receiver: &Receiver,
+    messages: usize,
+    endpoints: usize,
+) -> f64 {
+    let registries: Vec<Arc<Registry<S>>> = nodes
+        .into_iter()
+        .map(|s| Arc::new(Registry::new(s)))
+        .collect();
+    let visit = EventTypeName::new("origin.visit").unwrap();
+    registries[0]
+        .create_event_type(visit.clone(), "visits", json!({"type": "object"}))
+        .await
+        .unwrap();
+    for i in 0..endpoints {
+        registries[0]
+            .create_endpoint(
+                EndpointSpec::new(format!("http://{}/e{i}", receiver.addr))
+                    .event_type(visit.clone()),
+            )
+            .await
+            .unwrap();
+    }
+    let mut engines = Vec::new();
+    for registry in &registries {
+        let config = DeliveryConfig {
+            addresses: AddressPolicy::default().allow("127.0.0.0/8".parse().unwrap()),
+            ..DeliveryConfig::default()
+        };
+        let engine = DeliveryEngine::new(registry.clone(), config).unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let running = tokio::spawn(async move {
+            engine
+                .run(async {
+                    let _ = stopped.await;
+                })
+                .await
+                .unwrap();
+        });
+        engines.push((stop, running));
+    }
+    let started = Instant::now();
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut senders = Vec::new();
+    for n in 0..SENDERS {
+        let registry = registries[n % registries.len()].clone();
+        let (visit, next) = (visit.clone(), next.clone());
+        senders.push(tokio::spawn(async move {
+            while next.fetch_add(1, Ordering::SeqCst) < messages {
+                registry.send(&visit, PAYLOAD, None).await.unwrap().unwrap();
+            }
+        }));
+    }
+    for sender in senders {
+        sender.await.unwrap();
+    }
+    wait_for(&receiver.count, messages * endpoints).await;
+    let elapsed = started.elapsed();
+    for (stop, running) in engines {
+        let _ = stop.send(());
+        running.await.unwrap();
+    }
+    messages as f64 / elapsed.as_secs_f64()
+}
+
+#[cfg(feature = "postgres")]
+#[path = "../tests/support/postgres.rs"]
+mod pg;
+
+/// [`nodes_rate`] on a fresh PostgreSQL database with `nodes` handles (pools).
+#[cfg(feature = "postgres")]
+async fn postgres_rate(nodes: usize, messages: usize, endpoints: usize) -> f64 {
+    use switchyard_webhooks::store::PostgresStore;
+    let database = pg::TestDatabase::create().await;
+    let mut stores = Vec::new();
+    for _ in 0..nodes {
+        stores.push(PostgresStore::connect(&database.url).await.unwrap());
+    }
+    let receiver = receiver(false).await;
+    nodes_rate(stores, &receiver, messages, endpoints).await
+}
+
+/// [`nodes_rate`] on a fresh SQLite file, one node.
+#[cfg(feature = "postgres")]
+async fn sqlite_rate(messages: usize, endpoints: usize) -> f64 {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("bench.db"))
+        .await
+        .unwrap();
+    let receiver = receiver(false).await;
+    nodes_rate(vec![store], &receiver, messages, endpoints).await
 }
 
 /// Deliveries per second through the engine: `messages` sends, each to `endpoints`.
@@ -394,6 +497,55 @@ fn cpu_seconds() -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
+/// SQLite, PostgreSQL with one node and with two, and the bare client, at 100 endpoints per
+/// message, rounds alternated; the medians as ratios.
+#[cfg(feature = "postgres")]
+async fn stores() {
+    let (messages, endpoints) = (300usize, 100usize);
+    println!("\nstores: {messages} messages x {endpoints} endpoints, msg/s (and deliveries/s)\n");
+    println!("| round | SQLite | PostgreSQL, 1 node | PostgreSQL, 2 nodes | bare hyper |");
+    println!("|---:|---:|---:|---:|---:|");
+    let mut runs: [Vec<f64>; 4] = Default::default();
+    for round in 1..=ROUNDS {
+        let sqlite = sqlite_rate(messages, endpoints).await;
+        let one = postgres_rate(1, messages, endpoints).await;
+        let two = postgres_rate(2, messages, endpoints).await;
+        let bare = bare_rate(messages, endpoints).await;
+        for (i, rate) in [sqlite, one, two, bare].into_iter().enumerate() {
+            runs[i].push(rate);
+        }
+        println!("| {round} | {sqlite:.0} | {one:.0} | {two:.0} | {bare:.0} |");
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let [mut sqlite, mut one, mut two, mut bare] = runs;
+    let (sqlite, one, two, bare) = (
+        median(&mut sqlite),
+        median(&mut one),
+        median(&mut two),
+        median(&mut bare),
+    );
+    let per = endpoints as f64;
+    println!(
+        "\nmedians: SQLite {sqlite:.0} msg/s ({:.0} deliveries/s), PostgreSQL 1 node {one:.0} \
+         ({:.0}/s), 2 nodes {two:.0} ({:.0}/s), bare {bare:.0} ({:.0}/s)",
+        sqlite * per,
+        one * per,
+        two * per,
+        bare * per
+    );
+    println!(
+        "ratios: PostgreSQL 1 node / SQLite {:.2} (target at least 0.5), 2 nodes / 1 node \
+         {:.2} (target at least 1), SQLite / bare {:.2}, PostgreSQL 1 node / bare {:.2}",
+        one / sqlite,
+        two / one,
+        sqlite / bare,
+        one / bare
+    );
+}
+
 /// Which side of the rate cases to run: `DELIVERY_BENCH_SIDE=ours` or `=bare` runs one alone,
 /// to profile it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -405,7 +557,8 @@ enum Side {
 
 fn main() {
     // `cargo bench --bench delivery -- <filter>` runs only the cases whose name contains the
-    // filter: `rate-1`, `rate-100`, `latency`. (cargo passes `--bench` too: ignored.)
+    // filter: `rate-1`, `rate-100`, `stores`, `latency`, `fairness`. (cargo passes `--bench`
+    // too: ignored.)
     let side = match std::env::var("DELIVERY_BENCH_SIDE").as_deref() {
         Ok("ours") => Side::Ours,
         Ok("bare") => Side::Bare,
@@ -459,6 +612,10 @@ fn main() {
         }
         for (endpoints, ratio) in medians {
             println!("median ratio with {endpoints} endpoint(s) per message: {ratio:.2}");
+        }
+        #[cfg(feature = "postgres")]
+        if "stores".contains(&filter) {
+            stores().await;
         }
         if "latency".contains(&filter) {
             let (p50, p99, offered) = latency(1_000, 3).await;

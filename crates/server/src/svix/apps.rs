@@ -1,5 +1,6 @@
-//! The webhooks behind the Svix API: one store (`<data_dir>/webhooks/store.db`), one
-//! registry and one delivery engine for every application. Applications, endpoints and
+//! The webhooks behind the Svix API: one store (`<data_dir>/webhooks/store.db`, or the
+//! PostgreSQL database of `--database`), one registry and one delivery engine for every
+//! application. Applications, endpoints and
 //! messages are the webhooks crate's (its `AppScope` keeps each application's records apart);
 //! this module opens them, runs the engine, and brings a data directory of the server's first
 //! versions (a SQLite file, a registry and an engine per application) into the one store.
@@ -22,16 +23,18 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 use switchyard_webhooks::delivery::{DeliveryConfig, DeliveryEngine};
-use switchyard_webhooks::store::{SqliteStore, Store as _};
+use switchyard_webhooks::store::{PostgresOptions, SqliteStore, Store as _};
 use switchyard_webhooks::{
     AppUid, Application, Error as WebhooksError, EventType, EventTypeName, Registry, RegistryConfig,
 };
 use tokio::sync::{Mutex, watch};
 
+use super::store::ServerStore;
+use crate::config::DatabaseConfig;
 use crate::error::{ApiError, ServerError};
 
 /// The registry over the server's store.
-pub(crate) type AppRegistry = Registry<SqliteStore>;
+pub(crate) type AppRegistry = Registry<ServerStore>;
 
 /// The file of the one store, under `<data_dir>/webhooks`.
 pub(crate) const STORE_FILE: &str = "store.db";
@@ -53,14 +56,16 @@ impl std::fmt::Debug for Webhooks {
 }
 
 impl Webhooks {
-    /// Opens the store under `data_dir/webhooks` (upgrading a data directory of the first
-    /// versions), and starts the delivery engine.
+    /// Opens the store (the database, or the file under `data_dir/webhooks`, upgrading a
+    /// data directory of the first versions), and starts the delivery engine.
     pub(crate) async fn open(
         data_dir: &Path,
+        database: Option<&DatabaseConfig>,
         delivery: DeliveryConfig,
         rules: RegistryConfig,
     ) -> Result<Self, ServerError> {
-        let (store, _) = open_store(data_dir).await?;
+        let (store, _) = open_store(data_dir, database).await?;
+        tracing::info!(store = store.kind(), "webhooks store open");
         let registry = Arc::new(Registry::with_config(store, rules));
         let engine = DeliveryEngine::new(Arc::clone(&registry), delivery)?;
         let (stop, mut stopped) = watch::channel(false);
@@ -166,13 +171,32 @@ impl Webhooks {
     }
 }
 
-/// Opens (creating) the store under `data_dir/webhooks`, first bringing in what a data
+/// Opens the store: the PostgreSQL database when one is configured (migrating its schema),
+/// else (creating) the file under `data_dir/webhooks`, first bringing in what a data
 /// directory of the first versions holds.
 ///
 /// # Errors
 /// [`ServerError::DataDir`] for the directory; [`ServerError::Webhooks`] for the store or
 /// an import; [`ServerError::Upgrade`] for an old application list that cannot be read.
-pub(crate) async fn open_store(data_dir: &Path) -> Result<(SqliteStore, Upgraded), ServerError> {
+pub(crate) async fn open_store(
+    data_dir: &Path,
+    database: Option<&DatabaseConfig>,
+) -> Result<(ServerStore, Upgraded), ServerError> {
+    if let Some(database) = database {
+        let mut options = PostgresOptions::default();
+        options.max_connections = database.max_connections;
+        let store = switchyard_webhooks::store::PostgresStore::connect_with(&database.url, options)
+            .await
+            .map_err(WebhooksError::from)?;
+        return Ok((ServerStore::Postgres(store), Upgraded::default()));
+    }
+    let (store, upgraded) = open_sqlite(data_dir).await?;
+    Ok((ServerStore::Sqlite(store), upgraded))
+}
+
+/// Opens (creating) the SQLite store under `data_dir/webhooks`, first bringing in what a
+/// data directory of the first versions holds.
+async fn open_sqlite(data_dir: &Path) -> Result<(SqliteStore, Upgraded), ServerError> {
     let dir = data_dir.join("webhooks");
     crate::private::dir(&dir)?;
     let store = SqliteStore::open(dir.join(STORE_FILE))

@@ -7,6 +7,7 @@
 //! or the uid.
 
 pub(crate) mod apps;
+pub(crate) mod store;
 mod wire;
 
 use std::collections::BTreeMap;
@@ -24,13 +25,14 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 use switchyard_webhooks::delivery::AddressPolicy;
-use switchyard_webhooks::store::{AttemptFilter, EndpointFilter, MessageFilter, SqliteStore};
+use switchyard_webhooks::store::{AttemptFilter, EndpointFilter, MessageFilter};
 use switchyard_webhooks::{
     AppId, AppScope, Application, ApplicationSpec, AttemptStatus, EndpointSpec,
     Error as WebhooksError, EventTypeName, ListOptions, NewMessage, Order, Page, Secret,
 };
 
 use self::apps::Webhooks;
+use self::store::ServerStore;
 use self::wire::{
     ApplicationIn, ApplicationOut, EndpointIn, EndpointOut, EventTypeIn, EventTypeOut,
     EventTypeUpdate, HeadersIn, ListResponse, MessageAttemptOut, MessageIn, MessageOut,
@@ -408,7 +410,7 @@ async fn application(state: &SvixState, id_or_uid: &str) -> ApiResult<Applicatio
 }
 
 /// The scope of the application `id_or_uid` names.
-async fn scope<'s>(state: &'s SvixState, id_or_uid: &str) -> ApiResult<AppScope<'s, SqliteStore>> {
+async fn scope<'s>(state: &'s SvixState, id_or_uid: &str) -> ApiResult<AppScope<'s, ServerStore>> {
     let application = application(state, id_or_uid).await?;
     Ok(state.webhooks.registry.app(application.id.as_str()).await?)
 }
@@ -858,7 +860,7 @@ async fn attempts_by_message(
 }
 
 async fn attempts(
-    app: &AppScope<'_, SqliteStore>,
+    app: &AppScope<'_, ServerStore>,
     filter: &AttemptFilter,
     query: &ListQuery,
 ) -> ApiResult<Response> {

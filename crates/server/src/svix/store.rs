@@ -1,0 +1,253 @@
+//! The webhooks store the server runs on: SQLite in the data directory (the default, one
+//! process) or PostgreSQL (`--database`, any number of processes on one database), as one
+//! type the registry and the engine are built over.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use switchyard_webhooks::store::{
+    AppLimits, AttemptFilter, EndpointFilter, Finished, HealthChange, MessageFilter, PostgresStore,
+    SqliteStore, Store,
+};
+use switchyard_webhooks::{
+    AppId, AppUid, Application, Attempt, Channel, Delivery, DeliveryUpdate, Endpoint, EndpointId,
+    EndpointRecord, EndpointUid, EventType, EventTypeName, Lease, Message, MessageId, PageRequest,
+    StoreError,
+};
+
+/// One of the stores the server can run on; every call goes to the one it holds.
+#[derive(Debug, Clone)]
+pub(crate) enum ServerStore {
+    /// `<data_dir>/webhooks/store.db`.
+    Sqlite(SqliteStore),
+    /// The database `--database` names.
+    Postgres(PostgresStore),
+}
+
+impl ServerStore {
+    /// Lets go of the store: SQLite's writer finishes what is queued; PostgreSQL's pool
+    /// closes as the last handle goes.
+    pub(crate) async fn close(&self) {
+        if let Self::Sqlite(store) = self {
+            store.close().await;
+        }
+    }
+
+    /// Whether the store answers (the readiness check): a query on PostgreSQL, a read of the
+    /// default application on SQLite.
+    pub(crate) async fn ready(&self) -> Result<(), StoreError> {
+        match self {
+            Self::Sqlite(store) => store.application(&AppId::default_app()).await.map(|_| ()),
+            Self::Postgres(store) => store.ping().await,
+        }
+    }
+
+    /// The kind, for logs.
+    pub(crate) fn kind(&self) -> &'static str {
+        match self {
+            Self::Sqlite(_) => "sqlite",
+            Self::Postgres(_) => "postgres",
+        }
+    }
+}
+
+/// Calls the same method on whichever store this is.
+macro_rules! each {
+    ($self:ident, $store:ident => $call:expr) => {
+        match $self {
+            ServerStore::Sqlite($store) => $call.await,
+            ServerStore::Postgres($store) => $call.await,
+        }
+    };
+}
+
+impl Store for ServerStore {
+    async fn put_event_type(&self, event_type: &EventType) -> Result<(), StoreError> {
+        each!(self, s => s.put_event_type(event_type))
+    }
+
+    async fn event_type(&self, name: &EventTypeName) -> Result<Option<EventType>, StoreError> {
+        each!(self, s => s.event_type(name))
+    }
+
+    async fn list_event_types(&self, page: &PageRequest) -> Result<Vec<EventType>, StoreError> {
+        each!(self, s => s.list_event_types(page))
+    }
+
+    async fn put_application(&self, application: &Application) -> Result<(), StoreError> {
+        each!(self, s => s.put_application(application))
+    }
+
+    async fn application(&self, id: &AppId) -> Result<Option<Application>, StoreError> {
+        each!(self, s => s.application(id))
+    }
+
+    async fn application_by_uid(&self, uid: &AppUid) -> Result<Option<Application>, StoreError> {
+        each!(self, s => s.application_by_uid(uid))
+    }
+
+    async fn list_applications(&self, page: &PageRequest) -> Result<Vec<Application>, StoreError> {
+        each!(self, s => s.list_applications(page))
+    }
+
+    async fn delete_application(&self, id: &AppId) -> Result<bool, StoreError> {
+        each!(self, s => s.delete_application(id))
+    }
+
+    async fn put_endpoint(&self, record: &EndpointRecord) -> Result<(), StoreError> {
+        each!(self, s => s.put_endpoint(record))
+    }
+
+    async fn endpoint(
+        &self,
+        app: &AppId,
+        id: &EndpointId,
+    ) -> Result<Option<EndpointRecord>, StoreError> {
+        each!(self, s => s.endpoint(app, id))
+    }
+
+    async fn endpoint_by_uid(
+        &self,
+        app: &AppId,
+        uid: &EndpointUid,
+    ) -> Result<Option<EndpointRecord>, StoreError> {
+        each!(self, s => s.endpoint_by_uid(app, uid))
+    }
+
+    async fn delete_endpoint(&self, app: &AppId, id: &EndpointId) -> Result<bool, StoreError> {
+        each!(self, s => s.delete_endpoint(app, id))
+    }
+
+    async fn list_endpoints(
+        &self,
+        app: &AppId,
+        filter: &EndpointFilter,
+        page: &PageRequest,
+    ) -> Result<Vec<Endpoint>, StoreError> {
+        each!(self, s => s.list_endpoints(app, filter, page))
+    }
+
+    async fn recipients(
+        &self,
+        app: &AppId,
+        event_type: &EventTypeName,
+        channel: Option<&Channel>,
+    ) -> Result<Vec<EndpointId>, StoreError> {
+        each!(self, s => s.recipients(app, event_type, channel))
+    }
+
+    async fn insert_message(
+        &self,
+        message: &Message,
+        endpoints: &[EndpointId],
+    ) -> Result<(), StoreError> {
+        each!(self, s => s.insert_message(message, endpoints))
+    }
+
+    async fn message(&self, app: &AppId, id: &MessageId) -> Result<Option<Message>, StoreError> {
+        each!(self, s => s.message(app, id))
+    }
+
+    async fn list_messages(
+        &self,
+        app: &AppId,
+        filter: &MessageFilter,
+        page: &PageRequest,
+    ) -> Result<Vec<Message>, StoreError> {
+        each!(self, s => s.list_messages(app, filter, page))
+    }
+
+    async fn deliveries(
+        &self,
+        app: &AppId,
+        message: &MessageId,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        each!(self, s => s.deliveries(app, message))
+    }
+
+    async fn lease_deliveries(
+        &self,
+        now: DateTime<Utc>,
+        lease_for: Duration,
+        limit: usize,
+    ) -> Result<Vec<Lease>, StoreError> {
+        each!(self, s => s.lease_deliveries(now, lease_for, limit))
+    }
+
+    async fn lease_deliveries_within(
+        &self,
+        now: DateTime<Utc>,
+        lease_for: Duration,
+        limit: usize,
+        limits: &AppLimits,
+    ) -> Result<Vec<Lease>, StoreError> {
+        each!(self, s => s.lease_deliveries_within(now, lease_for, limit, limits))
+    }
+
+    async fn finish_delivery(
+        &self,
+        lease: &Lease,
+        update: &DeliveryUpdate,
+    ) -> Result<bool, StoreError> {
+        each!(self, s => s.finish_delivery(lease, update))
+    }
+
+    async fn finish_deliveries(
+        &self,
+        items: Vec<(Lease, DeliveryUpdate)>,
+        disable_after: Duration,
+    ) -> Result<Finished, StoreError> {
+        each!(self, s => s.finish_deliveries(items, disable_after))
+    }
+
+    async fn endpoints(&self, ids: &[EndpointId]) -> Result<Vec<EndpointRecord>, StoreError> {
+        each!(self, s => s.endpoints(ids))
+    }
+
+    async fn messages(&self, ids: &[MessageId]) -> Result<Vec<Message>, StoreError> {
+        each!(self, s => s.messages(ids))
+    }
+
+    async fn list_attempts(
+        &self,
+        app: &AppId,
+        filter: &AttemptFilter,
+        page: &PageRequest,
+    ) -> Result<Vec<Attempt>, StoreError> {
+        each!(self, s => s.list_attempts(app, filter, page))
+    }
+
+    async fn requeue_delivery(
+        &self,
+        app: &AppId,
+        message: &MessageId,
+        endpoint: &EndpointId,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        each!(self, s => s.requeue_delivery(app, message, endpoint, now))
+    }
+
+    async fn recover_deliveries(
+        &self,
+        app: &AppId,
+        endpoint: &EndpointId,
+        since: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        each!(self, s => s.recover_deliveries(app, endpoint, since, now))
+    }
+
+    async fn record_health(
+        &self,
+        endpoint: &EndpointId,
+        success: bool,
+        now: DateTime<Utc>,
+        disable_after: Duration,
+    ) -> Result<HealthChange, StoreError> {
+        each!(self, s => s.record_health(endpoint, success, now, disable_after))
+    }
+
+    async fn purge_payloads(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        each!(self, s => s.purge_payloads(before))
+    }
+}

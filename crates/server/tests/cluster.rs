@@ -1,0 +1,267 @@
+//! Several servers on one PostgreSQL database (`Config::database`): each serves the whole API
+//! over the same applications, and the deliveries are shared, each made once. Every test
+//! makes its own database and drops it (see `webhooks/tests/support/postgres.rs`: a server
+//! that cannot be reached fails the test, saying how to start it).
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+#[path = "../../webhooks/tests/support/postgres.rs"]
+mod pg;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::StatusCode;
+use http_body_util::{BodyExt, Full};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use switchyard_server::{DatabaseConfig, RunningServer, Server};
+
+use common::Api;
+
+/// Deliveries seen by a loopback receiver: `webhook-id` → how many times.
+type Seen = Arc<Mutex<HashMap<String, usize>>>;
+
+async fn receiver() -> (String, Seen) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let seen: Seen = Arc::default();
+    let record = Arc::clone(&seen);
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let record = Arc::clone(&record);
+            tokio::spawn(async move {
+                let service = service_fn(move |request: http::Request<hyper::body::Incoming>| {
+                    let record = Arc::clone(&record);
+                    async move {
+                        let id = request
+                            .headers()
+                            .get("webhook-id")
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or_default()
+                            .to_owned();
+                        let _ = request.into_body().collect().await;
+                        *record.lock().unwrap().entry(id).or_default() += 1;
+                        Ok::<_, hyper::Error>(http::Response::new(Full::new(Bytes::new())))
+                    }
+                });
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    (url, seen)
+}
+
+/// A server on its own data directory and the shared database.
+async fn node(dir: &std::path::Path, url: &str) -> RunningServer {
+    let mut config = common::config(dir);
+    config.database = Some(DatabaseConfig::new(url));
+    Server::start(config).await.unwrap()
+}
+
+async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !done() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "waited too long for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Two servers, one database: an application, event type and endpoint made through one are
+/// read through the other; messages sent through both are each delivered once, and every
+/// attempt lists through either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_servers_on_one_database_serve_the_same_applications() {
+    let database = pg::TestDatabase::create().await;
+    let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = node(a_dir.path(), &database.url).await;
+    let b = node(b_dir.path(), &database.url).await;
+    let (api_a, api_b) = (Api::new(a.local_addr()), Api::new(b.local_addr()));
+    let (url, seen) = receiver().await;
+
+    let created = api_a
+        .post("/api/v1/app", &json!({"name": "Visits", "uid": "visits"}))
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{:?}", created.body);
+    let app_id = created.json()["id"].as_str().unwrap().to_owned();
+    let read = api_b.get("/api/v1/app/visits").await;
+    assert_eq!(read.status, StatusCode::OK);
+    assert_eq!(read.json()["id"], app_id.as_str());
+    // The uid is taken for the cluster, not per server.
+    let again = api_b
+        .post("/api/v1/app", &json!({"name": "Other", "uid": "visits"}))
+        .await;
+    assert_eq!(again.status, StatusCode::CONFLICT, "{:?}", again.body);
+
+    let event_type = api_b
+        .post(
+            "/api/v1/event-type",
+            &json!({"name": "origin.visit", "description": ""}),
+        )
+        .await;
+    assert_eq!(event_type.status, StatusCode::CREATED);
+    assert_eq!(
+        api_a.get("/api/v1/event-type/origin.visit").await.status,
+        StatusCode::OK
+    );
+    let endpoint = api_a
+        .post(
+            "/api/v1/app/visits/endpoint",
+            &json!({"url": url, "eventTypes": ["origin.visit"]}),
+        )
+        .await;
+    assert_eq!(endpoint.status, StatusCode::CREATED, "{:?}", endpoint.body);
+    let endpoint_id = endpoint.json()["id"].as_str().unwrap().to_owned();
+
+    let mut sent = Vec::new();
+    for i in 0..40 {
+        let api = if i % 2 == 0 { &api_a } else { &api_b };
+        let message = api
+            .post(
+                "/api/v1/app/visits/msg",
+                &json!({"eventType": "origin.visit", "payload": {"n": i}}),
+            )
+            .await;
+        assert_eq!(message.status, StatusCode::ACCEPTED, "{:?}", message.body);
+        sent.push(message.json()["id"].as_str().unwrap().to_owned());
+    }
+    wait_for("40 deliveries", || seen.lock().unwrap().len() >= 40).await;
+    // A moment for a duplicate to show, if one were coming.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    {
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 40);
+        for id in &sent {
+            assert_eq!(seen.get(id), Some(&1), "message {id} delivered once");
+        }
+    }
+    // Each message's attempt, read through either server.
+    for (api, id) in [(&api_a, &sent[1]), (&api_b, &sent[0])] {
+        let attempts = api
+            .get(&format!("/api/v1/app/visits/attempt/msg/{id}"))
+            .await;
+        assert_eq!(attempts.status, StatusCode::OK);
+        let data = attempts.json()["data"].clone();
+        assert_eq!(data.as_array().map(Vec::len), Some(1), "{data}");
+        assert_eq!(data[0]["endpointId"], endpoint_id.as_str());
+        assert_eq!(data[0]["responseStatusCode"], 200);
+    }
+    let listed: Value = api_b.get("/api/v1/app/visits/msg?limit=100").await.json();
+    assert_eq!(listed["data"].as_array().map(Vec::len), Some(40));
+    a.shutdown().await.unwrap();
+    b.shutdown().await.unwrap();
+}
+
+/// `GET /health/ready` answers 200 while the database answers and 503 once it is gone;
+/// `GET /health` stays 200 (the process is alive) either way.
+#[tokio::test]
+async fn readiness_follows_the_database() {
+    let database = pg::TestDatabase::create().await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = node(dir.path(), &database.url).await;
+    let api = Api::new(server.local_addr()).with_token(None);
+    let ready = api.get("/health/ready").await;
+    assert_eq!(ready.status, StatusCode::OK);
+    assert_eq!(ready.json()["store"], "postgres");
+
+    let (client, connection) = tokio_postgres::connect(&database.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    // Every connection of the server's pool is ended, and new ones are refused.
+    client
+        .batch_execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE datname = current_database() AND pid <> pg_backend_pid();
+             UPDATE pg_database SET datallowconn = false WHERE datname = current_database();",
+        )
+        .await
+        .unwrap();
+    let unready = api.get("/health/ready").await;
+    assert_eq!(unready.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(unready.json()["status"], "unavailable");
+    assert_eq!(api.get("/health").await.status, StatusCode::OK);
+    client
+        .batch_execute(
+            "UPDATE pg_database SET datallowconn = true WHERE datname = current_database()",
+        )
+        .await
+        .unwrap();
+    let back = api.get("/health/ready").await;
+    assert_eq!(back.status, StatusCode::OK);
+    server.shutdown().await.unwrap();
+}
+
+/// Without a database, the readiness check reads the SQLite store.
+#[tokio::test]
+async fn readiness_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::start(dir.path()).await;
+    let api = Api::new(server.local_addr()).with_token(None);
+    let ready = api.get("/health/ready").await;
+    assert_eq!(ready.status, StatusCode::OK);
+    assert_eq!(ready.json()["store"], "sqlite");
+    server.shutdown().await.unwrap();
+}
+
+/// `switchyard migrate --database` makes the schema and says so; `serve --database` then
+/// finds it made. The URL's password is in neither's output.
+#[tokio::test]
+async fn migrate_and_serve_with_a_database_url() {
+    let database = pg::TestDatabase::create().await;
+    let url = database
+        .url
+        .replacen("postgres@", "postgres:pw-hunter2@", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let migrated = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["migrate", "--database", &url])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&migrated.stdout),
+        String::from_utf8_lossy(&migrated.stderr)
+    );
+    assert!(migrated.status.success(), "{said}");
+    assert!(said.contains("schema is up to date"), "{said}");
+    assert!(!said.contains("hunter2"), "{said}");
+
+    let (client, connection) =
+        tokio_postgres::connect(&database.url, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    let version: i32 = client
+        .query_one("SELECT version FROM switchyard_webhooks_schema", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(version, 1);
+    // Nothing was written to the data directory: the webhooks are in the database.
+    assert!(!dir.path().join("webhooks").exists());
+
+    // A wrong URL stops `migrate` with a message that names no password.
+    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args([
+            "migrate",
+            "--database",
+            "postgres://postgres:pw-hunter2@127.0.0.1:1/nothing",
+        ])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(said.contains("PostgreSQL"), "{said}");
+    assert!(!said.contains("hunter2"), "{said}");
+}
