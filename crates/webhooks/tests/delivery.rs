@@ -911,6 +911,72 @@ async fn shutdown_waits_for_requests_in_flight() {
     assert_eq!(h.attempts().await.len(), 1);
 }
 
+/// A graceful stop hands back the leased deliveries no request was started for: pending,
+/// unleased, due as they were, with no attempt recorded, so another process takes them at
+/// once; the request in flight finishes and is recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_hands_back_the_deliveries_not_started() {
+    let config = DeliveryConfig {
+        poll_interval: Duration::from_millis(20),
+        max_in_flight: 1,
+        max_in_flight_per_endpoint: 1,
+        ..test_config()
+    };
+    let h = harness_with(MemoryStore::new(), config, false).await;
+    let receiver = Receiver::start(|_| Answer::status(200).delay(Duration::from_millis(300))).await;
+    h.endpoint(EndpointSpec::new(receiver.url())).await;
+    let mut messages = Vec::new();
+    for i in 0..10 {
+        messages.push(h.send(&format!(r#"{{"n": {i}}}"#)).await);
+    }
+    let engine = h.engine.clone();
+    let seen = receiver.seen.clone();
+    engine
+        .run(async move {
+            while seen.lock().unwrap().is_empty() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .unwrap();
+    let mut statuses = HashMap::new();
+    let mut due_now = 0;
+    let now = Utc::now();
+    for message in &messages {
+        for delivery in h.registry.deliveries(message).await.unwrap() {
+            if delivery.status == DeliveryStatus::Pending {
+                assert_eq!(delivery.leased_until, None, "handed back, not left leased");
+                assert_eq!(delivery.attempts, 0);
+                if delivery.next_attempt_at <= now {
+                    due_now += 1;
+                }
+            }
+            *statuses.entry(delivery.status).or_insert(0) += 1;
+        }
+    }
+    let delivered = receiver.count();
+    assert!(delivered >= 1);
+    assert_eq!(statuses.get(&DeliveryStatus::Succeeded), Some(&delivered));
+    assert_eq!(
+        statuses.get(&DeliveryStatus::Pending),
+        Some(&(10 - delivered))
+    );
+    assert_eq!(h.attempts().await.len(), delivered);
+    // Handed back due as they were, but for at most the one a worker held waiting for the
+    // endpoint's slot, which goes back postponed (as a held-back delivery always does).
+    assert!(
+        due_now + 1 >= 10 - delivered,
+        "{due_now} due of {}",
+        10 - delivered
+    );
+    // Another engine takes them at once: nothing waits for a lease to run out.
+    let other = DeliveryEngine::new(h.registry.clone(), test_config()).unwrap();
+    let rest = other.run_due().await.unwrap();
+    // All of them leased at once (past its endpoint's concurrency, one is held back again).
+    assert_eq!(rest.succeeded + rest.postponed, due_now, "{rest:?}");
+    assert!(rest.succeeded >= due_now - 1, "{rest:?}");
+}
+
 /// An application with a backlog to an endpoint that never answers holds at most
 /// `max_leased_per_app` of the engine's leases (not its whole backlog, leased and handed
 /// back over and over), while another application's messages are delivered.

@@ -557,7 +557,9 @@ impl<S: Store> DeliveryEngine<S> {
         }
     }
 
-    /// Delivers until `shutdown` resolves, then stops leasing and waits for the requests in
+    /// Delivers until `shutdown` resolves, then stops leasing, hands back the leased
+    /// deliveries it has not started (pending, due as they were, so another process takes
+    /// them at once rather than when their leases run out) and waits for the requests in
     /// flight to finish (so a graceful shutdown loses no attempt record). Purges expired
     /// payloads every [`DeliveryConfig::purge_interval`].
     ///
@@ -572,6 +574,7 @@ impl<S: Store> DeliveryEngine<S> {
         let config = &shared.config;
         let pool = Pool::start(shared, config.max_in_flight, config.max_queued);
         let mut next_purge = Instant::now();
+        let mut unstarted = Vec::new();
         tokio::pin!(shutdown);
         'running: loop {
             if Instant::now() >= next_purge {
@@ -604,10 +607,8 @@ impl<S: Store> DeliveryEngine<S> {
                                     biased;
                                     () = pool.push(job) => {}
                                     () = &mut shutdown => {
-                                        // What was leased is still delivered.
-                                        for job in jobs {
-                                            pool.push(job).await;
-                                        }
+                                        // Not started: handed back at once, below.
+                                        unstarted.extend(jobs);
                                         break 'running;
                                     }
                                 }
@@ -634,7 +635,23 @@ impl<S: Store> DeliveryEngine<S> {
                 }
             }
         }
-        tracing::info!(queued = pool.queued(), "delivery engine stopping");
+        // Leased deliveries no request was started for go back to the store, due as they
+        // were, so another process (or the next run) takes them at once instead of after
+        // their lease runs out; the requests in flight finish and are recorded.
+        unstarted.extend(pool.take_queued());
+        tracing::info!(
+            released = unstarted.len(),
+            "delivery engine stopping: releasing the deliveries not started"
+        );
+        for job in unstarted {
+            let next = job.lease.delivery.next_attempt_at;
+            if let Err(error) = shared
+                .release(job.lease, DeliveryStatus::Pending, next)
+                .await
+            {
+                tracing::warn!(%error, "releasing a lease failed; it will run out instead");
+            }
+        }
         pool.finish().await;
         shared.recorder.flush().await;
         Ok(())

@@ -57,6 +57,8 @@ impl Tally {
 /// `run_due`) and their queue.
 pub(super) struct Pool {
     jobs: flume::Sender<Job>,
+    /// The queue's receiving side, to take back what no worker has started.
+    queue: flume::Receiver<Job>,
     workers: JoinSet<()>,
     tally: Arc<Tally>,
 }
@@ -76,14 +78,16 @@ impl Pool {
         }
         Self {
             jobs,
+            queue,
             workers: set,
             tally,
         }
     }
 
-    /// How many jobs wait for a worker.
-    pub(super) fn queued(&self) -> usize {
-        self.jobs.len()
+    /// Takes back the queued jobs no worker has started (a worker takes each job once, so
+    /// none is both delivered and taken back).
+    pub(super) fn take_queued(&self) -> Vec<Job> {
+        self.queue.try_iter().collect()
     }
 
     /// Queues a job, waiting while the queue is full.
@@ -97,10 +101,12 @@ impl Pool {
     pub(super) async fn finish(self) -> RunReport {
         let Self {
             jobs,
+            queue,
             mut workers,
             tally,
         } = self;
         drop(jobs);
+        drop(queue);
         while let Some(done) = workers.join_next().await {
             if let Err(error) = done {
                 tracing::error!(%error, "delivery worker failed");
