@@ -281,8 +281,22 @@ impl<S: Store> Registry<S> {
         result
     }
 
+    /// Says deliveries may have become due (another process sent or resent something).
+    #[cfg(feature = "delivery")]
+    pub(crate) fn wake(&self) {
+        self.work.notify_one();
+    }
+
+    /// Says endpoints changed elsewhere (another process wrote them): a delivery engine in
+    /// this process drops the endpoints it cached.
+    #[cfg(feature = "delivery")]
+    pub(crate) fn endpoints_changed(&self) {
+        self.endpoint_writes.fetch_add(1, Ordering::AcqRel);
+    }
+
     /// Resolves when deliveries may have become due since the last call (a send or a resend
-    /// in this process). The delivery engine waits on this between polls.
+    /// in this process, or one another process told of). The delivery engine waits on this
+    /// between polls.
     #[cfg(feature = "delivery")]
     pub(crate) async fn work_queued(&self) {
         self.work.notified().await;

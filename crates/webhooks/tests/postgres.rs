@@ -6,12 +6,16 @@
 #![cfg(feature = "postgres")]
 #![allow(clippy::unwrap_used)]
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bytes::Bytes;
 use chrono::Utc;
+use http_body_util::{BodyExt as _, Full};
 use serde_json::json;
+use switchyard_webhooks::delivery::{AddressPolicy, DeliveryConfig, DeliveryEngine};
 use switchyard_webhooks::store::{PostgresStore, Store};
-use switchyard_webhooks::{EndpointSpec, EventTypeName, Registry, StoreError};
+use switchyard_webhooks::{EndpointSpec, EventTypeName, Registry, StoreError, Verifier};
 
 #[path = "support/postgres.rs"]
 mod pg;
@@ -169,4 +173,119 @@ async fn the_password_stays_out_of_debug_and_errors() {
         !format!("{error} {error:?}").contains("hunter2"),
         "{error:?}"
     );
+}
+
+/// What a loopback receiver got: headers and body of each request.
+type Got = Arc<Mutex<Vec<(http::HeaderMap, Bytes)>>>;
+
+async fn receiver() -> (String, Got) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    let got: Got = Arc::default();
+    let record = Arc::clone(&got);
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let record = Arc::clone(&record);
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(
+                    move |request: http::Request<hyper::body::Incoming>| {
+                        let record = Arc::clone(&record);
+                        async move {
+                            let headers = request.headers().clone();
+                            let body = request.into_body().collect().await?.to_bytes();
+                            record.lock().unwrap().push((headers, body));
+                            Ok::<_, hyper::Error>(http::Response::new(Full::new(Bytes::new())))
+                        }
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    (url, got)
+}
+
+async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !done() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "waited too long for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// An engine in one process hears what another process does on the same database through
+/// `LISTEN`/`NOTIFY`: a message sent there is delivered here at once although this engine
+/// polls once a minute, and a secret rotated there signs the next delivery made here
+/// although this engine refreshes its endpoints once a minute.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_process_hears_sends_and_endpoint_changes() {
+    let database = pg::TestDatabase::create().await;
+    let here = Arc::new(Registry::new(
+        PostgresStore::connect(&database.url).await.unwrap(),
+    ));
+    let there = Registry::new(PostgresStore::connect(&database.url).await.unwrap());
+    let visit = EventTypeName::new("origin.visit").unwrap();
+    there
+        .create_event_type(visit.clone(), "", json!({}))
+        .await
+        .unwrap();
+    let (url, got) = receiver().await;
+    let endpoint = there
+        .create_endpoint(EndpointSpec::new(url).event_type(visit.clone()))
+        .await
+        .unwrap();
+
+    let config = DeliveryConfig {
+        poll_interval: Duration::from_secs(60),
+        endpoint_refresh: Duration::from_secs(60),
+        addresses: AddressPolicy::default().allow("127.0.0.0/8".parse().unwrap()),
+        ..DeliveryConfig::default()
+    };
+    let engine = DeliveryEngine::new(Arc::clone(&here), config).unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(async move {
+        engine
+            .run(async {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    // The engine's first lease (nothing due) and its LISTEN.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    there
+        .send(&visit, r#"{"n": 1}"#, None)
+        .await
+        .unwrap()
+        .unwrap();
+    wait_for("the first delivery", || got.lock().unwrap().len() == 1).await;
+    let old = there.endpoint_secret(endpoint.id.as_str()).await.unwrap();
+    let (headers, body) = got.lock().unwrap()[0].clone();
+    Verifier::new(old.clone()).verify(&headers, &body).unwrap();
+
+    there
+        .rotate_secret(endpoint.id.as_str(), None)
+        .await
+        .unwrap();
+    let new = there.endpoint_secret(endpoint.id.as_str()).await.unwrap();
+    assert_ne!(new.expose(), old.expose());
+    // The notification reaches this process's engine before the next send's does.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    there
+        .send(&visit, r#"{"n": 2}"#, None)
+        .await
+        .unwrap()
+        .unwrap();
+    wait_for("the second delivery", || got.lock().unwrap().len() == 2).await;
+    let (headers, body) = got.lock().unwrap()[1].clone();
+    Verifier::new(new)
+        .verify(&headers, &body)
+        .expect("signed with the secret rotated in the other process");
+    let _ = stop.send(());
+    running.await.unwrap().unwrap();
 }

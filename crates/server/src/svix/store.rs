@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use switchyard_webhooks::store::{
-    AppLimits, AttemptFilter, EndpointFilter, Finished, HealthChange, MessageFilter, PostgresStore,
-    SqliteStore, Store,
+    AppLimits, AttemptFilter, Change, EndpointFilter, Finished, HealthChange, MessageFilter,
+    PostgresStore, SqliteStore, Store,
 };
 use switchyard_webhooks::{
     AppId, AppUid, Application, Attempt, Channel, Delivery, DeliveryUpdate, Endpoint, EndpointId,
@@ -249,5 +249,12 @@ impl Store for ServerStore {
 
     async fn purge_payloads(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
         each!(self, s => s.purge_payloads(before))
+    }
+
+    fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<Change>> {
+        match self {
+            Self::Sqlite(store) => store.changes(),
+            Self::Postgres(store) => store.changes(),
+        }
     }
 }

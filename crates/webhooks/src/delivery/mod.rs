@@ -86,7 +86,7 @@ use crate::model::{
 };
 use crate::registry::Registry;
 use crate::retry::{RetryPolicy, parse_retry_after, unit_draw};
-use crate::store::{AppLimits, Store};
+use crate::store::{AppLimits, Change, Store};
 
 /// The `user-agent` of every delivery: `Switchyard-Webhooks/<version>`.
 pub const USER_AGENT_VALUE: &str = crate::model::USER_AGENT;
@@ -571,6 +571,13 @@ impl<S: Store> DeliveryEngine<S> {
     pub async fn run(&self, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
         let shared = &self.shared;
         shared.start_recorder();
+        // What other processes sharing the store do, heard as they do it (when the store
+        // can tell): their sends wake this engine, their endpoint changes empty its cache.
+        let following = shared
+            .registry
+            .store()
+            .changes()
+            .map(|changes| tokio::spawn(follow(Arc::clone(&shared.registry), changes)));
         let config = &shared.config;
         let pool = Pool::start(shared, config.max_in_flight, config.max_queued);
         let mut next_purge = Instant::now();
@@ -654,6 +661,9 @@ impl<S: Store> DeliveryEngine<S> {
         }
         pool.finish().await;
         shared.recorder.flush().await;
+        if let Some(following) = following {
+            following.abort();
+        }
         Ok(())
     }
 
@@ -673,6 +683,22 @@ impl<S: Store> DeliveryEngine<S> {
             tracing::info!(purged, %cutoff, "expired payloads purged");
         }
         Ok(purged)
+    }
+}
+
+/// Passes on what other processes change (see [`Store::changes`]) to this process's
+/// registry, until the store stops telling.
+async fn follow<S: Store>(registry: Arc<Registry<S>>, mut changes: broadcast::Receiver<Change>) {
+    loop {
+        match changes.recv().await {
+            Ok(Change::Work) => registry.wake(),
+            Ok(Change::Endpoints) => registry.endpoints_changed(),
+            Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {
+                registry.wake();
+                registry.endpoints_changed();
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
     }
 }
 

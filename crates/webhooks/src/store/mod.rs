@@ -100,6 +100,20 @@ pub struct AttemptFilter {
     pub after: Option<DateTime<Utc>>,
 }
 
+/// A change another process sharing the store made, that this process's delivery engine
+/// should react to at once (see [`Store::changes`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Change {
+    /// Deliveries may have become due (a message was sent, a delivery resent).
+    Work,
+    /// Endpoints were changed, disabled or removed: cached copies may be stale.
+    Endpoints,
+    /// Changes may have been missed (the store lost its way of hearing about them for a
+    /// while): assume both of the above.
+    Missed,
+}
+
 /// What [`Store::record_health`] changed about an endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HealthChange {
@@ -419,6 +433,14 @@ pub trait Store: Send + Sync + 'static {
         &self,
         before: DateTime<Utc>,
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// The changes other processes sharing this store make, as they make them, when the
+    /// store can tell (the PostgreSQL store hears them through `LISTEN`/`NOTIFY`). `None`,
+    /// the default: it cannot, and a delivery engine relies on its polls and its endpoint
+    /// refresh for what other processes do. Call it from within a Tokio runtime.
+    fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<Change>> {
+        None
+    }
 }
 
 /// Whether `filter` keeps `attempt` (the one definition every store agrees with).

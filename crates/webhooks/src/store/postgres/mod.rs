@@ -27,6 +27,7 @@ use crate::model::{
 use crate::page::{Order, PageRequest};
 
 mod lease;
+mod listen;
 mod rows;
 mod schema;
 
@@ -89,6 +90,7 @@ impl Default for PostgresOptions {
 #[derive(Clone)]
 pub struct PostgresStore {
     pool: Pool,
+    changes: std::sync::Arc<listen::Changes>,
 }
 
 impl fmt::Debug for PostgresStore {
@@ -165,6 +167,7 @@ impl PostgresStore {
         if config.get_application_name().is_none() {
             config.application_name("switchyard");
         }
+        let changes = listen::Changes::new(config.clone());
         let manager = Manager::from_config(
             config,
             NoTls,
@@ -179,7 +182,7 @@ impl PostgresStore {
             .runtime(deadpool_postgres::Runtime::Tokio1)
             .build()
             .map_err(|e| StoreError::Pool(e.to_string()))?;
-        let store = Self { pool };
+        let store = Self { pool, changes };
         let mut client = store.client().await?;
         schema::migrate(&mut client).await?;
         Ok(store)
@@ -218,6 +221,18 @@ impl PostgresStore {
         let client = self.client().await?;
         let statement = client.prepare_cached(sql).await?;
         Ok(client.execute(&statement, params).await?)
+    }
+
+    /// Tells the other processes listening that something changed (after it committed).
+    /// A notification that cannot be sent is logged: they will see it at their next poll or
+    /// endpoint refresh.
+    async fn notify(&self, what: &str) {
+        let sent = self
+            .execute("SELECT pg_notify($1, $2)", &[&listen::CHANNEL, &what])
+            .await;
+        if let Err(error) = sent {
+            tracing::warn!(%error, what, "could not notify the other processes");
+        }
     }
 
     /// The key of the application with this id.
@@ -379,6 +394,11 @@ impl AttemptRows {
         .await?;
         Ok(())
     }
+}
+
+/// Whether a health change disabled an endpoint (which other processes' caches must hear).
+fn disables(change: HealthChange) -> bool {
+    matches!(change, HealthChange::Disabled { .. })
 }
 
 /// A status or trigger code as stored (they are all small).
@@ -554,36 +574,41 @@ impl Store for PostgresStore {
         if *id == AppId::default_app() {
             return Ok(false);
         }
-        self.retrying(|| async {
-            let mut client = self.client().await?;
-            let tx = client.transaction().await?;
-            let Some(row) = tx
-                .query_opt(
-                    "DELETE FROM apps WHERE id = $1 RETURNING seq",
-                    &[&id.as_str()],
+        let deleted = self
+            .retrying(|| async {
+                let mut client = self.client().await?;
+                let tx = client.transaction().await?;
+                let Some(row) = tx
+                    .query_opt(
+                        "DELETE FROM apps WHERE id = $1 RETURNING seq",
+                        &[&id.as_str()],
+                    )
+                    .await?
+                else {
+                    return Ok(false);
+                };
+                let seq: i64 = row.try_get(0)?;
+                tx.execute(
+                    "DELETE FROM deliveries d USING messages m WHERE m.app = $1 AND d.msg = m.id",
+                    &[&seq],
                 )
-                .await?
-            else {
-                return Ok(false);
-            };
-            let seq: i64 = row.try_get(0)?;
-            tx.execute(
-                "DELETE FROM deliveries d USING messages m WHERE m.app = $1 AND d.msg = m.id",
-                &[&seq],
-            )
+                .await?;
+                // Deliveries to its endpoints of no message of its own cannot exist: every
+                // delivery is of a message of the endpoint's application.
+                tx.execute("DELETE FROM attempts WHERE app = $1", &[&seq])
+                    .await?;
+                tx.execute("DELETE FROM messages WHERE app = $1", &[&seq])
+                    .await?;
+                tx.execute("DELETE FROM endpoints WHERE app = $1", &[&seq])
+                    .await?;
+                tx.commit().await?;
+                Ok(true)
+            })
             .await?;
-            // Deliveries to its endpoints of no message of its own cannot exist: every
-            // delivery is of a message of the endpoint's application.
-            tx.execute("DELETE FROM attempts WHERE app = $1", &[&seq])
-                .await?;
-            tx.execute("DELETE FROM messages WHERE app = $1", &[&seq])
-                .await?;
-            tx.execute("DELETE FROM endpoints WHERE app = $1", &[&seq])
-                .await?;
-            tx.commit().await?;
-            Ok(true)
-        })
-        .await
+        if deleted {
+            self.notify(listen::ENDPOINTS).await;
+        }
+        Ok(deleted)
     }
 
     async fn put_endpoint(&self, record: &EndpointRecord) -> Result<(), StoreError> {
@@ -640,7 +665,10 @@ impl Store for PostgresStore {
                     endpoint.app
                 ),
             )),
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                self.notify(listen::ENDPOINTS).await;
+                Ok(())
+            }
             Err(StoreError::Postgres(e)) if unique_violation(&e) => Err(StoreError::Conflict {
                 what: format!(
                     "an endpoint with uid `{}`",
@@ -673,28 +701,33 @@ impl Store for PostgresStore {
     }
 
     async fn delete_endpoint(&self, app: &AppId, id: &EndpointId) -> Result<bool, StoreError> {
-        self.retrying(|| async {
-            let mut client = self.client().await?;
-            let tx = client.transaction().await?;
-            let deleted = tx
-                .execute(
-                    "DELETE FROM endpoints e USING apps a
+        let deleted = self
+            .retrying(|| async {
+                let mut client = self.client().await?;
+                let tx = client.transaction().await?;
+                let deleted = tx
+                    .execute(
+                        "DELETE FROM endpoints e USING apps a
                      WHERE e.id = $1 AND e.app = a.seq AND a.id = $2",
-                    &[&id.as_str(), &app.as_str()],
+                        &[&id.as_str(), &app.as_str()],
+                    )
+                    .await?;
+                if deleted == 0 {
+                    return Ok(false);
+                }
+                tx.execute(
+                    "DELETE FROM deliveries WHERE ep = $1 AND status = 0",
+                    &[&id.as_str()],
                 )
                 .await?;
-            if deleted == 0 {
-                return Ok(false);
-            }
-            tx.execute(
-                "DELETE FROM deliveries WHERE ep = $1 AND status = 0",
-                &[&id.as_str()],
-            )
+                tx.commit().await?;
+                Ok(true)
+            })
             .await?;
-            tx.commit().await?;
-            Ok(true)
-        })
-        .await
+        if deleted {
+            self.notify(listen::ENDPOINTS).await;
+        }
+        Ok(deleted)
     }
 
     async fn list_endpoints(
@@ -808,6 +841,9 @@ impl Store for PostgresStore {
                 format!("its application {} does not exist", message.app),
             ));
         }
+        if !endpoints.is_empty() && self.changes.work_due() {
+            self.notify(listen::WORK).await;
+        }
         Ok(())
     }
 
@@ -911,6 +947,7 @@ impl Store for PostgresStore {
         let mut reports = Reports::default();
         let mut attempts = AttemptRows::default();
         let mut outcomes = Vec::new();
+        let mut endpoints_changed = false;
         for (lease, update) in &items {
             push_report(&mut reports, &mut attempts, lease, update)?;
             if let Some(attempt) = &update.attempt {
@@ -921,16 +958,26 @@ impl Store for PostgresStore {
                 ));
             }
         }
-        self.retrying(|| async {
-            let mut client = self.client().await?;
-            let tx = client.transaction().await?;
-            attempts.insert(&tx).await?;
-            let held = finish(&tx, &reports).await?;
-            let health = apply_health(&tx, &outcomes, disable_after).await?;
-            tx.commit().await?;
-            Ok(Finished { held, health })
-        })
-        .await
+        let finished = self
+            .retrying(|| async {
+                let mut client = self.client().await?;
+                let tx = client.transaction().await?;
+                attempts.insert(&tx).await?;
+                let held = finish(&tx, &reports).await?;
+                let health = apply_health(&tx, &outcomes, disable_after).await?;
+                tx.commit().await?;
+                Ok(Finished { held, health })
+            })
+            .await
+            .inspect(|finished| {
+                if finished.health.iter().any(|(_, change)| disables(*change)) {
+                    endpoints_changed = true;
+                }
+            })?;
+        if endpoints_changed {
+            self.notify(listen::ENDPOINTS).await;
+        }
+        Ok(finished)
     }
 
     async fn endpoints(&self, ids: &[EndpointId]) -> Result<Vec<EndpointRecord>, StoreError> {
@@ -1041,6 +1088,7 @@ impl Store for PostgresStore {
             ],
         )
         .await?;
+        self.notify(listen::WORK).await;
         Ok(())
     }
 
@@ -1051,21 +1099,26 @@ impl Store for PostgresStore {
         since: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
-        self.execute(
-            "UPDATE deliveries d SET status = 0, attempts = 0, next_attempt_at = $4,
+        let recovered = self
+            .execute(
+                "UPDATE deliveries d SET status = 0, attempts = 0, next_attempt_at = $4,
                 leased_until = NULL, lease_token = NULL, next_trigger = $5
              FROM messages m, endpoints e, apps a
              WHERE d.ep = $2 AND d.status = 2 AND m.id = d.msg AND m.created_at >= $3
                AND e.id = d.ep AND e.app = a.seq AND a.id = $1",
-            &[
-                &app.as_str(),
-                &endpoint.as_str(),
-                &micros(since),
-                &micros(now),
-                &code16(AttemptTrigger::Manual.code()),
-            ],
-        )
-        .await
+                &[
+                    &app.as_str(),
+                    &endpoint.as_str(),
+                    &micros(since),
+                    &micros(now),
+                    &code16(AttemptTrigger::Manual.code()),
+                ],
+            )
+            .await?;
+        if recovered > 0 {
+            self.notify(listen::WORK).await;
+        }
+        Ok(recovered)
     }
 
     async fn record_health(
@@ -1085,10 +1138,18 @@ impl Store for PostgresStore {
                 Ok(changes)
             })
             .await?;
-        Ok(changes
+        let change = changes
             .into_iter()
             .next()
-            .map_or(HealthChange::Unchanged, |(_, change)| change))
+            .map_or(HealthChange::Unchanged, |(_, change)| change);
+        if disables(change) {
+            self.notify(listen::ENDPOINTS).await;
+        }
+        Ok(change)
+    }
+
+    fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<super::Change>> {
+        Some(self.changes.subscribe())
     }
 
     async fn purge_payloads(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
