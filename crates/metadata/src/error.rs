@@ -292,6 +292,30 @@ pub enum StoreError {
         /// What is wrong.
         message: String,
     },
+    /// A stored value could not be read back.
+    #[error("stored {what} cannot be read: {message}")]
+    Unreadable {
+        /// Which value.
+        what: String,
+        /// Why.
+        message: String,
+    },
+    /// PostgreSQL reported an error, or the connection to it failed.
+    #[cfg(feature = "postgres")]
+    #[error("PostgreSQL error: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    /// No PostgreSQL connection could be had from the pool.
+    #[cfg(feature = "postgres")]
+    #[error("no PostgreSQL connection available: {0}")]
+    Pool(String),
+    /// The database's outputs table was written by a newer build.
+    #[error("the outputs schema version {found} is newer than this build supports ({supported})")]
+    UnsupportedSchemaVersion {
+        /// The version found.
+        found: i32,
+        /// The newest version this build knows.
+        supported: i32,
+    },
 }
 
 /// Errors a [`Sink`](crate::Sink) reports for an event, run or decorator.

@@ -48,6 +48,8 @@ pub mod blocking;
 mod client;
 mod error;
 mod path;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod serve;
 mod service;
 mod sink;
@@ -64,6 +66,8 @@ pub use error::{
     StoreError,
 };
 pub use path::{Path, Segment};
+#[cfg(feature = "postgres")]
+pub use postgres::PostgresOutputs;
 pub use serve::{BoundServer, DEFAULT_DRAIN_TIMEOUT, DEFAULT_PORT, Drained, WebhookServer};
 pub use service::{
     DEFAULT_BODY_LIMIT, DEFAULT_MAX_OUTPUT_BYTES, DEFAULT_MAX_STEP_OUTPUT_BYTES, MetadataService,

@@ -73,6 +73,9 @@ pub enum ServerError {
         /// Why, naming the variable or file, never the value.
         reason: String,
     },
+    /// The metadata outputs' database could not be opened.
+    #[error("metadata outputs: {0}")]
+    Outputs(#[from] switchyard_metadata::StoreError),
     /// The metadata service could not be put together.
     #[error("metadata service: {0}")]
     Metadata(#[from] switchyard_metadata::BuildError),

@@ -18,7 +18,8 @@ use http::header::AUTHORIZATION;
 use http::{Method, StatusCode, Uri};
 use subtle::ConstantTimeEq;
 use switchyard_metadata::{
-    ChannelSink, DecoratorKind, Emitted, FileOutputs, MetadataService, SpecSource,
+    ChannelSink, DecoratorKind, Emitted, FileOutputs, MetadataService, OutputStore,
+    PostgresOutputs, SpecSource,
 };
 use switchyard_runtime_events::{Event, Hub};
 use tokio::net::TcpListener;
@@ -219,6 +220,9 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     file.sync_all()
 }
 
+/// The most PostgreSQL connections the metadata outputs take (beside the webhooks' pool).
+const OUTPUT_CONNECTIONS: usize = 4;
+
 async fn metadata_service(
     config: &Config,
     metadata: &crate::config::MetadataConfig,
@@ -227,17 +231,30 @@ async fn metadata_service(
     hub: Arc<Hub>,
 ) -> Result<MetadataService, ServerError> {
     let spec = SpecSource::from_file(&metadata.spec)?;
-    let outputs_path = metadata
-        .outputs
-        .clone()
-        .unwrap_or_else(|| config.data_dir.join("outputs.json"));
-    private::tighten(&outputs_path)?;
-    let outputs = FileOutputs::open(&outputs_path)
-        .await
-        .map_err(|e| ServerError::DataDir {
-            path: outputs_path.clone(),
-            source: std::io::Error::other(e),
-        })?;
+    // With a database, outputs live there, so a step reads what it set through any server.
+    let outputs: Arc<dyn OutputStore> =
+        match &config.database {
+            Some(database) => Arc::new(
+                PostgresOutputs::connect(
+                    &database.url,
+                    OUTPUT_CONNECTIONS.min(database.max_connections),
+                )
+                .await?,
+            ),
+            None => {
+                let outputs_path = metadata
+                    .outputs
+                    .clone()
+                    .unwrap_or_else(|| config.data_dir.join("outputs.json"));
+                private::tighten(&outputs_path)?;
+                Arc::new(FileOutputs::open(&outputs_path).await.map_err(|e| {
+                    ServerError::DataDir {
+                        path: outputs_path.clone(),
+                        source: std::io::Error::other(e),
+                    }
+                })?)
+            }
+        };
     let (sink, mut emitted) = ChannelSink::new(1024, &format!("http://{addr}/workflows"));
     // What steps send is published as runtime events (source `metadata`), so subscribers
     // can wait for a step's events, runs and decorators.
@@ -278,7 +295,7 @@ async fn metadata_service(
     }
     let mut builder = MetadataService::builder()
         .step(metadata.step.clone(), spec)
-        .outputs(outputs)
+        .shared_outputs(outputs)
         .sink(sink)
         .body_limit(config.body_limit)
         .max_output_bytes(metadata.max_output_bytes)

@@ -447,3 +447,44 @@ async fn a_node_killed_mid_run_loses_nothing() {
         "nothing but what was sent"
     );
 }
+
+/// With a database, metadata outputs live there: an output a step sets through one server
+/// is read through another, and neither writes an outputs file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outputs_set_through_one_server_are_read_through_another() {
+    const STEP_TOKEN: &str = "step-token-0123456789abcdef";
+    let database = pg::TestDatabase::create().await;
+    let root = tempfile::tempdir().unwrap();
+    let spec = root.path().join("spec.json");
+    std::fs::write(&spec, r#"{"image": "registry/app"}"#).unwrap();
+    let mut servers = Vec::new();
+    for name in ["a", "b"] {
+        let mut config = common::config(&root.path().join(name));
+        config.database = Some(DatabaseConfig::new(&database.url));
+        config.metadata = Some(switchyard_server::MetadataConfig {
+            tokens: vec![switchyard_server::Token::new(STEP_TOKEN)],
+            ..switchyard_server::MetadataConfig::new(&spec)
+        });
+        servers.push(Server::start(config).await.unwrap());
+    }
+    let step = |server: &RunningServer| Api::new(server.local_addr()).with_token(Some(STEP_TOKEN));
+    let set = step(&servers[0])
+        .send(http::Method::PUT, "/outputs/image", "\"registry/app:1\"")
+        .await;
+    assert!(set.status.is_success(), "{:?}", set.body);
+    let read = step(&servers[1]).get("/outputs/step/image").await;
+    assert_eq!(read.status, StatusCode::OK, "{:?}", read.body);
+    assert_eq!(read.json()["value"], json!("registry/app:1"));
+    // Replaced through the second, read through the first.
+    step(&servers[1])
+        .send(http::Method::PUT, "/outputs/image", "\"registry/app:2\"")
+        .await;
+    let read = step(&servers[0]).get("/outputs/step/image").await;
+    assert_eq!(read.json()["value"], json!("registry/app:2"));
+    for name in ["a", "b"] {
+        assert!(!root.path().join(name).join("outputs.json").exists());
+    }
+    for server in servers {
+        server.shutdown().await.unwrap();
+    }
+}
