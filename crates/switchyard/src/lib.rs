@@ -12,6 +12,7 @@
 //! | `integration` | [`integration`] | config-driven integrations: `config.json`, schema-checked dispatch, `ExecutionContext::fetch` |
 //! | `metadata` | [`metadata`] | step metadata: Relay-compatible client and service, `Dynamic` paths, `WebhookServer` |
 //! | `server` | [`server`] | the `switchyard` server as a library: the Svix- and Relay-compatible APIs in one process |
+//! | `postgres` (off by default) | — | adds `webhooks::store::PostgresStore` and `metadata::PostgresOutputs`: several processes on one PostgreSQL database |
 //!
 //! ```
 //! # #[cfg(feature = "cloudevents")] {
