@@ -451,6 +451,7 @@ struct DeliveryFile {
     max_in_flight_per_endpoint: Option<usize>,
     max_leased_per_app: Option<usize>,
     lease_secs: Option<u64>,
+    node_heartbeat_secs: Option<u64>,
     retry_schedule_secs: Option<Vec<u64>>,
     retry_jitter: Option<f64>,
     disable_after_secs: Option<u64>,
@@ -744,6 +745,12 @@ fn apply_delivery(config: &mut DeliveryConfig, file: DeliveryFile) -> Result<(),
         }
         config.lease_for = lease;
     }
+    if let Some(secs) = file.node_heartbeat_secs {
+        if secs == 0 {
+            return Err("delivery.node_heartbeat_secs must be at least 1".to_owned());
+        }
+        config.node_heartbeat = Duration::from_secs(secs);
+    }
     let mut retry: RetryPolicy = config.retry.clone();
     if let Some(schedule) = file.retry_schedule_secs {
         retry.schedule = schedule.into_iter().map(Duration::from_secs).collect();
@@ -832,6 +839,7 @@ mod tests {
             max_in_flight_per_endpoint = 2
             max_leased_per_app = 100
             lease_secs = 90
+            node_heartbeat_secs = 7
             retry_schedule_secs = [1, 2]
             retry_jitter = 0.0
             disable_after_secs = 3600
@@ -886,6 +894,7 @@ mod tests {
         assert_eq!(config.runtime.idle_expiry, Duration::from_secs(30));
         assert_eq!(config.runtime.filter_limits.max_iterations, 500);
         assert_eq!(config.delivery.lease_for, Duration::from_secs(90));
+        assert_eq!(config.delivery.node_heartbeat, Duration::from_secs(7));
         assert_eq!(config.delivery.max_leased_per_app, 100);
         let database = config.database.as_ref().unwrap();
         assert_eq!(database.max_connections, 32);

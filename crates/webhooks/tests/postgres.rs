@@ -62,7 +62,7 @@ async fn a_newer_schema_is_refused() {
             refused,
             StoreError::UnsupportedSchemaVersion {
                 found: 99,
-                supported: 1
+                supported: 2
             }
         ),
         "{refused:?}"
@@ -288,4 +288,131 @@ async fn another_process_hears_sends_and_endpoint_changes() {
         .expect("signed with the secret rotated in the other process");
     let _ = stop.send(());
     running.await.unwrap().unwrap();
+}
+
+/// Live nodes: each heartbeat counts the nodes heard from within `expire`, itself included;
+/// a node that leaves, or goes silent, stops counting.
+#[tokio::test]
+async fn heartbeats_count_the_live_nodes() {
+    let database = pg::TestDatabase::create().await;
+    let a = PostgresStore::connect(&database.url).await.unwrap();
+    let b = PostgresStore::connect(&database.url).await.unwrap();
+    let long = Duration::from_secs(60);
+    assert_eq!(a.heartbeat("a", long).await.unwrap(), 1);
+    assert_eq!(b.heartbeat("b", long).await.unwrap(), 2);
+    assert_eq!(a.heartbeat("a", long).await.unwrap(), 2);
+    b.leave("b").await.unwrap();
+    assert_eq!(a.heartbeat("a", long).await.unwrap(), 1);
+    assert_eq!(b.heartbeat("quiet", long).await.unwrap(), 2);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Not heard from for longer than 200 ms: forgotten.
+    assert_eq!(
+        a.heartbeat("a", Duration::from_millis(200)).await.unwrap(),
+        1
+    );
+}
+
+/// An endpoint's concurrency limit holds for the engines sharing the database together:
+/// with another node alive, an engine sends at most half the limit to the endpoint at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoint_concurrency_is_shared_among_live_engines() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let database = pg::TestDatabase::create().await;
+    let other = PostgresStore::connect(&database.url).await.unwrap();
+    // Another node is alive (its engine would heartbeat like this).
+    assert_eq!(
+        other
+            .heartbeat("other-node", Duration::from_secs(60))
+            .await
+            .unwrap(),
+        1
+    );
+    let registry = Arc::new(Registry::new(
+        PostgresStore::connect(&database.url).await.unwrap(),
+    ));
+    let visit = EventTypeName::new("origin.visit").unwrap();
+    registry
+        .create_event_type(visit.clone(), "", json!({}))
+        .await
+        .unwrap();
+
+    // A receiver that holds each request 300 ms and notes the most at once.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    let (now, most, done) = (
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(AtomicUsize::new(0)),
+    );
+    {
+        let (now, most, done) = (Arc::clone(&now), Arc::clone(&most), Arc::clone(&done));
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (now, most, done) = (Arc::clone(&now), Arc::clone(&most), Arc::clone(&done));
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(
+                        move |request: http::Request<hyper::body::Incoming>| {
+                            let (now, most, done) =
+                                (Arc::clone(&now), Arc::clone(&most), Arc::clone(&done));
+                            async move {
+                                let at_once = now.fetch_add(1, Ordering::SeqCst) + 1;
+                                most.fetch_max(at_once, Ordering::SeqCst);
+                                let _ = request.into_body().collect().await;
+                                tokio::time::sleep(Duration::from_millis(300)).await;
+                                now.fetch_sub(1, Ordering::SeqCst);
+                                done.fetch_add(1, Ordering::SeqCst);
+                                Ok::<_, hyper::Error>(http::Response::new(Full::new(Bytes::new())))
+                            }
+                        },
+                    );
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+    }
+    registry
+        .create_endpoint(EndpointSpec::new(url).event_type(visit.clone()))
+        .await
+        .unwrap();
+    let config = DeliveryConfig {
+        max_in_flight_per_endpoint: 4,
+        addresses: AddressPolicy::default().allow("127.0.0.0/8".parse().unwrap()),
+        ..DeliveryConfig::default()
+    };
+    let engine = DeliveryEngine::new(Arc::clone(&registry), config).unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(async move {
+        engine
+            .run(async {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    // Its first heartbeat has counted two nodes.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for i in 0..12 {
+        registry
+            .send(&visit, &format!(r#"{{"n": {i}}}"#), None)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    wait_for("12 deliveries", || done.load(Ordering::SeqCst) == 12).await;
+    assert_eq!(
+        most.load(Ordering::SeqCst),
+        2,
+        "half of the endpoint's limit of 4 while another node is alive"
+    );
+    let _ = stop.send(());
+    running.await.unwrap().unwrap();
+    // The engine left: only the other node is counted now.
+    assert_eq!(
+        other
+            .heartbeat("other-node", Duration::from_secs(60))
+            .await
+            .unwrap(),
+        1
+    );
 }

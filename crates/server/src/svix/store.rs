@@ -251,6 +251,14 @@ impl Store for ServerStore {
         each!(self, s => s.purge_payloads(before))
     }
 
+    async fn heartbeat(&self, node: &str, expire: Duration) -> Result<usize, StoreError> {
+        each!(self, s => s.heartbeat(node, expire))
+    }
+
+    async fn leave(&self, node: &str) -> Result<(), StoreError> {
+        each!(self, s => s.leave(node))
+    }
+
     fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<Change>> {
         match self {
             Self::Sqlite(store) => store.changes(),

@@ -145,6 +145,14 @@ pub struct DeliveryConfig {
     /// 1 s). Changes made through this engine's [`Registry`] are seen at once; changes made
     /// by another process sharing the store, within this time.
     pub endpoint_refresh: Duration,
+    /// How often [`DeliveryEngine::run`] tells the store it is alive and learns how many
+    /// engines share the store (default 5 s; one not heard from for three times this is
+    /// forgotten). Each endpoint's concurrency and rate limits are divided among the live
+    /// engines, so they hold for all of them together: each gets
+    /// `max(1, max_in_flight_per_endpoint / engines)` requests in flight to an endpoint and
+    /// `rate_limit / engines` a second. (Only stores that can tell, such as PostgreSQL,
+    /// count engines; on others each engine has the whole limit.)
+    pub node_heartbeat: Duration,
 }
 
 impl Default for DeliveryConfig {
@@ -166,6 +174,7 @@ impl Default for DeliveryConfig {
             max_leased_per_app: 1024,
             record_linger: Duration::from_millis(10),
             endpoint_refresh: Duration::from_secs(1),
+            node_heartbeat: Duration::from_secs(5),
         }
     }
 }
@@ -255,6 +264,8 @@ type HttpClient = Client<HttpsConnector<HttpConnector<GuardedResolver>>, Full<By
 struct Gate {
     in_flight: Arc<Semaphore>,
     rate: RateGate,
+    /// The engines the endpoint's limits are shared among (this one's share was sized for).
+    engines: u32,
 }
 
 /// How many leased deliveries of each application the engine holds (see
@@ -384,6 +395,10 @@ struct Shared<S> {
     endpoints: Arc<Mutex<EndpointCache>>,
     notifications: broadcast::Sender<Notification>,
     leased: Arc<Leased>,
+    /// This engine's id among those sharing the store (see [`Store::heartbeat`]).
+    node: String,
+    /// How many engines share the store, as last heard.
+    engines: std::sync::atomic::AtomicUsize,
 }
 
 /// Endpoints as last read from the store, each with when it was read.
@@ -486,6 +501,8 @@ impl<S: Store> DeliveryEngine<S> {
                 client,
                 gates: Mutex::new(HashMap::new()),
                 endpoints: Arc::default(),
+                node: uuid::Uuid::new_v4().simple().to_string(),
+                engines: std::sync::atomic::AtomicUsize::new(1),
                 notifications,
                 leased: Arc::new(Leased {
                     counts: Mutex::new(HashMap::new()),
@@ -581,9 +598,14 @@ impl<S: Store> DeliveryEngine<S> {
         let config = &shared.config;
         let pool = Pool::start(shared, config.max_in_flight, config.max_queued);
         let mut next_purge = Instant::now();
+        let mut next_heartbeat = Instant::now();
         let mut unstarted = Vec::new();
         tokio::pin!(shutdown);
         'running: loop {
+            if Instant::now() >= next_heartbeat {
+                next_heartbeat = Instant::now() + config.node_heartbeat;
+                shared.heartbeat().await;
+            }
             if Instant::now() >= next_purge {
                 next_purge = Instant::now() + config.purge_interval;
                 if let Err(error) = self.purge_expired().await {
@@ -664,6 +686,9 @@ impl<S: Store> DeliveryEngine<S> {
         if let Some(following) = following {
             following.abort();
         }
+        if let Err(error) = shared.registry.store().leave(&shared.node).await {
+            tracing::warn!(%error, "could not say the engine left; it is forgotten later");
+        }
         Ok(())
     }
 
@@ -711,13 +736,44 @@ struct Response {
 
 impl<S: Store> Shared<S> {
     fn gate(&self, endpoint: &EndpointId) -> Arc<Gate> {
+        let engines = self
+            .engines
+            .load(std::sync::atomic::Ordering::Acquire)
+            .max(1);
         let mut gates = self.gates.lock().unwrap_or_else(PoisonError::into_inner);
         Arc::clone(gates.entry(endpoint.clone()).or_insert_with(|| {
+            // This engine's share of the endpoint's concurrency (at least one request).
+            let share = (self.config.max_in_flight_per_endpoint / engines).max(1);
             Arc::new(Gate {
-                in_flight: Arc::new(Semaphore::new(self.config.max_in_flight_per_endpoint)),
+                in_flight: Arc::new(Semaphore::new(share)),
                 rate: RateGate::default(),
+                engines: u32::try_from(engines).unwrap_or(u32::MAX),
             })
         }))
+    }
+
+    /// Tells the store this engine is alive and learns how many share it; when that
+    /// changed, the endpoints' gates are sized again (requests already in flight keep the
+    /// slots they hold).
+    async fn heartbeat(&self) {
+        let expire = self.config.node_heartbeat.saturating_mul(3);
+        match self.registry.store().heartbeat(&self.node, expire).await {
+            Ok(engines) => {
+                let before = self
+                    .engines
+                    .swap(engines.max(1), std::sync::atomic::Ordering::AcqRel);
+                if before != engines.max(1) {
+                    tracing::info!(engines, "engines sharing the store changed");
+                    self.gates
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .clear();
+                    // Cached endpoints hold their gates: read them again.
+                    self.registry.endpoints_changed();
+                }
+            }
+            Err(error) => tracing::warn!(%error, "the engine's heartbeat failed"),
+        }
     }
 
     fn notify(&self, note: Notification) {
@@ -958,7 +1014,7 @@ impl<S: Store> Shared<S> {
                 .map_err(|_| Error::Stopped)?,
         };
         if let Some(rate) = endpoint.rate_limit {
-            match gate.rate.reserve(rate, Instant::now()) {
+            match gate.rate.reserve(rate, gate.engines, Instant::now()) {
                 Ok(wait) => Box::pin(tokio::time::sleep(wait)).await,
                 Err(wait) => {
                     let wait = wait + self.config.busy_retry.mul_f64(unit_draw());

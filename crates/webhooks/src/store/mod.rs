@@ -434,6 +434,27 @@ pub trait Store: Send + Sync + 'static {
         before: DateTime<Utc>,
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
+    /// Registers this process (`node`, any id unique to it) as live on the store, or
+    /// refreshes it, forgets the nodes not heard from for `expire`, and answers how many are
+    /// live, itself included. The delivery engine calls it every few seconds and divides
+    /// each endpoint's limits by the answer, so they hold for all the processes together.
+    /// The default answers 1: a store one process uses, or one that cannot tell.
+    fn heartbeat(
+        &self,
+        node: &str,
+        expire: Duration,
+    ) -> impl Future<Output = Result<usize, StoreError>> + Send {
+        let _ = (node, expire);
+        async { Ok(1) }
+    }
+
+    /// Removes `node` from the live ones (a graceful stop), so the others' shares grow at
+    /// their next heartbeat. The default does nothing.
+    fn leave(&self, node: &str) -> impl Future<Output = Result<(), StoreError>> + Send {
+        let _ = node;
+        async { Ok(()) }
+    }
+
     /// The changes other processes sharing this store make, as they make them, when the
     /// store can tell (the PostgreSQL store hears them through `LISTEN`/`NOTIFY`). `None`,
     /// the default: it cannot, and a delivery engine relies on its polls and its endpoint

@@ -1148,6 +1148,36 @@ impl Store for PostgresStore {
         Ok(change)
     }
 
+    async fn heartbeat(&self, node: &str, expire: Duration) -> Result<usize, StoreError> {
+        // One statement: this node's time is refreshed, the silent ones dropped, the others
+        // counted (the count reads the table as it was, so this node is added by hand).
+        let rows = self
+            .query(
+                "WITH seen AS (
+                    INSERT INTO nodes (id, seen_at) VALUES ($1, clock_timestamp())
+                    ON CONFLICT (id) DO UPDATE SET seen_at = excluded.seen_at
+                 ), gone AS (
+                    DELETE FROM nodes
+                    WHERE seen_at < clock_timestamp() - make_interval(secs => $2)
+                 )
+                 SELECT 1 + count(*) FROM nodes
+                 WHERE id <> $1 AND seen_at >= clock_timestamp() - make_interval(secs => $2)",
+                &[&node, &expire.as_secs_f64()],
+            )
+            .await?;
+        let live: i64 = match rows.first() {
+            Some(row) => row.try_get(0)?,
+            None => 1,
+        };
+        Ok(usize::try_from(live).unwrap_or(1).max(1))
+    }
+
+    async fn leave(&self, node: &str) -> Result<(), StoreError> {
+        self.execute("DELETE FROM nodes WHERE id = $1", &[&node])
+            .await?;
+        Ok(())
+    }
+
     fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<super::Change>> {
         Some(self.changes.subscribe())
     }

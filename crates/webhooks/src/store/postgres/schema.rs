@@ -15,7 +15,7 @@ use crate::error::StoreError;
 use crate::model::Application;
 
 /// The schema version this build writes.
-pub(super) const VERSION: i32 = 1;
+pub(super) const VERSION: i32 = 2;
 
 /// The advisory lock key migrations hold (any fixed number; "switchya" in ASCII).
 const MIGRATION_LOCK: i64 = 0x7377_6974_6368_7961;
@@ -124,6 +124,14 @@ const V1: &[&str] = &[
     "CREATE INDEX attempts_by_endpoint ON attempts (ep, seq)",
 ];
 
+/// Version 2: the live nodes (processes running a delivery engine on this database), each
+/// with when it was last heard from on the database's clock, so no two machines' clocks are
+/// compared.
+const V2: &[&str] = &["CREATE TABLE nodes (
+        id TEXT COLLATE \"C\" PRIMARY KEY,
+        seen_at TIMESTAMPTZ NOT NULL
+    )"];
+
 /// Brings the database's schema up to [`VERSION`], in one transaction, under an advisory
 /// lock (a second process starting at the same time waits, then finds it done).
 ///
@@ -168,6 +176,11 @@ pub(super) async fn migrate(client: &mut Client) -> Result<(), StoreError> {
             ],
         )
         .await?;
+    }
+    if found < 2 {
+        for statement in V2 {
+            tx.batch_execute(statement).await?;
+        }
     }
     if found < VERSION {
         tx.execute(
