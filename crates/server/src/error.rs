@@ -73,6 +73,9 @@ pub enum ServerError {
         /// Why, naming the variable or file, never the value.
         reason: String,
     },
+    /// The runtime events log in the database could not be opened.
+    #[error("runtime events log: {0}")]
+    Events(String),
     /// The metadata outputs' database could not be opened.
     #[error("metadata outputs: {0}")]
     Outputs(#[from] switchyard_metadata::StoreError),

@@ -34,6 +34,7 @@
 pub mod config;
 mod conn;
 mod error;
+mod events_log;
 pub mod logging;
 mod private;
 pub mod runtime;

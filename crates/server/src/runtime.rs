@@ -32,6 +32,7 @@ use switchyard_runtime_events::{Error as HubError, Event, Hub, SubscriptionId};
 use switchyard_webhooks::is_credential_name;
 
 use crate::error::ApiError;
+use crate::events_log::EventLog;
 use crate::svix::{parse_json, read_body};
 
 /// The longest a `next` request may wait.
@@ -49,6 +50,8 @@ const REDACTED: &str = "<redacted>";
 pub(crate) struct RuntimeState {
     pub hub: Arc<Hub>,
     pub body_limit: usize,
+    /// With a database: the log every server publishes from, in one order.
+    pub log: Option<Arc<EventLog>>,
 }
 
 type Shared = State<Arc<RuntimeState>>;
@@ -260,19 +263,25 @@ async fn ingest(
         }
     };
     let count = events.len();
-    // Filters are evaluated off the async workers: a costly one (up to its iteration
-    // budget) delays this request, never the others the server is answering.
-    let hub = Arc::clone(&state.hub);
-    let queued = tokio::task::spawn_blocking(move || {
-        let mut queued = 0;
-        for event in events {
-            queued += hub.publish(event)?.queued;
+    let queued = match &state.log {
+        // Through the database's log, so every server publishes it, in one order.
+        Some(log) => log.append(events).await?,
+        None => {
+            // Filters are evaluated off the async workers: a costly one (up to its
+            // iteration budget) delays this request, never the others being answered.
+            let hub = Arc::clone(&state.hub);
+            tokio::task::spawn_blocking(move || {
+                let mut queued = 0;
+                for event in events {
+                    queued += hub.publish(event)?.queued;
+                }
+                Ok::<_, HubError>(queued)
+            })
+            .await
+            .map_err(|e| ApiError::internal(&e))?
+            .map_err(hub_error)?
         }
-        Ok::<_, HubError>(queued)
-    })
-    .await
-    .map_err(|e| ApiError::internal(&e))?
-    .map_err(hub_error)?;
+    };
     tracing::debug!(%source, events = count, queued, "events ingested");
     Ok((
         StatusCode::ACCEPTED,

@@ -31,6 +31,7 @@ use tower_http::normalize_path::NormalizePathLayer;
 use crate::config::{Config, Token};
 use crate::conn;
 use crate::error::{ApiError, ServerError};
+use crate::events_log::EventLog;
 use crate::private;
 use crate::runtime::{self, METADATA_SOURCE, RuntimeState};
 use crate::svix::{self, SvixState, apps::Webhooks, store::ServerStore};
@@ -85,6 +86,12 @@ impl Server {
             config.webhooks.registry_config(),
         )
         .await?;
+        let hub = Arc::new(Hub::with_config(config.runtime.clone()));
+        // With a database, runtime events go through its log (see `events_log`).
+        let log = match &config.database {
+            Some(database) => Some(Arc::new(EventLog::open(database, Arc::clone(&hub)).await?)),
+            None => None,
+        };
         let listener =
             TcpListener::bind(config.bind)
                 .await
@@ -98,16 +105,24 @@ impl Server {
             body_limit: config.body_limit,
             addresses: config.delivery.addresses.clone(),
         });
-        let hub = Arc::new(Hub::with_config(config.runtime.clone()));
         let metadata = match &config.metadata {
-            Some(metadata) => {
-                Some(metadata_service(&config, metadata, &tokens, addr, Arc::clone(&hub)).await?)
-            }
+            Some(metadata) => Some(
+                metadata_service(
+                    &config,
+                    metadata,
+                    &tokens,
+                    addr,
+                    Arc::clone(&hub),
+                    log.clone(),
+                )
+                .await?,
+            ),
             None => None,
         };
         let runtime = Arc::new(RuntimeState {
             hub,
             body_limit: config.body_limit,
+            log,
         });
         let router = router(
             Arc::clone(&svix),
@@ -229,6 +244,7 @@ async fn metadata_service(
     server_tokens: &[Token],
     addr: SocketAddr,
     hub: Arc<Hub>,
+    log: Option<Arc<EventLog>>,
 ) -> Result<MetadataService, ServerError> {
     let spec = SpecSource::from_file(&metadata.spec)?;
     // With a database, outputs live there, so a step reads what it set through any server.
@@ -263,6 +279,13 @@ async fn metadata_service(
             let Some(event) = metadata_event(item) else {
                 continue;
             };
+            if let Some(log) = &log {
+                // Through the database's log, like every other event (see `events_log`).
+                if let Err(error) = log.append(vec![event]).await {
+                    tracing::warn!(?error, "a metadata event was not published");
+                }
+                continue;
+            }
             // Filters run off the async workers (each within its iteration budget).
             let hub = Arc::clone(&hub);
             let published = tokio::task::spawn_blocking(move || hub.publish(event)).await;

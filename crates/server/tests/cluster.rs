@@ -488,3 +488,83 @@ async fn outputs_set_through_one_server_are_read_through_another() {
         server.shutdown().await.unwrap();
     }
 }
+
+/// Runtime events with a database: events ingested through both servers at once reach the
+/// subscriptions made on each, and both servers see them in the same order (the log's).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runtime_events_reach_every_server_in_one_order() {
+    let database = pg::TestDatabase::create().await;
+    let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = node(a_dir.path(), &database.url).await;
+    let b = node(b_dir.path(), &database.url).await;
+    let apis = [Api::new(a.local_addr()), Api::new(b.local_addr())];
+    let mut subscriptions = Vec::new();
+    for api in &apis {
+        let reply = api
+            .post(
+                "/runtime/v1/subscriptions",
+                &json!({"source": "hooks", "filter": "data.body.n >= 0"}),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{:?}", reply.body);
+        subscriptions.push(reply.json()["id"].as_str().unwrap().to_owned());
+    }
+    // 40 events, 20 through each server, from four clients at once.
+    let mut senders = Vec::new();
+    for client in 0..4 {
+        let api = apis[client % 2].clone();
+        senders.push(tokio::spawn(async move {
+            let mut queued = 0;
+            for n in 0..10 {
+                let reply = api
+                    .post(
+                        "/runtime/v1/sources/hooks/events",
+                        &json!({"client": client, "n": n}),
+                    )
+                    .await;
+                assert_eq!(reply.status, StatusCode::ACCEPTED, "{:?}", reply.body);
+                queued += reply.json()["queued"].as_u64().unwrap();
+            }
+            queued
+        }));
+    }
+    for sender in senders {
+        // Each event was queued for the one subscription on the server it came through.
+        assert_eq!(sender.await.unwrap(), 10);
+    }
+    let mut seen = Vec::new();
+    for (api, id) in apis.iter().zip(&subscriptions) {
+        let mut order = Vec::new();
+        loop {
+            let reply = api
+                .post(
+                    "/runtime/v1/next",
+                    &json!({"ids": [id], "timeout_ms": 2000}),
+                )
+                .await;
+            if reply.status == StatusCode::NO_CONTENT {
+                break;
+            }
+            assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+            let event = reply.json();
+            order.push((
+                event["data"]["body"]["client"].as_u64().unwrap(),
+                event["data"]["body"]["n"].as_u64().unwrap(),
+            ));
+        }
+        assert_eq!(order.len(), 40, "every event, whichever server took it");
+        seen.push(order);
+    }
+    assert_eq!(seen[0], seen[1], "the same order on both servers");
+    // Each client's events in the order it sent them.
+    for client in 0..4 {
+        let mine: Vec<u64> = seen[0]
+            .iter()
+            .filter(|(c, _)| *c == client)
+            .map(|(_, n)| *n)
+            .collect();
+        assert_eq!(mine, (0..10).collect::<Vec<_>>());
+    }
+    a.shutdown().await.unwrap();
+    b.shutdown().await.unwrap();
+}
