@@ -416,3 +416,108 @@ async fn endpoint_concurrency_is_shared_among_live_engines() {
         1
     );
 }
+
+/// An ordered endpoint receives its messages one at a time in message order, through a
+/// failed first attempt, while two engines on two handles (two processes) share the work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ordered_endpoint_gets_message_order_from_two_engines() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let database = pg::TestDatabase::create().await;
+    let mut registries = Vec::new();
+    for _ in 0..2 {
+        registries.push(Arc::new(Registry::new(
+            PostgresStore::connect(&database.url).await.unwrap(),
+        )));
+    }
+    let visit = EventTypeName::new("origin.visit").unwrap();
+    registries[0]
+        .create_event_type(visit.clone(), "", json!({}))
+        .await
+        .unwrap();
+    // A receiver that refuses the very first request (so message 0 is retried while the
+    // rest wait) and records the order of the rest.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    let got: Arc<Mutex<Vec<String>>> = Arc::default();
+    let calls = Arc::new(AtomicUsize::new(0));
+    {
+        let (got, calls) = (Arc::clone(&got), Arc::clone(&calls));
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (got, calls) = (Arc::clone(&got), Arc::clone(&calls));
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(
+                        move |request: http::Request<hyper::body::Incoming>| {
+                            let (got, calls) = (Arc::clone(&got), Arc::clone(&calls));
+                            async move {
+                                let id =
+                                    request.headers()["webhook-id"].to_str().unwrap().to_owned();
+                                let _ = request.into_body().collect().await;
+                                let mut response = http::Response::new(Full::new(Bytes::new()));
+                                if calls.fetch_add(1, Ordering::SeqCst) == 0 {
+                                    *response.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
+                                } else {
+                                    got.lock().unwrap().push(id);
+                                }
+                                Ok::<_, hyper::Error>(response)
+                            }
+                        },
+                    );
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+    }
+    registries[0]
+        .create_endpoint(
+            EndpointSpec::new(url)
+                .event_type(visit.clone())
+                .ordered(true),
+        )
+        .await
+        .unwrap();
+    let mut sent = Vec::new();
+    for i in 0..20 {
+        let (id, _) = registries[i % 2]
+            .send(&visit, &format!(r#"{{"n": {i}}}"#), None)
+            .await
+            .unwrap()
+            .unwrap();
+        sent.push(id.to_string());
+    }
+    let mut stops = Vec::new();
+    for registry in &registries {
+        let config = DeliveryConfig {
+            poll_interval: Duration::from_millis(50),
+            retry: switchyard_webhooks::retry::RetryPolicy {
+                schedule: vec![Duration::from_millis(100); 3],
+                jitter: 0.0,
+                ..Default::default()
+            },
+            addresses: AddressPolicy::default().allow("127.0.0.0/8".parse().unwrap()),
+            ..DeliveryConfig::default()
+        };
+        let engine = DeliveryEngine::new(Arc::clone(registry), config).unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let running = tokio::spawn(async move {
+            engine
+                .run(async {
+                    let _ = stopped.await;
+                })
+                .await
+        });
+        stops.push((stop, running));
+    }
+    wait_for("20 deliveries", || got.lock().unwrap().len() >= 20).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The order is message order: the ids' (creation order, across processes the order of
+    // their ids).
+    sent.sort();
+    assert_eq!(*got.lock().unwrap(), sent);
+    for (stop, running) in stops {
+        let _ = stop.send(());
+        running.await.unwrap().unwrap();
+    }
+}
