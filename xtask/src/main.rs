@@ -160,6 +160,9 @@ fn ci(root: &Path) -> Result<(), String> {
                 "--",
                 "--ignored",
                 "--nocapture",
+                // One store at a time: run together, they share the two cores and each
+                // reports half a machine.
+                "--test-threads=1",
             ],
             &[],
         )?;
