@@ -7,7 +7,8 @@
 //!    walking the distinct applications of the `deliveries_ready` index (a recursive query
 //!    that jumps from one application to the next, so it costs one probe per application
 //!    with pending deliveries, however many each has) and reading each one's earliest
-//!    availability from the same index. Served longest ago first, then earliest due.
+//!    unleased due delivery from the same index (passing over its leased ones, which the
+//!    engine's per-application cap keeps few). Served longest ago first, then earliest due.
 //! 2. **Turns.** Each turn gives every waiting application an equal share of what is left of
 //!    the batch (capped by its room), in one statement: per application, its earliest
 //!    available rows, locked with `SKIP LOCKED` (a row another process is leasing right now
@@ -44,9 +45,10 @@ SELECT a.seq, a.id
 FROM pending p
 JOIN apps a ON a.seq = p.app
 CROSS JOIN LATERAL (
-    SELECT GREATEST(d.next_attempt_at, COALESCE(d.leased_until, 0)) AS due
-    FROM deliveries d WHERE d.app = p.app AND d.status = 0
-    ORDER BY GREATEST(d.next_attempt_at, COALESCE(d.leased_until, 0)) LIMIT 1
+    SELECT d.next_attempt_at AS due
+    FROM deliveries d
+    WHERE d.app = p.app AND d.status = 0 AND COALESCE(d.leased_until, 0) <= $1
+    ORDER BY d.next_attempt_at LIMIT 1
 ) first
 WHERE first.due <= $1 AND a.id <> ALL($2::text[])
 ORDER BY a.served, first.due, a.seq
@@ -61,13 +63,13 @@ WITH picked AS (
     CROSS JOIN LATERAL (
         SELECT d.msg, d.ep FROM deliveries d
         WHERE d.app = t.app AND d.status = 0
-          AND GREATEST(d.next_attempt_at, COALESCE(d.leased_until, 0)) <= $3
+          AND d.next_attempt_at <= $3 AND COALESCE(d.leased_until, 0) <= $3
           AND NOT EXISTS (
               SELECT 1 FROM endpoints e
               WHERE e.id = d.ep AND e.ordered AND EXISTS (
                   SELECT 1 FROM deliveries o
                   WHERE o.ep = d.ep AND o.status = 0 AND o.msg < d.msg))
-        ORDER BY GREATEST(d.next_attempt_at, COALESCE(d.leased_until, 0)), d.msg, d.ep
+        ORDER BY d.next_attempt_at, d.msg, d.ep
         LIMIT t.share
         FOR UPDATE OF d SKIP LOCKED
     ) p
@@ -99,6 +101,7 @@ pub(super) async fn lease(
 
     let mut client = store.client().await?;
     let tx = client.transaction().await?;
+    super::bookkeeping(&tx).await?;
     let waiting = tx.prepare_cached(WAITING).await?;
     let mut active: Vec<(i64, usize)> = Vec::new();
     for row in tx.query(&waiting, &[&now_us, &full, &most]).await? {

@@ -105,6 +105,17 @@ impl fmt::Debug for PostgresStore {
     }
 }
 
+/// Makes the transaction commit without waiting for its WAL to reach the disk: for the
+/// delivery engine's bookkeeping (leases, attempt outcomes, health), as the SQLite store
+/// does. A database crash can lose the last fraction of a second of them, and those
+/// deliveries are made again, which at-least-once allows; what a send stores is never
+/// committed this way.
+async fn bookkeeping(tx: &deadpool_postgres::Transaction<'_>) -> Result<(), StoreError> {
+    tx.batch_execute("SET LOCAL synchronous_commit = off")
+        .await?;
+    Ok(())
+}
+
 /// Whether an error is one a retry of the whole transaction can cure.
 fn retryable(error: &StoreError) -> bool {
     matches!(error, StoreError::Postgres(e)
@@ -347,16 +358,13 @@ impl AttemptRows {
         Ok(())
     }
 
-    /// Records them (an attempt recorded again under the same id moves to the end), in the
-    /// application of its message; those whose message is gone are dropped.
+    /// Records them in the application of its message; those whose message is gone are
+    /// dropped, and so is an attempt recorded again under an id already recorded (ids are
+    /// fresh for every request, so that is a report written twice).
     async fn insert(&self, tx: &deadpool_postgres::Transaction<'_>) -> Result<(), StoreError> {
         if self.id.is_empty() {
             return Ok(());
         }
-        let delete = tx
-            .prepare_cached("DELETE FROM attempts WHERE id = ANY($1)")
-            .await?;
-        tx.execute(&delete, &[&self.id]).await?;
         let insert = tx
             .prepare_cached(
                 "INSERT INTO attempts (id, app, msg, ep, event_type, channel, url, status,
@@ -370,7 +378,8 @@ impl AttemptRows {
                     AS t(id, msg, ep, event_type, channel, url, status, response_status,
                     response, headers, duration_us, trigger_code, created_at, n)
                  JOIN messages m ON m.id = t.msg
-                 ORDER BY t.n",
+                 ORDER BY t.n
+                 ON CONFLICT (id) DO NOTHING",
             )
             .await?;
         tx.execute(
@@ -930,6 +939,7 @@ impl Store for PostgresStore {
             .retrying(|| async {
                 let mut client = self.client().await?;
                 let tx = client.transaction().await?;
+                bookkeeping(&tx).await?;
                 attempts.insert(&tx).await?;
                 let held = finish(&tx, &reports).await?;
                 tx.commit().await?;
@@ -962,6 +972,7 @@ impl Store for PostgresStore {
             .retrying(|| async {
                 let mut client = self.client().await?;
                 let tx = client.transaction().await?;
+                bookkeeping(&tx).await?;
                 attempts.insert(&tx).await?;
                 let held = finish(&tx, &reports).await?;
                 let health = apply_health(&tx, &outcomes, disable_after).await?;
@@ -1133,6 +1144,7 @@ impl Store for PostgresStore {
             .retrying(|| async {
                 let mut client = self.client().await?;
                 let tx = client.transaction().await?;
+                bookkeeping(&tx).await?;
                 let changes = apply_health(&tx, &outcomes, disable_after).await?;
                 tx.commit().await?;
                 Ok(changes)
