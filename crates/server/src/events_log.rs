@@ -106,7 +106,8 @@ impl EventLog {
             .query_one("SELECT seq FROM runtime_log_head", &[])
             .await
             .map_err(database_error)?
-            .get(0);
+            .try_get(0)
+            .map_err(database_error)?;
         drop(client);
         let (tell, published) = watch::channel(head);
         let queued = Arc::new(Mutex::new(VecDeque::new()));
@@ -161,7 +162,8 @@ impl EventLog {
             )
             .await
             .map_err(|e| unavailable(&e))?
-            .get(0);
+            .try_get(0)
+            .map_err(|e| unavailable(&e))?;
         let first = last - count + 1;
         let seqs: Vec<i64> = (first..=last).collect();
         tx.execute(
@@ -215,7 +217,7 @@ async fn migrate(client: &mut deadpool_postgres::Object) -> Result<(), ServerErr
         .await
         .map_err(database_error)?
     {
-        Some(row) => row.get(0),
+        Some(row) => row.try_get(0).map_err(database_error)?,
         None => 0,
     };
     if found > VERSION {
@@ -326,7 +328,10 @@ async fn read_after(pool: &Pool, last: i64) -> Result<Vec<(i64, String)>, String
         )
         .await
         .map_err(|e| e.to_string())?;
-    Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
+    rows.iter()
+        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+        .collect::<Result<_, tokio_postgres::Error>>()
+        .map_err(|e| e.to_string())
 }
 
 async fn cleanup(pool: &Pool) -> Result<(), String> {
