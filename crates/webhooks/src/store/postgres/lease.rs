@@ -162,7 +162,9 @@ pub(super) async fn lease(
     if !served.is_empty() {
         served.sort_unstable();
         tx.execute(
-            "UPDATE apps SET served = nextval('lease_turns') WHERE seq = ANY($1)",
+            // One turn number for every application this lease served (an uncorrelated
+            // subquery runs once).
+            "UPDATE apps SET served = (SELECT nextval('lease_turns')) WHERE seq = ANY($1)",
             &[&served],
         )
         .await?;
