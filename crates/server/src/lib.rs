@@ -76,8 +76,6 @@ pub async fn migrate(data_dir: &std::path::Path) -> Result<Upgraded, ServerError
 /// [`ServerError::Webhooks`] when the database cannot be reached, a statement fails or a
 /// newer build wrote the schema.
 pub async fn migrate_database(database: &DatabaseConfig) -> Result<(), ServerError> {
-    let dir = std::path::Path::new("");
-    let (store, _) = svix::apps::open_store(dir, Some(database)).await?;
-    store.close().await;
+    svix::apps::connect(database).await?;
     Ok(())
 }

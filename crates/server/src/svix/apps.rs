@@ -23,7 +23,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 use switchyard_webhooks::delivery::{DeliveryConfig, DeliveryEngine};
-use switchyard_webhooks::store::{PostgresOptions, SqliteStore, Store as _};
+use switchyard_webhooks::store::{PostgresOptions, PostgresStore, SqliteStore, Store as _};
 use switchyard_webhooks::{
     AppUid, Application, Error as WebhooksError, EventType, EventTypeName, Registry, RegistryConfig,
 };
@@ -183,15 +183,24 @@ pub(crate) async fn open_store(
     database: Option<&DatabaseConfig>,
 ) -> Result<(ServerStore, Upgraded), ServerError> {
     if let Some(database) = database {
-        let mut options = PostgresOptions::default();
-        options.max_connections = database.max_connections;
-        let store = switchyard_webhooks::store::PostgresStore::connect_with(&database.url, options)
-            .await
-            .map_err(WebhooksError::from)?;
+        let store = connect(database).await?;
         return Ok((ServerStore::Postgres(store), Upgraded::default()));
     }
     let (store, upgraded) = open_sqlite(data_dir).await?;
     Ok((ServerStore::Sqlite(store), upgraded))
+}
+
+/// Connects to the database's webhooks store with the configured pool size, migrating its
+/// schema.
+///
+/// # Errors
+/// [`ServerError::Webhooks`] when it cannot be reached or a newer build wrote the schema.
+pub(crate) async fn connect(database: &DatabaseConfig) -> Result<PostgresStore, ServerError> {
+    let mut options = PostgresOptions::default();
+    options.max_connections = database.max_connections;
+    Ok(PostgresStore::connect_with(&database.url, options)
+        .await
+        .map_err(WebhooksError::from)?)
 }
 
 /// Opens (creating) the SQLite store under `data_dir/webhooks`, first bringing in what a

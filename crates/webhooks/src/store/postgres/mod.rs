@@ -957,7 +957,6 @@ impl Store for PostgresStore {
         let mut reports = Reports::default();
         let mut attempts = AttemptRows::default();
         let mut outcomes = Vec::new();
-        let mut endpoints_changed = false;
         for (lease, update) in &items {
             push_report(&mut reports, &mut attempts, lease, update)?;
             if let Some(attempt) = &update.attempt {
@@ -979,13 +978,8 @@ impl Store for PostgresStore {
                 tx.commit().await?;
                 Ok(Finished { held, health })
             })
-            .await
-            .inspect(|finished| {
-                if finished.health.iter().any(|(_, change)| disables(*change)) {
-                    endpoints_changed = true;
-                }
-            })?;
-        if endpoints_changed {
+            .await?;
+        if finished.health.iter().any(|(_, change)| disables(*change)) {
             self.notify(listen::ENDPOINTS).await;
         }
         Ok(finished)
