@@ -602,6 +602,14 @@ impl<S: Store> DeliveryEngine<S> {
         let mut unstarted = Vec::new();
         tokio::pin!(shutdown);
         'running: loop {
+            // Seen here too, not only while waiting: with a backlog the loop may never wait
+            // (every lease fills its batch, and the queue has room when the store is the
+            // slower side), and a stop must not wait for the backlog to run out.
+            tokio::select! {
+                biased;
+                () = &mut shutdown => break 'running,
+                () = std::future::ready(()) => {}
+            }
             if Instant::now() >= next_heartbeat {
                 next_heartbeat = Instant::now() + config.node_heartbeat;
                 shared.heartbeat().await;
