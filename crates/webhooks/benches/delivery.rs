@@ -49,6 +49,9 @@ const ROUNDS: usize = 3;
 /// Concurrent `send` callers in the throughput runs.
 const SENDERS: usize = 8;
 
+/// Messages each node sends before a [`nodes_rate`] run is timed.
+const WARM_UP: usize = 16;
+
 const PAYLOAD: &str = r#"{"origin": "https://example.org/repo.git", "visit": 42, "status": "full", "snapshot": "swh:1:snp:0000000000000000000000000000000000000000"}"#;
 
 /// A loopback receiver answering 204 at once; in the latency run it also notes when each
@@ -205,6 +208,16 @@ async fn nodes_rate<S: Store>(
         });
         engines.push((stop, running));
     }
+    // Warm-up, untimed: every node sends a few messages and they are delivered, so each
+    // pool has opened its connections (a PostgreSQL connection is a process of its own, and
+    // two nodes open twice as many) and prepared its statements before the clock starts.
+    for registry in &registries {
+        for _ in 0..WARM_UP {
+            registry.send(&visit, PAYLOAD, None).await.unwrap().unwrap();
+        }
+    }
+    let warm = WARM_UP * registries.len() * endpoints;
+    wait_for(&receiver.count, warm).await;
     let started = Instant::now();
     let next = Arc::new(AtomicUsize::new(0));
     let mut senders = Vec::new();
@@ -220,7 +233,7 @@ async fn nodes_rate<S: Store>(
     for sender in senders {
         sender.await.unwrap();
     }
-    wait_for(&receiver.count, messages * endpoints).await;
+    wait_for(&receiver.count, warm + messages * endpoints).await;
     let elapsed = started.elapsed();
     for (stop, running) in engines {
         let _ = stop.send(());

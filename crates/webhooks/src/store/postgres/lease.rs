@@ -26,13 +26,14 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::{PostgresStore, lease_end, micros, new_token, rows};
+use super::{PostgresStore, fanout, lease_end, micros, new_token, rows};
 use crate::error::StoreError;
 use crate::model::Lease;
 use crate::store::AppLimits;
 
-/// The applications with something available at `$1`, served longest ago first; those in
-/// `$2` (no room) left out; at most `$3`.
+/// The applications with something available at `$1` (a delivery row or a fan-out), served
+/// longest ago first; those in `$2` (no room) left out; at most `$3`. A fan-out is due when
+/// its message was made, or when its claim ran out.
 const WAITING: &str = "
 WITH RECURSIVE pending(app) AS (
     (SELECT app FROM deliveries WHERE status = 0 ORDER BY app LIMIT 1)
@@ -40,15 +41,24 @@ WITH RECURSIVE pending(app) AS (
     SELECT (SELECT d.app FROM deliveries d WHERE d.status = 0 AND d.app > p.app
             ORDER BY d.app LIMIT 1)
     FROM pending p WHERE p.app IS NOT NULL
+), fanned(app) AS (
+    (SELECT app FROM fanouts ORDER BY app LIMIT 1)
+    UNION ALL
+    SELECT (SELECT f.app FROM fanouts f WHERE f.app > p.app ORDER BY f.app LIMIT 1)
+    FROM fanned p WHERE p.app IS NOT NULL
 )
 SELECT a.seq, a.id
-FROM pending p
+FROM (SELECT app FROM pending WHERE app IS NOT NULL
+      UNION SELECT app FROM fanned WHERE app IS NOT NULL) p
 JOIN apps a ON a.seq = p.app
 CROSS JOIN LATERAL (
-    SELECT d.next_attempt_at AS due
-    FROM deliveries d
-    WHERE d.app = p.app AND d.status = 0 AND COALESCE(d.leased_until, 0) <= $1
-    ORDER BY d.next_attempt_at LIMIT 1
+    SELECT LEAST(
+        (SELECT d.next_attempt_at FROM deliveries d
+         WHERE d.app = p.app AND d.status = 0 AND COALESCE(d.leased_until, 0) <= $1
+         ORDER BY d.next_attempt_at LIMIT 1),
+        (SELECT CASE WHEN f.leased_until = 0 THEN f.created_at ELSE f.leased_until END
+         FROM fanouts f WHERE f.app = p.app AND f.leased_until <= $1
+         ORDER BY f.leased_until, f.msg LIMIT 1)) AS due
 ) first
 WHERE first.due <= $1 AND a.id <> ALL($2::text[])
 ORDER BY a.served, first.due, a.seq
@@ -118,6 +128,7 @@ pub(super) async fn lease(
     let mut served: Vec<i64> = active.iter().map(|(seq, _)| *seq).collect();
     let turn = tx.prepare_cached(TURN).await?;
     let mut leases = Vec::with_capacity(wanted);
+    let mut memo = fanout::Memo::default();
     while !active.is_empty() && leases.len() < wanted {
         let mut left = wanted - leases.len();
         let share = left.div_ceil(active.len()).max(1);
@@ -143,6 +154,31 @@ pub(super) async fn lease(
                 token: token.clone(),
             });
         }
+        // What delivery rows left of each share goes to fan-outs, claimed whole.
+        let (mut fan_apps, mut fan_shares) = (Vec::new(), Vec::new());
+        for (app, share) in apps.iter().zip(&shares) {
+            let had = i64::try_from(got.get(app).copied().unwrap_or(0)).unwrap_or(i64::MAX);
+            if had < *share {
+                fan_apps.push(*app);
+                fan_shares.push(share - had);
+            }
+        }
+        if !fan_apps.is_empty() {
+            let (claimed, claims) = fanout::claim(
+                &tx,
+                &store.claims,
+                (&fan_apps, &fan_shares),
+                now_us,
+                until,
+                &token,
+            )
+            .await?;
+            memo.extend(claims);
+            for (app, shares) in claimed {
+                *got.entry(app).or_default() += shares.len();
+                leases.extend(shares);
+            }
+        }
         let asked: HashMap<i64, i64> = apps.into_iter().zip(shares).collect();
         active = active
             .into_iter()
@@ -153,7 +189,7 @@ pub(super) async fn lease(
                     return Some((seq, room));
                 };
                 let had = got.get(&seq).copied().unwrap_or(0);
-                let full_share = usize::try_from(*share).is_ok_and(|s| s == had);
+                let full_share = usize::try_from(*share).is_ok_and(|s| had >= s);
                 let room = room.saturating_sub(had);
                 (full_share && room > 0).then_some((seq, room))
             })
@@ -170,6 +206,7 @@ pub(super) async fn lease(
         .await?;
     }
     tx.commit().await?;
+    memo.apply(&store.claims);
     leases.sort_by(|a, b| {
         (a.delivery.next_attempt_at, &a.delivery.message_id)
             .cmp(&(b.delivery.next_attempt_at, &b.delivery.message_id))

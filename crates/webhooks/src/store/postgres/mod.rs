@@ -26,6 +26,7 @@ use crate::model::{
 };
 use crate::page::{Order, PageRequest};
 
+mod fanout;
 mod lease;
 mod listen;
 mod rows;
@@ -91,6 +92,8 @@ impl Default for PostgresOptions {
 pub struct PostgresStore {
     pool: Pool,
     changes: std::sync::Arc<listen::Changes>,
+    /// The fan-out claims this process holds (shared by every clone of the handle).
+    claims: std::sync::Arc<std::sync::Mutex<fanout::Claims>>,
 }
 
 impl fmt::Debug for PostgresStore {
@@ -193,7 +196,11 @@ impl PostgresStore {
             .runtime(deadpool_postgres::Runtime::Tokio1)
             .build()
             .map_err(|e| StoreError::Pool(e.to_string()))?;
-        let store = Self { pool, changes };
+        let store = Self {
+            pool,
+            changes,
+            claims: std::sync::Arc::default(),
+        };
         let mut client = store.client().await?;
         schema::migrate(&mut client).await?;
         Ok(store)
@@ -334,10 +341,12 @@ struct AttemptRows {
     duration_us: Vec<i64>,
     trigger: Vec<i16>,
     created_at: Vec<i64>,
+    held: Vec<bool>,
 }
 
 impl AttemptRows {
-    fn push(&mut self, attempt: &Attempt) -> Result<(), StoreError> {
+    /// Adds an attempt; `held`: whether its report was taken.
+    fn push(&mut self, attempt: &Attempt, held: bool) -> Result<(), StoreError> {
         let headers: BTreeMap<&str, &str> = attempt.headers.iter().collect();
         self.id.push(attempt.id.to_string());
         self.msg.push(attempt.message_id.to_string());
@@ -355,6 +364,7 @@ impl AttemptRows {
             .push(i64::try_from(attempt.duration.as_micros()).unwrap_or(i64::MAX));
         self.trigger.push(code16(attempt.trigger.code()));
         self.created_at.push(micros(attempt.timestamp));
+        self.held.push(held);
         Ok(())
     }
 
@@ -368,15 +378,17 @@ impl AttemptRows {
         let insert = tx
             .prepare_cached(
                 "INSERT INTO attempts (id, app, msg, ep, event_type, channel, url, status,
-                    response_status, response, headers, duration_us, trigger_code, created_at)
+                    response_status, response, headers, duration_us, trigger_code, created_at,
+                    held)
                  SELECT t.id, m.app, t.msg, t.ep, t.event_type, t.channel, t.url, t.status,
                     t.response_status, t.response, t.headers, t.duration_us, t.trigger_code,
-                    t.created_at
+                    t.created_at, t.held
                  FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
                     $6::text[], $7::smallint[], $8::integer[], $9::text[], $10::text[],
-                    $11::bigint[], $12::smallint[], $13::bigint[]) WITH ORDINALITY
+                    $11::bigint[], $12::smallint[], $13::bigint[], $14::boolean[])
+                    WITH ORDINALITY
                     AS t(id, msg, ep, event_type, channel, url, status, response_status,
-                    response, headers, duration_us, trigger_code, created_at, n)
+                    response, headers, duration_us, trigger_code, created_at, held, n)
                  JOIN messages m ON m.id = t.msg
                  ORDER BY t.n
                  ON CONFLICT (id) DO NOTHING",
@@ -398,6 +410,7 @@ impl AttemptRows {
                 &self.duration_us,
                 &self.trigger,
                 &self.created_at,
+                &self.held,
             ],
         )
         .await?;
@@ -604,6 +617,8 @@ impl Store for PostgresStore {
                 .await?;
                 // Deliveries to its endpoints of no message of its own cannot exist: every
                 // delivery is of a message of the endpoint's application.
+                tx.execute("DELETE FROM fanouts WHERE app = $1", &[&seq])
+                    .await?;
                 tx.execute("DELETE FROM attempts WHERE app = $1", &[&seq])
                     .await?;
                 tx.execute("DELETE FROM messages WHERE app = $1", &[&seq])
@@ -724,9 +739,10 @@ impl Store for PostgresStore {
                 if deleted == 0 {
                     return Ok(false);
                 }
+                // Marked dropped, not deleted, so that a fan-out does not speak for them.
                 tx.execute(
-                    "DELETE FROM deliveries WHERE ep = $1 AND status = 0",
-                    &[&id.as_str()],
+                    "UPDATE deliveries SET status = $2 WHERE ep = $1 AND status = 0",
+                    &[&id.as_str(), &DROPPED],
                 )
                 .await?;
                 tx.commit().await?;
@@ -804,7 +820,8 @@ impl Store for PostgresStore {
         endpoints: &[EndpointId],
     ) -> Result<(), StoreError> {
         let endpoints: Vec<&str> = endpoints.iter().map(EndpointId::as_str).collect();
-        // One statement: the message and its deliveries, or nothing.
+        // One statement: the message and its deliveries, or nothing. The deliveries to
+        // ordered endpoints are rows; the others one fan-out (see `fanout.rs`).
         let rows = self
             .query(
                 "WITH m AS (
@@ -812,11 +829,19 @@ impl Store for PostgresStore {
                         created_at, expired)
                     SELECT $1, a.seq, $3, $4, $5, $6, $7, $8 FROM apps a WHERE a.id = $2
                     RETURNING id, app, created_at
+                 ), e AS (
+                    SELECT e.id, e.ordered FROM m JOIN endpoints e
+                    ON e.app = m.app AND e.id = ANY($9)
                  ), d AS (
                     INSERT INTO deliveries (msg, ep, app, status, attempts, next_attempt_at,
                         next_trigger)
                     SELECT m.id, e.id, m.app, 0, 0, m.created_at, 0
-                    FROM m JOIN endpoints e ON e.app = m.app AND e.id = ANY($9)
+                    FROM m JOIN e ON e.ordered
+                 ), f AS (
+                    INSERT INTO fanouts (msg, app, created_at, endpoints, shares_left)
+                    SELECT m.id, m.app, m.created_at, array_agg(e.id ORDER BY e.id), count(*)
+                    FROM m JOIN e ON NOT e.ordered
+                    GROUP BY m.id, m.app, m.created_at
                  )
                  SELECT count(*) FROM m",
                 &[
@@ -903,17 +928,38 @@ impl Store for PostgresStore {
         app: &AppId,
         message: &MessageId,
     ) -> Result<Vec<Delivery>, StoreError> {
-        self.query(
-            "SELECT d.msg, d.ep, d.status, d.attempts, d.next_attempt_at, d.leased_until,
-                d.next_trigger
-             FROM deliveries d JOIN messages m ON m.id = d.msg JOIN apps a ON a.seq = m.app
-             WHERE d.msg = $1 AND a.id = $2 ORDER BY d.ep",
-            &[&message.as_str(), &app.as_str()],
-        )
-        .await?
-        .iter()
-        .map(rows::delivery)
-        .collect()
+        let client = self.client().await?;
+        let exists = client
+            .query_opt(
+                "SELECT 1 FROM messages m JOIN apps a ON a.seq = m.app
+                 WHERE m.id = $1 AND a.id = $2",
+                &[&message.as_str(), &app.as_str()],
+            )
+            .await?;
+        if exists.is_none() {
+            return Ok(Vec::new());
+        }
+        let mut found = Vec::new();
+        let mut with_rows = std::collections::HashSet::new();
+        for row in client
+            .query(
+                "SELECT d.msg, d.ep, d.status, d.attempts, d.next_attempt_at, d.leased_until,
+                    d.next_trigger
+                 FROM deliveries d WHERE d.msg = $1",
+                &[&message.as_str()],
+            )
+            .await?
+        {
+            let status: i16 = row.try_get("status")?;
+            with_rows.insert(row.try_get::<_, String>("ep")?);
+            // A dropped row (its endpoint was deleted while it was pending) is not listed.
+            if status != DROPPED {
+                found.push(rows::delivery(&row)?);
+            }
+        }
+        found.extend(fanout::derived(&client, message.as_str(), &with_rows).await?);
+        found.sort_by(|a, b| a.endpoint_id.cmp(&b.endpoint_id));
+        Ok(found)
     }
 
     async fn lease_deliveries_within(
@@ -932,17 +978,15 @@ impl Store for PostgresStore {
         lease: &Lease,
         update: &DeliveryUpdate,
     ) -> Result<bool, StoreError> {
-        let mut reports = Reports::default();
-        let mut attempts = AttemptRows::default();
-        push_report(&mut reports, &mut attempts, lease, update)?;
+        let items = [(lease, update)];
         let held = self
             .retrying(|| async {
                 let mut client = self.client().await?;
                 let tx = client.transaction().await?;
                 bookkeeping(&tx).await?;
-                attempts.insert(&tx).await?;
-                let held = finish(&tx, &reports).await?;
+                let (held, memo) = finish_items(&tx, &self.claims, &items).await?;
                 tx.commit().await?;
+                memo.apply(&self.claims);
                 Ok(held)
             })
             .await?;
@@ -954,11 +998,9 @@ impl Store for PostgresStore {
         items: Vec<(Lease, DeliveryUpdate)>,
         disable_after: Duration,
     ) -> Result<Finished, StoreError> {
-        let mut reports = Reports::default();
-        let mut attempts = AttemptRows::default();
         let mut outcomes = Vec::new();
-        for (lease, update) in &items {
-            push_report(&mut reports, &mut attempts, lease, update)?;
+        let items: Vec<(&Lease, &DeliveryUpdate)> = items.iter().map(|(l, u)| (l, u)).collect();
+        for (_, update) in &items {
             if let Some(attempt) = &update.attempt {
                 outcomes.push((
                     attempt.endpoint_id.clone(),
@@ -972,10 +1014,10 @@ impl Store for PostgresStore {
                 let mut client = self.client().await?;
                 let tx = client.transaction().await?;
                 bookkeeping(&tx).await?;
-                attempts.insert(&tx).await?;
-                let held = finish(&tx, &reports).await?;
+                let (held, memo) = finish_items(&tx, &self.claims, &items).await?;
                 let health = apply_health(&tx, &outcomes, disable_after).await?;
                 tx.commit().await?;
+                memo.apply(&self.claims);
                 Ok(Finished { held, health })
             })
             .await?;
@@ -1075,15 +1117,21 @@ impl Store for PostgresStore {
         endpoint: &EndpointId,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
+        // The row takes the delivery over from a fan-out, which counts its shares again at
+        // its next claim.
         self.execute(
-            "INSERT INTO deliveries (msg, ep, app, status, attempts, next_attempt_at,
-                next_trigger)
-             SELECT m.id, e.id, m.app, 0, 0, $4, $5
-             FROM apps a JOIN messages m ON m.app = a.seq JOIN endpoints e ON e.app = a.seq
-             WHERE a.id = $1 AND m.id = $2 AND e.id = $3
-             ON CONFLICT (msg, ep) DO UPDATE SET status = 0, attempts = 0,
-                next_attempt_at = excluded.next_attempt_at, leased_until = NULL,
-                lease_token = NULL, next_trigger = excluded.next_trigger",
+            "WITH d AS (
+                INSERT INTO deliveries (msg, ep, app, status, attempts, next_attempt_at,
+                    next_trigger)
+                SELECT m.id, e.id, m.app, 0, 0, $4, $5
+                FROM apps a JOIN messages m ON m.app = a.seq JOIN endpoints e ON e.app = a.seq
+                WHERE a.id = $1 AND m.id = $2 AND e.id = $3
+                ON CONFLICT (msg, ep) DO UPDATE SET status = 0, attempts = 0,
+                    next_attempt_at = excluded.next_attempt_at, leased_until = NULL,
+                    lease_token = NULL, next_trigger = excluded.next_trigger
+                RETURNING msg
+             )
+             UPDATE fanouts SET recount = TRUE WHERE msg IN (SELECT msg FROM d)",
             &[
                 &app.as_str(),
                 &message.as_str(),
@@ -1198,16 +1246,52 @@ impl Store for PostgresStore {
     }
 }
 
-/// Adds one report (and its attempt, if any) to the columns.
-fn push_report(
-    reports: &mut Reports,
-    attempts: &mut AttemptRows,
-    lease: &Lease,
-    update: &DeliveryUpdate,
-) -> Result<(), StoreError> {
-    if let Some(attempt) = &update.attempt {
-        attempts.push(attempt)?;
+/// The status of a delivery row whose endpoint was deleted while it was pending: not listed,
+/// never leased (the model has no such status; the row only keeps a fan-out from speaking for
+/// the delivery).
+const DROPPED: i16 = 3;
+
+/// Applies the reports `items` in `tx`: the delivery rows' through their lease tokens, the
+/// fan-out shares' through their claims (see `fanout.rs`), then records every attempt with
+/// whether its report was taken. For each item, whether it was, and what changes in the
+/// claims this process remembers once the transaction commits.
+async fn finish_items(
+    tx: &deadpool_postgres::Transaction<'_>,
+    claims: &std::sync::Mutex<fanout::Claims>,
+    items: &[(&Lease, &DeliveryUpdate)],
+) -> Result<(Vec<bool>, fanout::Memo), StoreError> {
+    let mut reports = Reports::default();
+    let mut shares = Vec::new();
+    for (lease, update) in items {
+        if fanout::is_share(lease) {
+            shares.push((*lease, *update));
+        } else {
+            push_report(&mut reports, lease, update);
+        }
     }
+    let mut by_row = finish(tx, &reports).await?.into_iter();
+    let (by_share, memo) = fanout::report(tx, claims, &shares).await?;
+    let mut by_share = by_share.into_iter();
+    let mut held = Vec::with_capacity(items.len());
+    let mut attempts = AttemptRows::default();
+    for (lease, update) in items {
+        let taken = if fanout::is_share(lease) {
+            by_share.next()
+        } else {
+            by_row.next()
+        }
+        .unwrap_or(false);
+        if let Some(attempt) = &update.attempt {
+            attempts.push(attempt, taken)?;
+        }
+        held.push(taken);
+    }
+    attempts.insert(tx).await?;
+    Ok((held, memo))
+}
+
+/// Adds one report to the columns.
+fn push_report(reports: &mut Reports, lease: &Lease, update: &DeliveryUpdate) {
     reports.msg.push(lease.delivery.message_id.to_string());
     reports.ep.push(lease.delivery.endpoint_id.to_string());
     reports.token.push(lease.token.clone());
@@ -1217,7 +1301,6 @@ fn push_report(
         .push(i32::try_from(update.attempts).unwrap_or(i32::MAX));
     reports.next.push(micros(update.next_attempt_at));
     reports.attempted.push(update.attempt.is_some());
-    Ok(())
 }
 
 /// Applies the reports whose lease is still held; for each report, whether it was.
@@ -1225,6 +1308,9 @@ async fn finish(
     tx: &deadpool_postgres::Transaction<'_>,
     reports: &Reports,
 ) -> Result<Vec<bool>, StoreError> {
+    if reports.msg.is_empty() {
+        return Ok(Vec::new());
+    }
     let statement = tx
         .prepare_cached(
             "UPDATE deliveries d SET status = t.status, attempts = t.attempts,
@@ -1234,6 +1320,7 @@ async fn finish(
                 $6::bigint[], $7::boolean[]) AS t(msg, ep, token, status, attempts, next,
                 attempted)
              WHERE d.msg = t.msg AND d.ep = t.ep AND d.lease_token = t.token
+               AND d.status <> 3
              RETURNING d.msg, d.ep",
         )
         .await?;

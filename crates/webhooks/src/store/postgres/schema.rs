@@ -15,7 +15,7 @@ use crate::error::StoreError;
 use crate::model::Application;
 
 /// The schema version this build writes.
-pub(super) const VERSION: i32 = 2;
+pub(super) const VERSION: i32 = 3;
 
 /// The advisory lock key migrations hold (any fixed number; "switchya" in ASCII).
 const MIGRATION_LOCK: i64 = 0x7377_6974_6368_7961;
@@ -137,6 +137,28 @@ const V2: &[&str] = &["CREATE TABLE nodes (
         seen_at TIMESTAMPTZ NOT NULL
     )"];
 
+/// Version 3: fan-outs (see `fanout.rs`). A message's first attempts to its unordered
+/// endpoints are one row of `fanouts` holding the endpoints' ids; `fanouts_ready` finds an
+/// application's claimable ones (unclaimed first: `leased_until` 0). An attempt records
+/// whether its report was taken (`held`), which only such successful attempts count towards
+/// what a fan-out's share came to; attempts recorded before are taken as held. A delivery row
+/// whose endpoint was deleted while it was pending is kept, marked dropped (status 3), so
+/// that the fan-out does not speak for it; rows deleted so by version 2 had no fan-out.
+const V3: &[&str] = &[
+    "CREATE TABLE fanouts (
+        msg TEXT COLLATE \"C\" PRIMARY KEY,
+        app BIGINT NOT NULL,
+        created_at BIGINT NOT NULL,
+        endpoints TEXT[] NOT NULL,
+        shares_left INTEGER NOT NULL,
+        leased_until BIGINT NOT NULL DEFAULT 0,
+        lease_token TEXT,
+        recount BOOLEAN NOT NULL DEFAULT FALSE
+    ) WITH (fillfactor = 70)",
+    "CREATE INDEX fanouts_ready ON fanouts (app, leased_until, msg)",
+    "ALTER TABLE attempts ADD COLUMN held BOOLEAN NOT NULL DEFAULT TRUE",
+];
+
 /// Brings the database's schema up to [`VERSION`], in one transaction, under an advisory
 /// lock (a second process starting at the same time waits, then finds it done).
 ///
@@ -184,6 +206,11 @@ pub(super) async fn migrate(client: &mut Client) -> Result<(), StoreError> {
     }
     if found < 2 {
         for statement in V2 {
+            tx.batch_execute(statement).await?;
+        }
+    }
+    if found < 3 {
+        for statement in V3 {
             tx.batch_execute(statement).await?;
         }
     }
