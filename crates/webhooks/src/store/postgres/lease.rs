@@ -3,17 +3,19 @@
 //!
 //! One lease is one transaction:
 //!
-//! 1. **Who is waiting.** The applications with a pending delivery available now, found by
-//!    walking the distinct applications of the `deliveries_ready` index (a recursive query
-//!    that jumps from one application to the next, so it costs one probe per application
-//!    with pending deliveries, however many each has) and reading each one's earliest
-//!    unleased due delivery from the same index (passing over its leased ones, which the
-//!    engine's per-application cap keeps few). Served longest ago first, then earliest due.
+//! 1. **Who is waiting.** The applications with a pending delivery or a fan-out available
+//!    now, found by walking the distinct applications of the `deliveries_ready` and
+//!    `fanouts_ready` indexes (recursive queries that jump from one application to the next,
+//!    so they cost one probe per application with something pending, however much each has)
+//!    and reading each one's earliest unleased due delivery or fan-out from the same indexes
+//!    (passing over its leased ones, which the engine's per-application cap keeps few).
+//!    Served longest ago first, then earliest due.
 //! 2. **Turns.** Each turn gives every waiting application an equal share of what is left of
-//!    the batch (capped by its room), in one statement: per application, its earliest
-//!    available rows, locked with `SKIP LOCKED` (a row another process is leasing right now
-//!    is left to it) and marked leased. An application that filled its share and has room
-//!    takes part in the next turn.
+//!    the batch (capped by its room), in two statements: per application, its earliest
+//!    available delivery rows, locked with `SKIP LOCKED` (a row another process is leasing
+//!    right now is left to it) and marked leased; then, for what is left of each share,
+//!    whole fan-outs, oldest first (`fanout.rs`). An application that filled its share and
+//!    has room takes part in the next turn.
 //! 3. **Served.** Every application that took a turn is marked served in this lease's turn
 //!    number, so it waits behind the others next time.
 //!
