@@ -15,10 +15,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::StatusCode;
-use http_body_util::{BodyExt, Full};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use switchyard_server::{DatabaseConfig, RunningServer, Server};
 
@@ -35,38 +31,20 @@ async fn receiver() -> (String, Seen) {
 
 /// A receiver's `http://addr` (any path is taken) and what it saw.
 async fn receiver_base() -> (String, Seen) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
     let seen: Seen = Arc::default();
     let record = Arc::clone(&seen);
-    tokio::spawn(async move {
-        loop {
-            let (stream, _) = listener.accept().await.unwrap();
-            let record = Arc::clone(&record);
-            tokio::spawn(async move {
-                let service = service_fn(move |request: http::Request<hyper::body::Incoming>| {
-                    let record = Arc::clone(&record);
-                    async move {
-                        let mut id = request
-                            .headers()
-                            .get("webhook-id")
-                            .and_then(|v| v.to_str().ok())
-                            .unwrap_or_default()
-                            .to_owned();
-                        if request.uri().path() != "/hook" {
-                            id = format!("{id} {}", request.uri().path());
-                        }
-                        let _ = request.into_body().collect().await;
-                        *record.lock().unwrap().entry(id).or_default() += 1;
-                        Ok::<_, hyper::Error>(http::Response::new(Full::new(Bytes::new())))
-                    }
-                });
-                let _ = http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
+    let url = common::receiver(Duration::ZERO, move |path, headers, _| {
+        let mut id = headers
+            .get("webhook-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        if path != "/hook" {
+            id = format!("{id} {path}");
         }
-    });
+        *record.lock().unwrap().entry(id).or_default() += 1;
+    })
+    .await;
     (url, seen)
 }
 

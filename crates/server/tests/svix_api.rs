@@ -4,48 +4,16 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
 use common::Api;
 use http::{Method, StatusCode};
-use http_body_util::{BodyExt, Full};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use switchyard_webhooks::{Secret, Verifier};
 
 /// A loopback receiver that records (path, headers, body) and answers 200 after `delay`.
-async fn receiver(delay: Duration) -> (String, Arc<Mutex<Vec<(String, http::HeaderMap, Bytes)>>>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let record = Arc::clone(&seen);
-    tokio::spawn(async move {
-        loop {
-            let (stream, _) = listener.accept().await.unwrap();
-            let record = Arc::clone(&record);
-            tokio::spawn(async move {
-                let service = service_fn(move |request: http::Request<hyper::body::Incoming>| {
-                    let record = Arc::clone(&record);
-                    async move {
-                        let path = request.uri().path().to_owned();
-                        let headers = request.headers().clone();
-                        let body = request.into_body().collect().await.unwrap().to_bytes();
-                        tokio::time::sleep(delay).await;
-                        record.lock().unwrap().push((path, headers, body));
-                        Ok::<_, hyper::Error>(http::Response::new(Full::new(Bytes::from("ok"))))
-                    }
-                });
-                let _ = http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    (url, seen)
+async fn receiver(delay: Duration) -> (String, common::Requests) {
+    common::recording_receiver(delay).await
 }
 
 async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {

@@ -7,15 +7,9 @@
 mod common;
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
 use http::StatusCode;
-use http_body_util::{BodyExt, Full};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use switchyard_webhooks::store::{SqliteStore, Store as _};
 use switchyard_webhooks::{
@@ -24,35 +18,10 @@ use switchyard_webhooks::{
 
 use common::Api;
 
-type Seen = Arc<Mutex<Vec<(String, http::HeaderMap, Bytes)>>>;
+type Seen = common::Requests;
 
 async fn receiver() -> (String, Seen) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let seen: Seen = Arc::default();
-    let record = Arc::clone(&seen);
-    tokio::spawn(async move {
-        loop {
-            let (stream, _) = listener.accept().await.unwrap();
-            let record = Arc::clone(&record);
-            tokio::spawn(async move {
-                let service = service_fn(move |request: http::Request<hyper::body::Incoming>| {
-                    let record = Arc::clone(&record);
-                    async move {
-                        let path = request.uri().path().to_owned();
-                        let headers = request.headers().clone();
-                        let body = request.into_body().collect().await.unwrap().to_bytes();
-                        record.lock().unwrap().push((path, headers, body));
-                        Ok::<_, hyper::Error>(http::Response::new(Full::new(Bytes::from("ok"))))
-                    }
-                });
-                let _ = http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    (url, seen)
+    common::recording_receiver(std::time::Duration::ZERO).await
 }
 
 /// What the old directory holds, to compare with what the API answers after the upgrade.

@@ -115,6 +115,31 @@ async fn wait_for(count: &AtomicUsize, target: usize) {
     }
 }
 
+/// Starts a delivery engine (loopback receivers allowed) on `registry`: the sender that stops
+/// it and its task.
+fn start_engine<S: Store>(
+    registry: Arc<Registry<S>>,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    let config = DeliveryConfig {
+        addresses: AddressPolicy::default().allow("127.0.0.0/8".parse().unwrap()),
+        ..DeliveryConfig::default()
+    };
+    let engine = DeliveryEngine::new(registry, config).unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(async move {
+        engine
+            .run(async {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap();
+    });
+    (stop, running)
+}
+
 /// A registry on a fresh SQLite file with `endpoints` endpoints on the receiver, and a
 /// running engine.
 async fn setup(
@@ -146,20 +171,7 @@ async fn setup(
             .await
             .unwrap();
     }
-    let config = DeliveryConfig {
-        addresses: AddressPolicy::default().allow("127.0.0.0/8".parse().unwrap()),
-        ..DeliveryConfig::default()
-    };
-    let engine = DeliveryEngine::new(registry.clone(), config).unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(async move {
-        engine
-            .run(async {
-                let _ = stopped.await;
-            })
-            .await
-            .unwrap();
-    });
+    let (stop, running) = start_engine(registry.clone());
     (registry, visit, stop, running, dir)
 }
 
@@ -192,21 +204,7 @@ async fn nodes_rate<S: Store>(
     }
     let mut engines = Vec::new();
     for registry in &registries {
-        let config = DeliveryConfig {
-            addresses: AddressPolicy::default().allow("127.0.0.0/8".parse().unwrap()),
-            ..DeliveryConfig::default()
-        };
-        let engine = DeliveryEngine::new(registry.clone(), config).unwrap();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let running = tokio::spawn(async move {
-            engine
-                .run(async {
-                    let _ = stopped.await;
-                })
-                .await
-                .unwrap();
-        });
-        engines.push((stop, running));
+        engines.push(start_engine(registry.clone()));
     }
     // Warm-up, untimed: every node sends a few messages and they are delivered, so each
     // pool has opened its connections (a PostgreSQL connection is a process of its own, and
@@ -409,20 +407,7 @@ async fn fairness(backlog: usize) -> (Duration, Duration, Duration, usize, usize
     for sender in senders {
         sender.await.unwrap();
     }
-    let config = DeliveryConfig {
-        addresses: AddressPolicy::default().allow("127.0.0.0/8".parse().unwrap()),
-        ..DeliveryConfig::default()
-    };
-    let engine = DeliveryEngine::new(registry.clone(), config).unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(async move {
-        engine
-            .run(async {
-                let _ = stopped.await;
-            })
-            .await
-            .unwrap();
-    });
+    let (stop, running) = start_engine(registry.clone());
     // The engine is busy with the backlog; now the quiet application sends.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let quiet = registry.app("quiet").await.unwrap();

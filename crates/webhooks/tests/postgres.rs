@@ -207,6 +207,24 @@ async fn receiver() -> (String, Got) {
     (url, got)
 }
 
+/// Runs `engine` in a task: the sender that stops it, and the task.
+fn start<S: Store>(
+    engine: DeliveryEngine<S>,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<Result<(), switchyard_webhooks::Error>>,
+) {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(async move {
+        engine
+            .run(async {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    (stop, running)
+}
+
 async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while !done() {
@@ -246,15 +264,7 @@ async fn another_process_hears_sends_and_endpoint_changes() {
         addresses: AddressPolicy::default().allow("127.0.0.0/8".parse().unwrap()),
         ..DeliveryConfig::default()
     };
-    let engine = DeliveryEngine::new(Arc::clone(&here), config).unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(async move {
-        engine
-            .run(async {
-                let _ = stopped.await;
-            })
-            .await
-    });
+    let (stop, running) = start(DeliveryEngine::new(Arc::clone(&here), config).unwrap());
     // The engine's first lease (nothing due) and its LISTEN.
     tokio::time::sleep(Duration::from_millis(500)).await;
 
@@ -381,15 +391,7 @@ async fn endpoint_concurrency_is_shared_among_live_engines() {
         addresses: AddressPolicy::default().allow("127.0.0.0/8".parse().unwrap()),
         ..DeliveryConfig::default()
     };
-    let engine = DeliveryEngine::new(Arc::clone(&registry), config).unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(async move {
-        engine
-            .run(async {
-                let _ = stopped.await;
-            })
-            .await
-    });
+    let (stop, running) = start(DeliveryEngine::new(Arc::clone(&registry), config).unwrap());
     // Its first heartbeat has counted two nodes.
     tokio::time::sleep(Duration::from_millis(300)).await;
     for i in 0..12 {
@@ -499,16 +501,9 @@ async fn an_ordered_endpoint_gets_message_order_from_two_engines() {
             addresses: AddressPolicy::default().allow("127.0.0.0/8".parse().unwrap()),
             ..DeliveryConfig::default()
         };
-        let engine = DeliveryEngine::new(Arc::clone(registry), config).unwrap();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let running = tokio::spawn(async move {
-            engine
-                .run(async {
-                    let _ = stopped.await;
-                })
-                .await
-        });
-        stops.push((stop, running));
+        stops.push(start(
+            DeliveryEngine::new(Arc::clone(registry), config).unwrap(),
+        ));
     }
     wait_for("20 deliveries", || got.lock().unwrap().len() >= 20).await;
     tokio::time::sleep(Duration::from_millis(200)).await;

@@ -223,3 +223,53 @@ impl Drop for Serve {
         let _ = self.child.wait();
     }
 }
+
+/// What a [`recording_receiver`] saw: each request's path, headers and body, in arrival order.
+pub type Requests = std::sync::Arc<std::sync::Mutex<Vec<(String, http::HeaderMap, Bytes)>>>;
+
+/// A loopback webhook receiver at `http://addr` (every path is taken): each request's path,
+/// headers and body go to `record`, then, after `delay`, it answers 200 `ok`.
+pub async fn receiver<F>(delay: Duration, record: F) -> String
+where
+    F: Fn(String, http::HeaderMap, Bytes) + Send + Sync + 'static,
+{
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let record = std::sync::Arc::new(record);
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let record = std::sync::Arc::clone(&record);
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(
+                    move |request: http::Request<hyper::body::Incoming>| {
+                        let record = std::sync::Arc::clone(&record);
+                        async move {
+                            let path = request.uri().path().to_owned();
+                            let headers = request.headers().clone();
+                            let body = request.into_body().collect().await?.to_bytes();
+                            tokio::time::sleep(delay).await;
+                            record(path, headers, body);
+                            Ok::<_, hyper::Error>(http::Response::new(Full::new(Bytes::from("ok"))))
+                        }
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    url
+}
+
+/// A [`receiver`] that keeps every request in a list.
+pub async fn recording_receiver(delay: Duration) -> (String, Requests) {
+    let seen = Requests::default();
+    let record = std::sync::Arc::clone(&seen);
+    let url = receiver(delay, move |path, headers, body| {
+        record.lock().unwrap().push((path, headers, body));
+    })
+    .await;
+    (url, seen)
+}

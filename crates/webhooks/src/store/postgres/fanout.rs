@@ -28,11 +28,12 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, PoisonError};
 
-use chrono::DateTime;
+use chrono::{DateTime, Utc};
 
 use super::rows::corrupt;
 use super::{code16, micros};
 use crate::error::StoreError;
+use crate::id::MessageId;
 use crate::model::{
     AttemptStatus, AttemptTrigger, Delivery, DeliveryStatus, DeliveryUpdate, Lease,
 };
@@ -517,75 +518,64 @@ pub(super) async fn report(
     Ok((taken, memo))
 }
 
-/// The deliveries of message `msg` that only its fan-out knows about (none of `with_rows`),
-/// with what they came to: succeeded (a successful attempt recorded under a claim), or
-/// pending while the fan-out is open. Shares to deleted endpoints that never succeeded are
-/// left out.
+/// The deliveries of message `msg` (made at `created_at`) that only its fan-out knows about
+/// (none of `with_rows`), with what they came to: succeeded (a successful attempt recorded
+/// under a claim), or pending while the fan-out is open. Shares to deleted endpoints that
+/// never succeeded are left out.
 pub(super) async fn derived(
     client: &deadpool_postgres::Object,
-    msg: &str,
+    msg: &MessageId,
+    created_at: DateTime<Utc>,
     with_rows: &HashSet<String>,
 ) -> Result<Vec<Delivery>, StoreError> {
+    let what = || format!("deliveries of message {msg}");
+    let delivery = |ep: &str, status, attempts, leased_until| -> Result<Delivery, StoreError> {
+        Ok(Delivery {
+            message_id: msg.clone(),
+            endpoint_id: ep.parse().map_err(|e| corrupt(what(), e))?,
+            status,
+            attempts,
+            next_attempt_at: created_at,
+            leased_until,
+            trigger: AttemptTrigger::Scheduled,
+        })
+    };
+    let held = client
+        .prepare_cached(
+            "SELECT ep, count(*) FROM attempts WHERE msg = $1 AND held GROUP BY ep
+             HAVING bool_or(status = $2)",
+        )
+        .await?;
+    let success = code16(AttemptStatus::Success.code());
+    let mut derived = Vec::new();
+    let mut seen = HashSet::new();
+    for row in client.query(&held, &[&msg.as_str(), &success]).await? {
+        let ep: String = row.try_get(0)?;
+        if with_rows.contains(&ep) {
+            continue;
+        }
+        let count: i64 = row.try_get(1)?;
+        let count = u32::try_from(count).map_err(|e| corrupt(what(), e))?;
+        derived.push(delivery(&ep, DeliveryStatus::Succeeded, count, None)?);
+        seen.insert(ep);
+    }
     let fanout = client
         .prepare_cached(
-            "SELECT f.leased_until, f.created_at,
+            "SELECT f.leased_until,
                 ARRAY(SELECT e.id FROM endpoints e WHERE e.id = ANY(f.endpoints))
              FROM fanouts f WHERE f.msg = $1",
         )
         .await?;
-    let open = client.query_opt(&fanout, &[&msg]).await?;
-    let held = client
-        .prepare_cached(
-            "SELECT t.ep, count(*), bool_or(t.status = $2), min(m.created_at)
-             FROM attempts t JOIN messages m ON m.id = t.msg
-             WHERE t.msg = $1 AND t.held GROUP BY t.ep",
-        )
-        .await?;
-    let success = code16(AttemptStatus::Success.code());
-    let what = || format!("deliveries of message {msg}");
-    let message_id = msg.parse().map_err(|e| corrupt(what(), e))?;
-    let mut derived = Vec::new();
-    let mut seen = HashSet::new();
-    for row in client.query(&held, &[&msg, &success]).await? {
-        let ep: String = row.try_get(0)?;
-        let succeeded: bool = row.try_get(2)?;
-        if with_rows.contains(&ep) || !succeeded {
-            continue;
-        }
-        let count: i64 = row.try_get(1)?;
-        let created_at: i64 = row.try_get(3)?;
-        derived.push(Delivery {
-            message_id: Clone::clone(&message_id),
-            endpoint_id: ep.parse().map_err(|e| corrupt(what(), e))?,
-            status: DeliveryStatus::Succeeded,
-            attempts: u32::try_from(count).map_err(|e| corrupt(what(), e))?,
-            next_attempt_at: DateTime::from_timestamp_micros(created_at)
-                .ok_or_else(|| corrupt(what(), "created_at"))?,
-            leased_until: None,
-            trigger: AttemptTrigger::Scheduled,
-        });
-        seen.insert(ep);
-    }
-    if let Some(row) = open {
+    if let Some(row) = client.query_opt(&fanout, &[&msg.as_str()]).await? {
         let leased_until: i64 = row.try_get(0)?;
-        let created_at: i64 = row.try_get(1)?;
-        let live: Vec<String> = row.try_get(2)?;
+        let leased_until = (leased_until > 0)
+            .then(|| DateTime::from_timestamp_micros(leased_until))
+            .flatten();
+        let live: Vec<String> = row.try_get(1)?;
         for ep in live {
-            if with_rows.contains(&ep) || seen.contains(&ep) {
-                continue;
+            if !with_rows.contains(&ep) && !seen.contains(&ep) {
+                derived.push(delivery(&ep, DeliveryStatus::Pending, 0, leased_until)?);
             }
-            derived.push(Delivery {
-                message_id: Clone::clone(&message_id),
-                endpoint_id: ep.parse().map_err(|e| corrupt(what(), e))?,
-                status: DeliveryStatus::Pending,
-                attempts: 0,
-                next_attempt_at: DateTime::from_timestamp_micros(created_at)
-                    .ok_or_else(|| corrupt(what(), "created_at"))?,
-                leased_until: (leased_until > 0)
-                    .then(|| DateTime::from_timestamp_micros(leased_until))
-                    .flatten(),
-                trigger: AttemptTrigger::Scheduled,
-            });
         }
     }
     Ok(derived)

@@ -929,16 +929,17 @@ impl Store for PostgresStore {
         message: &MessageId,
     ) -> Result<Vec<Delivery>, StoreError> {
         let client = self.client().await?;
-        let exists = client
+        let Some(created_at) = client
             .query_opt(
-                "SELECT 1 FROM messages m JOIN apps a ON a.seq = m.app
+                "SELECT m.created_at FROM messages m JOIN apps a ON a.seq = m.app
                  WHERE m.id = $1 AND a.id = $2",
                 &[&message.as_str(), &app.as_str()],
             )
-            .await?;
-        if exists.is_none() {
+            .await?
+        else {
             return Ok(Vec::new());
-        }
+        };
+        let created_at: i64 = created_at.try_get(0)?;
         let mut found = Vec::new();
         let mut with_rows = std::collections::HashSet::new();
         for row in client
@@ -957,7 +958,9 @@ impl Store for PostgresStore {
                 found.push(rows::delivery(&row)?);
             }
         }
-        found.extend(fanout::derived(&client, message.as_str(), &with_rows).await?);
+        let created_at = DateTime::from_timestamp_micros(created_at)
+            .ok_or_else(|| corrupt(format!("message {message}"), "created_at"))?;
+        found.extend(fanout::derived(&client, message, created_at, &with_rows).await?);
         found.sort_by(|a, b| a.endpoint_id.cmp(&b.endpoint_id));
         Ok(found)
     }
