@@ -239,7 +239,9 @@ impl From<WebhooksError> for ApiError {
             | WebhooksError::MessageNotFound { .. } => Self::not_found(error.to_string()),
             WebhooksError::InvalidId { .. } => Self::not_found(error.to_string()),
             WebhooksError::ApplicationNotFound { .. } => Self::not_found(error.to_string()),
-            WebhooksError::ApplicationExists { .. } => Self::conflict(error.to_string()),
+            WebhooksError::ApplicationExists { .. } | WebhooksError::EndpointExists { .. } => {
+                Self::conflict(error.to_string())
+            }
             WebhooksError::InvalidAppUid { .. } => Self::invalid_field("uid", error.to_string()),
             WebhooksError::InvalidAppName => Self::invalid_field("name", error.to_string()),
             WebhooksError::InvalidEventId { .. } => {

@@ -48,7 +48,7 @@ pub use config::{
 };
 pub use error::{ApiError, FieldError, ServerError};
 pub use server::{RunningServer, STEP_TOKEN_FILE, Server, TOKEN_FILE};
-pub use svix::apps::Upgraded;
+pub use svix::webhooks::Upgraded;
 
 /// Brings the webhooks data under `data_dir` to this version's layout and closes it: what
 /// [`Server::start`] does first, for running it on its own (`switchyard migrate`).
@@ -63,7 +63,7 @@ pub use svix::apps::Upgraded;
 pub async fn migrate(data_dir: &std::path::Path) -> Result<Upgraded, ServerError> {
     private::dir(data_dir)?;
     private::tighten(&data_dir.join("webhooks"))?;
-    let (store, upgraded) = svix::apps::open_store(data_dir, None).await?;
+    let (store, upgraded) = svix::webhooks::open_store(data_dir, None).await?;
     store.close().await;
     Ok(upgraded)
 }
@@ -76,6 +76,6 @@ pub async fn migrate(data_dir: &std::path::Path) -> Result<Upgraded, ServerError
 /// [`ServerError::Webhooks`] when the database cannot be reached, a statement fails or a
 /// newer build wrote the schema.
 pub async fn migrate_database(database: &DatabaseConfig) -> Result<(), ServerError> {
-    svix::apps::connect(database).await?;
+    svix::webhooks::connect(database).await?;
     Ok(())
 }

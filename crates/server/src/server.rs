@@ -34,7 +34,7 @@ use crate::error::{ApiError, ServerError};
 use crate::events_log::EventLog;
 use crate::private;
 use crate::runtime::{self, METADATA_SOURCE, RuntimeState};
-use crate::svix::{self, SvixState, apps::Webhooks, store::ServerStore};
+use crate::svix::{self, SvixState, store::ServerStore, webhooks::Webhooks};
 
 /// The file a generated token is kept in, inside the data directory.
 pub const TOKEN_FILE: &str = "token";
@@ -427,6 +427,7 @@ fn router(
         .route("/health", get(health))
         .route("/health/ready", get(move || ready(store.clone())))
         .route("/api/v1/health", get(svix_health).head(svix_health))
+        .route("/api/v1/health/ping", get(svix_health).head(svix_health))
         .merge(protected);
     // The metadata service checks its own step tokens (Basic password or Bearer).
     if let Some(metadata) = metadata {

@@ -338,6 +338,12 @@ pub enum Error {
         /// The name asked for.
         name: String,
     },
+    /// Another endpoint of the application already has that uid.
+    #[error("an endpoint with uid `{uid}` already exists")]
+    EndpointExists {
+        /// The uid.
+        uid: String,
+    },
     /// No endpoint has that id or uid.
     #[error("endpoint `{id}` does not exist")]
     EndpointNotFound {

@@ -575,6 +575,18 @@ impl<S: Store> Registry<S> {
         self.default_app().delete_endpoint(id_or_uid).await
     }
 
+    /// [`AppScope::update_endpoint`] in the default application.
+    ///
+    /// # Errors
+    /// As [`AppScope::update_endpoint`].
+    pub async fn update_endpoint(
+        &self,
+        id_or_uid: &str,
+        spec: EndpointSpec,
+    ) -> Result<Endpoint, Error> {
+        self.default_app().update_endpoint(id_or_uid, spec).await
+    }
+
     /// [`AppScope::update_endpoint_headers`] in the default application.
     ///
     /// # Errors
@@ -800,7 +812,106 @@ impl<S: Store> AppScope<'_, S> {
     /// # Errors
     /// [`Error::InvalidUrl`], [`Error::InvalidHeader`], [`Error::TooManyChannels`], and
     /// [`Error::EventTypeNotFound`] when one of its event types does not exist.
-    pub async fn create_endpoint(&self, spec: EndpointSpec) -> Result<Endpoint, Error> {
+    pub async fn create_endpoint(&self, mut spec: EndpointSpec) -> Result<Endpoint, Error> {
+        let (event_types, channels) = self.checked(&spec).await?;
+        let now = self.registry.now();
+        let existing = match &spec.uid {
+            Some(uid) => self.registry.store.endpoint_by_uid(&self.app, uid).await?,
+            None => None,
+        };
+        let (id, created_at, keys) = match existing {
+            Some(record) => {
+                let next = match spec.secret.take() {
+                    Some(secret) => secret,
+                    None => Secret::generate()?,
+                };
+                let keys = self.rotated(record.keys, next, now);
+                (record.endpoint.id, record.endpoint.created_at, keys)
+            }
+            None => {
+                let current = match spec.secret.take() {
+                    Some(secret) => secret,
+                    None => Secret::generate()?,
+                };
+                let keys = EndpointKeys {
+                    current,
+                    previous: Vec::new(),
+                };
+                (EndpointId::generate(now.timestamp())?, now, keys)
+            }
+        };
+        let endpoint = endpoint_of(
+            spec,
+            id,
+            self.app.clone(),
+            event_types,
+            channels,
+            created_at,
+            now,
+        );
+        self.registry
+            .save_endpoint(&EndpointRecord {
+                endpoint: endpoint.clone(),
+                keys,
+            })
+            .await?;
+        tracing::debug!(endpoint = %endpoint.id, "endpoint saved");
+        Ok(endpoint)
+    }
+
+    /// Replaces the settings of the endpoint with this id or uid by `spec`'s (URL, event
+    /// types, channels, uid, metadata, headers, disabled, description, rate limit, ordered).
+    /// Its id and creation time stay; its secret too, unless `spec` carries one, which is
+    /// rotated in with the old secret in its grace period (as [`AppScope::rotate_secret`]).
+    ///
+    /// # Errors
+    /// [`Error::EndpointNotFound`]; [`Error::EndpointExists`] when `spec`'s uid is another
+    /// endpoint's; the errors of [`AppScope::create_endpoint`].
+    pub async fn update_endpoint(
+        &self,
+        id_or_uid: &str,
+        mut spec: EndpointSpec,
+    ) -> Result<Endpoint, Error> {
+        let record = self.record(id_or_uid).await?;
+        let (event_types, channels) = self.checked(&spec).await?;
+        if let Some(uid) = &spec.uid
+            && let Some(other) = self.registry.store.endpoint_by_uid(&self.app, uid).await?
+            && other.endpoint.id != record.endpoint.id
+        {
+            return Err(Error::EndpointExists {
+                uid: uid.to_string(),
+            });
+        }
+        let now = self.registry.now();
+        let keys = match spec.secret.take() {
+            Some(next) => self.rotated(record.keys, next, now),
+            None => record.keys,
+        };
+        let endpoint = endpoint_of(
+            spec,
+            record.endpoint.id,
+            self.app.clone(),
+            event_types,
+            channels,
+            record.endpoint.created_at,
+            now,
+        );
+        self.registry
+            .save_endpoint(&EndpointRecord {
+                endpoint: endpoint.clone(),
+                keys,
+            })
+            .await?;
+        tracing::debug!(endpoint = %endpoint.id, "endpoint updated");
+        Ok(endpoint)
+    }
+
+    /// A spec's URL, headers and channel count checked, its event types existing; the
+    /// event types and channels sorted and without repeats.
+    async fn checked(
+        &self,
+        spec: &EndpointSpec,
+    ) -> Result<(Vec<EventTypeName>, Vec<Channel>), Error> {
         check_url(&spec.url)?;
         check_headers(&spec.headers)?;
         if spec.channels.len() > MAX_CHANNELS {
@@ -818,61 +929,7 @@ impl<S: Store> AppScope<'_, S> {
         let mut channels = spec.channels.clone();
         channels.sort();
         channels.dedup();
-
-        let now = self.registry.now();
-        let existing = match &spec.uid {
-            Some(uid) => self.registry.store.endpoint_by_uid(&self.app, uid).await?,
-            None => None,
-        };
-        let (id, created_at, keys) = match existing {
-            Some(record) => {
-                let next = match spec.secret {
-                    Some(secret) => secret,
-                    None => Secret::generate()?,
-                };
-                let keys = self.rotated(record.keys, next, now);
-                (record.endpoint.id, record.endpoint.created_at, keys)
-            }
-            None => {
-                let current = match spec.secret {
-                    Some(secret) => secret,
-                    None => Secret::generate()?,
-                };
-                let keys = EndpointKeys {
-                    current,
-                    previous: Vec::new(),
-                };
-                (EndpointId::generate(now.timestamp())?, now, keys)
-            }
-        };
-        let endpoint = Endpoint {
-            id,
-            app: self.app.clone(),
-            uid: spec.uid,
-            url: spec.url,
-            event_types: if event_types.is_empty() {
-                EventTypeFilter::All
-            } else {
-                EventTypeFilter::Only(event_types)
-            },
-            channels,
-            metadata: spec.metadata,
-            headers: spec.headers,
-            disabled: spec.disabled,
-            description: spec.description,
-            rate_limit: spec.rate_limit,
-            ordered: spec.ordered,
-            created_at,
-            updated_at: now,
-        };
-        self.registry
-            .save_endpoint(&EndpointRecord {
-                endpoint: endpoint.clone(),
-                keys,
-            })
-            .await?;
-        tracing::debug!(endpoint = %endpoint.id, "endpoint saved");
-        Ok(endpoint)
+        Ok((event_types, channels))
     }
 
     async fn record(&self, id_or_uid: &str) -> Result<EndpointRecord, Error> {
@@ -1381,4 +1438,36 @@ fn check_headers(headers: &std::collections::BTreeMap<String, String>) -> Result
             .map_err(|_| invalid("the value is not a valid header value"))?;
     }
     Ok(())
+}
+
+/// The endpoint a checked spec describes.
+fn endpoint_of(
+    spec: EndpointSpec,
+    id: EndpointId,
+    app: AppId,
+    event_types: Vec<EventTypeName>,
+    channels: Vec<Channel>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+) -> Endpoint {
+    Endpoint {
+        id,
+        app,
+        uid: spec.uid,
+        url: spec.url,
+        event_types: if event_types.is_empty() {
+            EventTypeFilter::All
+        } else {
+            EventTypeFilter::Only(event_types)
+        },
+        channels,
+        metadata: spec.metadata,
+        headers: spec.headers,
+        disabled: spec.disabled,
+        description: spec.description,
+        rate_limit: spec.rate_limit,
+        ordered: spec.ordered,
+        created_at,
+        updated_at,
+    }
 }

@@ -244,6 +244,69 @@ async fn endpoints_by_id_and_uid_update_and_delete<S: Store>(h: Harness<S>) {
         Err(Error::EndpointNotFound { .. })
     ));
 
+    // A full update by id: new settings, same id, creation time and keys; a uid another
+    // endpoint has is refused; a secret in the spec is rotated in.
+    h.advance(Duration::from_secs(1));
+    let replaced = r
+        .update_endpoint(
+            created.id.as_str(),
+            EndpointSpec::new("https://hooks.example.com/c")
+                .uid("user-1.renamed")
+                .unwrap()
+                .description("moved")
+                .disabled(true),
+        )
+        .await
+        .unwrap();
+    assert_eq!(replaced.id, created.id);
+    assert_eq!(replaced.created_at, created.created_at);
+    assert!(replaced.updated_at > with_headers.updated_at);
+    assert_eq!(replaced.url, "https://hooks.example.com/c");
+    assert!(replaced.headers.is_empty() && replaced.disabled);
+    assert_eq!(r.endpoint("user-1.renamed").await.unwrap(), replaced);
+    assert!(matches!(
+        r.endpoint("user-1.visits").await,
+        Err(Error::EndpointNotFound { .. })
+    ));
+    assert_eq!(r.live_keys("user-1.renamed").await.unwrap(), keys_before);
+    let taken = r
+        .create_endpoint(
+            EndpointSpec::new("https://x.example/")
+                .uid("taken")
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(
+        r.update_endpoint(
+            "user-1.renamed",
+            EndpointSpec::new("https://x.example/")
+                .uid("taken")
+                .unwrap()
+        )
+        .await,
+        Err(Error::EndpointExists { .. })
+    ));
+    let next: Secret = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD".parse().unwrap();
+    r.update_endpoint(
+        "user-1.renamed",
+        EndpointSpec::new("https://hooks.example.com/b")
+            .uid("user-1.visits")
+            .unwrap()
+            .secret(next.clone()),
+    )
+    .await
+    .unwrap();
+    let live = r.live_keys("user-1.visits").await.unwrap();
+    assert_eq!(live[0], next);
+    assert_eq!(live[1], keys_before[0]);
+    assert!(matches!(
+        r.update_endpoint("nobody", EndpointSpec::new("https://x.example/"))
+            .await,
+        Err(Error::EndpointNotFound { .. })
+    ));
+    r.delete_endpoint(taken.id.as_str()).await.unwrap();
+
     r.delete_endpoint("user-1.visits").await.unwrap();
     assert!(matches!(
         r.endpoint(created.id.as_str()).await,

@@ -1,379 +1,277 @@
-//! The webhooks behind the Svix API: one store (`<data_dir>/webhooks/store.db`, or the
-//! PostgreSQL database of `--database`), one registry and one delivery engine for every
-//! application. Applications, endpoints and
-//! messages are the webhooks crate's (its `AppScope` keeps each application's records apart);
-//! this module opens them, runs the engine, and brings a data directory of the server's first
-//! versions (a SQLite file, a registry and an engine per application) into the one store.
-//!
-//! ## Upgrading a data directory of the first versions
-//!
-//! Those kept `webhooks/apps.db` (the application list), `webhooks/event-types.db` (the
-//! shared event types) and `webhooks/apps/<app id>.db` (one store per application). At
-//! start, the shared event types are imported first (they are the truth: an application's
-//! copies only add what they lack), then each application's file as that application (ids,
-//! uids, secrets and their history, messages, pending deliveries, attempts: everything),
-//! and then the old files are renamed with a `.imported` suffix
-//! and kept (delete them once satisfied). Each application's import is one transaction and an
-//! application already in the store is not imported twice, so an upgrade interrupted at any
-//! point finishes when the server starts again (or `switchyard migrate` runs).
+//! Applications: `/api/v1/app` and `/api/v1/app/{app_id}` (create, list, get, update,
+//! patch, delete). An application path takes the `app_…` id or the uid.
 
-use std::path::{Path, PathBuf};
+use std::collections::BTreeMap;
+use std::num::NonZeroU32;
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::response::Response;
+use axum::routing::{get, post};
+use http::StatusCode;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use switchyard_webhooks::delivery::{DeliveryConfig, DeliveryEngine};
-use switchyard_webhooks::store::{PostgresOptions, PostgresStore, SqliteStore, Store as _};
-use switchyard_webhooks::{
-    AppUid, Application, Error as WebhooksError, EventType, EventTypeName, Registry, RegistryConfig,
+use switchyard_webhooks::{AppId, Application, ApplicationSpec, Error as WebhooksError, Order};
+
+use super::request::{
+    Pagination, check_uid, flag, json_body, list, list_error, one_of, reply, string_map, time,
 };
-use tokio::sync::{Mutex, watch};
+use super::{ApiResult, Shared, SvixState, application, patch};
+use crate::error::ApiError;
 
-use super::store::ServerStore;
-use crate::config::DatabaseConfig;
-use crate::error::{ApiError, ServerError};
-
-/// The registry over the server's store.
-pub(crate) type AppRegistry = Registry<ServerStore>;
-
-/// The file of the one store, under `<data_dir>/webhooks`.
-pub(crate) const STORE_FILE: &str = "store.db";
-
-/// The webhooks of the server: the registry and its delivery engine.
-pub(crate) struct Webhooks {
-    pub registry: Arc<AppRegistry>,
-    /// Serialises the writes that check before they write (a uid already taken, an event
-    /// type that exists), so two concurrent requests cannot both pass the check.
-    pub writes: Mutex<()>,
-    engine: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
-    stop: watch::Sender<bool>,
-}
-
-impl std::fmt::Debug for Webhooks {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Webhooks").finish_non_exhaustive()
-    }
-}
-
-impl Webhooks {
-    /// Opens the store (the database, or the file under `data_dir/webhooks`, upgrading a
-    /// data directory of the first versions), and starts the delivery engine.
-    pub(crate) async fn open(
-        data_dir: &Path,
-        database: Option<&DatabaseConfig>,
-        delivery: DeliveryConfig,
-        rules: RegistryConfig,
-    ) -> Result<Self, ServerError> {
-        let (store, _) = open_store(data_dir, database).await?;
-        tracing::info!(store = store.kind(), "webhooks store open");
-        let registry = Arc::new(Registry::with_config(store, rules));
-        let engine = DeliveryEngine::new(Arc::clone(&registry), delivery)?;
-        let (stop, mut stopped) = watch::channel(false);
-        let engine = tokio::spawn(async move {
-            let shutdown = async move {
-                let _ = stopped.wait_for(|stopped| *stopped).await;
-            };
-            if let Err(error) = engine.run(shutdown).await {
-                tracing::error!(%error, "delivery engine stopped");
-            }
-        });
-        Ok(Self {
-            registry,
-            writes: Mutex::new(()),
-            engine: std::sync::Mutex::new(Some(engine)),
-            stop,
-        })
-    }
-
-    /// Stops the delivery engine, letting in-flight deliveries finish within `grace`.
-    pub(crate) async fn shutdown(&self, grace: std::time::Duration) {
-        let _ = self.stop.send(true);
-        let engine = self
-            .engine
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take();
-        if let Some(mut engine) = engine
-            && tokio::time::timeout(grace, &mut engine).await.is_err()
-        {
-            tracing::warn!(
-                ?grace,
-                "the delivery engine did not stop in time; aborting it"
-            );
-            engine.abort();
-        }
-    }
-}
-
-impl Webhooks {
-    /// Creates or updates an event type. With `create_only`, an existing one (even
-    /// archived) is a conflict; without, a missing one is not found. One write, two when it
-    /// is created archived.
-    pub(crate) async fn put_event_type(
-        &self,
-        name: EventTypeName,
-        description: String,
-        schema: Value,
-        archived: bool,
-        create_only: bool,
-    ) -> Result<EventType, ApiError> {
-        let _writes = self.writes.lock().await;
-        let existing = self.event_type(&name).await?;
-        match (&existing, create_only) {
-            (Some(_), true) => {
-                return Err(ApiError::new(
-                    http::StatusCode::CONFLICT,
-                    "event_type_exists",
-                    format!("an event type named `{name}` already exists"),
-                ));
-            }
-            (None, false) => {
-                return Err(ApiError::not_found(format!(
-                    "event type `{name}` does not exist"
-                )));
-            }
-            _ => {}
-        }
-        let mut saved = self
-            .registry
-            .create_event_type(name, description, schema)
-            .await?;
-        if archived {
-            self.registry.archive_event_type(&saved.name).await?;
-            saved.archived = true;
-        }
-        Ok(saved)
-    }
-
-    /// Archives an event type; archiving an archived one does nothing.
-    pub(crate) async fn archive_event_type(&self, name: &EventTypeName) -> Result<(), ApiError> {
-        let _writes = self.writes.lock().await;
-        match self.event_type(name).await? {
-            None => Err(ApiError::not_found(format!(
-                "event type `{name}` does not exist"
-            ))),
-            Some(event_type) if event_type.archived => Ok(()),
-            Some(_) => Ok(self.registry.archive_event_type(name).await?),
-        }
-    }
-
-    /// The event type with this name, archived or not.
-    pub(crate) async fn event_type(
-        &self,
-        name: &EventTypeName,
-    ) -> Result<Option<EventType>, ApiError> {
-        Ok(self
-            .registry
-            .store()
-            .event_type(name)
-            .await
-            .map_err(WebhooksError::from)?)
-    }
-}
-
-/// Opens the store: the PostgreSQL database when one is configured (migrating its schema),
-/// else (creating) the file under `data_dir/webhooks`, first bringing in what a data
-/// directory of the first versions holds.
-///
-/// # Errors
-/// [`ServerError::DataDir`] for the directory; [`ServerError::Webhooks`] for the store or
-/// an import; [`ServerError::Upgrade`] for an old application list that cannot be read.
-pub(crate) async fn open_store(
-    data_dir: &Path,
-    database: Option<&DatabaseConfig>,
-) -> Result<(ServerStore, Upgraded), ServerError> {
-    if let Some(database) = database {
-        let store = connect(database).await?;
-        return Ok((ServerStore::Postgres(store), Upgraded::default()));
-    }
-    let (store, upgraded) = open_sqlite(data_dir).await?;
-    Ok((ServerStore::Sqlite(store), upgraded))
-}
-
-/// Connects to the database's webhooks store with the configured pool size, migrating its
-/// schema.
-///
-/// # Errors
-/// [`ServerError::Webhooks`] when it cannot be reached or a newer build wrote the schema.
-pub(crate) async fn connect(database: &DatabaseConfig) -> Result<PostgresStore, ServerError> {
-    let mut options = PostgresOptions::default();
-    options.max_connections = database.max_connections;
-    Ok(PostgresStore::connect_with(&database.url, options)
-        .await
-        .map_err(WebhooksError::from)?)
-}
-
-/// Opens (creating) the SQLite store under `data_dir/webhooks`, first bringing in what a
-/// data directory of the first versions holds.
-async fn open_sqlite(data_dir: &Path) -> Result<(SqliteStore, Upgraded), ServerError> {
-    let dir = data_dir.join("webhooks");
-    crate::private::dir(&dir)?;
-    let store = SqliteStore::open(dir.join(STORE_FILE))
-        .await
-        .map_err(WebhooksError::from)?;
-    let upgraded = upgrade(&dir, &store).await?;
-    Ok((store, upgraded))
-}
-
-/// What upgrading a data directory found and did (see [`migrate`](crate::migrate)).
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Upgraded {
-    /// Whether the directory was in the first versions' layout (nothing else is done when
-    /// it was not).
-    pub found: bool,
-    /// Applications imported now.
-    pub applications: usize,
-    /// Applications found already imported (an earlier run was interrupted after them).
-    pub already: usize,
-}
-
-/// Brings a data directory of the first versions into `store` (see the module docs);
-/// nothing to do when there is none.
-pub(crate) async fn upgrade(dir: &Path, store: &SqliteStore) -> Result<Upgraded, ServerError> {
-    let list = dir.join("apps.db");
-    let catalogue = dir.join("event-types.db");
-    let files = dir.join("apps");
-    let mut upgraded = Upgraded::default();
-    if !list.exists() && !catalogue.exists() && !files.exists() {
-        return Ok(upgraded);
-    }
-    upgraded.found = true;
-    tracing::info!(dir = %dir.display(), "upgrading a data directory of the first versions: a store per application becomes one store");
-    if catalogue.exists() {
-        // Its event types, as an application that is then deleted: the catalogue keeps
-        // them, nothing else of the file is kept (it had no endpoints or messages).
-        // A fixed id, so that a run interrupted after this import does not import it again.
-        let carrier = Application {
-            id: "app_000000000000000000000000001".parse()?,
-            name: "event types".to_owned(),
-            ..Application::default_app()
-        };
-        store
-            .import(&catalogue, &carrier)
-            .await
-            .map_err(WebhooksError::from)?;
-        store
-            .delete_application(&carrier.id)
-            .await
-            .map_err(WebhooksError::from)?;
-    }
-    let applications = if list.exists() {
-        read_application_list(&list)?
-    } else {
-        Vec::new()
-    };
-    for application in &applications {
-        let file = files.join(format!("{}.db", application.id));
-        if store
-            .application(&application.id)
-            .await
-            .map_err(WebhooksError::from)?
-            .is_some()
-        {
-            upgraded.already += 1;
-            continue;
-        }
-        if file.exists() {
-            store
-                .import(&file, application)
-                .await
-                .map_err(WebhooksError::from)?;
-        } else {
-            // An application whose file was never made (or was lost): the record alone.
-            store
-                .put_application(application)
-                .await
-                .map_err(WebhooksError::from)?;
-        }
-        upgraded.applications += 1;
-    }
-    for old in [list, catalogue, files] {
-        set_aside(&old)?;
-    }
-    tracing::info!(
-        imported = upgraded.applications,
-        already = upgraded.already,
-        "data directory upgraded; the old files are kept with a `.imported` suffix"
-    );
-    Ok(upgraded)
-}
-
-/// Renames `old` (a file or a directory) with a `.imported` suffix, a database file's
-/// `-wal` and `-shm` with it when they are still there, so that it opens as it was.
-fn set_aside(old: &Path) -> Result<(), ServerError> {
-    for suffix in ["-wal", "-shm", ""] {
-        let mut from = old.as_os_str().to_owned();
-        from.push(suffix);
-        let from = PathBuf::from(from);
-        if !from.exists() {
-            continue;
-        }
-        let mut to = old.as_os_str().to_owned();
-        to.push(".imported");
-        to.push(suffix);
-        std::fs::rename(&from, &to).map_err(|source| ServerError::DataDir {
-            path: from.clone(),
-            source,
-        })?;
-    }
-    Ok(())
-}
-
-/// The applications of the first versions' `apps.db`: `id`, `uid`, `name`, `metadata` (JSON
-/// text), `rate_limit`, and times as RFC 3339 text.
-fn read_application_list(path: &PathBuf) -> Result<Vec<Application>, ServerError> {
-    let failed = |reason: String| ServerError::Upgrade {
-        path: path.clone(),
-        reason,
-    };
-    // Read-write (nothing is written) and checkpointed: what a killed server left in the
-    // WAL is folded into the file, which is then kept whole under its new name.
-    let conn =
-        rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE)
-            .map_err(|e| failed(e.to_string()))?;
-    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
-        .map_err(|e| failed(e.to_string()))?;
-    let mut statement = conn
-        .prepare(
-            "SELECT id, uid, name, metadata, rate_limit, created_at, updated_at
-             FROM apps ORDER BY id",
+/// The application routes.
+pub(super) fn routes() -> Router<Arc<SvixState>> {
+    Router::new()
+        .route("/api/v1/app", post(create_app).get(list_apps))
+        .route(
+            "/api/v1/app/{app}",
+            get(get_app)
+                .put(update_app)
+                .patch(patch_app)
+                .delete(delete_app),
         )
-        .map_err(|e| failed(e.to_string()))?;
-    let mut rows = statement.query([]).map_err(|e| failed(e.to_string()))?;
-    let mut found = Vec::new();
-    let time = |text: String| {
-        DateTime::parse_from_rfc3339(&text)
-            .map(|t| t.with_timezone(&Utc))
-            .map_err(|e| failed(format!("a time `{text}`: {e}")))
-    };
-    while let Some(row) = rows.next().map_err(|e| failed(e.to_string()))? {
-        let get_text = |i: usize| -> Result<String, ServerError> {
-            row.get::<_, String>(i).map_err(|e| failed(e.to_string()))
-        };
-        let id = get_text(0)?;
-        let uid: Option<String> = row.get(1).map_err(|e| failed(e.to_string()))?;
-        let metadata = match serde_json::from_str(&get_text(3)?) {
-            Ok(Value::Object(map)) => map,
-            _ => Map::new(),
-        };
-        let rate_limit: Option<i64> = row.get(4).map_err(|e| failed(e.to_string()))?;
-        found.push(Application {
-            id: id
-                .parse()
-                .map_err(|e: WebhooksError| failed(format!("application {id}: {e}")))?,
-            uid: uid
-                .map(AppUid::new)
-                .transpose()
-                .map_err(|e| failed(format!("application {id}: {e}")))?,
-            name: get_text(2)?,
-            metadata,
-            rate_limit: rate_limit
-                .and_then(|r| u32::try_from(r).ok())
-                .and_then(std::num::NonZeroU32::new),
-            created_at: time(get_text(5)?)?,
-            updated_at: time(get_text(6)?)?,
-        });
+}
+
+/// `POST /api/v1/app` and `PUT /api/v1/app/{app_id}`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ApplicationIn {
+    pub name: String,
+    #[serde(default)]
+    pub uid: Option<String>,
+    #[serde(default)]
+    pub metadata: Option<BTreeMap<String, String>>,
+    /// The current name; `rateLimit` is what clients before 1.7x send.
+    #[serde(default)]
+    pub throttle_rate: Option<u32>,
+    #[serde(default)]
+    pub rate_limit: Option<u32>,
+}
+
+impl ApplicationIn {
+    /// The registry's spec of this body: name not blank, a uid Svix allows, a rate of at
+    /// least 1.
+    fn spec(self) -> ApiResult<ApplicationSpec> {
+        if self.name.trim().is_empty() {
+            return Err(ApiError::invalid_field("name", "must not be empty"));
+        }
+        let rate_limit = one_of(
+            self.throttle_rate,
+            "throttleRate",
+            self.rate_limit,
+            "rateLimit",
+        )?;
+        let mut spec = ApplicationSpec::new(self.name);
+        if let Some(uid) = &self.uid {
+            spec = spec.uid(app_uid(uid)?)?;
+        }
+        for (key, value) in string_map(self.metadata) {
+            spec = spec.metadata(key, value);
+        }
+        spec.rate_limit = rate(rate_limit)?;
+        Ok(spec)
     }
-    Ok(found)
+}
+
+/// `PATCH /api/v1/app/{app_id}`: only what is given changes; `null` clears a nullable field.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ApplicationPatch {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default, deserialize_with = "patch::field")]
+    uid: patch::Field<String>,
+    #[serde(default)]
+    metadata: Option<BTreeMap<String, String>>,
+    #[serde(default, deserialize_with = "patch::field")]
+    throttle_rate: patch::Field<u32>,
+    #[serde(default, deserialize_with = "patch::field")]
+    rate_limit: patch::Field<u32>,
+}
+
+/// An application, as Svix answers it. The rate limit goes out under both names: `svix` 2.x
+/// reads `throttleRate`, 1.62 `rateLimit`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ApplicationOut {
+    pub id: String,
+    pub uid: Option<String>,
+    pub name: String,
+    pub metadata: Map<String, Value>,
+    pub throttle_rate: Option<u32>,
+    pub rate_limit: Option<u32>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl From<&Application> for ApplicationOut {
+    fn from(app: &Application) -> Self {
+        Self {
+            id: app.id.to_string(),
+            uid: app.uid.as_ref().map(ToString::to_string),
+            name: app.name.clone(),
+            metadata: app.metadata.clone(),
+            throttle_rate: app.rate_limit.map(NonZeroU32::get),
+            rate_limit: app.rate_limit.map(NonZeroU32::get),
+            created_at: time(&app.created_at),
+            updated_at: time(&app.updated_at),
+        }
+    }
+}
+
+/// `POST /api/v1/app`'s query.
+#[derive(Debug, Default, Deserialize)]
+struct CreateQuery {
+    get_if_exists: Option<String>,
+}
+
+/// A uid for an application: as Svix allows, and not `app_…` (that is an id).
+fn app_uid(uid: &str) -> ApiResult<&str> {
+    check_uid(uid)?;
+    if uid.starts_with("app_") {
+        return Err(ApiError::invalid_field(
+            "uid",
+            "a uid may not start with `app_`",
+        ));
+    }
+    Ok(uid)
+}
+
+fn rate(rate: Option<u32>) -> ApiResult<Option<NonZeroU32>> {
+    rate.map(|r| {
+        NonZeroU32::new(r)
+            .ok_or_else(|| ApiError::invalid_field("throttleRate", "must be at least 1"))
+    })
+    .transpose()
+}
+
+async fn create_app(
+    State(state): Shared,
+    Query(query): Query<CreateQuery>,
+    body: Body,
+) -> ApiResult<Response> {
+    let input: ApplicationIn = json_body(body, state.body_limit).await?;
+    let get_if_exists = flag(query.get_if_exists.as_deref(), "get_if_exists", false)?;
+    let spec = input.spec()?;
+    let registry = &state.webhooks.registry;
+    let uid = spec.uid.clone();
+    match registry.create_application(spec).await {
+        Ok(application) => {
+            tracing::info!(app = %application.id, "application created");
+            Ok(reply(
+                StatusCode::CREATED,
+                &ApplicationOut::from(&application),
+            ))
+        }
+        Err(WebhooksError::ApplicationExists { .. }) if get_if_exists => {
+            let uid = uid.map(|u| u.to_string()).unwrap_or_default();
+            let existing = registry.application(&uid).await?;
+            Ok(reply(StatusCode::OK, &ApplicationOut::from(&existing)))
+        }
+        Err(error) => Err(error.into()),
+    }
+}
+
+async fn list_apps(State(state): Shared, Query(page): Query<Pagination>) -> ApiResult<Response> {
+    let options = page.options(Order::Ascending)?;
+    let mut page = state
+        .webhooks
+        .registry
+        .list_applications(&options)
+        .await
+        .map_err(list_error)?;
+    // The default application is the webhooks crate's, for single-tenant use: not the API's.
+    page.items.retain(|a| a.id != AppId::default_app());
+    Ok(reply(
+        StatusCode::OK,
+        &list(page, |a| ApplicationOut::from(a)),
+    ))
+}
+
+async fn get_app(State(state): Shared, Path(app): Path<String>) -> ApiResult<Response> {
+    let application = application(&state, &app).await?;
+    Ok(reply(StatusCode::OK, &ApplicationOut::from(&application)))
+}
+
+/// Replaces the application, or creates it (201, with a new id) when the path names none,
+/// as Svix does.
+async fn update_app(
+    State(state): Shared,
+    Path(app): Path<String>,
+    body: Body,
+) -> ApiResult<Response> {
+    let input: ApplicationIn = json_body(body, state.body_limit).await?;
+    let spec = input.spec()?;
+    let registry = &state.webhooks.registry;
+    let _writes = state.webhooks.writes.lock().await;
+    match application(&state, &app).await {
+        Ok(existing) => {
+            let updated = registry
+                .update_application(existing.id.as_str(), spec)
+                .await?;
+            Ok(reply(StatusCode::OK, &ApplicationOut::from(&updated)))
+        }
+        Err(error) if error.status == StatusCode::NOT_FOUND => {
+            let created = registry.create_application(spec).await?;
+            tracing::info!(app = %created.id, "application created by PUT");
+            Ok(reply(StatusCode::CREATED, &ApplicationOut::from(&created)))
+        }
+        Err(error) => Err(error),
+    }
+}
+
+async fn patch_app(
+    State(state): Shared,
+    Path(app): Path<String>,
+    body: Body,
+) -> ApiResult<Response> {
+    let input: ApplicationPatch = json_body(body, state.body_limit).await?;
+    let _writes = state.webhooks.writes.lock().await;
+    let existing = application(&state, &app).await?;
+    let mut spec = ApplicationSpec::new(input.name.unwrap_or(existing.name));
+    if spec.name.trim().is_empty() {
+        return Err(ApiError::invalid_field("name", "must not be empty"));
+    }
+    spec.uid = existing.uid;
+    if let Some(uid) = input.uid.apply(spec.uid.as_ref().map(ToString::to_string)) {
+        spec = spec.uid(app_uid(&uid)?)?;
+    } else {
+        spec.uid = None;
+    }
+    spec.metadata = match input.metadata {
+        Some(metadata) => string_map(Some(metadata)),
+        None => existing.metadata,
+    };
+    // Either name may carry the change; both given must agree.
+    let current = existing.rate_limit.map(NonZeroU32::get);
+    let (new, old) = (&input.throttle_rate, &input.rate_limit);
+    let chosen = if new.is_given() && old.is_given() && new != old {
+        return Err(ApiError::invalid_field(
+            "throttleRate",
+            "`throttleRate` and its old name `rateLimit` are both given and differ; give one",
+        ));
+    } else if new.is_given() {
+        new.applied(current)
+    } else {
+        old.applied(current)
+    };
+    spec.rate_limit = rate(chosen)?;
+    let updated = state
+        .webhooks
+        .registry
+        .update_application(existing.id.as_str(), spec)
+        .await?;
+    Ok(reply(StatusCode::OK, &ApplicationOut::from(&updated)))
+}
+
+async fn delete_app(State(state): Shared, Path(app): Path<String>) -> ApiResult<StatusCode> {
+    let application = application(&state, &app).await?;
+    state
+        .webhooks
+        .registry
+        .delete_application(application.id.as_str())
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
 }
