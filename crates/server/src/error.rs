@@ -236,7 +236,8 @@ impl From<WebhooksError> for ApiError {
         match &error {
             WebhooksError::EventTypeNotFound { .. }
             | WebhooksError::EndpointNotFound { .. }
-            | WebhooksError::MessageNotFound { .. } => Self::not_found(error.to_string()),
+            | WebhooksError::MessageNotFound { .. }
+            | WebhooksError::AttemptNotFound { .. } => Self::not_found(error.to_string()),
             WebhooksError::InvalidId { .. } => Self::not_found(error.to_string()),
             WebhooksError::ApplicationNotFound { .. } => Self::not_found(error.to_string()),
             WebhooksError::ApplicationExists { .. } | WebhooksError::EndpointExists { .. } => {

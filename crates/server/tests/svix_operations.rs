@@ -17,21 +17,7 @@ use serde_json::{Value, json};
 /// also listed in `crates/server/README.md`; the test fails when one of them is routed, so
 /// the list only shrinks.
 const NOT_YET_ROUTED: &[(&str, &str)] = &[
-    ("GET", "/api/v1/app/{app_id}/endpoint/{endpoint_id}/stats"),
-    (
-        "POST",
-        "/api/v1/app/{app_id}/endpoint/{endpoint_id}/send-example",
-    ),
     ("GET", "/api/v1/app/{app_id}/endpoint/{endpoint_id}/msg"),
-    (
-        "GET",
-        "/api/v1/app/{app_id}/msg/{msg_id}/attempt/{attempt_id}",
-    ),
-    (
-        "DELETE",
-        "/api/v1/app/{app_id}/msg/{msg_id}/attempt/{attempt_id}/content",
-    ),
-    ("DELETE", "/api/v1/app/{app_id}/msg/{msg_id}/content"),
     ("POST", "/api/v1/auth/app-portal-access/{app_id}"),
     ("POST", "/api/v1/auth/logout"),
 ];
@@ -564,5 +550,178 @@ async fn endpoints_update_patch_headers_resend_and_recover() {
     assert_eq!(until.status, StatusCode::UNPROCESSABLE_ENTITY);
     let no_since = api.post(&format!("{path}/ep-1/recover"), &json!({})).await;
     assert_eq!(no_since.status, StatusCode::UNPROCESSABLE_ENTITY);
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn examples_stats_attempts_and_expunging() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::start(dir.path()).await;
+    let api = Api::new(server.local_addr());
+    app(&api, "tenant").await;
+    let schema = json!({"type": "object", "required": ["url"],
+                        "examples": [{"url": "https://example.org/"}]});
+    api.post(
+        "/api/v1/event-type",
+        &json!({"name": "origin.visit", "description": "", "schemas": {"1": schema}}),
+    )
+    .await;
+    api.post(
+        "/api/v1/event-type",
+        &json!({"name": "origin.bare", "description": ""}),
+    )
+    .await;
+    let (url_a, seen_a) = common::recording_receiver(Duration::ZERO).await;
+    let (url_b, seen_b) = common::recording_receiver(Duration::ZERO).await;
+    let path = "/api/v1/app/tenant/endpoint";
+    // `a` does not subscribe to `origin.visit`: an example goes to it all the same.
+    api.post(
+        path,
+        &json!({"url": url_a, "uid": "a", "eventTypes": ["origin.bare"]}),
+    )
+    .await;
+    api.post(path, &json!({"url": url_b, "uid": "b"})).await;
+
+    let example = api
+        .post(
+            &format!("{path}/a/send-example"),
+            &json!({"eventType": "origin.visit"}),
+        )
+        .await;
+    assert_eq!(example.status, StatusCode::OK, "{:?}", example.body);
+    let example = example.json();
+    assert_eq!(example["eventType"], "origin.visit");
+    assert_eq!(example["payload"], json!({"url": "https://example.org/"}));
+    let ping = api
+        .post(
+            &format!("{path}/a/send-example"),
+            &json!({"eventType": "svix.ping"}),
+        )
+        .await;
+    assert_eq!(ping.status, StatusCode::OK, "{:?}", ping.body);
+    assert_eq!(ping.json()["payload"], json!({"success": true}));
+    let no_example = api
+        .post(
+            &format!("{path}/a/send-example"),
+            &json!({"eventType": "origin.bare"}),
+        )
+        .await;
+    assert_eq!(no_example.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        api.post(
+            &format!("{path}/a/send-example"),
+            &json!({"eventType": "origin.none"}),
+        )
+        .await
+        .status,
+        StatusCode::NOT_FOUND
+    );
+    for _ in 0..400 {
+        if seen_a.lock().unwrap().len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(seen_a.lock().unwrap().len(), 2, "the example and the ping");
+    let bodies: Vec<Value> = seen_a
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, _, body)| serde_json::from_slice(body).unwrap())
+        .collect();
+    assert!(bodies.contains(&json!({"url": "https://example.org/"})));
+    assert!(seen_b.lock().unwrap().is_empty(), "only the endpoint named");
+
+    // Stats: two successful attempts for `a`, none for `b`; a window too wide or in the
+    // future is refused, naming the parameter.
+    let mut stats = json!(null);
+    for _ in 0..400 {
+        stats = api.get(&format!("{path}/a/stats")).await.json();
+        if stats["success"] == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(
+        stats,
+        json!({"success": 2, "pending": 0, "sending": 0, "fail": 0, "canceled": 0})
+    );
+    assert_eq!(
+        api.get(&format!("{path}/b/stats")).await.json()["success"],
+        0
+    );
+    let wide = api
+        .get(&format!(
+            "{path}/a/stats?since=2020-01-01T00:00:00Z&until=2020-03-01T00:00:00Z"
+        ))
+        .await;
+    assert_eq!(wide.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(wide.json()["detail"][0]["loc"], json!(["query", "since"]));
+    let future = api
+        .get(&format!("{path}/a/stats?until=2999-01-01T00:00:00Z"))
+        .await;
+    assert_eq!(future.status, StatusCode::UNPROCESSABLE_ENTITY);
+
+    // One attempt by id, then its response body expunged.
+    let msg_id = example["id"].as_str().unwrap();
+    let attempts = api
+        .get(&format!("/api/v1/app/tenant/attempt/msg/{msg_id}"))
+        .await
+        .json();
+    let attempt_id = attempts["data"][0]["id"].as_str().unwrap().to_owned();
+    let attempt_path = format!("/api/v1/app/tenant/msg/{msg_id}/attempt/{attempt_id}");
+    let attempt = api.get(&attempt_path).await;
+    assert_eq!(attempt.status, StatusCode::OK, "{:?}", attempt.body);
+    let attempt = attempt.json();
+    assert_eq!(attempt["id"], attempt_id.as_str());
+    assert_eq!(attempt["response"], "ok");
+    assert_eq!(attempt["statusText"], "success");
+    let ping_id = ping.json()["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        api.get(&format!(
+            "/api/v1/app/tenant/msg/{ping_id}/attempt/{attempt_id}"
+        ))
+        .await
+        .status,
+        StatusCode::NOT_FOUND,
+        "an attempt of another message"
+    );
+    assert_eq!(
+        api.get(&format!("/api/v1/app/tenant/msg/{msg_id}/attempt/nonsense"))
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        api.delete(&format!("{attempt_path}/content")).await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(api.get(&attempt_path).await.json()["response"], "");
+
+    // The message's payload expunged: it lists with `{}`.
+    assert_eq!(
+        api.delete(&format!("/api/v1/app/tenant/msg/{msg_id}/content"))
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        api.get(&format!("/api/v1/app/tenant/msg/{msg_id}"))
+            .await
+            .json()["payload"],
+        json!({})
+    );
+    assert_eq!(
+        api.get(&format!("/api/v1/app/tenant/msg/{ping_id}"))
+            .await
+            .json()["payload"],
+        json!({"success": true})
+    );
+    assert_eq!(
+        api.delete("/api/v1/app/tenant/msg/msg_nothing/content")
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
     server.shutdown().await.unwrap();
 }

@@ -356,6 +356,12 @@ pub enum Error {
         /// The id asked for.
         id: String,
     },
+    /// No attempt of the application (and message, where one is named) has that id.
+    #[error("attempt `{id}` does not exist")]
+    AttemptNotFound {
+        /// The id asked for.
+        id: String,
+    },
     /// A payload larger than [`RegistryConfig::max_payload_bytes`](crate::RegistryConfig).
     #[error("payload of {size} bytes is larger than the {limit}-byte limit")]
     PayloadTooLarge {

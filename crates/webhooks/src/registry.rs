@@ -13,7 +13,7 @@ use serde_json::Value;
 use tokio::sync::Notify;
 
 use crate::error::{Error, SchemaError, StoreError};
-use crate::id::{AppId, EndpointId, MessageId};
+use crate::id::{AppId, AttemptId, EndpointId, MessageId};
 use crate::model::{
     AppUid, Application, ApplicationSpec, Attempt, Channel, Delivery, Endpoint, EndpointKeys,
     EndpointRecord, EndpointSpec, EndpointUid, EventType, EventTypeFilter, EventTypeName,
@@ -23,7 +23,9 @@ use crate::page::{ListOptions, MAX_LIMIT, Order, Page, finish_page};
 use crate::schema::CompiledSchema;
 use crate::secret::Secret;
 use crate::signature::Verifier;
-use crate::store::{AttemptFilter, EndpointFilter, MemoryStore, MessageFilter, Store};
+use crate::store::{
+    AttemptCounts, AttemptFilter, EndpointFilter, MemoryStore, MessageFilter, Store,
+};
 
 /// How long a rotated-out secret keeps signing by default: 24 hours.
 pub const DEFAULT_KEY_GRACE: Duration = Duration::from_secs(24 * 60 * 60);
@@ -1130,6 +1132,28 @@ impl<S: Store> AppScope<'_, S> {
         Ok(message)
     }
 
+    /// Checks a message and stores it with one delivery, to the endpoint with this id or uid
+    /// only, whatever its event types and channels (Svix's "send example"). The event type
+    /// need not be registered; a registered one's schema checks the payload.
+    ///
+    /// # Errors
+    /// [`Error::EndpointNotFound`]; the errors of [`AppScope::create_message_with`].
+    pub async fn create_message_to(
+        &self,
+        new: NewMessage<'_>,
+        endpoint: &str,
+    ) -> Result<Message, Error> {
+        let endpoint = self.endpoint(endpoint).await?;
+        let message = self.prepare(new, false).await?;
+        self.registry
+            .store
+            .insert_message(&message, std::slice::from_ref(&endpoint.id))
+            .await?;
+        tracing::debug!(message = %message.id, endpoint = %endpoint.id, "message stored for one endpoint");
+        self.registry.work.notify_one();
+        Ok(message)
+    }
+
     /// Checks a message and stores it with one pending delivery per recipient; without
     /// recipients it is stored only when `keep_unheard` is set. Returns the message and
     /// whether it was stored.
@@ -1217,6 +1241,79 @@ impl<S: Store> AppScope<'_, S> {
             .message(&self.app, &parsed)
             .await?
             .ok_or_else(|| Error::MessageNotFound { id: id.to_owned() })
+    }
+
+    /// Deletes the payload of the message with this id (Svix's "expunge content"): it still
+    /// lists, marked expired, with an empty payload; deliveries still due are not made.
+    ///
+    /// # Errors
+    /// [`Error::MessageNotFound`]; [`Error::InvalidId`] for text that is not a message id.
+    pub async fn expunge_payload(&self, id: &str) -> Result<(), Error> {
+        let parsed: MessageId = id.parse()?;
+        if self
+            .registry
+            .store
+            .expunge_payload(&self.app, &parsed)
+            .await?
+        {
+            tracing::info!(message = %parsed, "message payload expunged");
+            Ok(())
+        } else {
+            Err(Error::MessageNotFound { id: id.to_owned() })
+        }
+    }
+
+    /// The attempt with this id, made to send the message with id `message`.
+    ///
+    /// # Errors
+    /// [`Error::AttemptNotFound`] (also for an attempt of another message);
+    /// [`Error::MessageNotFound`]; [`Error::InvalidId`] for text that is not an id.
+    pub async fn attempt(&self, message: &str, id: &str) -> Result<Attempt, Error> {
+        let message = self.message(message).await?;
+        let parsed: AttemptId = id.parse()?;
+        self.registry
+            .store
+            .attempt(&self.app, &parsed)
+            .await?
+            .filter(|a| a.message_id == message.id)
+            .ok_or_else(|| Error::AttemptNotFound { id: id.to_owned() })
+    }
+
+    /// Empties the response body recorded with an attempt of the message `message`.
+    ///
+    /// # Errors
+    /// As [`AppScope::attempt`].
+    pub async fn expunge_response(&self, message: &str, id: &str) -> Result<(), Error> {
+        let attempt = self.attempt(message, id).await?;
+        if self
+            .registry
+            .store
+            .expunge_response(&self.app, &attempt.id)
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(Error::AttemptNotFound { id: id.to_owned() })
+        }
+    }
+
+    /// How the attempts to the endpoint with this id or uid made at or after `since` and
+    /// before `until` ended.
+    ///
+    /// # Errors
+    /// [`Error::EndpointNotFound`]; [`Error::Store`].
+    pub async fn attempt_counts(
+        &self,
+        endpoint: &str,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<AttemptCounts, Error> {
+        let endpoint = self.endpoint(endpoint).await?;
+        Ok(self
+            .registry
+            .store
+            .attempt_counts(&self.app, &endpoint.id, since, until)
+            .await?)
     }
 
     /// Messages, optionally of one event type and channel, by id (creation order).

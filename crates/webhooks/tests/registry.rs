@@ -992,6 +992,127 @@ async fn finish<S: Store>(
     attempt
 }
 
+async fn attempts_by_id_counted_and_expunged<S: Store>(h: Harness<S>) {
+    let r = &h.registry;
+    let visit = with_visit_type(&h).await;
+    let endpoint = r
+        .create_endpoint(EndpointSpec::new("https://a.example/").event_type(visit.clone()))
+        .await
+        .unwrap();
+    let other = r
+        .create_endpoint(EndpointSpec::new("https://b.example/").event_type(visit.clone()))
+        .await
+        .unwrap();
+    let t0 = h.now();
+    let (first, _) = r
+        .send(&visit, br#"{"origin": "one"}"#, None)
+        .await
+        .unwrap()
+        .unwrap();
+    let (second, _) = r
+        .send(&visit, br#"{"origin": "two"}"#, None)
+        .await
+        .unwrap()
+        .unwrap();
+    let leases = r
+        .store()
+        .lease_deliveries(h.now(), Duration::from_secs(30), 10)
+        .await
+        .unwrap();
+    assert_eq!(leases.len(), 4);
+    h.advance(Duration::from_secs(5));
+    let mut recorded = Vec::new();
+    for lease in &leases {
+        let failed =
+            lease.delivery.endpoint_id == endpoint.id && lease.delivery.message_id == second;
+        let status = if failed {
+            DeliveryStatus::Pending
+        } else {
+            DeliveryStatus::Succeeded
+        };
+        recorded.push(finish(&h, lease, status, if failed { 500 } else { 200 }).await);
+    }
+    let app = r.default_app();
+
+    // By id, within its message only.
+    let one = recorded.iter().find(|a| a.message_id == first).unwrap();
+    let found = app.attempt(first.as_str(), one.id.as_str()).await.unwrap();
+    assert_eq!(&found, one);
+    assert!(matches!(
+        app.attempt(second.as_str(), one.id.as_str()).await,
+        Err(Error::AttemptNotFound { .. })
+    ));
+    assert!(matches!(
+        app.attempt(first.as_str(), "atmpt_2lO1MQKQnkMVmGfSAMNLDEtmoaX")
+            .await,
+        Err(Error::AttemptNotFound { .. })
+    ));
+
+    // Counted by how they ended, in a window.
+    let now = h.now();
+    let counts = app
+        .attempt_counts(endpoint.id.as_str(), t0, now + chrono::Duration::seconds(1))
+        .await
+        .unwrap();
+    assert_eq!((counts.success, counts.failed, counts.pending), (1, 1, 0));
+    let others = app
+        .attempt_counts(other.id.as_str(), t0, now + chrono::Duration::seconds(1))
+        .await
+        .unwrap();
+    assert_eq!((others.success, others.failed), (2, 0));
+    let before = app
+        .attempt_counts(endpoint.id.as_str(), t0, t0)
+        .await
+        .unwrap();
+    assert_eq!(before, Default::default(), "an empty window");
+
+    // The response body of one attempt emptied; the others keep theirs.
+    app.expunge_response(first.as_str(), one.id.as_str())
+        .await
+        .unwrap();
+    assert_eq!(
+        app.attempt(first.as_str(), one.id.as_str())
+            .await
+            .unwrap()
+            .response,
+        ""
+    );
+    let kept = recorded.iter().find(|a| a.message_id == second).unwrap();
+    assert_eq!(
+        app.attempt(second.as_str(), kept.id.as_str())
+            .await
+            .unwrap()
+            .response,
+        kept.response
+    );
+
+    // A message's payload expunged: it lists, expired, and its pending delivery is dropped.
+    app.expunge_payload(second.as_str()).await.unwrap();
+    let expunged = r.message(second.as_str()).await.unwrap();
+    assert!(expunged.expired);
+    assert_eq!(expunged.payload, "");
+    assert!(!r.message(first.as_str()).await.unwrap().expired);
+    assert!(matches!(
+        app.expunge_payload("msg_2lO1MQKQnkMVmGfSAMNLDEtmoaX").await,
+        Err(Error::MessageNotFound { .. })
+    ));
+
+    // Another application sees none of it.
+    let elsewhere = r
+        .create_application(ApplicationSpec::new("elsewhere"))
+        .await
+        .unwrap();
+    let elsewhere = r.app(elsewhere.id.as_str()).await.unwrap();
+    assert!(
+        elsewhere
+            .attempt(first.as_str(), one.id.as_str())
+            .await
+            .is_err()
+    );
+    assert!(elsewhere.expunge_payload(first.as_str()).await.is_err());
+    assert!(!r.message(first.as_str()).await.unwrap().expired);
+}
+
 async fn attempts_are_recorded_listed_and_become_sent_events<S: Store>(h: Harness<S>) {
     let r = &h.registry;
     let visit = with_visit_type(&h).await;
@@ -2322,6 +2443,7 @@ suite!(
     event_types_create_update_list_archive,
     bad_schemas_are_refused_with_their_path,
     endpoints_by_id_and_uid_update_and_delete,
+    attempts_by_id_counted_and_expunged,
     endpoint_input_is_checked,
     listing_endpoints_by_type_and_channel,
     send_routes_validates_and_keeps_bytes,

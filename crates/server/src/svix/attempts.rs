@@ -6,11 +6,13 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
-use axum::routing::get;
+use axum::routing::{delete, get};
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
 use switchyard_webhooks::store::AttemptFilter;
-use switchyard_webhooks::{AppScope, Attempt, AttemptStatus, Order, redact_userinfo};
+use switchyard_webhooks::{
+    AppScope, Attempt, AttemptStatus, Error as WebhooksError, Order, redact_userinfo,
+};
 
 use super::request::{
     Pagination, channel_param, event_type_param, list, list_error, reply, status_param, time,
@@ -29,6 +31,14 @@ pub(super) fn routes() -> Router<Arc<SvixState>> {
         .route(
             "/api/v1/app/{app}/attempt/msg/{msg}",
             get(attempts_by_message),
+        )
+        .route(
+            "/api/v1/app/{app}/msg/{msg}/attempt/{attempt}",
+            get(get_attempt),
+        )
+        .route(
+            "/api/v1/app/{app}/msg/{msg}/attempt/{attempt}/content",
+            delete(expunge_response),
         )
 }
 
@@ -155,4 +165,35 @@ async fn attempts(
         StatusCode::OK,
         &list(page, |a| MessageAttemptOut::from(a)),
     ))
+}
+
+async fn get_attempt(
+    State(state): Shared,
+    Path((app, msg, attempt)): Path<(String, String, String)>,
+) -> ApiResult<Response> {
+    let app = scope(&state, &app).await?;
+    let attempt = app.attempt(&msg, &attempt).await.map_err(not_found)?;
+    Ok(reply(StatusCode::OK, &MessageAttemptOut::from(&attempt)))
+}
+
+/// Empties the response body the attempt recorded: 204.
+async fn expunge_response(
+    State(state): Shared,
+    Path((app, msg, attempt)): Path<(String, String, String)>,
+) -> ApiResult<StatusCode> {
+    let app = scope(&state, &app).await?;
+    app.expunge_response(&msg, &attempt)
+        .await
+        .map_err(not_found)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// An id that does not parse names nothing: 404, as for an id of nothing.
+fn not_found(error: WebhooksError) -> crate::error::ApiError {
+    match error {
+        WebhooksError::InvalidId { kind, value } => {
+            crate::error::ApiError::not_found(format!("{kind} `{value}` does not exist"))
+        }
+        other => other.into(),
+    }
 }

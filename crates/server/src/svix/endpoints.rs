@@ -23,7 +23,7 @@ use switchyard_webhooks::{
 
 use super::request::{
     Pagination, check_uid, json_body, list, list_error, one_of, optional_json_body, reply,
-    string_map, time,
+    string_map, time, time_param,
 };
 use super::{ApiResult, Shared, SvixState, patch, scope};
 use crate::error::ApiError;
@@ -58,6 +58,11 @@ pub(super) fn routes() -> Router<Arc<SvixState>> {
             "/api/v1/app/{app}/endpoint/{endpoint}/recover",
             post(recover),
         )
+        .route(
+            "/api/v1/app/{app}/endpoint/{endpoint}/send-example",
+            post(send_example),
+        )
+        .route("/api/v1/app/{app}/endpoint/{endpoint}/stats", get(stats))
 }
 
 /// `POST /api/v1/app/{app}/endpoint` and (without `headers` and `secret`, which it leaves
@@ -614,6 +619,116 @@ async fn recover(
             status: "running",
             task: "endpoint.recover",
             updated_at: time(&Utc::now()),
+        },
+    ))
+}
+
+/// `POST …/send-example`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct EventExampleIn {
+    event_type: String,
+}
+
+/// The event type Svix answers with `{"success": true}` without looking for a schema.
+const PING_EVENT_TYPE: &str = "svix.ping";
+
+/// Sends the endpoint, and only it, a message of the event type whose payload is the first
+/// of its schema's `examples` (`svix.ping`: `{"success": true}`); 200 `MessageOut`.
+async fn send_example(
+    State(state): Shared,
+    Path((app, endpoint)): Path<(String, String)>,
+    body: Body,
+) -> ApiResult<Response> {
+    let app = scope(&state, &app).await?;
+    let input: EventExampleIn = json_body(body, state.body_limit).await?;
+    let event_type = EventTypeName::new(input.event_type.as_str())
+        .map_err(|e| ApiError::invalid_field("eventType", e.to_string()))?;
+    app.endpoint(&endpoint).await?;
+    let payload = if event_type.as_str() == PING_EVENT_TYPE {
+        r#"{"success": true}"#.to_owned()
+    } else {
+        let Some(registered) = state.webhooks.event_type(&event_type).await? else {
+            return Err(ApiError::not_found(format!(
+                "event type `{event_type}` does not exist"
+            )));
+        };
+        match registered.schema.get("examples").and_then(|e| e.get(0)) {
+            Some(example) if example.is_object() => example.to_string(),
+            _ => {
+                return Err(ApiError::invalid_field(
+                    "eventType",
+                    format!(
+                        "the schema of `{event_type}` has no example object (`examples`) to send"
+                    ),
+                ));
+            }
+        }
+    };
+    let message = app
+        .create_message_to(
+            switchyard_webhooks::NewMessage::new(&event_type, payload.as_bytes()),
+            &endpoint,
+        )
+        .await?;
+    Ok(reply(
+        StatusCode::OK,
+        &super::messages::MessageOut::new(&message, true),
+    ))
+}
+
+/// `GET …/stats`'s query: the window, by default the 28 days before now.
+#[derive(Debug, Default, Deserialize)]
+struct StatsQuery {
+    since: Option<String>,
+    until: Option<String>,
+}
+
+/// The widest window `stats` counts over (Svix's: 28 days, and five minutes of slack so
+/// that "now minus 28 days" computed a little earlier passes).
+const STATS_WINDOW: chrono::TimeDelta = chrono::TimeDelta::days(28);
+const STATS_SLACK: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
+
+/// Svix's `EndpointStats`: the endpoint's attempts in the window, by how they ended.
+#[derive(Debug, Serialize)]
+struct EndpointStats {
+    success: u64,
+    pending: u64,
+    sending: u64,
+    fail: u64,
+    canceled: u64,
+}
+
+async fn stats(
+    State(state): Shared,
+    Path((app, endpoint)): Path<(String, String)>,
+    Query(query): Query<StatsQuery>,
+) -> ApiResult<Response> {
+    let app = scope(&state, &app).await?;
+    let now = Utc::now();
+    let until = time_param(query.until.as_deref(), "until")?.unwrap_or(now);
+    if until > now {
+        return Err(ApiError::invalid_query(
+            "until",
+            "must not be in the future",
+        ));
+    }
+    let since = time_param(query.since.as_deref(), "since")?.unwrap_or(until - STATS_WINDOW);
+    if until - since > STATS_WINDOW + STATS_SLACK {
+        return Err(ApiError::invalid_query(
+            "since",
+            "must be at most 28 days before `until`",
+        ));
+    }
+    let counts = app.attempt_counts(&endpoint, since, until).await?;
+    Ok(reply(
+        StatusCode::OK,
+        &EndpointStats {
+            success: counts.success,
+            pending: counts.pending,
+            sending: counts.sending,
+            fail: counts.failed,
+            canceled: 0,
         },
     ))
 }

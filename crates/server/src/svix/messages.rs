@@ -7,7 +7,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -33,6 +33,10 @@ pub(super) fn routes() -> Router<Arc<SvixState>> {
             post(create_message).get(list_messages),
         )
         .route("/api/v1/app/{app}/msg/{msg}", get(get_message))
+        .route(
+            "/api/v1/app/{app}/msg/{msg}/content",
+            delete(expunge_content),
+        )
         .route("/api/v1/app/{app}/msg/{msg}/endpoint", get(destinations))
         .route(
             "/api/v1/app/{app}/msg/{msg}/endpoint/{endpoint}/resend",
@@ -288,4 +292,15 @@ async fn resend(
     let app = scope(&state, &app).await?;
     app.resend(&msg, &endpoint).await?;
     Ok(reply(StatusCode::ACCEPTED, &serde_json::json!({})))
+}
+
+/// Deletes the message's payload: 204. It still lists, with `{}` as its payload; deliveries
+/// not yet made are dropped.
+async fn expunge_content(
+    State(state): Shared,
+    Path((app, msg)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    let app = scope(&state, &app).await?;
+    app.expunge_payload(&msg).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

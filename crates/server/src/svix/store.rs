@@ -6,13 +6,13 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use switchyard_webhooks::store::{
-    AppLimits, AttemptFilter, Change, EndpointFilter, Finished, HealthChange, MessageFilter,
-    PostgresStore, SqliteStore, Store,
+    AppLimits, AttemptCounts, AttemptFilter, Change, EndpointFilter, Finished, HealthChange,
+    MessageFilter, PostgresStore, SqliteStore, Store,
 };
 use switchyard_webhooks::{
-    AppId, AppUid, Application, Attempt, Channel, Delivery, DeliveryUpdate, Endpoint, EndpointId,
-    EndpointRecord, EndpointUid, EventType, EventTypeName, Lease, Message, MessageId, PageRequest,
-    StoreError,
+    AppId, AppUid, Application, Attempt, AttemptId, Channel, Delivery, DeliveryUpdate, Endpoint,
+    EndpointId, EndpointRecord, EndpointUid, EventType, EventTypeName, Lease, Message, MessageId,
+    PageRequest, StoreError,
 };
 
 /// One of the stores the server can run on; every call goes to the one it holds.
@@ -215,6 +215,28 @@ impl Store for ServerStore {
         page: &PageRequest,
     ) -> Result<Vec<Attempt>, StoreError> {
         each!(self, s => s.list_attempts(app, filter, page))
+    }
+
+    async fn attempt(&self, app: &AppId, id: &AttemptId) -> Result<Option<Attempt>, StoreError> {
+        each!(self, s => s.attempt(app, id))
+    }
+
+    async fn attempt_counts(
+        &self,
+        app: &AppId,
+        endpoint: &EndpointId,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<AttemptCounts, StoreError> {
+        each!(self, s => s.attempt_counts(app, endpoint, since, until))
+    }
+
+    async fn expunge_payload(&self, app: &AppId, message: &MessageId) -> Result<bool, StoreError> {
+        each!(self, s => s.expunge_payload(app, message))
+    }
+
+    async fn expunge_response(&self, app: &AppId, attempt: &AttemptId) -> Result<bool, StoreError> {
+        each!(self, s => s.expunge_response(app, attempt))
     }
 
     async fn requeue_delivery(

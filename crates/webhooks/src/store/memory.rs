@@ -8,11 +8,11 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::{
-    AppLimits, AttemptFilter, EndpointFilter, Health, HealthChange, MessageFilter, Store,
-    attempt_matches, lease_token,
+    AppLimits, AttemptCounts, AttemptFilter, EndpointFilter, Health, HealthChange, MessageFilter,
+    Store, attempt_matches, lease_token,
 };
 use crate::error::StoreError;
-use crate::id::{AppId, EndpointId, MessageId};
+use crate::id::{AppId, AttemptId, EndpointId, MessageId};
 use crate::model::{
     AppUid, Application, Attempt, AttemptTrigger, Channel, Delivery, DeliveryStatus,
     DeliveryUpdate, Endpoint, EndpointRecord, EndpointUid, EventType, EventTypeName, Lease,
@@ -618,6 +618,69 @@ impl Store for MemoryStore {
             Order::Ascending => matching.take(take).cloned().collect(),
             Order::Descending => matching.rev().take(take).cloned().collect(),
         })
+    }
+
+    async fn attempt(&self, app: &AppId, id: &AttemptId) -> Result<Option<Attempt>, StoreError> {
+        let inner = self.lock();
+        Ok(inner
+            .attempt_positions
+            .get(id.as_str())
+            .and_then(|at| inner.attempts.get(at))
+            .filter(|a| inner.message_of(app, a.message_id.as_str()).is_some())
+            .cloned())
+    }
+
+    async fn attempt_counts(
+        &self,
+        app: &AppId,
+        endpoint: &EndpointId,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<AttemptCounts, StoreError> {
+        let inner = self.lock();
+        let mut counts = AttemptCounts::default();
+        if inner.endpoint_of(app, endpoint.as_str()).is_none() {
+            return Ok(counts);
+        }
+        for attempt in inner
+            .attempts
+            .values()
+            .filter(|a| a.endpoint_id == *endpoint && a.timestamp >= since && a.timestamp < until)
+        {
+            counts.add(attempt.status, 1);
+        }
+        Ok(counts)
+    }
+
+    async fn expunge_payload(&self, app: &AppId, message: &MessageId) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        match inner.messages.get_mut(message.as_str()) {
+            Some(message) if message.app == *app => {
+                message.payload = String::new();
+                message.expired = true;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn expunge_response(&self, app: &AppId, attempt: &AttemptId) -> Result<bool, StoreError> {
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        let Some(at) = inner.attempt_positions.get(attempt.as_str()).copied() else {
+            return Ok(false);
+        };
+        let Some(found) = inner.attempts.get_mut(&at) else {
+            return Ok(false);
+        };
+        let owned = inner
+            .messages
+            .get(found.message_id.as_str())
+            .is_some_and(|m| m.app == *app);
+        if owned {
+            found.response = String::new();
+        }
+        Ok(owned)
     }
 
     async fn requeue_delivery(

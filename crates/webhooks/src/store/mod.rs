@@ -22,7 +22,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::error::StoreError;
-use crate::id::{AppId, EndpointId, MessageId};
+use crate::id::{AppId, AttemptId, EndpointId, MessageId};
 use crate::model::{
     AppUid, Application, Attempt, AttemptStatus, Channel, Delivery, DeliveryUpdate, Endpoint,
     EndpointRecord, EndpointUid, EventType, EventTypeName, Lease, Message,
@@ -98,6 +98,32 @@ pub struct AttemptFilter {
     pub before: Option<DateTime<Utc>>,
     /// Only attempts made strictly after this time.
     pub after: Option<DateTime<Utc>>,
+}
+
+/// Attempts counted by how they ended (see [`Store::attempt_counts`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AttemptCounts {
+    /// Attempts that got a 2xx.
+    pub success: u64,
+    /// Attempts recorded as pending.
+    pub pending: u64,
+    /// Attempts that failed.
+    pub failed: u64,
+    /// Attempts recorded as sending.
+    pub sending: u64,
+}
+
+impl AttemptCounts {
+    /// Adds `count` attempts of `status`.
+    pub fn add(&mut self, status: AttemptStatus, count: u64) {
+        let slot = match status {
+            AttemptStatus::Success => &mut self.success,
+            AttemptStatus::Pending => &mut self.pending,
+            AttemptStatus::Failed => &mut self.failed,
+            AttemptStatus::Sending => &mut self.sending,
+        };
+        *slot += count;
+    }
 }
 
 /// A change another process sharing the store made, that this process's delivery engine
@@ -393,6 +419,39 @@ pub trait Store: Send + Sync + 'static {
         filter: &AttemptFilter,
         page: &PageRequest,
     ) -> impl Future<Output = Result<Vec<Attempt>, StoreError>> + Send;
+
+    /// The attempt of `app` with this id.
+    fn attempt(
+        &self,
+        app: &AppId,
+        id: &AttemptId,
+    ) -> impl Future<Output = Result<Option<Attempt>, StoreError>> + Send;
+
+    /// How many attempts to an endpoint of `app` made at or after `since` and before `until`
+    /// ended in each status.
+    fn attempt_counts(
+        &self,
+        app: &AppId,
+        endpoint: &EndpointId,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> impl Future<Output = Result<AttemptCounts, StoreError>> + Send;
+
+    /// Purges the payload of one message of `app` (it still lists, marked expired, as after
+    /// [`Store::purge_payloads`]); whether `app` has that message.
+    fn expunge_payload(
+        &self,
+        app: &AppId,
+        message: &MessageId,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Empties the response body recorded with an attempt of `app`; whether `app` has that
+    /// attempt.
+    fn expunge_response(
+        &self,
+        app: &AppId,
+        attempt: &AttemptId,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// Makes the delivery of a message of `app` to an endpoint of `app` pending again, due at
     /// `now`, with a fresh retry schedule and its next attempt marked manual; creates the

@@ -14,11 +14,11 @@ use tokio_postgres::{NoTls, Row};
 
 use super::keys::StoredKeys;
 use super::{
-    AppLimits, AttemptFilter, EndpointFilter, Finished, Health, HealthChange, MessageFilter, Store,
-    lease_token,
+    AppLimits, AttemptCounts, AttemptFilter, EndpointFilter, Finished, Health, HealthChange,
+    MessageFilter, Store, lease_token,
 };
 use crate::error::StoreError;
-use crate::id::{AppId, EndpointId, MessageId};
+use crate::id::{AppId, AttemptId, EndpointId, MessageId};
 use crate::model::{
     AppUid, Application, Attempt, AttemptStatus, AttemptTrigger, Channel, Delivery, DeliveryUpdate,
     Endpoint, EndpointRecord, EndpointUid, EventType, EventTypeFilter, EventTypeName, Lease,
@@ -1111,6 +1111,77 @@ impl Store for PostgresStore {
         .iter()
         .map(rows::attempt)
         .collect()
+    }
+
+    async fn attempt(&self, app: &AppId, id: &AttemptId) -> Result<Option<Attempt>, StoreError> {
+        self.query(
+            "SELECT t.id, t.msg, t.ep, t.event_type, t.channel, t.url, t.status,
+                t.response_status, t.response, t.headers, t.duration_us, t.trigger_code,
+                t.created_at
+             FROM attempts t JOIN apps a ON a.seq = t.app
+             WHERE t.id = $1 AND a.id = $2",
+            &[&id.as_str(), &app.as_str()],
+        )
+        .await?
+        .first()
+        .map(rows::attempt)
+        .transpose()
+    }
+
+    async fn attempt_counts(
+        &self,
+        app: &AppId,
+        endpoint: &EndpointId,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<AttemptCounts, StoreError> {
+        let rows = self
+            .query(
+                "SELECT t.status, count(*) FROM attempts t JOIN apps a ON a.seq = t.app
+                 WHERE t.ep = $1 AND a.id = $2 AND t.created_at >= $3 AND t.created_at < $4
+                 GROUP BY t.status",
+                &[
+                    &endpoint.as_str(),
+                    &app.as_str(),
+                    &micros(since),
+                    &micros(until),
+                ],
+            )
+            .await?;
+        let mut counts = AttemptCounts::default();
+        for row in &rows {
+            let code: i16 = row.try_get(0)?;
+            let count: i64 = row.try_get(1)?;
+            let status =
+                AttemptStatus::from_code(i64::from(code)).ok_or_else(|| StoreError::Corrupt {
+                    what: "attempt status".to_owned(),
+                    reason: code.to_string(),
+                })?;
+            counts.add(status, u64::try_from(count).unwrap_or(0));
+        }
+        Ok(counts)
+    }
+
+    async fn expunge_payload(&self, app: &AppId, message: &MessageId) -> Result<bool, StoreError> {
+        let changed = self
+            .execute(
+                "UPDATE messages SET payload = '', expired = TRUE
+                 WHERE id = $1 AND app = (SELECT seq FROM apps WHERE id = $2)",
+                &[&message.as_str(), &app.as_str()],
+            )
+            .await?;
+        Ok(changed > 0)
+    }
+
+    async fn expunge_response(&self, app: &AppId, attempt: &AttemptId) -> Result<bool, StoreError> {
+        let changed = self
+            .execute(
+                "UPDATE attempts SET response = ''
+                 WHERE id = $1 AND app = (SELECT seq FROM apps WHERE id = $2)",
+                &[&attempt.as_str(), &app.as_str()],
+            )
+            .await?;
+        Ok(changed > 0)
     }
 
     async fn requeue_delivery(

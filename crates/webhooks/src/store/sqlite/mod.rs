@@ -11,11 +11,11 @@ use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, ErrorCode, OptionalExtension as _, params};
 
 use super::{
-    AppLimits, AttemptFilter, EndpointFilter, Finished, Health, HealthChange, MessageFilter, Store,
-    lease_token,
+    AppLimits, AttemptCounts, AttemptFilter, EndpointFilter, Finished, Health, HealthChange,
+    MessageFilter, Store, lease_token,
 };
 use crate::error::StoreError;
-use crate::id::{AppId, EndpointId, MessageId};
+use crate::id::{AppId, AttemptId, EndpointId, MessageId};
 use crate::model::{
     AppUid, Application, Attempt, AttemptStatus, Channel, Delivery, DeliveryUpdate, Endpoint,
     EndpointRecord, EndpointUid, EventType, EventTypeFilter, EventTypeName, Lease, Message, after,
@@ -1332,6 +1332,83 @@ impl Store for SqliteStore {
                 .page_from(page, "a.seq", ATTEMPT_CURSOR)
                 .fetch(conn, rows::attempt)
         })
+    }
+
+    async fn attempt(&self, app: &AppId, id: &AttemptId) -> Result<Option<Attempt>, StoreError> {
+        self.db.read(|conn| {
+            one(
+                conn,
+                &format!(
+                    "{SELECT_ATTEMPTS} WHERE a.id = ? AND EXISTS (SELECT 1 FROM messages m \
+                     WHERE m.seq = a.msg AND m.app = {APP_KEY})"
+                ),
+                [id.as_str(), app.as_str()],
+                rows::attempt,
+            )
+        })
+    }
+
+    async fn attempt_counts(
+        &self,
+        app: &AppId,
+        endpoint: &EndpointId,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<AttemptCounts, StoreError> {
+        self.db.read(|conn| {
+            let mut statement = conn.prepare_cached(&format!(
+                "SELECT a.status, count(*) FROM attempts a
+                 WHERE a.ep = (SELECT seq FROM endpoints WHERE id = ? AND app = {APP_KEY})
+                   AND a.created_at >= ? AND a.created_at < ?
+                 GROUP BY a.status"
+            ))?;
+            let mut rows = statement.query(params![
+                endpoint.as_str(),
+                app.as_str(),
+                micros(since),
+                micros(until)
+            ])?;
+            let mut counts = AttemptCounts::default();
+            while let Some(row) = rows.next()? {
+                let code: i64 = row.get(0)?;
+                let count: i64 = row.get(1)?;
+                let status = AttemptStatus::from_code(code)
+                    .ok_or_else(|| corrupt("attempt status", code))?;
+                counts.add(status, u64::try_from(count).unwrap_or(0));
+            }
+            Ok(counts)
+        })
+    }
+
+    async fn expunge_payload(&self, app: &AppId, message: &MessageId) -> Result<bool, StoreError> {
+        let (app, message) = (app.to_string(), message.to_string());
+        self.db
+            .write(move |conn| {
+                let changed = conn
+                    .prepare_cached(&format!(
+                        "UPDATE messages SET payload = '', expired = 1
+                         WHERE id = ? AND app = {APP_KEY}"
+                    ))?
+                    .execute([message, app])?;
+                Ok(changed > 0)
+            })
+            .await
+    }
+
+    async fn expunge_response(&self, app: &AppId, attempt: &AttemptId) -> Result<bool, StoreError> {
+        let (app, attempt) = (app.to_string(), attempt.to_string());
+        self.db
+            .write(move |conn| {
+                let changed = conn
+                    .prepare_cached(&format!(
+                        "UPDATE attempts SET response = ''
+                         WHERE id = ? AND EXISTS (SELECT 1 FROM messages m
+                             WHERE m.seq = attempts.msg AND m.app = {APP_KEY})"
+                    ))?
+                    .execute([attempt, app])?;
+                Ok(changed > 0)
+            })
+            .await
     }
 
     async fn requeue_delivery(
