@@ -240,9 +240,9 @@ impl From<WebhooksError> for ApiError {
             | WebhooksError::AttemptNotFound { .. } => Self::not_found(error.to_string()),
             WebhooksError::InvalidId { .. } => Self::not_found(error.to_string()),
             WebhooksError::ApplicationNotFound { .. } => Self::not_found(error.to_string()),
-            WebhooksError::ApplicationExists { .. } | WebhooksError::EndpointExists { .. } => {
-                Self::conflict(error.to_string())
-            }
+            WebhooksError::ApplicationExists { .. }
+            | WebhooksError::EndpointExists { .. }
+            | WebhooksError::MessageExists { .. } => Self::conflict(error.to_string()),
             WebhooksError::InvalidAppUid { .. } => Self::invalid_field("uid", error.to_string()),
             WebhooksError::InvalidAppName => Self::invalid_field("name", error.to_string()),
             WebhooksError::InvalidEventId { .. } => {

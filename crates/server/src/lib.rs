@@ -35,6 +35,7 @@ pub mod config;
 mod conn;
 mod error;
 mod events_log;
+mod idempotency;
 pub mod logging;
 mod private;
 pub mod runtime;

@@ -32,6 +32,7 @@ use crate::config::{Config, Token};
 use crate::conn;
 use crate::error::{ApiError, ServerError};
 use crate::events_log::EventLog;
+use crate::idempotency::{self, Idempotency};
 use crate::private;
 use crate::runtime::{self, METADATA_SOURCE, RuntimeState};
 use crate::svix::{self, SvixState, store::ServerStore, webhooks::Webhooks};
@@ -420,8 +421,17 @@ fn router(
     tokens: Arc<Vec<Token>>,
 ) -> Router {
     let store = svix.webhooks.registry.store().clone();
+    let idempotency = Arc::new(Idempotency {
+        store: store.clone(),
+    });
+    // Layers run outside in, the last added first: a token is checked before a key is
+    // claimed.
     let protected = svix::routes(svix)
         .merge(runtime::routes(runtime))
+        .layer(axum::middleware::from_fn_with_state(
+            idempotency,
+            idempotency::layer,
+        ))
         .layer(axum::middleware::from_fn_with_state(tokens, authenticate));
     let mut router = Router::new()
         .route("/health", get(health))

@@ -356,6 +356,13 @@ pub enum Error {
         /// The id asked for.
         id: String,
     },
+    /// The application already has a message with this event id (Svix's rule: one message
+    /// per event id).
+    #[error("a message with event id `{event_id}` already exists")]
+    MessageExists {
+        /// The event id.
+        event_id: String,
+    },
     /// No attempt of the application (and message, where one is named) has that id.
     #[error("attempt `{id}` does not exist")]
     AttemptNotFound {

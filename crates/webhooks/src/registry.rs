@@ -1145,9 +1145,7 @@ impl<S: Store> AppScope<'_, S> {
     ) -> Result<Message, Error> {
         let endpoint = self.endpoint(endpoint).await?;
         let message = self.prepare(new, false).await?;
-        self.registry
-            .store
-            .insert_message(&message, std::slice::from_ref(&endpoint.id))
+        self.insert(&message, std::slice::from_ref(&endpoint.id))
             .await?;
         tracing::debug!(message = %message.id, endpoint = %endpoint.id, "message stored for one endpoint");
         self.registry.work.notify_one();
@@ -1172,15 +1170,25 @@ impl<S: Store> AppScope<'_, S> {
         if recipients.is_empty() && !keep_unheard {
             return Ok((message, false));
         }
-        self.registry
-            .store
-            .insert_message(&message, &recipients)
-            .await?;
+        self.insert(&message, &recipients).await?;
         tracing::debug!(message = %message.id, deliveries = recipients.len(), "message stored");
         if !recipients.is_empty() {
             self.registry.work.notify_one();
         }
         Ok((message, true))
+    }
+
+    /// Stores a checked message with a delivery to each of `endpoints`; a conflict on its
+    /// event id is [`Error::MessageExists`].
+    async fn insert(&self, message: &Message, endpoints: &[EndpointId]) -> Result<(), Error> {
+        match self.registry.store.insert_message(message, endpoints).await {
+            Err(StoreError::Conflict { .. }) if message.event_id.is_some() => {
+                Err(Error::MessageExists {
+                    event_id: message.event_id.clone().unwrap_or_default(),
+                })
+            }
+            other => Ok(other?),
+        }
     }
 
     async fn prepare(

@@ -15,8 +15,8 @@ use std::num::NonZeroU32;
 #[cfg(feature = "postgres")]
 use switchyard_webhooks::store::PostgresStore;
 use switchyard_webhooks::store::{
-    AppLimits, AttemptFilter, EndpointFilter, HealthChange, MemoryStore, MessageFilter,
-    SqliteStore, Store,
+    AppLimits, AttemptFilter, EndpointFilter, HealthChange, IdempotencyClaim, MemoryStore,
+    MessageFilter, RememberedResponse, SqliteStore, Store,
 };
 use switchyard_webhooks::{
     AppId, AppScope, AppUid, Application, ApplicationSpec, Attempt, AttemptId, AttemptStatus,
@@ -992,6 +992,75 @@ async fn finish<S: Store>(
     attempt
 }
 
+async fn idempotency_keys_claim_remember_and_expire<S: Store>(h: Harness<S>) {
+    let store = h.registry.store();
+    let t0 = h.now();
+    let hold = t0 + chrono::Duration::seconds(30);
+    assert_eq!(
+        store.idempotency_begin("k1", t0, hold).await.unwrap(),
+        IdempotencyClaim::Claimed
+    );
+    assert_eq!(
+        store.idempotency_begin("k1", t0, hold).await.unwrap(),
+        IdempotencyClaim::Running,
+        "claimed by the first"
+    );
+    let response = RememberedResponse {
+        status: 202,
+        headers: vec![("content-type".to_owned(), "application/json".to_owned())],
+        body: br#"{"id": "msg_1"}"#.to_vec(),
+    };
+    let expires = t0 + chrono::Duration::hours(12);
+    store
+        .idempotency_finish("k1", &response, expires)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.idempotency_begin("k1", t0, hold).await.unwrap(),
+        IdempotencyClaim::Done(response.clone())
+    );
+    // Released (the request failed): the next one claims it.
+    store.idempotency_begin("k2", t0, hold).await.unwrap();
+    store.idempotency_release("k2").await.unwrap();
+    assert_eq!(
+        store.idempotency_begin("k2", t0, hold).await.unwrap(),
+        IdempotencyClaim::Claimed
+    );
+    // Releasing does not forget a finished response.
+    store.idempotency_release("k1").await.unwrap();
+    assert!(matches!(
+        store.idempotency_begin("k1", t0, hold).await.unwrap(),
+        IdempotencyClaim::Done(_)
+    ));
+    // A claim that ran out is taken over; a response that expired is forgotten.
+    let later = hold + chrono::Duration::seconds(1);
+    assert_eq!(
+        store
+            .idempotency_begin("k2", later, later + chrono::Duration::seconds(30))
+            .await
+            .unwrap(),
+        IdempotencyClaim::Claimed
+    );
+    let after_expiry = expires + chrono::Duration::seconds(1);
+    assert_eq!(
+        store
+            .idempotency_begin("k1", after_expiry, after_expiry)
+            .await
+            .unwrap(),
+        IdempotencyClaim::Claimed
+    );
+    store.idempotency_begin("k3", t0, hold).await.unwrap();
+    let purged = store
+        .purge_idempotency(after_expiry + chrono::Duration::seconds(1))
+        .await
+        .unwrap();
+    assert_eq!(purged, 3, "k1's and k2's claims ran out, and k3's");
+    assert_eq!(
+        store.idempotency_begin("k3", t0, hold).await.unwrap(),
+        IdempotencyClaim::Claimed
+    );
+}
+
 async fn attempts_by_id_counted_and_expunged<S: Store>(h: Harness<S>) {
     let r = &h.registry;
     let visit = with_visit_type(&h).await;
@@ -1858,6 +1927,32 @@ async fn messages_follow_svix_by_default<S: Store>(h: Harness<S>) {
         .await
         .unwrap();
     assert_eq!(listed.items[0].event_id.as_deref(), Some("signup-42"));
+    // One message per event id in an application (Svix's rule): a second is refused and
+    // stores nothing; another application may use the same event id.
+    let again = r
+        .create_message_with(NewMessage::new(&unknown, br#"{"again": true}"#).event_id("signup-42"))
+        .await;
+    assert!(
+        matches!(&again, Err(Error::MessageExists { event_id }) if event_id == "signup-42"),
+        "{again:?}"
+    );
+    let count = r
+        .list_messages(&MessageFilter::default(), &ListOptions::new())
+        .await
+        .unwrap()
+        .items
+        .len();
+    assert_eq!(count, 1);
+    let tenant = r
+        .create_application(ApplicationSpec::new("tenant"))
+        .await
+        .unwrap();
+    r.app(tenant.id.as_str())
+        .await
+        .unwrap()
+        .create_message_with(NewMessage::new(&unknown, b"{}").event_id("signup-42"))
+        .await
+        .unwrap();
 
     // A registered type's schema still applies.
     assert!(matches!(
@@ -2444,6 +2539,7 @@ suite!(
     bad_schemas_are_refused_with_their_path,
     endpoints_by_id_and_uid_update_and_delete,
     attempts_by_id_counted_and_expunged,
+    idempotency_keys_claim_remember_and_expire,
     endpoint_input_is_checked,
     listing_endpoints_by_type_and_channel,
     send_routes_validates_and_keeps_bytes,

@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use switchyard_webhooks::store::{
     AppLimits, AttemptCounts, AttemptFilter, Change, EndpointFilter, Finished, HealthChange,
-    MessageFilter, PostgresStore, SqliteStore, Store,
+    IdempotencyClaim, MessageFilter, PostgresStore, RememberedResponse, SqliteStore, Store,
 };
 use switchyard_webhooks::{
     AppId, AppUid, Application, Attempt, AttemptId, Channel, Delivery, DeliveryUpdate, Endpoint,
@@ -237,6 +237,32 @@ impl Store for ServerStore {
 
     async fn expunge_response(&self, app: &AppId, attempt: &AttemptId) -> Result<bool, StoreError> {
         each!(self, s => s.expunge_response(app, attempt))
+    }
+
+    async fn idempotency_begin(
+        &self,
+        key: &str,
+        now: DateTime<Utc>,
+        hold_until: DateTime<Utc>,
+    ) -> Result<IdempotencyClaim, StoreError> {
+        each!(self, s => s.idempotency_begin(key, now, hold_until))
+    }
+
+    async fn idempotency_finish(
+        &self,
+        key: &str,
+        response: &RememberedResponse,
+        expires_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        each!(self, s => s.idempotency_finish(key, response, expires_at))
+    }
+
+    async fn idempotency_release(&self, key: &str) -> Result<(), StoreError> {
+        each!(self, s => s.idempotency_release(key))
+    }
+
+    async fn purge_idempotency(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        each!(self, s => s.purge_idempotency(now))
     }
 
     async fn requeue_delivery(

@@ -700,8 +700,8 @@ impl<S: Store> DeliveryEngine<S> {
         Ok(())
     }
 
-    /// Purges the payloads of messages older than [`DeliveryConfig::retention`]; returns
-    /// how many.
+    /// Purges the payloads of messages older than [`DeliveryConfig::retention`], and the
+    /// idempotency entries whose time is up; returns how many payloads.
     ///
     /// # Errors
     /// [`Error::Store`].
@@ -711,9 +711,14 @@ impl<S: Store> DeliveryEngine<S> {
             .ok()
             .and_then(|r| now.checked_sub_signed(r))
             .unwrap_or(DateTime::<Utc>::MIN_UTC);
-        let purged = self.shared.registry.store().purge_payloads(cutoff).await?;
+        let store = self.shared.registry.store();
+        let purged = store.purge_payloads(cutoff).await?;
         if purged > 0 {
             tracing::info!(purged, %cutoff, "expired payloads purged");
+        }
+        let forgotten = store.purge_idempotency(now).await?;
+        if forgotten > 0 {
+            tracing::info!(forgotten, "expired idempotency keys forgotten");
         }
         Ok(purged)
     }

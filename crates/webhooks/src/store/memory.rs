@@ -8,8 +8,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::{
-    AppLimits, AttemptCounts, AttemptFilter, EndpointFilter, Health, HealthChange, MessageFilter,
-    Store, attempt_matches, lease_token,
+    AppLimits, AttemptCounts, AttemptFilter, EndpointFilter, Health, HealthChange,
+    IdempotencyClaim, MessageFilter, RememberedResponse, Store, attempt_matches, lease_token,
 };
 use crate::error::StoreError;
 use crate::id::{AppId, AttemptId, EndpointId, MessageId};
@@ -62,6 +62,10 @@ struct Inner {
     /// never served, then those served longest ago, take their turns first.
     served: HashMap<String, u64>,
     leases: u64,
+    /// The (application id, event id) of every message sent with an event id.
+    event_ids: std::collections::HashSet<(String, String)>,
+    /// Idempotency entries: until when each holds, and its response once finished.
+    idempotency: HashMap<String, (DateTime<Utc>, Option<RememberedResponse>)>,
 }
 
 impl Inner {
@@ -233,6 +237,7 @@ impl Store for MemoryStore {
             .map(|m| m.id.to_string())
             .collect();
         inner.messages.retain(|key, _| !messages.contains(key));
+        inner.event_ids.retain(|(of, _)| of != id.as_str());
         inner
             .deliveries
             .retain(|(message, _), _| !messages.contains(message));
@@ -383,6 +388,15 @@ impl Store for MemoryStore {
             return Err(StoreError::Corrupt {
                 what: format!("message {}", message.id),
                 reason: format!("its application {} does not exist", message.app),
+            });
+        }
+        if let Some(event_id) = &message.event_id
+            && !inner
+                .event_ids
+                .insert((message.app.to_string(), event_id.clone()))
+        {
+            return Err(StoreError::Conflict {
+                what: format!("a message with event id `{event_id}`"),
             });
         }
         let mine: Vec<&EndpointId> = endpoints
@@ -757,6 +771,56 @@ impl Store for MemoryStore {
             record.endpoint.updated_at = now;
         }
         Ok(change)
+    }
+
+    async fn idempotency_begin(
+        &self,
+        key: &str,
+        now: DateTime<Utc>,
+        hold_until: DateTime<Utc>,
+    ) -> Result<IdempotencyClaim, StoreError> {
+        let mut inner = self.lock();
+        match inner.idempotency.get(key) {
+            Some((until, response)) if *until > now => Ok(match response {
+                Some(response) => IdempotencyClaim::Done(response.clone()),
+                None => IdempotencyClaim::Running,
+            }),
+            _ => {
+                inner.idempotency.insert(key.to_owned(), (hold_until, None));
+                Ok(IdempotencyClaim::Claimed)
+            }
+        }
+    }
+
+    async fn idempotency_finish(
+        &self,
+        key: &str,
+        response: &RememberedResponse,
+        expires_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.lock()
+            .idempotency
+            .insert(key.to_owned(), (expires_at, Some(response.clone())));
+        Ok(())
+    }
+
+    async fn idempotency_release(&self, key: &str) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        if inner
+            .idempotency
+            .get(key)
+            .is_some_and(|(_, response)| response.is_none())
+        {
+            inner.idempotency.remove(key);
+        }
+        Ok(())
+    }
+
+    async fn purge_idempotency(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        let mut inner = self.lock();
+        let before = inner.idempotency.len();
+        inner.idempotency.retain(|_, (until, _)| *until > now);
+        Ok((before - inner.idempotency.len()) as u64)
     }
 
     async fn purge_payloads(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {

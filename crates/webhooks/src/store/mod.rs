@@ -100,6 +100,40 @@ pub struct AttemptFilter {
     pub after: Option<DateTime<Utc>>,
 }
 
+/// A response kept under an idempotency key (see [`Store::idempotency_begin`]): what a
+/// retry of the request is answered.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RememberedResponse {
+    /// The HTTP status.
+    pub status: u16,
+    /// The headers worth repeating (the content type), in order.
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+impl std::fmt::Debug for RememberedResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The body may carry secrets (a rotated key): its length only.
+        f.debug_struct("RememberedResponse")
+            .field("status", &self.status)
+            .field("headers", &self.headers)
+            .field("body_len", &self.body.len())
+            .finish()
+    }
+}
+
+/// What [`Store::idempotency_begin`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdempotencyClaim {
+    /// The key is this request's now: run it, then finish or release the key.
+    Claimed,
+    /// Another request holds the key: wait, and ask again.
+    Running,
+    /// A request with this key finished: answer what it answered.
+    Done(RememberedResponse),
+}
+
 /// Attempts counted by how they ended (see [`Store::attempt_counts`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct AttemptCounts {
@@ -277,7 +311,9 @@ pub trait Store: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Vec<EndpointId>, StoreError>> + Send;
 
     /// Stores a message (in `message.app`) and one pending delivery per endpoint (of that
-    /// application), due at the message's creation time, atomically.
+    /// application), due at the message's creation time, atomically. A message whose event
+    /// id the application's messages already have is [`StoreError::Conflict`] and stores
+    /// nothing (checked atomically with the insert, also across processes).
     fn insert_message(
         &self,
         message: &Message,
@@ -491,6 +527,38 @@ pub trait Store: Send + Sync + 'static {
     fn purge_payloads(
         &self,
         before: DateTime<Utc>,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// Claims an idempotency key (an API layer's hash of who asked, what and the client's
+    /// key) for a request starting at `now`: [`IdempotencyClaim::Claimed`] when no live
+    /// entry has it (none, a claim that ran out, or a response that expired), the claim then
+    /// held until `hold_until`; [`IdempotencyClaim::Running`] while another request's claim
+    /// holds it; [`IdempotencyClaim::Done`] with the response finished under it. Atomic
+    /// across the processes sharing the store: of two requests with one key, one claims it.
+    fn idempotency_begin(
+        &self,
+        key: &str,
+        now: DateTime<Utc>,
+        hold_until: DateTime<Utc>,
+    ) -> impl Future<Output = Result<IdempotencyClaim, StoreError>> + Send;
+
+    /// Keeps `response` for `key` until `expires_at`, ending its claim.
+    fn idempotency_finish(
+        &self,
+        key: &str,
+        response: &RememberedResponse,
+        expires_at: DateTime<Utc>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Ends the claim on `key` without a response (the request failed): a retry runs anew.
+    fn idempotency_release(&self, key: &str)
+    -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Forgets the idempotency entries whose time is up at `now` (claims that ran out,
+    /// responses that expired); returns how many.
+    fn purge_idempotency(
+        &self,
+        now: DateTime<Utc>,
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
     /// Registers this process (`node`, any id unique to it) as live on the store, or

@@ -15,7 +15,7 @@ use tokio_postgres::{NoTls, Row};
 use super::keys::StoredKeys;
 use super::{
     AppLimits, AttemptCounts, AttemptFilter, EndpointFilter, Finished, Health, HealthChange,
-    MessageFilter, Store, lease_token,
+    IdempotencyClaim, MessageFilter, RememberedResponse, Store, lease_token,
 };
 use crate::error::StoreError;
 use crate::id::{AppId, AttemptId, EndpointId, MessageId};
@@ -820,43 +820,56 @@ impl Store for PostgresStore {
         endpoints: &[EndpointId],
     ) -> Result<(), StoreError> {
         let endpoints: Vec<&str> = endpoints.iter().map(EndpointId::as_str).collect();
-        // One statement: the message and its deliveries, or nothing. The deliveries to
-        // ordered endpoints are rows; the others one fan-out (see `fanout.rs`).
-        let rows = self
-            .query(
-                "WITH m AS (
-                    INSERT INTO messages (id, app, event_type, channel, event_id, payload,
-                        created_at, expired)
-                    SELECT $1, a.seq, $3, $4, $5, $6, $7, $8 FROM apps a WHERE a.id = $2
-                    RETURNING id, app, created_at
-                 ), e AS (
-                    SELECT e.id, e.ordered FROM m JOIN endpoints e
-                    ON e.app = m.app AND e.id = ANY($9)
-                 ), d AS (
-                    INSERT INTO deliveries (msg, ep, app, status, attempts, next_attempt_at,
-                        next_trigger)
-                    SELECT m.id, e.id, m.app, 0, 0, m.created_at, 0
-                    FROM m JOIN e ON e.ordered
-                 ), f AS (
-                    INSERT INTO fanouts (msg, app, created_at, endpoints, shares_left)
-                    SELECT m.id, m.app, m.created_at, array_agg(e.id ORDER BY e.id), count(*)
-                    FROM m JOIN e ON NOT e.ordered
-                    GROUP BY m.id, m.app, m.created_at
-                 )
-                 SELECT count(*) FROM m",
-                &[
-                    &message.id.as_str(),
-                    &message.app.as_str(),
-                    &message.event_type.as_str(),
-                    &message.channel.as_ref().map(Channel::as_str),
-                    &message.event_id,
-                    &message.payload,
-                    &micros(message.created_at),
-                    &message.expired,
-                    &endpoints,
-                ],
-            )
-            .await;
+        let params: [&(dyn ToSql + Sync); 9] = [
+            &message.id.as_str(),
+            &message.app.as_str(),
+            &message.event_type.as_str(),
+            &message.channel.as_ref().map(Channel::as_str),
+            &message.event_id,
+            &message.payload,
+            &micros(message.created_at),
+            &message.expired,
+            &endpoints,
+        ];
+        let rows = match &message.event_id {
+            // One statement: the message and its deliveries, or nothing.
+            None => self.query(INSERT_MESSAGE, &params).await,
+            // Svix's rule, one message per event id in an application, across processes: a
+            // transaction holding a lock on the (application, event id) pair checks, then
+            // inserts.
+            Some(event_id) => {
+                let mut client = self.client().await?;
+                let tx = client.transaction().await?;
+                // Neither an application id nor an event id has a space.
+                let pair = format!("{} {event_id}", message.app);
+                tx.execute(
+                    "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+                    &[&pair],
+                )
+                .await?;
+                let taken = tx
+                    .query_opt(
+                        "SELECT 1 FROM messages m JOIN apps a ON a.seq = m.app
+                         WHERE a.id = $1 AND m.event_id = $2 LIMIT 1",
+                        &[&message.app.as_str(), event_id],
+                    )
+                    .await?;
+                if taken.is_some() {
+                    return Err(StoreError::Conflict {
+                        what: format!("a message with event id `{event_id}`"),
+                    });
+                }
+                let statement = tx.prepare_cached(INSERT_MESSAGE).await?;
+                let rows = tx.query(&statement, &params).await;
+                match rows {
+                    Ok(rows) => {
+                        tx.commit().await?;
+                        Ok(rows)
+                    }
+                    Err(error) => Err(StoreError::Postgres(error)),
+                }
+            }
+        };
         let rows = match rows {
             Err(StoreError::Postgres(e)) if unique_violation(&e) => {
                 return Err(StoreError::Conflict {
@@ -1310,6 +1323,90 @@ impl Store for PostgresStore {
         Some(self.changes.subscribe())
     }
 
+    async fn idempotency_begin(
+        &self,
+        key: &str,
+        now: DateTime<Utc>,
+        hold_until: DateTime<Utc>,
+    ) -> Result<IdempotencyClaim, StoreError> {
+        // The insert is the claim: of two processes, one inserts (or takes over an entry
+        // whose time is up); the other finds the row.
+        let claimed = self
+            .query(
+                "INSERT INTO idempotency (key, until) VALUES ($1, $3)
+                 ON CONFLICT (key) DO UPDATE
+                    SET until = excluded.until, status = NULL, headers = NULL, body = NULL
+                    WHERE idempotency.until <= $2
+                 RETURNING 1",
+                &[&key, &micros(now), &micros(hold_until)],
+            )
+            .await?;
+        if !claimed.is_empty() {
+            return Ok(IdempotencyClaim::Claimed);
+        }
+        let rows = self
+            .query(
+                "SELECT status, headers, body FROM idempotency WHERE key = $1",
+                &[&key],
+            )
+            .await?;
+        let Some(row) = rows.first() else {
+            // Released or purged in between: the caller asks again.
+            return Ok(IdempotencyClaim::Running);
+        };
+        let status: Option<i16> = row.try_get(0)?;
+        let Some(status) = status else {
+            return Ok(IdempotencyClaim::Running);
+        };
+        let headers: Option<String> = row.try_get(1)?;
+        let headers: Vec<(String, String)> = match headers {
+            Some(text) => serde_json::from_str(&text)
+                .map_err(|e| corrupt("remembered response headers", e))?,
+            None => Vec::new(),
+        };
+        let body: Option<Vec<u8>> = row.try_get(2)?;
+        Ok(IdempotencyClaim::Done(RememberedResponse {
+            status: u16::try_from(status).map_err(|e| corrupt("remembered response status", e))?,
+            headers,
+            body: body.unwrap_or_default(),
+        }))
+    }
+
+    async fn idempotency_finish(
+        &self,
+        key: &str,
+        response: &RememberedResponse,
+        expires_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let headers = serde_json::to_string(&response.headers)
+            .map_err(|e| corrupt("remembered response headers", e))?;
+        let status =
+            i16::try_from(response.status).map_err(|e| corrupt("remembered response status", e))?;
+        self.execute(
+            "INSERT INTO idempotency (key, until, status, headers, body)
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (key) DO UPDATE SET until = excluded.until, status = excluded.status,
+                headers = excluded.headers, body = excluded.body",
+            &[&key, &micros(expires_at), &status, &headers, &response.body],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn idempotency_release(&self, key: &str) -> Result<(), StoreError> {
+        self.execute(
+            "DELETE FROM idempotency WHERE key = $1 AND status IS NULL",
+            &[&key],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn purge_idempotency(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        self.execute("DELETE FROM idempotency WHERE until <= $1", &[&micros(now)])
+            .await
+    }
+
     async fn purge_payloads(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
         self.execute(
             "UPDATE messages SET payload = '', expired = TRUE
@@ -1319,6 +1416,28 @@ impl Store for PostgresStore {
         .await
     }
 }
+
+/// A message and its deliveries in one statement: the deliveries to ordered endpoints are
+/// rows, the others one fan-out (see `fanout.rs`). Answers how many messages it inserted (0
+/// when the application does not exist).
+const INSERT_MESSAGE: &str = "WITH m AS (
+        INSERT INTO messages (id, app, event_type, channel, event_id, payload, created_at,
+            expired)
+        SELECT $1, a.seq, $3, $4, $5, $6, $7, $8 FROM apps a WHERE a.id = $2
+        RETURNING id, app, created_at
+     ), e AS (
+        SELECT e.id, e.ordered FROM m JOIN endpoints e ON e.app = m.app AND e.id = ANY($9)
+     ), d AS (
+        INSERT INTO deliveries (msg, ep, app, status, attempts, next_attempt_at, next_trigger)
+        SELECT m.id, e.id, m.app, 0, 0, m.created_at, 0
+        FROM m JOIN e ON e.ordered
+     ), f AS (
+        INSERT INTO fanouts (msg, app, created_at, endpoints, shares_left)
+        SELECT m.id, m.app, m.created_at, array_agg(e.id ORDER BY e.id), count(*)
+        FROM m JOIN e ON NOT e.ordered
+        GROUP BY m.id, m.app, m.created_at
+     )
+     SELECT count(*) FROM m";
 
 /// The status of a delivery row whose endpoint was deleted while it was pending: not listed,
 /// never leased (the model has no such status; the row only keeps a fan-out from speaking for

@@ -15,7 +15,7 @@ use crate::error::StoreError;
 use crate::model::Application;
 
 /// The schema version this build writes.
-pub(super) const VERSION: i32 = 3;
+pub(super) const VERSION: i32 = 4;
 
 /// The advisory lock key migrations hold (any fixed number; "switchya" in ASCII).
 const MIGRATION_LOCK: i64 = 0x7377_6974_6368_7961;
@@ -159,6 +159,21 @@ const V3: &[&str] = &[
     "ALTER TABLE attempts ADD COLUMN held BOOLEAN NOT NULL DEFAULT TRUE",
 ];
 
+/// Version 4: a message's event id is found per application (Svix creates one message per
+/// event id), and idempotency keys: an API layer claims a key (`status` NULL, `until` the
+/// end of the claim), then keeps the response under it (`until` its expiry).
+const V4: &[&str] = &[
+    "CREATE INDEX messages_by_event_id ON messages (app, event_id) WHERE event_id IS NOT NULL",
+    "CREATE TABLE idempotency (
+        key TEXT COLLATE \"C\" PRIMARY KEY,
+        until BIGINT NOT NULL,
+        status SMALLINT,
+        headers TEXT,
+        body BYTEA
+    )",
+    "CREATE INDEX idempotency_until ON idempotency (until)",
+];
+
 /// Brings the database's schema up to [`VERSION`], in one transaction, under an advisory
 /// lock (a second process starting at the same time waits, then finds it done).
 ///
@@ -211,6 +226,11 @@ pub(super) async fn migrate(client: &mut Client) -> Result<(), StoreError> {
     }
     if found < 3 {
         for statement in V3 {
+            tx.batch_execute(statement).await?;
+        }
+    }
+    if found < 4 {
+        for statement in V4 {
             tx.batch_execute(statement).await?;
         }
     }

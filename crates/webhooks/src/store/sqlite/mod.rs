@@ -12,7 +12,7 @@ use rusqlite::{Connection, ErrorCode, OptionalExtension as _, params};
 
 use super::{
     AppLimits, AttemptCounts, AttemptFilter, EndpointFilter, Finished, Health, HealthChange,
-    MessageFilter, Store, lease_token,
+    IdempotencyClaim, MessageFilter, RememberedResponse, Store, lease_token,
 };
 use crate::error::StoreError;
 use crate::id::{AppId, AttemptId, EndpointId, MessageId};
@@ -552,6 +552,21 @@ fn insert_message_in(
     message: &Message,
     endpoints: &[EndpointId],
 ) -> Result<(), StoreError> {
+    // Svix's rule: one message per event id in an application. The writer thread runs
+    // writes one at a time, so the check and the insert cannot interleave with another's.
+    if let Some(event_id) = &message.event_id {
+        let taken = conn
+            .prepare_cached(
+                "SELECT 1 FROM messages
+                 WHERE app = (SELECT seq FROM apps WHERE id = ?) AND event_id = ?",
+            )?
+            .exists(params![message.app.as_str(), event_id])?;
+        if taken {
+            return Err(StoreError::Conflict {
+                what: format!("a message with event id `{event_id}`"),
+            });
+        }
+    }
     // One statement for all the endpoints (a message often has many), in the given order.
     let mut find = conn.prepare_cached(
         "SELECT e.seq, e.ordered FROM json_each(?1) j JOIN endpoints e ON e.id = j.value
@@ -1489,6 +1504,97 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn idempotency_begin(
+        &self,
+        key: &str,
+        now: DateTime<Utc>,
+        hold_until: DateTime<Utc>,
+    ) -> Result<IdempotencyClaim, StoreError> {
+        let key = key.to_owned();
+        // One writer: the look and the claim cannot interleave with another request's.
+        self.db
+            .write_relaxed(move |conn| {
+                let found = conn
+                    .prepare_cached(
+                        "SELECT status, headers, body FROM idempotency WHERE key = ? AND until > ?",
+                    )?
+                    .query_row(params![key, micros(now)], |row| {
+                        Ok((
+                            row.get::<_, Option<i64>>(0)?,
+                            row.get::<_, Option<String>>(1)?,
+                            row.get::<_, Option<Vec<u8>>>(2)?,
+                        ))
+                    })
+                    .optional()?;
+                match found {
+                    Some((Some(status), headers, body)) => Ok(IdempotencyClaim::Done(remembered(
+                        status,
+                        headers.as_deref(),
+                        body,
+                    )?)),
+                    Some((None, _, _)) => Ok(IdempotencyClaim::Running),
+                    None => {
+                        conn.prepare_cached(
+                            "INSERT OR REPLACE INTO idempotency (key, until) VALUES (?, ?)",
+                        )?
+                        .execute(params![key, micros(hold_until)])?;
+                        Ok(IdempotencyClaim::Claimed)
+                    }
+                }
+            })
+            .await
+    }
+
+    async fn idempotency_finish(
+        &self,
+        key: &str,
+        response: &RememberedResponse,
+        expires_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let key = key.to_owned();
+        let headers = to_json(&response.headers)?;
+        let (status, body) = (i64::from(response.status), response.body.clone());
+        self.db
+            .write(move |conn| {
+                conn.prepare_cached(
+                    "INSERT OR REPLACE INTO idempotency (key, until, status, headers, body)
+                     VALUES (?, ?, ?, ?, ?)",
+                )?
+                .execute(params![
+                    key,
+                    micros(expires_at),
+                    status,
+                    headers,
+                    body
+                ])?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn idempotency_release(&self, key: &str) -> Result<(), StoreError> {
+        let key = key.to_owned();
+        self.db
+            .write_relaxed(move |conn| {
+                conn.prepare_cached("DELETE FROM idempotency WHERE key = ? AND status IS NULL")?
+                    .execute([key])?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn purge_idempotency(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        let now = micros(now);
+        self.db
+            .write_relaxed(move |conn| {
+                let purged = conn
+                    .prepare_cached("DELETE FROM idempotency WHERE until <= ?")?
+                    .execute([now])?;
+                Ok(purged as u64)
+            })
+            .await
+    }
+
     async fn purge_payloads(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
         let before = micros(before);
         self.db
@@ -1503,6 +1609,25 @@ impl Store for SqliteStore {
             })
             .await
     }
+}
+
+/// A remembered response from its stored columns.
+fn remembered(
+    status: i64,
+    headers: Option<&str>,
+    body: Option<Vec<u8>>,
+) -> Result<RememberedResponse, StoreError> {
+    let headers: Vec<(String, String)> = match headers {
+        Some(text) => {
+            serde_json::from_str(text).map_err(|e| corrupt("remembered response headers", e))?
+        }
+        None => Vec::new(),
+    };
+    Ok(RememberedResponse {
+        status: u16::try_from(status).map_err(|e| corrupt("remembered response status", e))?,
+        headers,
+        body: body.unwrap_or_default(),
+    })
 }
 
 #[cfg(test)]

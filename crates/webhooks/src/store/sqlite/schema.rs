@@ -8,7 +8,7 @@ use rusqlite::Connection;
 use crate::error::StoreError;
 
 /// The schema version this build writes.
-pub(super) const VERSION: i64 = 8;
+pub(super) const VERSION: i64 = 9;
 
 /// Version 1: the registry (event types, endpoints, messages, deliveries).
 pub(super) const V1: &[&str] = &[
@@ -378,6 +378,20 @@ const V8: &[&str] = &[
      END",
 ];
 
+/// Version 9: idempotency keys. An API layer claims a key (`status` NULL, `until` the end of
+/// the claim), then keeps the response under it (`status`, `headers`, `body`, `until` its
+/// expiry); entries past `until` are purged.
+const V9: &[&str] = &[
+    "CREATE TABLE idempotency (
+        key TEXT PRIMARY KEY NOT NULL,
+        until INTEGER NOT NULL,
+        status INTEGER,
+        headers TEXT,
+        body BLOB
+    ) WITHOUT ROWID",
+    "CREATE INDEX idempotency_until ON idempotency (until)",
+];
+
 /// Brings the file's schema up to [`VERSION`], in one transaction.
 ///
 /// # Errors
@@ -401,6 +415,7 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         (6, V6),
         (7, V7),
         (8, V8),
+        (9, V9),
     ] {
         if found < target {
             for statement in statements {
