@@ -106,6 +106,10 @@ pub struct Config {
     /// A PostgreSQL database for the webhooks instead of the data directory's SQLite file
     /// (`[database]`, `--database`); absent by default.
     pub database: Option<DatabaseConfig>,
+    /// The server's address as its users reach it (`public_url`, e.g.
+    /// `https://hooks.example.com`), for the links it hands out (the app portal's). Default:
+    /// `http://` and [`Config::bind`].
+    pub public_url: Option<String>,
 }
 
 /// The PostgreSQL database the webhooks live in (`[database]`, `--database`): any number of
@@ -376,6 +380,35 @@ impl ValueSource {
     }
 }
 
+/// A `public_url`: an absolute `http` or `https` URL without query or fragment.
+fn check_public_url(url: &str) -> Result<(), String> {
+    let parsed: http::Uri = url
+        .parse()
+        .map_err(|e| format!("public_url `{url}` is not a URL: {e}"))?;
+    let scheme_ok = matches!(parsed.scheme_str(), Some("http" | "https"));
+    if !scheme_ok || parsed.host().is_none() {
+        return Err(format!(
+            "public_url `{url}` must be an absolute http or https URL"
+        ));
+    }
+    if parsed.query().is_some() || url.contains('#') {
+        return Err(format!(
+            "public_url `{url}` must not have a query or a fragment"
+        ));
+    }
+    Ok(())
+}
+
+impl Config {
+    /// The base of the links the server hands out: [`Config::public_url`], or `http://`
+    /// and the bound address.
+    pub fn public_base(&self, bound: SocketAddr) -> String {
+        self.public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{bound}"))
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Self {
@@ -392,6 +425,7 @@ impl Default for Config {
             delivery: DeliveryConfig::default(),
             metadata: None,
             database: None,
+            public_url: None,
         }
     }
 }
@@ -415,6 +449,7 @@ struct File {
     delivery: Option<DeliveryFile>,
     metadata: Option<MetadataFile>,
     database: Option<DatabaseFile>,
+    public_url: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -522,6 +557,10 @@ impl Config {
                 return Err(invalid("body_limit must be at least 1 byte".to_owned()));
             }
             config.body_limit = limit;
+        }
+        if let Some(url) = file.public_url {
+            check_public_url(&url).map_err(invalid)?;
+            config.public_url = Some(url.trim_end_matches('/').to_owned());
         }
         if let Some(format) = file.log_format {
             config.log_format = format;
@@ -652,6 +691,9 @@ impl Config {
         if self.body_limit == 0 {
             return Err(invalid("body_limit must be at least 1 byte".to_owned()));
         }
+        if let Some(url) = &self.public_url {
+            check_public_url(url).map_err(invalid)?;
+        }
         Ok(())
     }
 
@@ -670,6 +712,12 @@ fn check_tokens(tokens: &[Token]) -> Result<(), String> {
         }
         if !text.bytes().all(|b| b.is_ascii_graphic()) {
             return Err("tokens must be printable ASCII without spaces".to_owned());
+        }
+        if text.starts_with(switchyard_webhooks::APP_TOKEN_PREFIX) {
+            return Err(format!(
+                "a server token may not start with `{}`: that marks application tokens",
+                switchyard_webhooks::APP_TOKEN_PREFIX
+            ));
         }
     }
     Ok(())

@@ -105,6 +105,7 @@ impl Server {
             webhooks,
             body_limit: config.body_limit,
             addresses: config.delivery.addresses.clone(),
+            public_url: config.public_base(addr),
         });
         let metadata = match &config.metadata {
             Some(metadata) => Some(
@@ -426,13 +427,17 @@ fn router(
     });
     // Layers run outside in, the last added first: a token is checked before a key is
     // claimed.
+    let auth = Arc::new(Auth {
+        tokens,
+        svix: Arc::clone(&svix),
+    });
     let protected = svix::routes(svix)
         .merge(runtime::routes(runtime))
         .layer(axum::middleware::from_fn_with_state(
             idempotency,
             idempotency::layer,
         ))
-        .layer(axum::middleware::from_fn_with_state(tokens, authenticate));
+        .layer(axum::middleware::from_fn_with_state(auth, authenticate));
     let mut router = Router::new()
         .route("/health", get(health))
         .route("/health/ready", get(move || ready(store.clone())))
@@ -504,33 +509,52 @@ async fn wrong_method(method: Method, uri: Uri) -> ApiError {
     )
 }
 
-/// Bearer-token auth: the token is compared in constant time with each accepted one.
-async fn authenticate(
-    State(tokens): State<Arc<Vec<Token>>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let given = request
-        .headers()
+/// The bearer token of a request's `Authorization` header.
+pub(crate) fn bearer(headers: &http::HeaderMap) -> Option<&str> {
+    headers
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| {
             let (scheme, token) = v.split_once(' ')?;
             scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-        });
-    let Some(given) = given else {
+        })
+}
+
+/// Who may call the protected routes: the server's tokens, and the application tokens the
+/// store knows (see `svix::auth`).
+struct Auth {
+    tokens: Arc<Vec<Token>>,
+    svix: Arc<SvixState>,
+}
+
+/// Bearer-token auth: a server token (compared in constant time with each accepted one)
+/// reaches everything; an application token what `svix::auth::permits` allows.
+async fn authenticate(State(auth): State<Arc<Auth>>, request: Request, next: Next) -> Response {
+    let Some(given) = bearer(request.headers()) else {
         return ApiError::unauthorized("Invalid token (send `Authorization: Bearer <token>`)")
             .into_response();
     };
     let mut accepted = false;
-    for token in tokens.iter() {
+    for token in auth.tokens.iter() {
         // Every token is compared, so timing does not tell which one (or whether any) matched.
         accepted |= bool::from(token.expose().as_bytes().ct_eq(given.as_bytes()));
     }
     if accepted {
-        next.run(request).await
-    } else {
+        return next.run(request).await;
+    }
+    // An application token is found by its hash: a lookup by a secret's hash tells nothing
+    // through its timing.
+    match auth.svix.webhooks.registry.access_token(given).await {
+        Ok(Some(token)) => {
+            match svix::auth::permits(&auth.svix, &token, request.method(), request.uri().path())
+                .await
+            {
+                Ok(()) => next.run(request).await,
+                Err(refused) => refused.into_response(),
+            }
+        }
         // Svix's words: clients (swh-webhooks' CLI among them) show them as they are.
-        ApiError::unauthorized("Invalid token").into_response()
+        Ok(None) => ApiError::unauthorized("Invalid token").into_response(),
+        Err(error) => ApiError::from(error).into_response(),
     }
 }

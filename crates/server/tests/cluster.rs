@@ -236,7 +236,7 @@ async fn migrate_and_serve_with_a_database_url() {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(version, 4);
+    assert_eq!(version, 5);
     // Nothing was written to the data directory: the webhooks are in the database.
     assert!(!dir.path().join("webhooks").exists());
 

@@ -61,6 +61,7 @@ mod schema;
 mod secret;
 pub mod signature;
 pub mod store;
+mod token;
 pub mod verify;
 
 pub use error::{Error, KeyError, SchemaError, StoreError, VerifyError, Violation};
@@ -78,3 +79,4 @@ pub use registry::{
 };
 pub use secret::{Secret, SigningKey, VerifyingKey};
 pub use signature::{Signer, SigningSecret, Verified, Verifier};
+pub use token::{APP_TOKEN_PREFIX, AppToken};

@@ -70,6 +70,12 @@ impl ListOptions {
         self.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT)
     }
 
+    /// The iterator that continues a list after the item with this key (its id): what a
+    /// page ending with that item hands out, for a caller that stops part-way through one.
+    pub fn iterator_after(key: &str) -> String {
+        encode_iterator(key)
+    }
+
     pub(crate) fn to_request(&self) -> Result<PageRequest, Error> {
         let after = match &self.iterator {
             None => None,

@@ -24,8 +24,9 @@ use crate::schema::CompiledSchema;
 use crate::secret::Secret;
 use crate::signature::Verifier;
 use crate::store::{
-    AttemptCounts, AttemptFilter, EndpointFilter, MemoryStore, MessageFilter, Store,
+    AccessToken, AttemptCounts, AttemptFilter, EndpointFilter, MemoryStore, MessageFilter, Store,
 };
+use crate::token::AppToken;
 
 /// How long a rotated-out secret keeps signing by default: 24 hours.
 pub const DEFAULT_KEY_GRACE: Duration = Duration::from_secs(24 * 60 * 60);
@@ -515,6 +516,75 @@ impl<S: Store> Registry<S> {
                 id: id_or_uid.to_owned(),
             })
         }
+    }
+
+    // ----- application tokens -----
+
+    /// Issues a token that reaches the application with this id or uid only, for
+    /// `lifetime` (what an API layer lets it do, `read_only` among it, is that layer's). The
+    /// store keeps the token's hash.
+    ///
+    /// # Errors
+    /// [`Error::ApplicationNotFound`] (the default application included); [`Error::Key`]
+    /// when the OS's random source fails; [`Error::Store`].
+    pub async fn issue_access_token(
+        &self,
+        id_or_uid: &str,
+        lifetime: Duration,
+        read_only: bool,
+    ) -> Result<(AppToken, AccessToken), Error> {
+        let application = self.application(id_or_uid).await?;
+        if application.id == AppId::default_app() {
+            return Err(Error::ApplicationNotFound {
+                id: id_or_uid.to_owned(),
+            });
+        }
+        let token = AppToken::generate()?;
+        let lifetime = chrono::Duration::from_std(lifetime).unwrap_or(chrono::Duration::MAX);
+        let record = AccessToken {
+            hash: token.hash(),
+            app: application.id,
+            expires_at: self
+                .now()
+                .checked_add_signed(lifetime)
+                .unwrap_or(DateTime::<Utc>::MAX_UTC),
+            read_only,
+        };
+        if !self.store.put_access_token(&record).await? {
+            // Deleted between the lookup and the insert.
+            return Err(Error::ApplicationNotFound {
+                id: id_or_uid.to_owned(),
+            });
+        }
+        tracing::info!(application = %record.app, "application token issued");
+        Ok((token, record))
+    }
+
+    /// What a presented token may reach: `None` for one that is unknown, revoked or expired.
+    ///
+    /// # Errors
+    /// [`Error::Store`].
+    pub async fn access_token(&self, token: &str) -> Result<Option<AccessToken>, Error> {
+        if !AppToken::looks_like(token) {
+            return Ok(None);
+        }
+        let now = self.now();
+        Ok(self
+            .store
+            .access_token(&AppToken::hash_of(token))
+            .await?
+            .filter(|record| record.expires_at > now))
+    }
+
+    /// Revokes a token; whether it was known.
+    ///
+    /// # Errors
+    /// [`Error::Store`].
+    pub async fn revoke_access_token(&self, token: &str) -> Result<bool, Error> {
+        Ok(self
+            .store
+            .delete_access_token(&AppToken::hash_of(token))
+            .await?)
     }
 
     /// The part of the registry that belongs to one application (by id or uid): its

@@ -62,7 +62,7 @@ async fn a_newer_schema_is_refused() {
             refused,
             StoreError::UnsupportedSchemaVersion {
                 found: 99,
-                supported: 4
+                supported: 5
             }
         ),
         "{refused:?}"

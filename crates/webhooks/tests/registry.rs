@@ -992,6 +992,57 @@ async fn finish<S: Store>(
     attempt
 }
 
+async fn application_tokens_expire_and_are_revoked<S: Store>(h: Harness<S>) {
+    let r = &h.registry;
+    let app = r
+        .create_application(ApplicationSpec::new("portal").uid("portal").unwrap())
+        .await
+        .unwrap();
+    let (token, record) = r
+        .issue_access_token("portal", Duration::from_secs(60), true)
+        .await
+        .unwrap();
+    assert_eq!(record.app, app.id);
+    assert!(record.read_only);
+    assert!(token.expose().starts_with("appsk_"));
+    assert_eq!(r.access_token(token.expose()).await.unwrap(), Some(record));
+    assert_eq!(r.access_token("appsk_nothing").await.unwrap(), None);
+    assert_eq!(
+        r.access_token(&format!("appsk_{}", "A".repeat(43)))
+            .await
+            .unwrap(),
+        None
+    );
+    // It expires.
+    h.advance(Duration::from_secs(61));
+    assert_eq!(r.access_token(token.expose()).await.unwrap(), None);
+    assert_eq!(r.store().purge_access_tokens(h.now()).await.unwrap(), 1);
+    // It is revoked.
+    let (second, _) = r
+        .issue_access_token(app.id.as_str(), Duration::from_secs(60), false)
+        .await
+        .unwrap();
+    assert!(r.access_token(second.expose()).await.unwrap().is_some());
+    assert!(r.revoke_access_token(second.expose()).await.unwrap());
+    assert!(!r.revoke_access_token(second.expose()).await.unwrap());
+    assert_eq!(r.access_token(second.expose()).await.unwrap(), None);
+    // It goes with its application.
+    let (third, _) = r
+        .issue_access_token("portal", Duration::from_secs(60), false)
+        .await
+        .unwrap();
+    r.delete_application("portal").await.unwrap();
+    assert_eq!(r.access_token(third.expose()).await.unwrap(), None);
+    // None for the default application, or one that does not exist.
+    for missing in [AppId::default_app().as_str(), "nobody"] {
+        assert!(matches!(
+            r.issue_access_token(missing, Duration::from_secs(60), false)
+                .await,
+            Err(Error::ApplicationNotFound { .. })
+        ));
+    }
+}
+
 async fn idempotency_keys_claim_remember_and_expire<S: Store>(h: Harness<S>) {
     let store = h.registry.store();
     let t0 = h.now();
@@ -2540,6 +2591,7 @@ suite!(
     endpoints_by_id_and_uid_update_and_delete,
     attempts_by_id_counted_and_expunged,
     idempotency_keys_claim_remember_and_expire,
+    application_tokens_expire_and_are_revoked,
     endpoint_input_is_checked,
     listing_endpoints_by_type_and_channel,
     send_routes_validates_and_keeps_bytes,

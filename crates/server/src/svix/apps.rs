@@ -18,6 +18,7 @@ use switchyard_webhooks::{AppId, Application, ApplicationSpec, Error as Webhooks
 use super::request::{
     Pagination, check_uid, flag, json_body, list, list_error, one_of, reply, string_map, time,
 };
+use super::webhooks::AppRegistry;
 use super::{ApiResult, Shared, SvixState, application, patch};
 use crate::error::ApiError;
 
@@ -145,6 +146,13 @@ fn rate(rate: Option<u32>) -> ApiResult<Option<NonZeroU32>> {
             .ok_or_else(|| ApiError::invalid_field("throttleRate", "must be at least 1"))
     })
     .transpose()
+}
+
+/// Creates the application `input` describes.
+pub(super) async fn create(registry: &AppRegistry, input: ApplicationIn) -> ApiResult<Application> {
+    let application = registry.create_application(input.spec()?).await?;
+    tracing::info!(app = %application.id, "application created");
+    Ok(application)
 }
 
 async fn create_app(

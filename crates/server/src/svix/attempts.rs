@@ -11,12 +11,14 @@ use http::StatusCode;
 use serde::{Deserialize, Serialize};
 use switchyard_webhooks::store::AttemptFilter;
 use switchyard_webhooks::{
-    AppScope, Attempt, AttemptStatus, Error as WebhooksError, Order, redact_userinfo,
+    AppScope, Attempt, AttemptStatus, DeliveryStatus, Error as WebhooksError, Order,
+    redact_userinfo,
 };
 
+use super::messages::MessageOut;
 use super::request::{
-    Pagination, channel_param, event_type_param, list, list_error, reply, status_param, time,
-    time_param,
+    ListResponse, Pagination, channel_param, event_type_param, flag, list, list_error, reply,
+    status_param, time, time_param,
 };
 use super::store::ServerStore;
 use super::{ApiResult, Shared, SvixState, scope};
@@ -35,6 +37,10 @@ pub(super) fn routes() -> Router<Arc<SvixState>> {
         .route(
             "/api/v1/app/{app}/msg/{msg}/attempt/{attempt}",
             get(get_attempt),
+        )
+        .route(
+            "/api/v1/app/{app}/endpoint/{endpoint}/msg",
+            get(attempted_messages),
         )
         .route(
             "/api/v1/app/{app}/msg/{msg}/attempt/{attempt}/content",
@@ -196,4 +202,137 @@ fn not_found(error: WebhooksError) -> crate::error::ApiError {
         }
         other => other.into(),
     }
+}
+
+/// Svix's `EndpointMessageOut`: a message, with the status of its last attempt to the
+/// endpoint and, while its delivery is pending, when the next one is due.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct EndpointMessageOut {
+    #[serde(flatten)]
+    message: MessageOut,
+    status: i64,
+    status_text: &'static str,
+    next_attempt: Option<String>,
+}
+
+/// `GET …/endpoint/{id}/msg`'s query: the attempt filters, and `with_content`.
+#[derive(Debug, Default, Deserialize)]
+struct AttemptedQuery {
+    #[serde(flatten)]
+    list: ListQuery,
+    with_content: Option<String>,
+}
+
+/// At most this many attempts are read for one page, however few distinct messages they
+/// hold (a page may then be short, with `done: false` and an iterator to go on from).
+const SCAN_PER_PAGE: usize = 2_500;
+
+/// The messages attempted to the endpoint, most recently attempted first, each once (at
+/// its last attempt). The iterator continues after the last attempt read.
+async fn attempted_messages(
+    State(state): Shared,
+    Path((app, endpoint)): Path<(String, String)>,
+    Query(query): Query<AttemptedQuery>,
+) -> ApiResult<Response> {
+    let app = scope(&state, &app).await?;
+    let endpoint = app.endpoint(&endpoint).await?;
+    let with_content = flag(query.with_content.as_deref(), "with_content", true)?;
+    let wanted = query.list.page.options(Order::Descending)?;
+    let limit = wanted.limit.unwrap_or(switchyard_webhooks::DEFAULT_LIMIT);
+    let filter = AttemptFilter {
+        endpoint: Some(endpoint.id.clone()),
+        ..query.list.filter()?
+    };
+    let mut seen = std::collections::HashSet::new();
+    let mut data = Vec::new();
+    let mut cursor = wanted.iterator.clone();
+    let mut read = 0;
+    let mut done = false;
+    while data.len() < limit && read < SCAN_PER_PAGE {
+        let mut options = switchyard_webhooks::ListOptions::new()
+            .order(Order::Descending)
+            .limit(switchyard_webhooks::MAX_LIMIT);
+        if let Some(cursor) = &cursor {
+            options = options.iterator(cursor.clone());
+        }
+        let page = app
+            .list_attempts(&filter, &options)
+            .await
+            .map_err(list_error)?;
+        let mut whole_page = true;
+        for (i, attempt) in page.items.iter().enumerate() {
+            read += 1;
+            cursor = Some(switchyard_webhooks::ListOptions::iterator_after(
+                attempt.id.as_str(),
+            ));
+            if let Some(out) = listed(&app, &endpoint.id, attempt, &mut seen, with_content).await? {
+                data.push(out);
+            }
+            if data.len() == limit || read >= SCAN_PER_PAGE {
+                whole_page = i + 1 == page.items.len();
+                break;
+            }
+        }
+        if page.done && whole_page {
+            done = true;
+            break;
+        }
+    }
+    Ok(reply(
+        StatusCode::OK,
+        &ListResponse {
+            data,
+            iterator: if done { None } else { cursor },
+            prev_iterator: None,
+            done,
+        },
+    ))
+}
+
+/// The entry of `attempt`'s message, when this attempt is its last to the endpoint and it is
+/// not listed yet (`seen`); `None` otherwise (or when the message is gone).
+async fn listed(
+    app: &AppScope<'_, ServerStore>,
+    endpoint: &switchyard_webhooks::EndpointId,
+    attempt: &Attempt,
+    seen: &mut std::collections::HashSet<switchyard_webhooks::MessageId>,
+    with_content: bool,
+) -> ApiResult<Option<EndpointMessageOut>> {
+    if !seen.insert(attempt.message_id.clone()) {
+        return Ok(None);
+    }
+    // Listed once, at its last attempt: an attempt of a later page is skipped if the message
+    // has a later one (it was listed with that).
+    let last = app
+        .list_attempts(
+            &AttemptFilter {
+                message: Some(attempt.message_id.clone()),
+                endpoint: Some(endpoint.clone()),
+                ..AttemptFilter::default()
+            },
+            &switchyard_webhooks::ListOptions::new()
+                .order(Order::Descending)
+                .limit(1),
+        )
+        .await?;
+    if last.items.first().map(|a| &a.id) != Some(&attempt.id) {
+        return Ok(None);
+    }
+    let Ok(message) = app.message(attempt.message_id.as_str()).await else {
+        return Ok(None);
+    };
+    let next_attempt = app
+        .deliveries(&message.id)
+        .await?
+        .into_iter()
+        .find(|d| d.endpoint_id == *endpoint)
+        .filter(|d| d.status == DeliveryStatus::Pending)
+        .map(|d| time(&d.next_attempt_at));
+    Ok(Some(EndpointMessageOut {
+        message: MessageOut::new(&message, with_content),
+        status: attempt.status.code(),
+        status_text: status_text(attempt.status),
+        next_attempt,
+    }))
 }

@@ -1,6 +1,6 @@
 //! The Svix-compatible webhooks API, answered from the webhooks crate's registry, laid out
 //! as Svix lays out its server: one module per resource ([`apps`], [`event_types`],
-//! [`endpoints`], [`messages`], [`attempts`]), each with its router and its typed query and
+//! [`endpoints`], [`messages`], [`attempts`], [`auth`]), each with its router and its typed query and
 //! body structs; the request plumbing they share in [`request`].
 //!
 //! Field names are camelCase, creations answer 201 (messages 202), deletions and updates
@@ -10,6 +10,7 @@
 
 mod apps;
 mod attempts;
+pub(crate) mod auth;
 mod endpoints;
 mod event_types;
 mod messages;
@@ -38,6 +39,8 @@ pub(crate) struct SvixState {
     /// The SSRF guard's policy: endpoints whose URL names a refused IP address are refused
     /// when created, not retried on every attempt.
     pub addresses: AddressPolicy,
+    /// The base of the links handed out (`Config::public_base`), without a trailing `/`.
+    pub public_url: String,
 }
 
 type Shared = State<Arc<SvixState>>;
@@ -51,6 +54,7 @@ pub(crate) fn routes(state: Arc<SvixState>) -> Router {
         .merge(endpoints::routes())
         .merge(messages::routes())
         .merge(attempts::routes())
+        .merge(auth::routes())
         .with_state(state)
 }
 

@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use switchyard_webhooks::store::{
-    AppLimits, AttemptCounts, AttemptFilter, Change, EndpointFilter, Finished, HealthChange,
-    IdempotencyClaim, MessageFilter, PostgresStore, RememberedResponse, SqliteStore, Store,
+    AccessToken, AppLimits, AttemptCounts, AttemptFilter, Change, EndpointFilter, Finished,
+    HealthChange, IdempotencyClaim, MessageFilter, PostgresStore, RememberedResponse, SqliteStore,
+    Store,
 };
 use switchyard_webhooks::{
     AppId, AppUid, Application, Attempt, AttemptId, Channel, Delivery, DeliveryUpdate, Endpoint,
@@ -263,6 +264,22 @@ impl Store for ServerStore {
 
     async fn purge_idempotency(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
         each!(self, s => s.purge_idempotency(now))
+    }
+
+    async fn put_access_token(&self, token: &AccessToken) -> Result<bool, StoreError> {
+        each!(self, s => s.put_access_token(token))
+    }
+
+    async fn access_token(&self, hash: &str) -> Result<Option<AccessToken>, StoreError> {
+        each!(self, s => s.access_token(hash))
+    }
+
+    async fn delete_access_token(&self, hash: &str) -> Result<bool, StoreError> {
+        each!(self, s => s.delete_access_token(hash))
+    }
+
+    async fn purge_access_tokens(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        each!(self, s => s.purge_access_tokens(now))
     }
 
     async fn requeue_delivery(

@@ -273,3 +273,73 @@ pub async fn recording_receiver(delay: Duration) -> (String, Requests) {
     .await;
     (url, seen)
 }
+
+/// Svix's OpenAPI document, read at test time from `../shared/conformance/svix/` (or
+/// `$SWITCHYARD_CONFORMANCE_DIR/svix/`); `None`, with a notice, where it is absent.
+#[allow(clippy::print_stdout)]
+pub fn svix_document() -> Option<Value> {
+    let dir = match std::env::var_os("SWITCHYARD_CONFORMANCE_DIR") {
+        Some(dir) => std::path::PathBuf::from(dir),
+        None => {
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/conformance")
+        }
+    };
+    let file = dir.join("svix/openapi.json");
+    match std::fs::read(&file) {
+        Ok(bytes) => Some(serde_json::from_slice(&bytes).unwrap()),
+        Err(error) => {
+            println!(
+                "NOTICE: {} cannot be read ({error}); skipping the Svix document's operations",
+                file.display()
+            );
+            None
+        }
+    }
+}
+
+/// Every operation of the document: (method, path template).
+pub fn svix_operations(document: &Value) -> Vec<(Method, String)> {
+    let mut operations = Vec::new();
+    for (path, item) in document["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            let Ok(method) = method.to_uppercase().parse::<Method>() else {
+                continue;
+            };
+            if matches!(
+                method,
+                Method::GET
+                    | Method::HEAD
+                    | Method::POST
+                    | Method::PUT
+                    | Method::PATCH
+                    | Method::DELETE
+            ) {
+                operations.push((method, path.clone()));
+            }
+        }
+    }
+    operations
+}
+
+/// A path template with each `{parameter}` replaced by `value`, and `{app_id}` by `app`.
+pub fn concrete_for(template: &str, app: &str, value: &str) -> String {
+    let mut out = String::new();
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let close = rest[open..].find('}').unwrap() + open;
+        out.push_str(if &rest[open..=close] == "{app_id}" {
+            app
+        } else {
+            value
+        });
+        rest = &rest[close + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// A path template with every `{parameter}` replaced by `value`.
+pub fn concrete(template: &str, value: &str) -> String {
+    concrete_for(template, value, value)
+}

@@ -701,7 +701,7 @@ impl<S: Store> DeliveryEngine<S> {
     }
 
     /// Purges the payloads of messages older than [`DeliveryConfig::retention`], and the
-    /// idempotency entries whose time is up; returns how many payloads.
+    /// idempotency entries and access tokens whose time is up; returns how many payloads.
     ///
     /// # Errors
     /// [`Error::Store`].
@@ -719,6 +719,10 @@ impl<S: Store> DeliveryEngine<S> {
         let forgotten = store.purge_idempotency(now).await?;
         if forgotten > 0 {
             tracing::info!(forgotten, "expired idempotency keys forgotten");
+        }
+        let tokens = store.purge_access_tokens(now).await?;
+        if tokens > 0 {
+            tracing::info!(tokens, "expired access tokens forgotten");
         }
         Ok(purged)
     }

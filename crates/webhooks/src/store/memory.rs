@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::{
-    AppLimits, AttemptCounts, AttemptFilter, EndpointFilter, Health, HealthChange,
+    AccessToken, AppLimits, AttemptCounts, AttemptFilter, EndpointFilter, Health, HealthChange,
     IdempotencyClaim, MessageFilter, RememberedResponse, Store, attempt_matches, lease_token,
 };
 use crate::error::StoreError;
@@ -64,6 +64,8 @@ struct Inner {
     leases: u64,
     /// The (application id, event id) of every message sent with an event id.
     event_ids: std::collections::HashSet<(String, String)>,
+    /// Access tokens by hash.
+    access_tokens: HashMap<String, AccessToken>,
     /// Idempotency entries: until when each holds, and its response once finished.
     idempotency: HashMap<String, (DateTime<Utc>, Option<RememberedResponse>)>,
 }
@@ -238,6 +240,7 @@ impl Store for MemoryStore {
             .collect();
         inner.messages.retain(|key, _| !messages.contains(key));
         inner.event_ids.retain(|(of, _)| of != id.as_str());
+        inner.access_tokens.retain(|_, token| token.app != *id);
         inner
             .deliveries
             .retain(|(message, _), _| !messages.contains(message));
@@ -821,6 +824,34 @@ impl Store for MemoryStore {
         let before = inner.idempotency.len();
         inner.idempotency.retain(|_, (until, _)| *until > now);
         Ok((before - inner.idempotency.len()) as u64)
+    }
+
+    async fn put_access_token(&self, token: &AccessToken) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        if !inner.applications.contains_key(token.app.as_str()) {
+            return Ok(false);
+        }
+        inner
+            .access_tokens
+            .insert(token.hash.clone(), token.clone());
+        Ok(true)
+    }
+
+    async fn access_token(&self, hash: &str) -> Result<Option<AccessToken>, StoreError> {
+        Ok(self.lock().access_tokens.get(hash).cloned())
+    }
+
+    async fn delete_access_token(&self, hash: &str) -> Result<bool, StoreError> {
+        Ok(self.lock().access_tokens.remove(hash).is_some())
+    }
+
+    async fn purge_access_tokens(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        let mut inner = self.lock();
+        let before = inner.access_tokens.len();
+        inner
+            .access_tokens
+            .retain(|_, token| token.expires_at > now);
+        Ok((before - inner.access_tokens.len()) as u64)
     }
 
     async fn purge_payloads(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {

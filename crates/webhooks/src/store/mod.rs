@@ -100,6 +100,20 @@ pub struct AttemptFilter {
     pub after: Option<DateTime<Utc>>,
 }
 
+/// An API token scoped to one application, as the store keeps it: the hash of the token,
+/// never the token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessToken {
+    /// The SHA-256 of the token, in hex.
+    pub hash: String,
+    /// The one application it reaches.
+    pub app: AppId,
+    /// When it stops working.
+    pub expires_at: DateTime<Utc>,
+    /// Whether it may only read.
+    pub read_only: bool,
+}
+
 /// A response kept under an idempotency key (see [`Store::idempotency_begin`]): what a
 /// retry of the request is answered.
 #[derive(Clone, PartialEq, Eq)]
@@ -557,6 +571,32 @@ pub trait Store: Send + Sync + 'static {
     /// Forgets the idempotency entries whose time is up at `now` (claims that ran out,
     /// responses that expired); returns how many.
     fn purge_idempotency(
+        &self,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// Keeps an application-scoped API token (its hash); whether the application exists (a
+    /// token of an application that does not is not kept).
+    fn put_access_token(
+        &self,
+        token: &AccessToken,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// The token with this hash, expired or not.
+    fn access_token(
+        &self,
+        hash: &str,
+    ) -> impl Future<Output = Result<Option<AccessToken>, StoreError>> + Send;
+
+    /// Forgets the token with this hash (it is revoked); whether there was one.
+    fn delete_access_token(
+        &self,
+        hash: &str,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Forgets the tokens expired at `now`; returns how many. Deleting an application
+    /// forgets its tokens too.
+    fn purge_access_tokens(
         &self,
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;

@@ -14,8 +14,8 @@ use tokio_postgres::{NoTls, Row};
 
 use super::keys::StoredKeys;
 use super::{
-    AppLimits, AttemptCounts, AttemptFilter, EndpointFilter, Finished, Health, HealthChange,
-    IdempotencyClaim, MessageFilter, RememberedResponse, Store, lease_token,
+    AccessToken, AppLimits, AttemptCounts, AttemptFilter, EndpointFilter, Finished, Health,
+    HealthChange, IdempotencyClaim, MessageFilter, RememberedResponse, Store, lease_token,
 };
 use crate::error::StoreError;
 use crate::id::{AppId, AttemptId, EndpointId, MessageId};
@@ -618,6 +618,8 @@ impl Store for PostgresStore {
                 // Deliveries to its endpoints of no message of its own cannot exist: every
                 // delivery is of a message of the endpoint's application.
                 tx.execute("DELETE FROM fanouts WHERE app = $1", &[&seq])
+                    .await?;
+                tx.execute("DELETE FROM access_tokens WHERE app = $1", &[&seq])
                     .await?;
                 tx.execute("DELETE FROM attempts WHERE app = $1", &[&seq])
                     .await?;
@@ -1405,6 +1407,63 @@ impl Store for PostgresStore {
     async fn purge_idempotency(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
         self.execute("DELETE FROM idempotency WHERE until <= $1", &[&micros(now)])
             .await
+    }
+
+    async fn put_access_token(&self, token: &AccessToken) -> Result<bool, StoreError> {
+        let inserted = self
+            .execute(
+                "INSERT INTO access_tokens (hash, app, expires_at, read_only)
+                 SELECT $1, seq, $2, $3 FROM apps WHERE id = $4
+                 ON CONFLICT (hash) DO UPDATE SET app = excluded.app,
+                    expires_at = excluded.expires_at, read_only = excluded.read_only",
+                &[
+                    &token.hash,
+                    &micros(token.expires_at),
+                    &token.read_only,
+                    &token.app.as_str(),
+                ],
+            )
+            .await?;
+        Ok(inserted > 0)
+    }
+
+    async fn access_token(&self, hash: &str) -> Result<Option<AccessToken>, StoreError> {
+        let rows = self
+            .query(
+                "SELECT t.hash, a.id, t.expires_at, t.read_only
+                 FROM access_tokens t JOIN apps a ON a.seq = t.app WHERE t.hash = $1",
+                &[&hash],
+            )
+            .await?;
+        let Some(row) = rows.first() else {
+            return Ok(None);
+        };
+        let app: String = row.try_get(1)?;
+        let expires: i64 = row.try_get(2)?;
+        Ok(Some(AccessToken {
+            hash: row.try_get(0)?,
+            app: app
+                .parse()
+                .map_err(|e| corrupt("access token's application", e))?,
+            expires_at: DateTime::from_timestamp_micros(expires)
+                .ok_or_else(|| corrupt("access token's expiry", expires))?,
+            read_only: row.try_get(3)?,
+        }))
+    }
+
+    async fn delete_access_token(&self, hash: &str) -> Result<bool, StoreError> {
+        let deleted = self
+            .execute("DELETE FROM access_tokens WHERE hash = $1", &[&hash])
+            .await?;
+        Ok(deleted > 0)
+    }
+
+    async fn purge_access_tokens(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        self.execute(
+            "DELETE FROM access_tokens WHERE expires_at <= $1",
+            &[&micros(now)],
+        )
+        .await
     }
 
     async fn purge_payloads(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {

@@ -15,7 +15,7 @@ use crate::error::StoreError;
 use crate::model::Application;
 
 /// The schema version this build writes.
-pub(super) const VERSION: i32 = 4;
+pub(super) const VERSION: i32 = 5;
 
 /// The advisory lock key migrations hold (any fixed number; "switchya" in ASCII).
 const MIGRATION_LOCK: i64 = 0x7377_6974_6368_7961;
@@ -174,6 +174,18 @@ const V4: &[&str] = &[
     "CREATE INDEX idempotency_until ON idempotency (until)",
 ];
 
+/// Version 5: application-scoped API tokens, kept as hashes.
+const V5: &[&str] = &[
+    "CREATE TABLE access_tokens (
+        hash TEXT COLLATE \"C\" PRIMARY KEY,
+        app BIGINT NOT NULL,
+        expires_at BIGINT NOT NULL,
+        read_only BOOLEAN NOT NULL
+    )",
+    "CREATE INDEX access_tokens_by_app ON access_tokens (app)",
+    "CREATE INDEX access_tokens_by_expiry ON access_tokens (expires_at)",
+];
+
 /// Brings the database's schema up to [`VERSION`], in one transaction, under an advisory
 /// lock (a second process starting at the same time waits, then finds it done).
 ///
@@ -231,6 +243,11 @@ pub(super) async fn migrate(client: &mut Client) -> Result<(), StoreError> {
     }
     if found < 4 {
         for statement in V4 {
+            tx.batch_execute(statement).await?;
+        }
+    }
+    if found < 5 {
+        for statement in V5 {
             tx.batch_execute(statement).await?;
         }
     }

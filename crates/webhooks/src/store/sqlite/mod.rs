@@ -11,8 +11,8 @@ use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, ErrorCode, OptionalExtension as _, params};
 
 use super::{
-    AppLimits, AttemptCounts, AttemptFilter, EndpointFilter, Finished, Health, HealthChange,
-    IdempotencyClaim, MessageFilter, RememberedResponse, Store, lease_token,
+    AccessToken, AppLimits, AttemptCounts, AttemptFilter, EndpointFilter, Finished, Health,
+    HealthChange, IdempotencyClaim, MessageFilter, RememberedResponse, Store, lease_token,
 };
 use crate::error::StoreError;
 use crate::id::{AppId, AttemptId, EndpointId, MessageId};
@@ -948,6 +948,7 @@ impl Store for SqliteStore {
                     "DELETE FROM attempts WHERE msg IN (SELECT seq FROM messages WHERE app = ?1)",
                     "UPDATE messages SET payload = '', expired = 1, fanout = '', event_id = NULL
                      WHERE app = ?1",
+                    "DELETE FROM access_tokens WHERE app = ?1",
                     "DELETE FROM apps WHERE seq = ?1",
                 ] {
                     conn.prepare_cached(sql)?.execute([app])?;
@@ -1589,6 +1590,74 @@ impl Store for SqliteStore {
             .write_relaxed(move |conn| {
                 let purged = conn
                     .prepare_cached("DELETE FROM idempotency WHERE until <= ?")?
+                    .execute([now])?;
+                Ok(purged as u64)
+            })
+            .await
+    }
+
+    async fn put_access_token(&self, token: &AccessToken) -> Result<bool, StoreError> {
+        let token = token.clone();
+        self.db
+            .write(move |conn| {
+                let inserted = conn
+                    .prepare_cached(
+                        "INSERT OR REPLACE INTO access_tokens (hash, app, expires_at, read_only)
+                         SELECT ?, seq, ?, ? FROM apps WHERE id = ?",
+                    )?
+                    .execute(params![
+                        token.hash,
+                        micros(token.expires_at),
+                        token.read_only,
+                        token.app.as_str()
+                    ])?;
+                Ok(inserted > 0)
+            })
+            .await
+    }
+
+    async fn access_token(&self, hash: &str) -> Result<Option<AccessToken>, StoreError> {
+        self.db.read(|conn| {
+            one(
+                conn,
+                "SELECT t.hash, a.id, t.expires_at, t.read_only
+                 FROM access_tokens t JOIN apps a ON a.seq = t.app WHERE t.hash = ?",
+                [hash],
+                |row| {
+                    let app: String = row.get(1)?;
+                    let expires: i64 = row.get(2)?;
+                    Ok(AccessToken {
+                        hash: row.get(0)?,
+                        app: app
+                            .parse()
+                            .map_err(|e| corrupt("access token's application", e))?,
+                        expires_at: DateTime::from_timestamp_micros(expires)
+                            .ok_or_else(|| corrupt("access token's expiry", expires))?,
+                        read_only: row.get(3)?,
+                    })
+                },
+            )
+        })
+    }
+
+    async fn delete_access_token(&self, hash: &str) -> Result<bool, StoreError> {
+        let hash = hash.to_owned();
+        self.db
+            .write(move |conn| {
+                let deleted = conn
+                    .prepare_cached("DELETE FROM access_tokens WHERE hash = ?")?
+                    .execute([hash])?;
+                Ok(deleted > 0)
+            })
+            .await
+    }
+
+    async fn purge_access_tokens(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        let now = micros(now);
+        self.db
+            .write_relaxed(move |conn| {
+                let purged = conn
+                    .prepare_cached("DELETE FROM access_tokens WHERE expires_at <= ?")?
                     .execute([now])?;
                 Ok(purged as u64)
             })

@@ -8,7 +8,7 @@ use rusqlite::Connection;
 use crate::error::StoreError;
 
 /// The schema version this build writes.
-pub(super) const VERSION: i64 = 9;
+pub(super) const VERSION: i64 = 10;
 
 /// Version 1: the registry (event types, endpoints, messages, deliveries).
 pub(super) const V1: &[&str] = &[
@@ -392,6 +392,18 @@ const V9: &[&str] = &[
     "CREATE INDEX idempotency_until ON idempotency (until)",
 ];
 
+/// Version 10: application-scoped API tokens, kept as hashes.
+const V10: &[&str] = &[
+    "CREATE TABLE access_tokens (
+        hash TEXT PRIMARY KEY NOT NULL,
+        app INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL,
+        read_only INTEGER NOT NULL
+    ) WITHOUT ROWID",
+    "CREATE INDEX access_tokens_by_app ON access_tokens (app)",
+    "CREATE INDEX access_tokens_by_expiry ON access_tokens (expires_at)",
+];
+
 /// Brings the file's schema up to [`VERSION`], in one transaction.
 ///
 /// # Errors
@@ -416,6 +428,7 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         (7, V7),
         (8, V8),
         (9, V9),
+        (10, V10),
     ] {
         if found < target {
             for statement in statements {
