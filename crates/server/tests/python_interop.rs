@@ -7,6 +7,8 @@
 //! - the official `svix` client in three versions (1.62, the latest 1.x, the latest 2.x)
 //!   creates applications, endpoints with event-type filters and rate limits, messages with
 //!   event ids, rotates secrets and lists attempts, each under the field names it speaks;
+//!   and the latest 1.x and 2.x call every method of every resource the open source Svix
+//!   server answers;
 //! - the `cloudevents` SDK posts events in every mode and version to the runtime-events
 //!   ingestion route, and a CEL-filtered subscription receives them;
 //! - `relay-sdk` reads the spec, sets outputs, emits events and starts workflow runs through
@@ -140,6 +142,41 @@ async fn svix_clients_of_every_version_work_against_the_server() {
         assert_eq!(summary["attempts"], 2, "{version}: {summary}");
         let current_names = version.starts_with('2');
         assert_eq!(summary["rotate_returns_secret"], current_names, "{summary}");
+        server.shutdown().await.unwrap();
+    }
+}
+
+/// Every method of the newer clients' resources that Svix's open source server answers
+/// (`svix_resources.py`: applications, event types, endpoints, messages, attempts,
+/// authentication, health), with the latest 1.x and the latest 2.x: each call works. The
+/// methods for the commercial service only are tried and reported, not expected to work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_resource_of_the_newer_svix_clients_works() {
+    let Some(python) = python() else { return };
+    let newer: Vec<_> = svix_clients(&python)
+        .into_iter()
+        .filter_map(|(version, path)| Some((version, path?)))
+        .collect();
+    assert!(newer.len() >= 2, "the latest 1.x and 2.x: {newer:?}");
+    for (version, pythonpath) in newer {
+        let dir = tempfile::tempdir().unwrap();
+        let server = common::start(dir.path()).await;
+        let url = format!("http://{}", server.local_addr());
+        let summary = run_with(
+            python.clone(),
+            "svix_resources.py",
+            vec![url, common::TOKEN.to_owned()],
+            vec![("PYTHONPATH", pythonpath.into_os_string())],
+        )
+        .await;
+        assert_eq!(summary["client"], version.as_str(), "{summary}");
+        assert_eq!(summary["failed"], serde_json::json!({}), "{version}: {summary}");
+        assert_eq!(summary["worked"], summary["tried"], "{summary}");
+        assert!(summary["tried"].as_u64().unwrap() >= 43, "{summary}");
+        println!(
+            "svix {version}: {} of {} calls work ({} methods of the commercial service tried)",
+            summary["worked"], summary["tried"], summary["outside_oss_tried"]
+        );
         server.shutdown().await.unwrap();
     }
 }

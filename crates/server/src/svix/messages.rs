@@ -210,11 +210,17 @@ struct MessageEndpointOut {
     id: String,
     uid: Option<String>,
     url: String,
+    /// Required by the 1.x clients, as on endpoints.
+    version: i64,
     description: String,
     event_types: Option<Vec<String>>,
+    /// `eventTypes` under its 1.x name.
+    filter_types: Option<Vec<String>>,
     channels: Option<Vec<String>>,
     disabled: bool,
     throttle_rate: Option<u32>,
+    /// `throttleRate` under its 1.x name.
+    rate_limit: Option<u32>,
     status: i64,
     status_text: &'static str,
     next_attempt: Option<String>,
@@ -260,11 +266,14 @@ async fn destinations(
             id: endpoint.id.to_string(),
             uid: endpoint.uid.as_ref().map(ToString::to_string),
             url: redact_userinfo(&endpoint.url).into_owned(),
+            version: 1,
             description: endpoint.description.clone(),
             event_types: event_type_names(&endpoint),
+            filter_types: event_type_names(&endpoint),
             channels: channel_names(&endpoint),
             disabled: endpoint.disabled,
             throttle_rate: endpoint.rate_limit.map(std::num::NonZeroU32::get),
+            rate_limit: endpoint.rate_limit.map(std::num::NonZeroU32::get),
             status: status.code(),
             status_text: super::attempts::status_text(status),
             next_attempt: (delivery.status == DeliveryStatus::Pending)
