@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::Instant;
 
+mod schemathesis;
 mod tidy;
 
 /// The Python packages the interop checks run against: the `cloudevents` SDK, the two
@@ -77,6 +78,7 @@ fn main() -> ExitCode {
         Some("interop-env") => interop_venv(&root).map(|python| {
             println!("{}", python.display());
         }),
+        Some("schemathesis") => schemathesis::run_step(&root),
         _ => {
             eprintln!(
                 "usage: cargo xtask <command>\n\n\
@@ -84,7 +86,8 @@ fn main() -> ExitCode {
                  ci           run every check, in order, stopping at the first failure\n  \
                  tidy         run only the tidy pass (docs, whitespace, lint attributes)\n  \
                  fuzz [secs]  build the fuzz targets and run each for secs seconds (default 60)\n  \
-                 interop-env  create the Python interop venv and print its python path"
+                 interop-env  create the Python interop venv and print its python path\n  \
+                 schemathesis run Svix's OpenAPI document against a live server (release)"
             );
             return ExitCode::from(2);
         }
@@ -169,6 +172,10 @@ fn ci(root: &Path) -> Result<(), String> {
         totals.passed += load.passed;
         totals.failed += load.failed;
         Ok(())
+    })?;
+    // Svix's OpenAPI document against a live server (an optimised build, like `load`'s).
+    step(&mut timings, "schemathesis", || {
+        schemathesis::run_step(root)
     })?;
     step(&mut timings, "fuzz", || fuzz(root, CI_FUZZ_SECONDS))?;
     step(&mut timings, "doc", || {

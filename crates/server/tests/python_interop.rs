@@ -170,7 +170,11 @@ async fn every_resource_of_the_newer_svix_clients_works() {
         )
         .await;
         assert_eq!(summary["client"], version.as_str(), "{summary}");
-        assert_eq!(summary["failed"], serde_json::json!({}), "{version}: {summary}");
+        assert_eq!(
+            summary["failed"],
+            serde_json::json!({}),
+            "{version}: {summary}"
+        );
         assert_eq!(summary["worked"], summary["tried"], "{summary}");
         assert!(summary["tried"].as_u64().unwrap() >= 43, "{summary}");
         println!(

@@ -87,10 +87,17 @@ async fn bad_requests_get_typed_json_errors() {
     let broken = api
         .send(Method::POST, "/api/v1/event-type", "{\"name\": ")
         .await;
-    assert_eq!(broken.status, StatusCode::BAD_REQUEST);
-    assert_eq!(broken.json()["code"], "invalid_json");
+    // Svix's rule and its document's: a body that does not parse, or none, is a 422.
+    assert_eq!(broken.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(broken.json()["detail"][0]["loc"], json!(["body"]));
+    assert_eq!(broken.json()["detail"][0]["type"], "value_error.jsondecode");
     let empty = api.send(Method::POST, "/api/v1/event-type", "").await;
-    assert_eq!(empty.status, StatusCode::BAD_REQUEST);
+    assert_eq!(empty.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(empty.json()["detail"][0]["type"], "value_error.missing");
+    // A query parameter given twice is a 422 naming it, not axum's plain-text 400.
+    let twice = api.get("/api/v1/app?limit=1&limit=2").await;
+    assert_eq!(twice.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(twice.json()["detail"][0]["loc"], json!(["query", "limit"]));
     let missing = api
         .post("/api/v1/event-type", &json!({"name": "a.b"}))
         .await;

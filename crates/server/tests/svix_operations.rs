@@ -201,6 +201,16 @@ async fn applications_and_event_types_update_and_patch() {
         .json();
     assert_eq!(archived["archived"], true);
     assert_eq!(
+        api.get("/api/v1/event-type").await.json()["data"],
+        json!([])
+    );
+    let with_archived = api
+        .get("/api/v1/event-type?include_archived=true")
+        .await
+        .json();
+    assert_eq!(with_archived["data"][0]["name"], "origin.visit");
+    assert_eq!(with_archived["data"][0]["archived"], true);
+    assert_eq!(
         api.send(
             Method::PATCH,
             "/api/v1/event-type/origin.none",

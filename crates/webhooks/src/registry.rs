@@ -361,8 +361,23 @@ impl<S: Store> Registry<S> {
     /// # Errors
     /// [`Error::InvalidId`] for an iterator this registry did not hand out; [`Error::Store`].
     pub async fn list_event_types(&self, options: &ListOptions) -> Result<Page<EventType>, Error> {
+        self.list_event_types_with(options, false).await
+    }
+
+    /// Event types in name order, the archived ones too with `include_archived`.
+    ///
+    /// # Errors
+    /// As [`Registry::list_event_types`].
+    pub async fn list_event_types_with(
+        &self,
+        options: &ListOptions,
+        include_archived: bool,
+    ) -> Result<Page<EventType>, Error> {
         let request = options.to_request()?;
-        let items = self.store.list_event_types(&request).await?;
+        let items = self
+            .store
+            .list_event_types(&request, include_archived)
+            .await?;
         Ok(finish_page(items, &request, |t| t.name.as_str()))
     }
 

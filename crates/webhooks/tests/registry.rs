@@ -130,6 +130,26 @@ async fn event_types_create_update_list_archive<S: Store>(h: Harness<S>) {
         .map(|t| t.name.to_string())
         .collect();
     assert_eq!(names, ["a.x", "c.x", "origin.visit"]);
+    // Listed again when asked for, marked archived, paged in name order.
+    let all = r
+        .list_event_types_with(&ListOptions::new().limit(2), true)
+        .await
+        .unwrap();
+    let names: Vec<(&str, bool)> = all
+        .items
+        .iter()
+        .map(|t| (t.name.as_str(), t.archived))
+        .collect();
+    assert_eq!(names, [("a.x", false), ("b.x", true)]);
+    let rest = r
+        .list_event_types_with(
+            &ListOptions::new().limit(2).iterator(all.iterator.unwrap()),
+            true,
+        )
+        .await
+        .unwrap();
+    assert_eq!(rest.items.len(), 2);
+    assert!(rest.done);
     r.create_endpoint(EndpointSpec::new("https://x.example/").event_type(name("a.x")))
         .await
         .unwrap();

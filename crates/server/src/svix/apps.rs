@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::response::Response;
 use axum::routing::{get, post};
 use http::StatusCode;
@@ -16,7 +16,8 @@ use serde_json::{Map, Value};
 use switchyard_webhooks::{AppId, Application, ApplicationSpec, Error as WebhooksError, Order};
 
 use super::request::{
-    Pagination, check_uid, flag, json_body, list, list_error, one_of, reply, string_map, time,
+    Pagination, SvixQuery, check_uid, flag, json_body, list, list_error, one_of, reply, string_map,
+    time,
 };
 use super::webhooks::AppRegistry;
 use super::{ApiResult, Shared, SvixState, application, patch};
@@ -157,7 +158,7 @@ pub(super) async fn create(registry: &AppRegistry, input: ApplicationIn) -> ApiR
 
 async fn create_app(
     State(state): Shared,
-    Query(query): Query<CreateQuery>,
+    SvixQuery(query): SvixQuery<CreateQuery>,
     body: Body,
 ) -> ApiResult<Response> {
     let input: ApplicationIn = json_body(body, state.body_limit).await?;
@@ -182,7 +183,10 @@ async fn create_app(
     }
 }
 
-async fn list_apps(State(state): Shared, Query(page): Query<Pagination>) -> ApiResult<Response> {
+async fn list_apps(
+    State(state): Shared,
+    SvixQuery(page): SvixQuery<Pagination>,
+) -> ApiResult<Response> {
     let options = page.options(Order::Ascending)?;
     let mut page = state
         .webhooks

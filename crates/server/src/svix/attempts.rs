@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::response::Response;
 use axum::routing::{delete, get};
 use http::StatusCode;
@@ -17,8 +17,8 @@ use switchyard_webhooks::{
 
 use super::messages::MessageOut;
 use super::request::{
-    ListResponse, Pagination, channel_param, event_type_param, flag, list, list_error, reply,
-    status_param, time, time_param,
+    ListResponse, Pagination, SvixQuery, channel_param, event_type_param, flag, list, list_error,
+    reply, status_param, time, time_param,
 };
 use super::store::ServerStore;
 use super::{ApiResult, Shared, SvixState, scope};
@@ -125,7 +125,7 @@ impl ListQuery {
 async fn attempts_by_endpoint(
     State(state): Shared,
     Path((app, endpoint)): Path<(String, String)>,
-    Query(query): Query<ListQuery>,
+    SvixQuery(query): SvixQuery<ListQuery>,
 ) -> ApiResult<Response> {
     let app = scope(&state, &app).await?;
     let endpoint = app.endpoint(&endpoint).await?;
@@ -139,7 +139,7 @@ async fn attempts_by_endpoint(
 async fn attempts_by_message(
     State(state): Shared,
     Path((app, msg)): Path<(String, String)>,
-    Query(query): Query<ListQuery>,
+    SvixQuery(query): SvixQuery<ListQuery>,
 ) -> ApiResult<Response> {
     let app = scope(&state, &app).await?;
     let message = app.message(&msg).await?;
@@ -233,7 +233,7 @@ const SCAN_PER_PAGE: usize = 2_500;
 async fn attempted_messages(
     State(state): Shared,
     Path((app, endpoint)): Path<(String, String)>,
-    Query(query): Query<AttemptedQuery>,
+    SvixQuery(query): SvixQuery<AttemptedQuery>,
 ) -> ApiResult<Response> {
     let app = scope(&state, &app).await?;
     let endpoint = app.endpoint(&endpoint).await?;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::response::Response;
 use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
@@ -22,8 +22,8 @@ use switchyard_webhooks::{
 };
 
 use super::request::{
-    Pagination, check_uid, json_body, list, list_error, one_of, optional_json_body, reply,
-    string_map, time, time_param,
+    Pagination, SvixQuery, check_uid, json_body, list, list_error, one_of, optional_json_body,
+    reply, string_map, time, time_param,
 };
 use super::{ApiResult, Shared, SvixState, patch, scope};
 use crate::error::ApiError;
@@ -368,7 +368,7 @@ async fn create_endpoint(
 async fn list_endpoints(
     State(state): Shared,
     Path(app): Path<String>,
-    Query(page): Query<Pagination>,
+    SvixQuery(page): SvixQuery<Pagination>,
 ) -> ApiResult<Response> {
     let app = scope(&state, &app).await?;
     let options = page.options(Order::Descending)?;
@@ -702,7 +702,7 @@ struct EndpointStats {
 async fn stats(
     State(state): Shared,
     Path((app, endpoint)): Path<(String, String)>,
-    Query(query): Query<StatsQuery>,
+    SvixQuery(query): SvixQuery<StatsQuery>,
 ) -> ApiResult<Response> {
     let app = scope(&state, &app).await?;
     let now = Utc::now();

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::response::Response;
 use axum::routing::{get, post};
 use http::StatusCode;
@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use switchyard_webhooks::{EventType, EventTypeName, Order};
 
-use super::request::{Pagination, flag, json_body, list, list_error, reply, time};
+use super::request::{Pagination, SvixQuery, flag, json_body, list, list_error, reply, time};
 use super::webhooks::PutMode;
 use super::{ApiResult, Shared, SvixState, patch};
 use crate::error::ApiError;
@@ -168,20 +168,15 @@ async fn create_event_type(State(state): Shared, body: Body) -> ApiResult<Respon
 
 async fn list_event_types(
     State(state): Shared,
-    Query(query): Query<ListQuery>,
+    SvixQuery(query): SvixQuery<ListQuery>,
 ) -> ApiResult<Response> {
     let options = query.page.options(Order::Ascending)?;
     let with_content = flag(query.with_content.as_deref(), "with_content", false)?;
-    if flag(query.include_archived.as_deref(), "include_archived", false)? {
-        return Err(ApiError::invalid_query(
-            "include_archived",
-            "listing archived event types is not supported",
-        ));
-    }
+    let include_archived = flag(query.include_archived.as_deref(), "include_archived", false)?;
     let page = state
         .webhooks
         .registry
-        .list_event_types(&options)
+        .list_event_types_with(&options, include_archived)
         .await
         .map_err(list_error)?;
     Ok(reply(
@@ -266,7 +261,7 @@ struct DeleteQuery {
 async fn delete_event_type(
     State(state): Shared,
     Path(name): Path<String>,
-    Query(query): Query<DeleteQuery>,
+    SvixQuery(query): SvixQuery<DeleteQuery>,
 ) -> ApiResult<StatusCode> {
     let name = path_name(&name)?;
     if flag(query.expunge.as_deref(), "expunge", false)? {

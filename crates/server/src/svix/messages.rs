@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::response::Response;
 use axum::routing::{delete, get, post};
 use http::StatusCode;
@@ -19,8 +19,8 @@ use switchyard_webhooks::{
 
 use super::endpoints::{channel_names, event_type_names};
 use super::request::{
-    ListResponse, Pagination, channel_param, event_type_param, flag, list, list_error, parse_json,
-    read_body, reply, time, time_param,
+    ListResponse, Pagination, SvixQuery, channel_param, event_type_param, flag, list, list_error,
+    parse_body, read_body, reply, time, time_param,
 };
 use super::{ApiResult, Shared, SvixState, scope};
 use crate::error::ApiError;
@@ -121,15 +121,12 @@ struct ListQuery {
 async fn create_message(
     State(state): Shared,
     Path(app): Path<String>,
-    Query(query): Query<ContentQuery>,
+    SvixQuery(query): SvixQuery<ContentQuery>,
     body: Body,
 ) -> ApiResult<Response> {
     let app = scope(&state, &app).await?;
     let bytes = read_body(body, state.body_limit).await?;
-    if bytes.is_empty() {
-        return Err(ApiError::bad_request("a JSON body is required"));
-    }
-    let input: MessageIn<'_> = parse_json(&bytes)?;
+    let input: MessageIn<'_> = parse_body(&bytes)?;
     let with_content = query.with_content()?;
     let event_type = EventTypeName::new(input.event_type.as_str())
         .map_err(|e| ApiError::invalid_field("eventType", e.to_string()))?;
@@ -162,7 +159,7 @@ async fn create_message(
 async fn list_messages(
     State(state): Shared,
     Path(app): Path<String>,
-    Query(query): Query<ListQuery>,
+    SvixQuery(query): SvixQuery<ListQuery>,
 ) -> ApiResult<Response> {
     let app = scope(&state, &app).await?;
     let options = query.page.options(Order::Descending)?;
@@ -191,7 +188,7 @@ async fn list_messages(
 async fn get_message(
     State(state): Shared,
     Path((app, msg)): Path<(String, String)>,
-    Query(query): Query<ContentQuery>,
+    SvixQuery(query): SvixQuery<ContentQuery>,
 ) -> ApiResult<Response> {
     let app = scope(&state, &app).await?;
     let with_content = query.with_content()?;
@@ -233,7 +230,7 @@ struct MessageEndpointOut {
 async fn destinations(
     State(state): Shared,
     Path((app, msg)): Path<(String, String)>,
-    Query(page): Query<Pagination>,
+    SvixQuery(page): SvixQuery<Pagination>,
 ) -> ApiResult<Response> {
     let app = scope(&state, &app).await?;
     let options = page.options(Order::Ascending)?;

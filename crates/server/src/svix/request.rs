@@ -36,7 +36,8 @@ pub(crate) async fn read_body(body: Body, limit: usize) -> ApiResult<bytes::Byte
 }
 
 /// Parses a JSON body: 400 `invalid_json` for text that is not JSON, 422 for JSON of the
-/// wrong shape, naming the field when serde does.
+/// wrong shape, naming the field when serde does. (The runtime-events API's rule; the Svix
+/// API's is [`parse_body`].)
 pub(crate) fn parse_json<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> ApiResult<T> {
     serde_json::from_slice(bytes).map_err(|e| json_error(&e))
 }
@@ -70,13 +71,36 @@ fn json_error(error: &serde_json::Error) -> ApiError {
     }
 }
 
-/// A required JSON body of type `T`, at most `limit` bytes.
+/// Parses a Svix API body as Svix does: whatever is wrong, a missing body and text that is
+/// not JSON among it, is a 422 `validation` naming the place (`["body", …]`, type
+/// `value_error.jsondecode` when it does not parse), the status Svix's document gives.
+pub(crate) fn parse_body<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> ApiResult<T> {
+    use serde_json::error::Category;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(body_error("a JSON body is required", "value_error.missing"));
+    }
+    serde_json::from_slice(bytes).map_err(|error| match error.classify() {
+        Category::Syntax | Category::Eof | Category::Io => body_error(
+            &format!("the request body is not valid JSON: {error}"),
+            "value_error.jsondecode",
+        ),
+        Category::Data => json_error(&error),
+    })
+}
+
+/// A 422 about the body as a whole.
+fn body_error(msg: &str, kind: &'static str) -> ApiError {
+    let mut error = ApiError::invalid_field("", msg);
+    error.fields[0].loc.truncate(1);
+    error.fields[0].kind = kind;
+    error.detail = format!("invalid request body: {msg}");
+    error
+}
+
+/// A required JSON body of type `T`, at most `limit` bytes (see [`parse_body`]).
 pub(crate) async fn json_body<T: DeserializeOwned>(body: Body, limit: usize) -> ApiResult<T> {
     let bytes = read_body(body, limit).await?;
-    if bytes.is_empty() {
-        return Err(ApiError::bad_request("a JSON body is required"));
-    }
-    parse_json(&bytes)
+    parse_body(&bytes)
 }
 
 /// An optional JSON body: empty is `T::default()`.
@@ -88,7 +112,54 @@ pub(crate) async fn optional_json_body<T: DeserializeOwned + Default>(
     if bytes.is_empty() {
         Ok(T::default())
     } else {
-        parse_json(&bytes)
+        parse_body(&bytes)
+    }
+}
+
+/// A route's query parameters as `T` (a struct of optional strings, checked by the
+/// handler). Unlike axum's `Query`, a malformed query is a typed 422 naming the parameter,
+/// never a plain-text 400: a parameter given twice is refused, except the arrays of Svix's
+/// document (`event_types`), whose repeats are joined with commas, the form the clients that
+/// send a list as one parameter use.
+#[derive(Debug)]
+pub(crate) struct SvixQuery<T>(pub T);
+
+/// The query parameters Svix's document declares as arrays.
+const ARRAY_PARAMETERS: &[&str] = &["event_types"];
+
+impl<T, S> axum::extract::FromRequestParts<S> for SvixQuery<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or_default();
+        let mut values: Map<String, Value> = Map::new();
+        for (name, value) in form_urlencoded::parse(query.as_bytes()) {
+            match values.get_mut(name.as_ref()) {
+                None => {
+                    values.insert(name.into_owned(), Value::String(value.into_owned()));
+                }
+                Some(Value::String(joined)) if ARRAY_PARAMETERS.contains(&name.as_ref()) => {
+                    joined.push(',');
+                    joined.push_str(&value);
+                }
+                Some(_) => {
+                    return Err(ApiError::invalid_query(
+                        &name,
+                        "given more than once; give it once",
+                    ));
+                }
+            }
+        }
+        serde_json::from_value(Value::Object(values))
+            .map(SvixQuery)
+            .map_err(|e| ApiError::invalid_query("", format!("invalid query: {e}")))
     }
 }
 

@@ -71,8 +71,12 @@ impl Store for ServerStore {
         each!(self, s => s.event_type(name))
     }
 
-    async fn list_event_types(&self, page: &PageRequest) -> Result<Vec<EventType>, StoreError> {
-        each!(self, s => s.list_event_types(page))
+    async fn list_event_types(
+        &self,
+        page: &PageRequest,
+        include_archived: bool,
+    ) -> Result<Vec<EventType>, StoreError> {
+        each!(self, s => s.list_event_types(page, include_archived))
     }
 
     async fn put_application(&self, application: &Application) -> Result<(), StoreError> {

@@ -166,8 +166,14 @@ impl Store for MemoryStore {
         Ok(self.lock().event_types.get(name.as_str()).cloned())
     }
 
-    async fn list_event_types(&self, page: &PageRequest) -> Result<Vec<EventType>, StoreError> {
-        Ok(page_of(&self.lock().event_types, page, |t| !t.archived))
+    async fn list_event_types(
+        &self,
+        page: &PageRequest,
+        include_archived: bool,
+    ) -> Result<Vec<EventType>, StoreError> {
+        Ok(page_of(&self.lock().event_types, page, |t| {
+            include_archived || !t.archived
+        }))
     }
 
     async fn put_application(&self, application: &Application) -> Result<(), StoreError> {

@@ -233,10 +233,12 @@ pub trait Store: Send + Sync + 'static {
         name: &EventTypeName,
     ) -> impl Future<Output = Result<Option<EventType>, StoreError>> + Send;
 
-    /// Active (not archived) event types, by name.
+    /// Event types by name: the active ones, and the archived ones too with
+    /// `include_archived`.
     fn list_event_types(
         &self,
         page: &PageRequest,
+        include_archived: bool,
     ) -> impl Future<Output = Result<Vec<EventType>, StoreError>> + Send;
 
     /// Inserts or replaces an application, keyed by id. The default application

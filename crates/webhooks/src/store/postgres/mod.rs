@@ -525,15 +525,19 @@ impl Store for PostgresStore {
         .transpose()
     }
 
-    async fn list_event_types(&self, page: &PageRequest) -> Result<Vec<EventType>, StoreError> {
+    async fn list_event_types(
+        &self,
+        page: &PageRequest,
+        include_archived: bool,
+    ) -> Result<Vec<EventType>, StoreError> {
         let (cmp, dir) = keyset(page);
         let sql = format!(
             "SELECT name, description, schema, archived, created_at, updated_at
              FROM event_types
-             WHERE NOT archived AND ($1::text IS NULL OR name {cmp} $1)
+             WHERE ($3 OR NOT archived) AND ($1::text IS NULL OR name {cmp} $1)
              ORDER BY name {dir} LIMIT $2"
         );
-        self.query(&sql, &[&page.after, &take(page)])
+        self.query(&sql, &[&page.after, &take(page), &include_archived])
             .await?
             .iter()
             .map(rows::event_type)

@@ -846,9 +846,15 @@ impl Store for SqliteStore {
         })
     }
 
-    async fn list_event_types(&self, page: &PageRequest) -> Result<Vec<EventType>, StoreError> {
+    async fn list_event_types(
+        &self,
+        page: &PageRequest,
+        include_archived: bool,
+    ) -> Result<Vec<EventType>, StoreError> {
         let mut query = ListQuery::new("SELECT * FROM event_types");
-        query.condition("archived = 0", []);
+        if !include_archived {
+            query.condition("archived = 0", []);
+        }
         self.db
             .read(|conn| query.page(page, "name").fetch(conn, rows::event_type))
     }
