@@ -107,7 +107,9 @@ pub fn run_step(root: &Path) -> Result<(), String> {
         .join("server")
         .join("schemathesis-baseline.json");
     // Its exit status is not the verdict (it counts the baseline's failures too): the report is.
+    // Run from its directory under `target/`, where it keeps its example database.
     let _ = Command::new(&schemathesis)
+        .current_dir(&work)
         .arg("run")
         .arg(&patched)
         .args(["--url", &format!("http://127.0.0.1:{port}")])
