@@ -45,14 +45,14 @@ pub const REMEMBER_FOR: Duration = Duration::from_secs(12 * 60 * 60);
 pub const HOLD: Duration = Duration::from_secs(30);
 /// How often a waiting retry looks for the answer.
 const POLL: Duration = Duration::from_millis(50);
-/// The largest answer remembered; a larger one (none of the API's answers is) is passed on
-/// and the key released.
-const MAX_REMEMBERED_BYTES: usize = 4 * 1024 * 1024;
-
 /// The store the claims and answers live in.
 #[derive(Debug, Clone)]
 pub(crate) struct Idempotency {
     pub store: ServerStore,
+    /// The largest answer read to be remembered: twice the request body limit (no answer of
+    /// the API is larger than the request it answers and a few fields; a message's echoes
+    /// its payload byte for byte), at least 1 MiB.
+    pub max_answer: usize,
 }
 
 /// The middleware: runs a keyed `POST` once (see the module docs); other requests pass.
@@ -102,7 +102,7 @@ pub(crate) async fn layer(
         return response;
     }
     let (parts, body) = response.into_parts();
-    let bytes = match axum::body::to_bytes(body, MAX_REMEMBERED_BYTES).await {
+    let bytes = match axum::body::to_bytes(body, idempotency.max_answer).await {
         Ok(bytes) => bytes,
         Err(error) => {
             tracing::error!(%error, "an answer to remember could not be read");

@@ -424,6 +424,7 @@ fn router(
     let store = svix.webhooks.registry.store().clone();
     let idempotency = Arc::new(Idempotency {
         store: store.clone(),
+        max_answer: svix.body_limit.saturating_mul(2).max(1024 * 1024),
     });
     // Layers run outside in, the last added first: a token is checked before a key is
     // claimed.

@@ -1,5 +1,7 @@
 //! Delivery attempts: `/api/v1/app/{app_id}/attempt/endpoint/{endpoint_id}` and
-//! `/api/v1/app/{app_id}/attempt/msg/{msg_id}`, newest first, with Svix's filters.
+//! `/api/v1/app/{app_id}/attempt/msg/{msg_id}`, newest first, with Svix's filters; one
+//! attempt (`msg/{msg_id}/attempt/{attempt_id}`) and its response body's expunging; and
+//! the messages attempted to an endpoint (`endpoint/{endpoint_id}/msg`), each once.
 
 use std::sync::Arc;
 

@@ -1,6 +1,7 @@
 //! Endpoints of an application: `/api/v1/app/{app_id}/endpoint…` (create, list, get,
 //! update or create, patch, delete; the signing secret and its rotation; custom headers;
-//! recovering failed messages). An endpoint path takes the `ep_…` id or the uid.
+//! recovering failed messages; stats; sending an example). An endpoint path takes the `ep_…`
+//! id or the uid.
 
 use std::collections::BTreeMap;
 use std::num::NonZeroU32;
@@ -403,7 +404,9 @@ async fn update_endpoint(
             // Svix's `EndpointUpdate` has neither: they keep their own routes.
             input.headers = Some(existing.headers.clone());
             input.secret = None;
-            let spec = input.settings()?.spec(&state)?;
+            let mut spec = input.settings()?.spec(&state)?;
+            // Not a Svix setting: an endpoint made ordered through the library stays so.
+            spec.ordered = existing.ordered;
             let updated = app
                 .update_endpoint(existing.id.as_str(), spec)
                 .await

@@ -1,5 +1,6 @@
-//! Messages of an application: `/api/v1/app/{app_id}/msg…` (create, list, get), where each
-//! went (`msg/{msg_id}/endpoint`) and sending one again to an endpoint (`resend`).
+//! Messages of an application: `/api/v1/app/{app_id}/msg…` (create, list, get, expunge the
+//! payload), where each went (`msg/{msg_id}/endpoint`) and sending one again to an endpoint
+//! (`resend`).
 
 use std::sync::Arc;
 

@@ -1,7 +1,7 @@
 //! The Svix-compatible webhooks API, answered from the webhooks crate's registry, laid out
 //! as Svix lays out its server: one module per resource ([`apps`], [`event_types`],
-//! [`endpoints`], [`messages`], [`attempts`], [`auth`]), each with its router and its typed query and
-//! body structs; the request plumbing they share in [`request`].
+//! [`endpoints`], [`messages`], [`attempts`], [`auth`]), each with its router and its typed
+//! query and body structs; the request plumbing they share in [`request`].
 //!
 //! Field names are camelCase, creations answer 201 (messages 202), deletions and updates
 //! without a body 204, errors `{"code", "detail"}`, lists `{data, iterator, prevIterator,
