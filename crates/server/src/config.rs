@@ -183,6 +183,9 @@ pub struct WebhooksConfig {
     /// Treat JSON Schema `format` as an assertion (default `false`: an annotation, as Draft 7
     /// allows and as swh-webhooks validates).
     pub assert_formats: bool,
+    /// Hold event type names to swh-webhooks' `<group>.<event>` (default `false`: any name
+    /// Svix takes, such as `message.attempt.failing` or `signup`).
+    pub grouped_event_type_names: bool,
 }
 
 impl Default for WebhooksConfig {
@@ -191,6 +194,7 @@ impl Default for WebhooksConfig {
             require_event_types: false,
             validate_payloads: true,
             assert_formats: false,
+            grouped_event_type_names: false,
         }
     }
 }
@@ -202,6 +206,7 @@ impl WebhooksConfig {
             require_event_types: self.require_event_types,
             validate_payloads: self.validate_payloads,
             assert_formats: self.assert_formats,
+            grouped_event_type_names: self.grouped_event_type_names,
             ..RegistryConfig::default()
         }
     }
@@ -465,6 +470,7 @@ struct WebhooksFile {
     require_event_types: Option<bool>,
     validate_payloads: Option<bool>,
     assert_formats: Option<bool>,
+    grouped_event_type_names: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -599,6 +605,9 @@ impl Config {
                 .validate_payloads
                 .unwrap_or(rules.validate_payloads);
             rules.assert_formats = webhooks.assert_formats.unwrap_or(rules.assert_formats);
+            rules.grouped_event_type_names = webhooks
+                .grouped_event_type_names
+                .unwrap_or(rules.grouped_event_type_names);
         }
         if let Some(runtime) = file.runtime {
             apply_runtime(&mut config.runtime, &runtime).map_err(invalid)?;
@@ -874,6 +883,7 @@ mod tests {
             require_event_types = true
             validate_payloads = false
             assert_formats = true
+            grouped_event_type_names = true
             [runtime]
             queue_limit = 10
             queue_bytes = 1000
@@ -931,7 +941,8 @@ mod tests {
             WebhooksConfig {
                 require_event_types: true,
                 validate_payloads: false,
-                assert_formats: true
+                assert_formats: true,
+                grouped_event_type_names: true,
             }
         );
         assert_eq!(config.delivery.request_timeout, Duration::from_secs(60));

@@ -248,7 +248,8 @@ impl From<WebhooksError> for ApiError {
             WebhooksError::InvalidEventId { .. } => {
                 Self::invalid_field("eventId", error.to_string())
             }
-            WebhooksError::InvalidEventTypeName { .. } => {
+            WebhooksError::InvalidEventTypeName { .. }
+            | WebhooksError::UngroupedEventTypeName { .. } => {
                 Self::invalid_field("name", error.to_string())
             }
             WebhooksError::InvalidUid { .. } => Self::invalid_field("uid", error.to_string()),

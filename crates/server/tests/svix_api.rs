@@ -114,7 +114,7 @@ async fn bad_requests_get_typed_json_errors() {
     let bad_name = api
         .post(
             "/api/v1/event-type",
-            &json!({"name": "nodot", "description": ""}),
+            &json!({"name": "no/slash", "description": ""}),
         )
         .await;
     assert_eq!(bad_name.status, StatusCode::UNPROCESSABLE_ENTITY);
@@ -158,6 +158,21 @@ async fn bad_requests_get_typed_json_errors() {
         api.get("/api/v1/event-type").await.json()["data"],
         json!([])
     );
+    // Svix's names, not only swh-webhooks' `<group>.<event>` (a setting restores that).
+    for name in ["nodot", "message.attempt.failing"] {
+        let taken = api
+            .post(
+                "/api/v1/event-type",
+                &json!({"name": name, "description": ""}),
+            )
+            .await;
+        assert_eq!(
+            taken.status,
+            StatusCode::CREATED,
+            "{name}: {:?}",
+            taken.body
+        );
+    }
     server.shutdown().await.unwrap();
 }
 

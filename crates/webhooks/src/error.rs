@@ -241,11 +241,21 @@ pub enum StoreError {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// An event type name that is not `<group>.<event>`.
+    /// An event type name that is empty, longer than 256 bytes, uses other characters than
+    /// ASCII letters, digits, `-`, `_` and `.`, or is only dots.
     #[error(
-        "invalid event type name `{name}`: must be `<group>.<event>`, each part made of ASCII letters, digits, `-` or `_`"
+        "invalid event type name `{name}`: must be 1 to 256 ASCII letters, digits, `-`, `_` or `.`, not only dots"
     )]
     InvalidEventTypeName {
+        /// The rejected name.
+        name: String,
+    },
+    /// An event type name that is not `<group>.<event>`, where the registry holds names to
+    /// swh-webhooks' form ([`RegistryConfig::grouped_event_type_names`](crate::RegistryConfig)).
+    #[error(
+        "event type name `{name}` is not `<group>.<event>`: two parts of ASCII letters, digits, `-` or `_`, joined by one dot"
+    )]
+    UngroupedEventTypeName {
         /// The rejected name.
         name: String,
     },

@@ -2,7 +2,8 @@
 //! Standard Webhooks signatures, and a durable store. It does what `swh-webhooks` does on top
 //! of a Svix server, with no outside service.
 //!
-//! - **Registry** ([`Registry`]): event types `<group>.<event>` with a Draft 7 JSON Schema
+//! - **Registry** ([`Registry`]): event types (`<group>.<event>` by default, as swh-webhooks;
+//!   Svix's wider names as a setting) with a Draft 7 JSON Schema
 //!   checked and compiled once; endpoints with event-type filters, up to 10 case-sensitive
 //!   channels, a uid, metadata, custom headers and a secret; `send` validates the payload,
 //!   stores its bytes exactly as given and queues one delivery per listening endpoint.

@@ -110,27 +110,39 @@ macro_rules! checked_name {
 }
 
 checked_name!(
-    /// An event type name, `<group>.<event>`: two non-empty parts of ASCII letters, digits,
-    /// `-` and `_`, joined by one dot (`^[a-zA-Z0-9\-_]+\.[a-zA-Z0-9\-_]+$`).
+    /// An event type name, as Svix takes them: 1 to 256 ASCII letters, digits, `-`, `_` or
+    /// `.` (`^[a-zA-Z0-9\-_.]+$`), not only dots. swh-webhooks' stricter form,
+    /// `<group>.<event>` (two non-empty parts joined by one dot), is
+    /// [`EventTypeName::is_grouped`], which the registry enforces unless
+    /// [`RegistryConfig::grouped_event_type_names`](crate::RegistryConfig) is off.
     ///
     /// ```
     /// use switchyard_webhooks::EventTypeName;
-    /// assert!(EventTypeName::new("origin.visit").is_ok());
-    /// assert!(EventTypeName::new("origin").is_err());
-    /// assert!(EventTypeName::new("a.b.c").is_err());
+    /// let visit = EventTypeName::new("origin.visit").unwrap();
+    /// assert!(visit.is_grouped());
+    /// let failing = EventTypeName::new("message.attempt.failing").unwrap();
+    /// assert!(!failing.is_grouped());
+    /// assert!(EventTypeName::new("origin").is_ok());
+    /// assert!(EventTypeName::new("has space").is_err());
+    /// assert!(EventTypeName::new("..").is_err());
     /// ```
     EventTypeName,
-    |text| {
-        text.len() <= MAX_EVENT_TYPE_LEN
-            && text.split_once('.').is_some_and(|(group, event)| {
-                !group.is_empty()
-                    && !event.is_empty()
-                    && group.bytes().all(is_name_byte)
-                    && event.bytes().all(is_name_byte)
-            })
-    },
+    |text| text.len() <= MAX_EVENT_TYPE_LEN && is_uid(text),
     |name| Error::InvalidEventTypeName { name }
 );
+
+impl EventTypeName {
+    /// Whether the name has swh-webhooks' form, `<group>.<event>`: two non-empty parts of
+    /// ASCII letters, digits, `-` and `_`, joined by one dot.
+    pub fn is_grouped(&self) -> bool {
+        self.0.split_once('.').is_some_and(|(group, event)| {
+            !group.is_empty()
+                && !event.is_empty()
+                && group.bytes().all(is_name_byte)
+                && event.bytes().all(is_name_byte)
+        })
+    }
+}
 
 checked_name!(
     /// A caller-chosen endpoint identifier: 1 to 256 ASCII letters, digits, `-`, `_` or `.`
@@ -1058,11 +1070,43 @@ mod tests {
 
     #[test]
     fn event_type_names() {
-        for ok in ["a.b", "origin.visit", "A-1_x.y-2_Z"] {
+        // Svix's alphabet, at most 256 bytes, not only dots.
+        for ok in [
+            "a.b",
+            "origin.visit",
+            "A-1_x.y-2_Z",
+            "a.b.c",
+            "ab",
+            "a.",
+            ".b",
+        ] {
             assert!(EventTypeName::new(ok).is_ok(), "{ok}");
         }
-        for bad in ["", ".", "a.", ".b", "a.b.c", "a b.c", "a.b!", "é.b", "ab"] {
+        assert!(EventTypeName::new("x".repeat(256)).is_ok());
+        for bad in [
+            "",
+            ".",
+            "..",
+            "a b.c",
+            "a.b!",
+            "é.b",
+            "a/b",
+            &"x".repeat(257),
+        ] {
             assert!(EventTypeName::new(bad).is_err(), "{bad}");
+        }
+        // swh-webhooks' `<group>.<event>`.
+        for grouped in ["a.b", "origin.visit", "A-1_x.y-2_Z"] {
+            assert!(
+                EventTypeName::new(grouped).unwrap().is_grouped(),
+                "{grouped}"
+            );
+        }
+        for ungrouped in ["a.b.c", "ab", "a.", ".b"] {
+            assert!(
+                !EventTypeName::new(ungrouped).unwrap().is_grouped(),
+                "{ungrouped}"
+            );
         }
     }
 

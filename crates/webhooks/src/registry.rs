@@ -104,6 +104,12 @@ pub struct RegistryConfig {
     /// allows and as swh-webhooks validates). With `true`, a `date-time` without a time zone
     /// (Python's `datetime.now().isoformat()`) is refused.
     pub assert_formats: bool,
+    /// Whether event type names must have swh-webhooks' form, `<group>.<event>`
+    /// ([`EventTypeName::is_grouped`]), to be created or sent (default `true`, as
+    /// swh-webhooks' `event_type_create` refuses others). Svix takes any name of
+    /// [`EventTypeName`]'s alphabet (`message.attempt.failing`, `signup`); the server turns
+    /// this off.
+    pub grouped_event_type_names: bool,
     /// The time source (default: the system clock).
     pub clock: Clock,
 }
@@ -116,6 +122,7 @@ impl Default for RegistryConfig {
             require_event_types: false,
             validate_payloads: true,
             assert_formats: false,
+            grouped_event_type_names: true,
             clock: Clock::system(),
         }
     }
@@ -313,13 +320,16 @@ impl<S: Store> Registry<S> {
     ///
     /// # Errors
     /// [`SchemaError::InvalidSchema`] (inside [`Error::Schema`]) naming the path of the bad
-    /// part of the schema; [`Error::Store`].
+    /// part of the schema; [`Error::UngroupedEventTypeName`] for a name not
+    /// `<group>.<event>` while [`RegistryConfig::grouped_event_type_names`] holds;
+    /// [`Error::Store`].
     pub async fn create_event_type(
         &self,
         name: EventTypeName,
         description: impl Into<String>,
         schema: Value,
     ) -> Result<EventType, Error> {
+        self.check_grouped(&name)?;
         let compiled = CompiledSchema::compile(&schema, self.config.assert_formats)?;
         let now = self.now();
         let created_at = match self.store.event_type(&name).await? {
@@ -341,6 +351,17 @@ impl<S: Store> Registry<S> {
             .insert(event_type.name.clone(), (now, compiled));
         tracing::debug!(event_type = %event_type.name, "event type saved");
         Ok(event_type)
+    }
+
+    /// [`Error::UngroupedEventTypeName`] for a name not `<group>.<event>` when the registry
+    /// holds names to that form.
+    fn check_grouped(&self, name: &EventTypeName) -> Result<(), Error> {
+        if self.config.grouped_event_type_names && !name.is_grouped() {
+            return Err(Error::UngroupedEventTypeName {
+                name: name.to_string(),
+            });
+        }
+        Ok(())
     }
 
     /// The active event type with this name.
@@ -1281,6 +1302,7 @@ impl<S: Store> AppScope<'_, S> {
         new: NewMessage<'_>,
         require_event_type: bool,
     ) -> Result<Message, Error> {
+        self.registry.check_grouped(new.event_type)?;
         let payload = new.payload;
         if payload.len() > self.registry.config.max_payload_bytes {
             return Err(Error::PayloadTooLarge {
