@@ -18,14 +18,15 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use switchyard_webhooks::store::EndpointFilter;
 use switchyard_webhooks::{
-    Endpoint, EndpointSpec, Error as WebhooksError, EventTypeFilter, EventTypeName, Order, Secret,
-    redact_userinfo,
+    AppScope, Endpoint, EndpointSpec, Error as WebhooksError, EventTypeFilter, EventTypeName,
+    Order, Secret, redact_userinfo,
 };
 
 use super::request::{
     Pagination, SvixQuery, check_uid, json_body, list, list_error, one_of, optional_json_body,
     reply, string_map, time, time_param,
 };
+use super::store::ServerStore;
 use super::{ApiResult, Shared, SvixState, patch, scope};
 use crate::error::ApiError;
 
@@ -509,11 +510,7 @@ async fn get_secret(
     Path((app, endpoint)): Path<(String, String)>,
 ) -> ApiResult<Response> {
     let app = scope(&state, &app).await?;
-    let secret = app.endpoint_secret(&endpoint).await?;
-    Ok(reply(
-        StatusCode::OK,
-        &serde_json::json!({"key": secret.expose()}),
-    ))
+    secret_out(&app, &endpoint).await
 }
 
 /// Rotates the signing secret and answers 200 with the new one. Svix's document says 204;
@@ -533,7 +530,12 @@ async fn rotate_secret(
         })
         .transpose()?;
     app.rotate_secret(&endpoint, key).await?;
-    let secret = app.endpoint_secret(&endpoint).await?;
+    secret_out(&app, &endpoint).await
+}
+
+/// `EndpointSecretOut`: the endpoint's current signing secret.
+async fn secret_out(app: &AppScope<'_, ServerStore>, endpoint: &str) -> ApiResult<Response> {
+    let secret = app.endpoint_secret(endpoint).await?;
     Ok(reply(
         StatusCode::OK,
         &serde_json::json!({"key": secret.expose()}),

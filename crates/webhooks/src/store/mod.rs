@@ -137,6 +137,33 @@ impl std::fmt::Debug for RememberedResponse {
     }
 }
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+impl RememberedResponse {
+    /// A remembered response from the columns the SQL stores keep it in: the status, the
+    /// headers as a JSON list of pairs, the body.
+    pub(crate) fn from_columns(
+        status: i64,
+        headers: Option<&str>,
+        body: Option<Vec<u8>>,
+    ) -> Result<Self, StoreError> {
+        let corrupt = |what: &str, reason: String| StoreError::Corrupt {
+            what: what.to_owned(),
+            reason,
+        };
+        let headers = match headers {
+            Some(text) => serde_json::from_str(text)
+                .map_err(|e| corrupt("remembered response headers", e.to_string()))?,
+            None => Vec::new(),
+        };
+        Ok(Self {
+            status: u16::try_from(status)
+                .map_err(|e| corrupt("remembered response status", e.to_string()))?,
+            headers,
+            body: body.unwrap_or_default(),
+        })
+    }
+}
+
 /// What [`Store::idempotency_begin`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IdempotencyClaim {

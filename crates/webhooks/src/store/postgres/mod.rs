@@ -1365,17 +1365,12 @@ impl Store for PostgresStore {
             return Ok(IdempotencyClaim::Running);
         };
         let headers: Option<String> = row.try_get(1)?;
-        let headers: Vec<(String, String)> = match headers {
-            Some(text) => serde_json::from_str(&text)
-                .map_err(|e| corrupt("remembered response headers", e))?,
-            None => Vec::new(),
-        };
         let body: Option<Vec<u8>> = row.try_get(2)?;
-        Ok(IdempotencyClaim::Done(RememberedResponse {
-            status: u16::try_from(status).map_err(|e| corrupt("remembered response status", e))?,
-            headers,
-            body: body.unwrap_or_default(),
-        }))
+        Ok(IdempotencyClaim::Done(RememberedResponse::from_columns(
+            i64::from(status),
+            headers.as_deref(),
+            body,
+        )?))
     }
 
     async fn idempotency_finish(

@@ -1534,11 +1534,9 @@ impl Store for SqliteStore {
                     })
                     .optional()?;
                 match found {
-                    Some((Some(status), headers, body)) => Ok(IdempotencyClaim::Done(remembered(
-                        status,
-                        headers.as_deref(),
-                        body,
-                    )?)),
+                    Some((Some(status), headers, body)) => Ok(IdempotencyClaim::Done(
+                        RememberedResponse::from_columns(status, headers.as_deref(), body)?,
+                    )),
                     Some((None, _, _)) => Ok(IdempotencyClaim::Running),
                     None => {
                         conn.prepare_cached(
@@ -1684,25 +1682,6 @@ impl Store for SqliteStore {
             })
             .await
     }
-}
-
-/// A remembered response from its stored columns.
-fn remembered(
-    status: i64,
-    headers: Option<&str>,
-    body: Option<Vec<u8>>,
-) -> Result<RememberedResponse, StoreError> {
-    let headers: Vec<(String, String)> = match headers {
-        Some(text) => {
-            serde_json::from_str(text).map_err(|e| corrupt("remembered response headers", e))?
-        }
-        None => Vec::new(),
-    };
-    Ok(RememberedResponse {
-        status: u16::try_from(status).map_err(|e| corrupt("remembered response status", e))?,
-        headers,
-        body: body.unwrap_or_default(),
-    })
 }
 
 #[cfg(test)]
