@@ -25,9 +25,9 @@ use std::time::Duration;
 use ipnet::IpNet;
 use serde::Deserialize;
 use switchyard_runtime_events::HubConfig;
-use switchyard_webhooks::RegistryConfig;
 use switchyard_webhooks::delivery::{AddressPolicy, DeliveryConfig};
 use switchyard_webhooks::retry::RetryPolicy;
+use switchyard_webhooks::{AppUid, RegistryConfig};
 
 use crate::error::ServerError;
 
@@ -170,9 +170,9 @@ impl Default for ConnectionLimits {
     }
 }
 
-/// How the webhooks API checks messages. The defaults are Svix's behaviour but for payload
-/// validation, which Svix does not do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How the webhooks API checks messages, and where it sends operational webhooks. The
+/// defaults are Svix's behaviour but for payload validation, which Svix does not do.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WebhooksConfig {
     /// Refuse messages of event types that were never registered (default `false`: Svix
     /// accepts them).
@@ -186,6 +186,10 @@ pub struct WebhooksConfig {
     /// Hold event type names to swh-webhooks' `<group>.<event>` (default `false`: any name
     /// Svix takes, such as `message.attempt.failing` or `signup`).
     pub grouped_event_type_names: bool,
+    /// The uid of the management application operational webhooks are sent in
+    /// (`endpoint.created`, `message.attempt.exhausted`, …; created at start when missing).
+    /// Default: none, and none are sent, as Svix without `operational_webhook_address`.
+    pub operational_app: Option<AppUid>,
 }
 
 impl Default for WebhooksConfig {
@@ -195,6 +199,7 @@ impl Default for WebhooksConfig {
             validate_payloads: true,
             assert_formats: false,
             grouped_event_type_names: false,
+            operational_app: None,
         }
     }
 }
@@ -471,6 +476,7 @@ struct WebhooksFile {
     validate_payloads: Option<bool>,
     assert_formats: Option<bool>,
     grouped_event_type_names: Option<bool>,
+    operational_app: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -608,6 +614,19 @@ impl Config {
             rules.grouped_event_type_names = webhooks
                 .grouped_event_type_names
                 .unwrap_or(rules.grouped_event_type_names);
+            if let Some(uid) = webhooks.operational_app {
+                rules.operational_app = Some(
+                    AppUid::new(uid)
+                        .map_err(|e| invalid(format!("webhooks.operational_app: {e}")))?,
+                );
+            }
+            if rules.operational_app.is_some() && rules.grouped_event_type_names {
+                return Err(invalid(
+                    "webhooks.operational_app sends Svix's event types (message.attempt.failing), \
+                     which webhooks.grouped_event_type_names = true refuses; turn one off"
+                        .to_owned(),
+                ));
+            }
         }
         if let Some(runtime) = file.runtime {
             apply_runtime(&mut config.runtime, &runtime).map_err(invalid)?;
@@ -866,6 +885,23 @@ mod tests {
     }
 
     #[test]
+    fn operational_webhooks_name_an_application_and_need_svix_names() {
+        let config = parse("[webhooks]\noperational_app = \"ops\"").unwrap();
+        assert_eq!(
+            config.webhooks.operational_app,
+            Some(AppUid::new("ops").unwrap())
+        );
+        let bad_uid = parse("[webhooks]\noperational_app = \"a b\"")
+            .unwrap_err()
+            .to_string();
+        assert!(bad_uid.contains("webhooks.operational_app"), "{bad_uid}");
+        let both = parse("[webhooks]\noperational_app = \"ops\"\ngrouped_event_type_names = true")
+            .unwrap_err()
+            .to_string();
+        assert!(both.contains("turn one off"), "{both}");
+    }
+
+    #[test]
     fn every_key() {
         let config = parse(
             r#"
@@ -943,6 +979,7 @@ mod tests {
                 validate_payloads: false,
                 assert_formats: true,
                 grouped_event_type_names: true,
+                operational_app: None,
             }
         );
         assert_eq!(config.delivery.request_timeout, Duration::from_secs(60));

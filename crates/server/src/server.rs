@@ -85,6 +85,7 @@ impl Server {
             config.database.as_ref(),
             config.delivery.clone(),
             config.webhooks.registry_config(),
+            config.webhooks.operational_app.as_ref(),
         )
         .await?;
         let hub = Arc::new(Hub::with_config(config.runtime.clone()));

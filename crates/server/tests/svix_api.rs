@@ -761,7 +761,7 @@ async fn message_rules_are_settings() {
     for (rules, unregistered, naive_status, missing) in cases {
         let dir = tempfile::tempdir().unwrap();
         let mut config = common::config(dir.path());
-        config.webhooks = rules;
+        config.webhooks = rules.clone();
         let server = switchyard_server::Server::start(config).await.unwrap();
         let api = Api::new(server.local_addr());
         assert_eq!(

@@ -379,6 +379,61 @@ async fn response_bodies_are_kept_up_to_20_kb() {
 
 // ----- failures and retries -----
 
+/// Runs a delivery to `receiver` through `tries` attempts (or until it ends) and answers
+/// the notifications about the delivery announced meanwhile.
+async fn notes_over(
+    tries: usize,
+    answer: impl Fn(usize) -> Answer + Send + Sync + 'static,
+) -> Vec<Notification> {
+    let h = harness(test_config()).await;
+    let mut notes = h.engine.notifications();
+    let receiver = Receiver::start(answer).await;
+    let endpoint = h.endpoint(EndpointSpec::new(receiver.url())).await;
+    let message = h.send("{}").await;
+    for _ in 0..tries {
+        h.engine.run_due().await.unwrap();
+        let delivery = &h.registry.deliveries(&message).await.unwrap()[0];
+        if delivery.status != DeliveryStatus::Pending {
+            break;
+        }
+        h.advance((delivery.next_attempt_at - h.now()).to_std().unwrap());
+    }
+    let mut seen = Vec::new();
+    while let Ok(note) = notes.try_recv() {
+        match &note {
+            Notification::Failing(n) | Notification::Recovered(n) => {
+                assert_eq!(n.endpoint_id, endpoint.id);
+                assert_eq!(n.message_id, message);
+                seen.push(note);
+            }
+            // The endpoint's own recovery is not what these tests look at.
+            Notification::EndpointRecovered(_) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    seen
+}
+
+#[tokio::test]
+async fn a_delivery_that_fails_four_times_and_then_succeeds_is_announced_recovered() {
+    let notes = notes_over(8, |n| Answer::status(if n < 4 { 503 } else { 204 })).await;
+    let kinds: Vec<_> = notes
+        .iter()
+        .map(|note| match note {
+            Notification::Failing(n) => ("failing", n.attempts, n.last_attempt.response_status),
+            Notification::Recovered(n) => ("recovered", n.attempts, n.last_attempt.response_status),
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect();
+    assert_eq!(kinds, [("failing", 4, 503), ("recovered", 5, 204)]);
+}
+
+#[tokio::test]
+async fn fewer_failures_than_the_threshold_announce_nothing() {
+    let notes = notes_over(8, |n| Answer::status(if n < 3 { 500 } else { 200 })).await;
+    assert!(notes.is_empty(), "{notes:?}");
+}
+
 #[tokio::test]
 async fn server_errors_retry_on_the_schedule_until_exhausted() {
     let h = harness(test_config()).await;
@@ -416,14 +471,25 @@ async fn server_errors_retry_on_the_schedule_until_exhausted() {
             .iter()
             .all(|a| a.status == AttemptStatus::Failed && a.response_status == 500)
     );
-    assert_eq!(
-        notes.try_recv().unwrap(),
-        Notification::Exhausted {
-            message_id: message.clone(),
-            endpoint_id: endpoint.id.clone(),
-            attempts: 8
-        }
-    );
+    let mut attempts = attempts;
+    attempts.sort_by(|a, b| a.id.cmp(&b.id));
+    // The fourth failure is announced, then the last.
+    let Notification::Failing(failing) = notes.try_recv().unwrap() else {
+        panic!("the fourth failure is announced first");
+    };
+    assert_eq!(failing.attempts, 4);
+    assert_eq!(failing.last_attempt.id, attempts[3].id);
+    let Notification::Exhausted(exhausted) = notes.try_recv().unwrap() else {
+        panic!("then the exhaustion");
+    };
+    assert_eq!(exhausted.message_id, message);
+    assert_eq!(exhausted.endpoint_id, endpoint.id);
+    assert_eq!(exhausted.app_id, endpoint.app);
+    assert_eq!(exhausted.attempts, 8);
+    assert_eq!(exhausted.last_attempt.id, attempts[7].id);
+    assert_eq!(exhausted.last_attempt.response_status, 500);
+    assert_eq!(exhausted.last_attempt.timestamp, attempts[7].timestamp);
+    assert!(notes.try_recv().is_err(), "nothing else is announced");
     // Nothing more happens.
     h.advance(Duration::from_secs(100 * 3600));
     assert_eq!(h.engine.run_due().await.unwrap().total(), 0);
@@ -651,7 +717,8 @@ async fn health_is_tracked<S: Store>(store: S) {
     h.engine.run_due().await.unwrap();
     assert!(matches!(
         notes.try_recv().unwrap(),
-        Notification::EndpointRecovered { endpoint_id, .. } if endpoint_id == shaky.id
+        Notification::EndpointRecovered(note) if note.endpoint_id == shaky.id
+            && note.app_id == shaky.app
     ));
     // Keep failing past the hour: disabled, announced once.
     for _ in 0..3 {
@@ -661,8 +728,8 @@ async fn health_is_tracked<S: Store>(store: S) {
     }
     let mut disabled = Vec::new();
     while let Ok(note) = notes.try_recv() {
-        if let Notification::EndpointDisabled { endpoint_id, .. } = note {
-            disabled.push(endpoint_id);
+        if let Notification::EndpointDisabled(note) = note {
+            disabled.push(note.endpoint_id);
         }
     }
     assert_eq!(disabled, vec![bad.id.clone()]);

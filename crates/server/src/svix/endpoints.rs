@@ -22,6 +22,7 @@ use switchyard_webhooks::{
     Order, Secret, redact_userinfo,
 };
 
+use super::operational::EndpointChange;
 use super::request::{
     Pagination, SvixQuery, check_uid, json_body, list, list_error, one_of, optional_json_body,
     reply, string_map, time, time_param,
@@ -364,6 +365,7 @@ async fn create_endpoint(
         )));
     }
     let endpoint = app.create_endpoint(spec).await.map_err(event_types_error)?;
+    announce(&state, EndpointChange::Created, &endpoint).await;
     Ok(reply(StatusCode::CREATED, &EndpointOut::from(&endpoint)))
 }
 
@@ -412,6 +414,7 @@ async fn update_endpoint(
                 .update_endpoint(existing.id.as_str(), spec)
                 .await
                 .map_err(event_types_error)?;
+            announce(&state, EndpointChange::Updated, &updated).await;
             Ok(reply(StatusCode::OK, &EndpointOut::from(&updated)))
         }
         Err(WebhooksError::EndpointNotFound { .. }) => {
@@ -424,6 +427,7 @@ async fn update_endpoint(
                 )));
             }
             let created = app.create_endpoint(spec).await.map_err(event_types_error)?;
+            announce(&state, EndpointChange::Created, &created).await;
             Ok(reply(StatusCode::CREATED, &EndpointOut::from(&created)))
         }
         Err(error) => Err(error.into()),
@@ -492,6 +496,7 @@ async fn patch_endpoint(
         .update_endpoint(existing.id.as_str(), spec)
         .await
         .map_err(event_types_error)?;
+    announce(&state, EndpointChange::Updated, &updated).await;
     Ok(reply(StatusCode::OK, &EndpointOut::from(&updated)))
 }
 
@@ -501,7 +506,9 @@ async fn delete_endpoint(
 ) -> ApiResult<StatusCode> {
     let app = scope(&state, &app).await?;
     let _writes = state.webhooks.writes.lock().await;
-    app.delete_endpoint(&endpoint).await?;
+    let existing = app.endpoint(&endpoint).await?;
+    app.delete_endpoint(existing.id.as_str()).await?;
+    announce(&state, EndpointChange::Deleted, &existing).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -530,7 +537,18 @@ async fn rotate_secret(
         })
         .transpose()?;
     app.rotate_secret(&endpoint, key).await?;
+    if state.webhooks.operational.is_some() {
+        let rotated = app.endpoint(&endpoint).await?;
+        announce(&state, EndpointChange::Updated, &rotated).await;
+    }
     secret_out(&app, &endpoint).await
+}
+
+/// Tells operational webhooks (when they are on) about a change made to `endpoint`.
+async fn announce(state: &SvixState, change: EndpointChange, endpoint: &Endpoint) {
+    if let Some(operational) = &state.webhooks.operational {
+        operational.endpoint_changed(change, endpoint).await;
+    }
 }
 
 /// `EndpointSecretOut`: the endpoint's current signing secret.

@@ -14,6 +14,7 @@ pub(crate) mod auth;
 mod endpoints;
 mod event_types;
 mod messages;
+pub(crate) mod operational;
 mod patch;
 mod request;
 pub(crate) mod store;

@@ -29,6 +29,7 @@ use switchyard_webhooks::{
 };
 use tokio::sync::{Mutex, watch};
 
+use super::operational::Operational;
 use super::store::ServerStore;
 use crate::config::DatabaseConfig;
 use crate::error::{ApiError, ServerError};
@@ -56,6 +57,8 @@ pub(crate) struct Webhooks {
     /// Serialises the writes that check before they write (a uid already taken, an event
     /// type that exists), so two concurrent requests cannot both pass the check.
     pub writes: Mutex<()>,
+    /// The sender of operational webhooks, when `[webhooks] operational_app` is set.
+    pub operational: Option<Arc<Operational>>,
     engine: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     stop: watch::Sender<bool>,
 }
@@ -68,17 +71,25 @@ impl std::fmt::Debug for Webhooks {
 
 impl Webhooks {
     /// Opens the store (the database, or the file under `data_dir/webhooks`, upgrading a
-    /// data directory of the first versions), and starts the delivery engine.
+    /// data directory of the first versions), and starts the delivery engine and, when
+    /// `operational_app` names the management application, operational webhooks.
     pub(crate) async fn open(
         data_dir: &Path,
         database: Option<&DatabaseConfig>,
         delivery: DeliveryConfig,
         rules: RegistryConfig,
+        operational_app: Option<&AppUid>,
     ) -> Result<Self, ServerError> {
         let (store, _) = open_store(data_dir, database).await?;
         tracing::info!(store = store.kind(), "webhooks store open");
         let registry = Arc::new(Registry::with_config(store, rules));
         let engine = DeliveryEngine::new(Arc::clone(&registry), delivery)?;
+        let operational = match operational_app {
+            Some(uid) => {
+                Some(Operational::start(Arc::clone(&registry), uid, engine.notifications()).await?)
+            }
+            None => None,
+        };
         let (stop, mut stopped) = watch::channel(false);
         let engine = tokio::spawn(async move {
             let shutdown = async move {
@@ -91,6 +102,7 @@ impl Webhooks {
         Ok(Self {
             registry,
             writes: Mutex::new(()),
+            operational,
             engine: std::sync::Mutex::new(Some(engine)),
             stop,
         })

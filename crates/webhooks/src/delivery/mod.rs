@@ -21,9 +21,9 @@
 //! - **Nothing smuggled**: the [`AddressPolicy`] refuses private, loopback, link-local,
 //!   CGNAT, multicast and reserved addresses after DNS resolution.
 //! - **Everything visible**: every attempt is listed by the registry
-//!   ([`Registry::list_attempts`], [`Registry::sent_events_for_endpoint`]); exhausted
-//!   deliveries and disabled or recovered endpoints are announced as [`Notification`]s and
-//!   as `tracing` events.
+//!   ([`Registry::list_attempts`], [`Registry::sent_events_for_endpoint`]); failing,
+//!   exhausted and recovered deliveries and disabled or recovered endpoints are announced
+//!   as [`Notification`]s (Svix's operational events) and as `tracing` events.
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -82,7 +82,8 @@ use target::Target;
 use crate::error::Error;
 use crate::id::{AppId, AttemptId, EndpointId, MessageId};
 use crate::model::{
-    Attempt, AttemptStatus, DeliveryStatus, DeliveryUpdate, Lease, MAX_RESPONSE_BODY, Message,
+    Attempt, AttemptStatus, DeliveryStatus, DeliveryUpdate, EndpointUid, Lease, MAX_RESPONSE_BODY,
+    Message,
 };
 use crate::registry::Registry;
 use crate::retry::{RetryPolicy, parse_retry_after, unit_draw};
@@ -119,6 +120,10 @@ pub struct DeliveryConfig {
     pub lease_for: Duration,
     /// An endpoint failing continuously for longer than this is disabled (default 5 days).
     pub disable_after: Duration,
+    /// A delivery whose attempt number this is fails announces [`Notification::Failing`],
+    /// and then [`Notification::Recovered`] if a later attempt succeeds (default 4, Svix's
+    /// `message.attempt.failing`; 0 announces neither).
+    pub failing_after: u32,
     /// Payloads older than this are purged (default 90 days); the messages still list,
     /// marked expired.
     pub retention: Duration,
@@ -167,6 +172,7 @@ impl Default for DeliveryConfig {
             poll_interval: Duration::from_secs(1),
             lease_for: Duration::from_secs(120),
             disable_after: Duration::from_secs(5 * 24 * 60 * 60),
+            failing_after: 4,
             retention: Duration::from_secs(90 * 24 * 60 * 60),
             purge_interval: Duration::from_secs(60 * 60),
             addresses: AddressPolicy::default(),
@@ -179,33 +185,72 @@ impl Default for DeliveryConfig {
     }
 }
 
-/// Something the operator of a webhook service should hear about.
+/// Something the operator of a webhook service should hear about: Svix's operational
+/// events (`message.attempt.failing`, `message.attempt.exhausted`,
+/// `message.attempt.recovered`, `endpoint.disabled`) and an endpoint's recovery.
+///
+/// Each is announced once, by the engine that made the attempt, after its outcome is handed
+/// to the recorder; a process that dies in between announces nothing for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Notification {
+    /// A delivery failed its [`DeliveryConfig::failing_after`]th attempt (Svix's fourth) and
+    /// will be retried.
+    Failing(AttemptNote),
     /// A delivery failed its last attempt; no more are made unless someone resends.
-    Exhausted {
-        /// The message.
-        message_id: MessageId,
-        /// The endpoint.
-        endpoint_id: EndpointId,
-        /// How many attempts were made.
-        attempts: u32,
-    },
+    Exhausted(AttemptNote),
+    /// A delivery announced as [`Notification::Failing`] succeeded on a later attempt.
+    Recovered(AttemptNote),
     /// An endpoint failed continuously for longer than the threshold and was disabled.
-    EndpointDisabled {
-        /// The endpoint.
-        endpoint_id: EndpointId,
-        /// When its run of failures began.
-        failing_since: DateTime<Utc>,
-    },
+    EndpointDisabled(EndpointNote),
     /// An endpoint succeeded after a run of failures.
-    EndpointRecovered {
-        /// The endpoint.
-        endpoint_id: EndpointId,
-        /// When its run of failures began.
-        failing_since: DateTime<Utc>,
-    },
+    EndpointRecovered(EndpointNote),
+}
+
+/// A delivery's state, as a [`Notification`] tells it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AttemptNote {
+    /// The application.
+    pub app_id: AppId,
+    /// The message.
+    pub message_id: MessageId,
+    /// The message's `eventId`, if it has one.
+    pub event_id: Option<String>,
+    /// The endpoint.
+    pub endpoint_id: EndpointId,
+    /// The endpoint's uid, if it has one.
+    pub endpoint_uid: Option<EndpointUid>,
+    /// How many attempts were made, this one included.
+    pub attempts: u32,
+    /// The attempt that caused the notification.
+    pub last_attempt: LastAttempt,
+}
+
+/// The attempt an [`AttemptNote`] is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LastAttempt {
+    /// Its id.
+    pub id: AttemptId,
+    /// The receiver's HTTP status; 0 when there was no response.
+    pub response_status: u16,
+    /// When it was made.
+    pub timestamp: DateTime<Utc>,
+}
+
+/// An endpoint's health, as a [`Notification`] tells it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct EndpointNote {
+    /// The application.
+    pub app_id: AppId,
+    /// The endpoint.
+    pub endpoint_id: EndpointId,
+    /// The endpoint's uid, if it has one.
+    pub endpoint_uid: Option<EndpointUid>,
+    /// When its run of failures began.
+    pub failing_since: DateTime<Utc>,
 }
 
 /// What happened to the deliveries one [`DeliveryEngine::run_due`] handled.
@@ -1112,16 +1157,44 @@ impl<S: Store> Shared<S> {
             next_attempt_at,
             attempt: Some(attempt),
         };
+        let failing_after = self.config.failing_after;
+        let announce: Option<fn(AttemptNote) -> Notification> = match status {
+            DeliveryStatus::Exhausted => Some(Notification::Exhausted),
+            DeliveryStatus::Succeeded if failing_after > 0 && attempts > failing_after => {
+                Some(Notification::Recovered)
+            }
+            DeliveryStatus::Pending if attempts == failing_after => Some(Notification::Failing),
+            _ => None,
+        };
+        let note = announce
+            .zip(update.attempt.as_ref())
+            .map(|(kind, attempt)| {
+                kind(AttemptNote {
+                    app_id: endpoint.app.clone(),
+                    message_id: message.id.clone(),
+                    event_id: message.event_id.clone(),
+                    endpoint_id: endpoint.id.clone(),
+                    endpoint_uid: endpoint.uid.clone(),
+                    attempts,
+                    last_attempt: LastAttempt {
+                        id: attempt.id.clone(),
+                        response_status: attempt.response_status,
+                        timestamp: attempt.timestamp,
+                    },
+                })
+            });
         // The next message to an ordered endpoint waits for this outcome.
         self.record(lease, update, endpoint.ordered).await?;
-        if status == DeliveryStatus::Exhausted {
-            tracing::warn!(message = %message.id, endpoint = %endpoint.id, attempts,
-                "delivery exhausted");
-            self.notify(Notification::Exhausted {
-                message_id: message.id.clone(),
-                endpoint_id: endpoint.id.clone(),
-                attempts,
-            });
+        if let Some(note) = note {
+            match &note {
+                Notification::Exhausted(_) => tracing::warn!(message = %message.id,
+                    endpoint = %endpoint.id, attempts, "delivery exhausted"),
+                Notification::Failing(_) => tracing::info!(message = %message.id,
+                    endpoint = %endpoint.id, attempts, "delivery failing"),
+                _ => tracing::info!(message = %message.id, endpoint = %endpoint.id, attempts,
+                    "delivery recovered after failing"),
+            }
+            self.notify(note);
         }
         Ok(match status {
             DeliveryStatus::Succeeded => Outcome::Succeeded,

@@ -18,6 +18,7 @@
 //! over before it is written. A crash loses what was queued; those deliveries are still
 //! leased in the store, and are made again when their leases run out (at least once).
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -26,9 +27,9 @@ use std::time::Duration;
 
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-use super::{EndpointCache, Notification};
-use crate::id::{AttemptId, EndpointId};
-use crate::model::{DeliveryUpdate, Lease};
+use super::{EndpointCache, EndpointNote, Notification};
+use crate::id::{AppId, AttemptId, EndpointId};
+use crate::model::{DeliveryUpdate, EndpointUid, Lease};
 use crate::registry::Registry;
 use crate::store::{HealthChange, Store};
 
@@ -225,43 +226,78 @@ impl<S: Store> Sink<S> {
                         "leases lost during their attempts (requeued or expired); attempts recorded"
                     );
                 }
-                for (endpoint, change) in finished.health {
-                    self.announce_health(endpoint, change);
-                }
+                self.announce_health(finished.health).await;
             }
             Err(error) => tracing::error!(%error, count,
                 "recording attempts failed; their leases will run out and they will be retried"),
         }
     }
 
-    /// Tells the operator about a change in an endpoint's health.
-    fn announce_health(&self, endpoint_id: EndpointId, change: HealthChange) {
-        if change != HealthChange::Unchanged {
-            // Disabled or enabled in the store: read it again before the next delivery.
-            self.endpoints
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .entries
-                .remove(&endpoint_id);
+    /// Tells the operator about changes in endpoints' health (rare: the endpoints are read
+    /// again for their application and uid).
+    async fn announce_health(&self, health: Vec<(EndpointId, HealthChange)>) {
+        let changed: Vec<EndpointId> = health
+            .iter()
+            .filter(|(_, change)| *change != HealthChange::Unchanged)
+            .map(|(endpoint, _)| endpoint.clone())
+            .collect();
+        if changed.is_empty() {
+            return;
         }
-        // No receiver is fine: the tracing event is emitted either way.
-        match change {
-            HealthChange::Unchanged => {}
-            HealthChange::Disabled { failing_since } => {
-                tracing::warn!(endpoint = %endpoint_id, %failing_since,
-                    "endpoint disabled after failing continuously");
-                let _ = self.notifications.send(Notification::EndpointDisabled {
-                    endpoint_id,
-                    failing_since,
-                });
+        {
+            // Disabled or enabled in the store: read them again before the next delivery.
+            let mut cache = self
+                .endpoints
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            for endpoint in &changed {
+                cache.entries.remove(endpoint);
             }
-            HealthChange::Recovered { failing_since } => {
-                tracing::info!(endpoint = %endpoint_id, %failing_since, "endpoint recovered");
-                let _ = self.notifications.send(Notification::EndpointRecovered {
-                    endpoint_id,
-                    failing_since,
-                });
+        }
+        let records = match self.registry.store().endpoints(&changed).await {
+            Ok(records) => records,
+            Err(error) => {
+                tracing::error!(%error, "reading endpoints whose health changed failed; \
+                    their notifications are not sent");
+                Vec::new()
             }
+        };
+        let found: HashMap<EndpointId, (AppId, Option<EndpointUid>)> = records
+            .into_iter()
+            .map(|record| {
+                let endpoint = record.endpoint;
+                (endpoint.id, (endpoint.app, endpoint.uid))
+            })
+            .collect();
+        for (endpoint_id, change) in health {
+            let (failing_since, disabled) = match change {
+                HealthChange::Unchanged => continue,
+                HealthChange::Disabled { failing_since } => {
+                    tracing::warn!(endpoint = %endpoint_id, %failing_since,
+                        "endpoint disabled after failing continuously");
+                    (failing_since, true)
+                }
+                HealthChange::Recovered { failing_since } => {
+                    tracing::info!(endpoint = %endpoint_id, %failing_since, "endpoint recovered");
+                    (failing_since, false)
+                }
+            };
+            // Deleted meanwhile: nobody to tell about it.
+            let Some((app_id, endpoint_uid)) = found.get(&endpoint_id).cloned() else {
+                continue;
+            };
+            let note = EndpointNote {
+                app_id,
+                endpoint_id,
+                endpoint_uid,
+                failing_since,
+            };
+            // No receiver is fine: the tracing event is emitted either way.
+            let _ = self.notifications.send(if disabled {
+                Notification::EndpointDisabled(note)
+            } else {
+                Notification::EndpointRecovered(note)
+            });
         }
     }
 }
