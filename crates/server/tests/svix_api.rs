@@ -532,7 +532,52 @@ async fn messages_are_delivered_signed_and_applications_are_isolated() {
         .await
         .json();
     assert_eq!(listed["data"][0]["id"], msg_id.as_str());
+    // Several event types, given as Svix's clients give them (the parameter repeated) or
+    // joined with commas: a message of any of them.
+    for query in [
+        "event_types=no.such&event_types=origin.visit",
+        "event_types=no.such,origin.visit",
+    ] {
+        let listed = api.get(&format!("/api/v1/app/a/msg?{query}")).await.json();
+        assert_eq!(listed["data"][0]["id"], msg_id.as_str(), "{query}");
+    }
+    let none = api
+        .get("/api/v1/app/a/msg?event_types=no.such&event_types=nor.this")
+        .await
+        .json();
+    assert_eq!(none["data"], json!([]));
+    // At most 100 of them.
+    let names = |n: usize| {
+        (0..n)
+            .map(|i| format!("event_types=t.n{i}"))
+            .collect::<Vec<_>>()
+            .join("&")
+    };
+    let at_limit = api.get(&format!("/api/v1/app/a/msg?{}", names(100))).await;
+    assert_eq!(at_limit.status, StatusCode::OK);
+    let past = api.get(&format!("/api/v1/app/a/msg?{}", names(101))).await;
+    assert_eq!(past.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        past.json()["detail"][0]["loc"],
+        json!(["query", "event_types"])
+    );
     assert_eq!(api.get("/api/v1/app/b/msg").await.json()["data"], json!([]));
+    // Attempts by the class of their response status.
+    for (class, count) in [("200", 1), ("500", 0), ("0", 0)] {
+        let listed = api
+            .get(&format!(
+                "/api/v1/app/a/attempt/msg/{msg_id}?status_code_class={class}"
+            ))
+            .await
+            .json();
+        assert_eq!(listed["data"].as_array().unwrap().len(), count, "{class}");
+    }
+    let bad_class = api
+        .get(&format!(
+            "/api/v1/app/a/attempt/msg/{msg_id}?status_code_class=250"
+        ))
+        .await;
+    assert_eq!(bad_class.status, StatusCode::UNPROCESSABLE_ENTITY);
     let attempts = api
         .get(&format!("/api/v1/app/a/attempt/msg/{msg_id}"))
         .await

@@ -473,11 +473,14 @@ async fn endpoints_update_patch_headers_resend_and_recover() {
         StatusCode::NOT_FOUND
     );
 
-    // Recover: 202 with Svix's task shape; `until` is refused, naming the field.
+    // Recover: 202 with Svix's task shape; at most 14 days (and five minutes) back from
+    // `until` (default now), else a 422 naming `since`.
+    let now = chrono::Utc::now();
+    let since = |days: i64| (now - chrono::TimeDelta::days(days)).to_rfc3339();
     let recovered = api
         .post(
             &format!("{path}/ep-1/recover"),
-            &json!({"since": "2026-01-01T00:00:00Z"}),
+            &json!({"since": since(14)}),
         )
         .await;
     assert_eq!(
@@ -490,13 +493,21 @@ async fn endpoints_update_patch_headers_resend_and_recover() {
     assert_eq!(recovered["status"], "running");
     assert_eq!(recovered["task"], "endpoint.recover");
     assert!(recovered["id"].as_str().unwrap().starts_with("qtask_"));
-    let until = api
+    let too_far = api
         .post(
             &format!("{path}/ep-1/recover"),
-            &json!({"since": "2026-01-01T00:00:00Z", "until": "2026-02-01T00:00:00Z"}),
+            &json!({"since": since(15)}),
         )
         .await;
-    assert_eq!(until.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(too_far.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(too_far.json()["detail"][0]["loc"], json!(["body", "since"]));
+    let window = api
+        .post(
+            &format!("{path}/ep-1/recover"),
+            &json!({"since": "2026-01-01T00:00:00Z", "until": "2026-01-14T00:00:00Z"}),
+        )
+        .await;
+    assert_eq!(window.status, StatusCode::ACCEPTED, "{:?}", window.body);
     let no_since = api.post(&format!("{path}/ep-1/recover"), &json!({})).await;
     assert_eq!(no_since.status, StatusCode::UNPROCESSABLE_ENTITY);
     server.shutdown().await.unwrap();

@@ -1512,7 +1512,7 @@ impl<S: Store> AppScope<'_, S> {
     ) -> Result<Vec<SentEvent>, Error> {
         self.registry.event_type(event_type).await?;
         let filter = AttemptFilter {
-            event_type: Some(event_type.clone()),
+            event_types: vec![event_type.clone()],
             channel: channel.map(Channel::new).transpose()?,
             before: query.before,
             after: query.after,
@@ -1582,11 +1582,25 @@ impl<S: Store> AppScope<'_, S> {
     /// # Errors
     /// [`Error::EndpointNotFound`]; [`Error::Store`].
     pub async fn recover(&self, endpoint: &str, since: DateTime<Utc>) -> Result<u64, Error> {
+        self.recover_between(endpoint, since, None).await
+    }
+
+    /// [`AppScope::recover`] of the messages sent at or after `since` and, when `until` is
+    /// given, before it (Svix's `RecoverIn`).
+    ///
+    /// # Errors
+    /// [`Error::EndpointNotFound`]; [`Error::Store`].
+    pub async fn recover_between(
+        &self,
+        endpoint: &str,
+        since: DateTime<Utc>,
+        until: Option<DateTime<Utc>>,
+    ) -> Result<u64, Error> {
         let endpoint = self.record(endpoint).await?.endpoint;
         let count = self
             .registry
             .store
-            .recover_deliveries(&self.app, &endpoint.id, since, self.registry.now())
+            .recover_deliveries(&self.app, &endpoint.id, since, until, self.registry.now())
             .await?;
         tracing::info!(endpoint = %endpoint.id, count, "failed messages queued again");
         if count > 0 {

@@ -749,7 +749,7 @@ async fn pagination_is_complete_in_both_orders<S: Store>(h: Harness<S>) {
     let filtered = r
         .list_messages(
             &MessageFilter {
-                event_type: Some(name("no.such")),
+                event_types: vec![name("no.such")],
                 channel: None,
             },
             &ListOptions::new(),
@@ -757,6 +757,18 @@ async fn pagination_is_complete_in_both_orders<S: Store>(h: Harness<S>) {
         .await
         .unwrap();
     assert!(filtered.items.is_empty() && filtered.done);
+    // Several types: a message of any of them.
+    let either = r
+        .list_messages(
+            &MessageFilter {
+                event_types: vec![name("no.such"), ty.clone()],
+                channel: None,
+            },
+            &ListOptions::new().limit(5),
+        )
+        .await
+        .unwrap();
+    assert_eq!(either.items.len(), 5);
 }
 
 /// Three endpoints for the visit type, then `messages` visits sent to all of them.
@@ -1360,6 +1372,33 @@ async fn attempts_are_recorded_listed_and_become_sent_events<S: Store>(h: Harnes
         .len(),
         2
     );
+    for (range, count) in [(500..=599, 1), (200..=299, 2), (0..=99, 0)] {
+        assert_eq!(
+            by(AttemptFilter {
+                response_status: Some(range.clone()),
+                ..Default::default()
+            })
+            .await
+            .len(),
+            count,
+            "{range:?}"
+        );
+    }
+    let unknown = EventTypeName::new("no.such").unwrap();
+    for (types, count) in [
+        (vec![unknown.clone()], 0),
+        (vec![unknown, visit.clone()], 3),
+    ] {
+        assert_eq!(
+            by(AttemptFilter {
+                event_types: types,
+                ..Default::default()
+            })
+            .await
+            .len(),
+            count
+        );
+    }
     let failed = by(AttemptFilter {
         status: Some(AttemptStatus::Failed),
         ..Default::default()
@@ -1695,8 +1734,22 @@ async fn resend_and_recover<S: Store>(h: Harness<S>) {
     {
         finish(&h, &lease, DeliveryStatus::Exhausted, 500).await;
     }
-    // Recover queues the exhausted deliveries of messages sent since then, and only those.
-    assert_eq!(r.recover(flaky.id.as_str(), since).await.unwrap(), 2);
+    // Recover queues the exhausted deliveries of messages sent since then (and before
+    // `until`, when given), and only those.
+    let until = h.now() - chrono::Duration::seconds(90); // after the second message
+    assert_eq!(
+        r.default_app()
+            .recover_between(flaky.id.as_str(), since, Some(until))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        r.deliveries(&messages[2]).await.unwrap()[0].status,
+        DeliveryStatus::Exhausted,
+        "the third was sent after `until`"
+    );
+    assert_eq!(r.recover(flaky.id.as_str(), since).await.unwrap(), 1);
     for (i, message) in messages.iter().enumerate() {
         let delivery = &r.deliveries(message).await.unwrap()[0];
         if i == 0 {

@@ -20,7 +20,7 @@ use switchyard_webhooks::{
 use super::messages::MessageOut;
 use super::request::{
     ListResponse, Pagination, SvixQuery, channel_param, event_type_param, flag, list, list_error,
-    reply, status_param, time, time_param,
+    reply, status_code_class_param, status_param, time, time_param,
 };
 use super::store::ServerStore;
 use super::{ApiResult, Shared, SvixState, scope};
@@ -102,6 +102,7 @@ struct ListQuery {
     #[serde(flatten)]
     page: Pagination,
     status: Option<String>,
+    status_code_class: Option<String>,
     channel: Option<String>,
     event_types: Option<String>,
     before: Option<String>,
@@ -114,9 +115,10 @@ impl ListQuery {
     /// The filters every attempt list shares.
     fn filter(&self) -> ApiResult<AttemptFilter> {
         Ok(AttemptFilter {
-            event_type: event_type_param(self.event_types.as_deref())?,
+            event_types: event_type_param(self.event_types.as_deref())?,
             channel: channel_param(self.channel.as_deref())?,
             status: status_param(self.status.as_deref())?,
+            response_status: status_code_class_param(self.status_code_class.as_deref())?,
             before: time_param(self.before.as_deref(), "before")?,
             after: time_param(self.after.as_deref(), "after")?,
             ..AttemptFilter::default()
@@ -152,8 +154,6 @@ async fn attempts_by_message(
     let filter = AttemptFilter {
         message: Some(message.id),
         endpoint,
-        // Svix's by-message list has no event type filter: the message has one type.
-        event_type: None,
         ..query.filter()?
     };
     attempts(&app, &filter, &query.page).await

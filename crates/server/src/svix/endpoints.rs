@@ -616,6 +616,14 @@ struct RecoverOut {
     updated_at: String,
 }
 
+/// The most days one recovery reaches back from its `until` (Svix's limit; five minutes
+/// more are allowed, so `now - 14 days` computed on a client with a skewed clock passes).
+const RECOVER_WINDOW_DAYS: i64 = 14;
+
+fn recover_window() -> chrono::TimeDelta {
+    chrono::TimeDelta::days(RECOVER_WINDOW_DAYS) + chrono::TimeDelta::minutes(5)
+}
+
 async fn recover(
     State(state): Shared,
     Path((app, endpoint)): Path<(String, String)>,
@@ -623,14 +631,19 @@ async fn recover(
 ) -> ApiResult<Response> {
     let app = scope(&state, &app).await?;
     let input: RecoverIn = json_body(body, state.body_limit).await?;
-    if input.until.is_some() {
+    let until = input.until.unwrap_or_else(Utc::now);
+    if input.since < until - recover_window() {
         return Err(ApiError::invalid_field(
-            "until",
-            "recovering up to a time is not supported; leave `until` out to recover \
-             everything since `since`",
+            "since",
+            format!(
+                "cannot recover more than {} days of messages",
+                RECOVER_WINDOW_DAYS
+            ),
         ));
     }
-    let queued = app.recover(&endpoint, input.since).await?;
+    let queued = app
+        .recover_between(&endpoint, input.since, input.until)
+        .await?;
     tracing::info!(endpoint = %endpoint, queued, "endpoint recovered");
     let mut id = [0u8; 12];
     getrandom::fill(&mut id).map_err(|e| ApiError::internal(&e))?;

@@ -168,7 +168,7 @@ async fn list_messages(
     let before = time_param(query.before.as_deref(), "before")?;
     let after = time_param(query.after.as_deref(), "after")?;
     let filter = MessageFilter {
-        event_type: event_type_param(query.event_types.as_deref())?,
+        event_types: event_type_param(query.event_types.as_deref())?,
         channel: channel_param(query.channel.as_deref())?,
     };
     let mut page = app

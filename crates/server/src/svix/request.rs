@@ -227,20 +227,45 @@ pub(crate) fn time_param(value: Option<&str>, name: &str) -> ApiResult<Option<Da
         .transpose()
 }
 
-/// The `event_types` filter: one event type at most (the registry filters by one).
-pub(crate) fn event_type_param(value: Option<&str>) -> ApiResult<Option<EventTypeName>> {
+/// The most event types one list filter may name.
+pub(crate) const MAX_FILTER_EVENT_TYPES: usize = 100;
+
+/// The `event_types` filter: names separated by commas (repeats of the parameter are joined
+/// so), at most [`MAX_FILTER_EVENT_TYPES`]; none: every type.
+pub(crate) fn event_type_param(value: Option<&str>) -> ApiResult<Vec<EventTypeName>> {
+    let Some(text) = value else {
+        return Ok(Vec::new());
+    };
+    let mut names = Vec::new();
+    for name in text.split(',').filter(|n| !n.is_empty()) {
+        let name = EventTypeName::new(name)
+            .map_err(|e| ApiError::invalid_query("event_types", e.to_string()))?;
+        if !names.contains(&name) {
+            names.push(name);
+        }
+        if names.len() > MAX_FILTER_EVENT_TYPES {
+            return Err(ApiError::invalid_query(
+                "event_types",
+                format!("at most {MAX_FILTER_EVENT_TYPES} event types may be given"),
+            ));
+        }
+    }
+    Ok(names)
+}
+
+/// Svix's `status_code_class` filter (`0`: no answer, `100` … `500`: that class) as the range
+/// of response statuses it names.
+pub(crate) fn status_code_class_param(
+    value: Option<&str>,
+) -> ApiResult<Option<std::ops::RangeInclusive<u16>>> {
     let Some(text) = value.filter(|t| !t.is_empty()) else {
         return Ok(None);
     };
-    let names: Vec<&str> = text.split(',').filter(|n| !n.is_empty()).collect();
-    match names.as_slice() {
-        [] => Ok(None),
-        [one] => EventTypeName::new(*one)
-            .map(Some)
-            .map_err(|e| ApiError::invalid_query("event_types", e.to_string())),
+    match text.parse::<u16>() {
+        Ok(class @ (0 | 100 | 200 | 300 | 400 | 500)) => Ok(Some(class..=class + 99)),
         _ => Err(ApiError::invalid_query(
-            "event_types",
-            "filtering by more than one event type is not supported; give one",
+            "status_code_class",
+            "one of 0 (no response), 100, 200, 300, 400 or 500",
         )),
     }
 }

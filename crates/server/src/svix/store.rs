@@ -301,9 +301,10 @@ impl Store for ServerStore {
         app: &AppId,
         endpoint: &EndpointId,
         since: DateTime<Utc>,
+        until: Option<DateTime<Utc>>,
         now: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
-        each!(self, s => s.recover_deliveries(app, endpoint, since, now))
+        each!(self, s => s.recover_deliveries(app, endpoint, since, until, now))
     }
 
     async fn record_health(

@@ -446,10 +446,7 @@ impl Store for MemoryStore {
     ) -> Result<Vec<Message>, StoreError> {
         Ok(page_of(&self.lock().messages, page, |m| {
             m.app == *app
-                && filter
-                    .event_type
-                    .as_ref()
-                    .is_none_or(|t| m.event_type == *t)
+                && (filter.event_types.is_empty() || filter.event_types.contains(&m.event_type))
                 && filter
                     .channel
                     .as_ref()
@@ -727,6 +724,7 @@ impl Store for MemoryStore {
         app: &AppId,
         endpoint: &EndpointId,
         since: DateTime<Utc>,
+        until: Option<DateTime<Utc>>,
         now: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
         let mut inner = self.lock();
@@ -738,10 +736,9 @@ impl Store for MemoryStore {
             .values()
             .filter(|(d, _)| d.endpoint_id == *endpoint && d.status == DeliveryStatus::Exhausted)
             .filter(|(d, _)| {
-                inner
-                    .messages
-                    .get(d.message_id.as_str())
-                    .is_some_and(|m| m.created_at >= since)
+                inner.messages.get(d.message_id.as_str()).is_some_and(|m| {
+                    m.created_at >= since && until.is_none_or(|until| m.created_at < until)
+                })
             })
             .map(|(d, _)| d.message_id.clone())
             .collect();

@@ -17,6 +17,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::ops::RangeInclusive;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -75,8 +76,8 @@ pub struct EndpointFilter {
 /// Which messages to list.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MessageFilter {
-    /// Only messages of this event type.
-    pub event_type: Option<EventTypeName>,
+    /// Only messages of one of these event types (none: every type).
+    pub event_types: Vec<EventTypeName>,
     /// Only messages sent to this channel.
     pub channel: Option<Channel>,
 }
@@ -88,12 +89,15 @@ pub struct AttemptFilter {
     pub message: Option<MessageId>,
     /// Only attempts made to this endpoint.
     pub endpoint: Option<EndpointId>,
-    /// Only attempts of messages of this event type.
-    pub event_type: Option<EventTypeName>,
+    /// Only attempts of messages of one of these event types (none: every type).
+    pub event_types: Vec<EventTypeName>,
     /// Only attempts of messages sent to this channel.
     pub channel: Option<Channel>,
     /// Only attempts that came to this.
     pub status: Option<AttemptStatus>,
+    /// Only attempts answered with a status in this range (0 for no answer), as Svix's
+    /// `status_code_class`.
+    pub response_status: Option<RangeInclusive<u16>>,
     /// Only attempts made strictly before this time.
     pub before: Option<DateTime<Utc>>,
     /// Only attempts made strictly after this time.
@@ -545,12 +549,14 @@ pub trait Store: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Requeues (as [`Store::requeue_delivery`]) every exhausted delivery to `endpoint` (of
-    /// `app`) of a message created at or after `since`; returns how many.
+    /// `app`) of a message created at or after `since` (and before `until`, when given);
+    /// returns how many.
     fn recover_deliveries(
         &self,
         app: &AppId,
         endpoint: &EndpointId,
         since: DateTime<Utc>,
+        until: Option<DateTime<Utc>>,
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
@@ -670,15 +676,16 @@ pub(crate) fn attempt_matches(filter: &AttemptFilter, attempt: &Attempt) -> bool
             .endpoint
             .as_ref()
             .is_none_or(|e| attempt.endpoint_id == *e)
-        && filter
-            .event_type
-            .as_ref()
-            .is_none_or(|t| attempt.event_type == *t)
+        && (filter.event_types.is_empty() || filter.event_types.contains(&attempt.event_type))
         && filter
             .channel
             .as_ref()
             .is_none_or(|c| attempt.channel.as_ref() == Some(c))
         && filter.status.is_none_or(|s| attempt.status == s)
+        && filter
+            .response_status
+            .as_ref()
+            .is_none_or(|range| range.contains(&attempt.response_status))
         && filter.before.is_none_or(|t| attempt.timestamp < t)
         && filter.after.is_none_or(|t| attempt.timestamp > t)
 }

@@ -922,7 +922,7 @@ impl Store for PostgresStore {
         let sql = format!(
             "SELECT {MESSAGE_COLUMNS} FROM messages m JOIN apps a ON a.seq = m.app
              WHERE a.id = $1 AND ($2::text IS NULL OR m.id {cmp} $2)
-               AND ($3::text IS NULL OR m.event_type = $3)
+               AND (cardinality($3::text[]) = 0 OR m.event_type = ANY($3))
                AND ($4::text IS NULL OR m.channel = $4)
              ORDER BY m.id {dir} LIMIT $5"
         );
@@ -931,7 +931,7 @@ impl Store for PostgresStore {
             &[
                 &app.as_str(),
                 &page.after,
-                &filter.event_type.as_ref().map(EventTypeName::as_str),
+                &type_names(&filter.event_types),
                 &filter.channel.as_ref().map(Channel::as_str),
                 &take(page),
             ],
@@ -1104,11 +1104,12 @@ impl Store for PostgresStore {
              WHERE app = $1 AND ($2::bigint IS NULL OR seq {cmp} $2)
                AND ($3::text IS NULL OR msg = $3)
                AND ($4::text IS NULL OR ep = $4)
-               AND ($5::text IS NULL OR event_type = $5)
+               AND (cardinality($5::text[]) = 0 OR event_type = ANY($5))
                AND ($6::text IS NULL OR channel = $6)
                AND ($7::smallint IS NULL OR status = $7)
                AND ($8::bigint IS NULL OR created_at < $8)
                AND ($9::bigint IS NULL OR created_at > $9)
+               AND ($11::integer IS NULL OR response_status BETWEEN $11 AND $12)
              ORDER BY seq {dir} LIMIT $10"
         );
         self.query(
@@ -1118,12 +1119,17 @@ impl Store for PostgresStore {
                 &after,
                 &filter.message.as_ref().map(MessageId::as_str),
                 &filter.endpoint.as_ref().map(EndpointId::as_str),
-                &filter.event_type.as_ref().map(EventTypeName::as_str),
+                &type_names(&filter.event_types),
                 &filter.channel.as_ref().map(Channel::as_str),
                 &filter.status.map(|s| code16(s.code())),
                 &filter.before.map(micros),
                 &filter.after.map(micros),
                 &take(page),
+                &filter
+                    .response_status
+                    .as_ref()
+                    .map(|r| i32::from(*r.start())),
+                &filter.response_status.as_ref().map(|r| i32::from(*r.end())),
             ],
         )
         .await?
@@ -1243,6 +1249,7 @@ impl Store for PostgresStore {
         app: &AppId,
         endpoint: &EndpointId,
         since: DateTime<Utc>,
+        until: Option<DateTime<Utc>>,
         now: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
         let recovered = self
@@ -1251,6 +1258,7 @@ impl Store for PostgresStore {
                 leased_until = NULL, lease_token = NULL, next_trigger = $5
              FROM messages m, endpoints e, apps a
              WHERE d.ep = $2 AND d.status = 2 AND m.id = d.msg AND m.created_at >= $3
+               AND ($6::bigint IS NULL OR m.created_at < $6)
                AND e.id = d.ep AND e.app = a.seq AND a.id = $1",
                 &[
                     &app.as_str(),
@@ -1258,6 +1266,7 @@ impl Store for PostgresStore {
                     &micros(since),
                     &micros(now),
                     &code16(AttemptTrigger::Manual.code()),
+                    &until.map(micros),
                 ],
             )
             .await?;
@@ -1611,4 +1620,9 @@ fn lease_end(now: DateTime<Utc>, lease_for: Duration) -> i64 {
 /// A new lease token (one per lease call: every delivery of the batch carries it).
 fn new_token() -> String {
     lease_token()
+}
+
+/// Event type names as a `text[]` parameter.
+fn type_names(names: &[EventTypeName]) -> Vec<&str> {
+    names.iter().map(EventTypeName::as_str).collect()
 }

@@ -1138,8 +1138,14 @@ impl Store for SqliteStore {
     ) -> Result<Vec<Message>, StoreError> {
         let mut query = ListQuery::new(SELECT_MESSAGES);
         query.condition(&format!("m.app = {APP_KEY}"), [text(app.as_str())]);
-        if let Some(event_type) = &filter.event_type {
-            query.condition("m.event_type = ?", [text(event_type.as_str())]);
+        if !filter.event_types.is_empty() {
+            query.condition(
+                &format!(
+                    "m.event_type IN ({})",
+                    placeholders(filter.event_types.len())
+                ),
+                filter.event_types.iter().map(|t| text(t.as_str())),
+            );
         }
         if let Some(channel) = &filter.channel {
             query.condition("m.channel = ?", [text(channel.as_str())]);
@@ -1332,14 +1338,29 @@ impl Store for SqliteStore {
                 [text(endpoint.as_str())],
             );
         }
-        if let Some(event_type) = &filter.event_type {
-            query.condition("a.event_type = ?", [text(event_type.as_str())]);
+        if !filter.event_types.is_empty() {
+            query.condition(
+                &format!(
+                    "a.event_type IN ({})",
+                    placeholders(filter.event_types.len())
+                ),
+                filter.event_types.iter().map(|t| text(t.as_str())),
+            );
         }
         if let Some(channel) = &filter.channel {
             query.condition("a.channel = ?", [text(channel.as_str())]);
         }
         if let Some(status) = filter.status {
             query.condition("a.status = ?", [SqlValue::Integer(status.code())]);
+        }
+        if let Some(range) = &filter.response_status {
+            query.condition(
+                "a.response_status BETWEEN ? AND ?",
+                [
+                    SqlValue::Integer(i64::from(*range.start())),
+                    SqlValue::Integer(i64::from(*range.end())),
+                ],
+            );
         }
         if let Some(time) = filter.before {
             query.condition("a.created_at < ?", [SqlValue::Integer(micros(time))]);
@@ -1472,9 +1493,11 @@ impl Store for SqliteStore {
         app: &AppId,
         endpoint: &EndpointId,
         since: DateTime<Utc>,
+        until: Option<DateTime<Utc>>,
         now: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
         let (app, endpoint) = (app.to_string(), endpoint.to_string());
+        let until = until.map(micros);
         self.db
             .write(move |conn| {
                 let changed = conn
@@ -1484,9 +1507,10 @@ impl Store for SqliteStore {
                          WHERE status = 2
                            AND ep = (SELECT seq FROM endpoints WHERE id = ?2
                                      AND app = (SELECT seq FROM apps WHERE id = ?4))
-                           AND msg IN (SELECT seq FROM messages WHERE created_at >= ?3)",
+                           AND msg IN (SELECT seq FROM messages WHERE created_at >= ?3
+                                       AND (?5 IS NULL OR created_at < ?5))",
                     )?
-                    .execute(params![micros(now), endpoint, micros(since), app])?;
+                    .execute(params![micros(now), endpoint, micros(since), app, until])?;
                 Ok(changed as u64)
             })
             .await
@@ -1682,6 +1706,11 @@ impl Store for SqliteStore {
             })
             .await
     }
+}
+
+/// `?, ?, …`: `n` parameters for an `IN (…)` list.
+fn placeholders(n: usize) -> String {
+    vec!["?"; n].join(", ")
 }
 
 #[cfg(test)]

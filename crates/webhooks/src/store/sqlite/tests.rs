@@ -318,7 +318,7 @@ async fn version_2_files_upgrade_in_place() {
         .list_attempts(
             &AppId::default_app(),
             &AttemptFilter {
-                event_type: Some(EventTypeName::new("a.b").unwrap()),
+                event_types: vec![EventTypeName::new("a.b").unwrap()],
                 channel: Some(Channel::new("blue").unwrap()),
                 ..AttemptFilter::default()
             },
