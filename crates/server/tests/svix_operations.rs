@@ -447,6 +447,15 @@ async fn endpoints_update_patch_headers_resend_and_recover() {
         .json();
     assert_eq!(next["done"], true);
     assert_ne!(next["data"][0]["id"], one["data"][0]["id"]);
+    let back = api
+        .get(&format!(
+            "/api/v1/app/tenant/msg/{msg_id}/endpoint?limit=1&iterator={}",
+            next["prevIterator"].as_str().unwrap()
+        ))
+        .await
+        .json();
+    assert_eq!(back["data"], one["data"], "the page before, again");
+    assert_eq!(back["done"], true);
 
     let before = requests.lock().unwrap().len();
     let resent = api

@@ -1,7 +1,9 @@
 //! Pagination for every list: a limit, an opaque iterator, a `done` flag and an order.
 //!
 //! Iterators are keyset cursors (the sort key of the last item returned), so fetching page
-//! *n* costs the same as fetching page 1 and listing everything is linear.
+//! *n* costs the same as fetching page 1 and listing everything is linear. Every page also
+//! hands out a `prev_iterator` (Svix's `prevIterator`: the first item's key, marked with a
+//! leading `-`), which lists the page before it, back toward the start, in the same order.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -23,6 +25,16 @@ pub enum Order {
     Descending,
 }
 
+impl Order {
+    /// The other order.
+    fn reversed(self) -> Self {
+        match self {
+            Self::Ascending => Self::Descending,
+            Self::Descending => Self::Ascending,
+        }
+    }
+}
+
 /// How to list: page size, where to continue from, and the order.
 ///
 /// ```
@@ -33,7 +45,8 @@ pub enum Order {
 pub struct ListOptions {
     /// Page size: default 50, at most 250, at least 1.
     pub limit: Option<usize>,
-    /// The `iterator` of the previous page, to continue after it.
+    /// The `iterator` of the previous page, to continue after it, or its `prev_iterator`,
+    /// to list the items before it.
     pub iterator: Option<String>,
     /// The order (ascending by default).
     pub order: Order,
@@ -52,7 +65,8 @@ impl ListOptions {
         self
     }
 
-    /// Continues after the page that returned this iterator.
+    /// Continues after the page that returned this iterator (its `iterator`), or lists the
+    /// items before it (its `prev_iterator`).
     #[must_use]
     pub fn iterator(mut self, iterator: impl Into<String>) -> Self {
         self.iterator = Some(iterator.into());
@@ -76,14 +90,29 @@ impl ListOptions {
         encode_iterator(key)
     }
 
+    /// Whether the iterator is a `prev_iterator`: the store is asked for the items before
+    /// it, nearest first, and [`finish_page`] turns them back into the list's order.
+    pub(crate) fn is_backward(&self) -> bool {
+        self.iterator
+            .as_deref()
+            .is_some_and(|iterator| iterator.starts_with(BACKWARD))
+    }
+
     pub(crate) fn to_request(&self) -> Result<PageRequest, Error> {
         let after = match &self.iterator {
             None => None,
-            Some(iterator) => Some(decode_iterator(iterator)?),
+            Some(iterator) => Some(decode_iterator(
+                iterator.strip_prefix(BACKWARD).unwrap_or(iterator),
+            )?),
+        };
+        let order = if self.is_backward() {
+            self.order.reversed()
+        } else {
+            self.order
         };
         Ok(PageRequest {
             after,
-            order: self.order,
+            order,
             limit: self.effective_limit(),
         })
     }
@@ -96,7 +125,11 @@ pub struct Page<T> {
     pub items: Vec<T>,
     /// Pass this to [`ListOptions::iterator`] for the next page (absent on an empty page).
     pub iterator: Option<String>,
-    /// No item follows this page.
+    /// Pass this to [`ListOptions::iterator`] for the page before this one (absent on an
+    /// empty page).
+    pub prev_iterator: Option<String>,
+    /// No item follows this page (in the direction it was asked for: after it, or, for a
+    /// page asked for with a `prev_iterator`, before it).
     pub done: bool,
 }
 
@@ -123,20 +156,34 @@ impl PageRequest {
     }
 }
 
+/// A page from what a store answered for `request` (up to one item more than the limit);
+/// `backward` when the request was made from a `prev_iterator` (the items came nearest
+/// first and are put back in the list's order).
 pub(crate) fn finish_page<T>(
     mut items: Vec<T>,
     request: &PageRequest,
+    backward: bool,
     key: impl Fn(&T) -> &str,
 ) -> Page<T> {
     let done = items.len() <= request.limit;
     items.truncate(request.limit);
+    if backward {
+        items.reverse();
+    }
     let iterator = items.last().map(|last| encode_iterator(key(last)));
+    let prev_iterator = items
+        .first()
+        .map(|first| format!("{BACKWARD}{}", encode_iterator(key(first))));
     Page {
         items,
         iterator,
+        prev_iterator,
         done,
     }
 }
+
+/// What marks a `prev_iterator` (Svix's mark).
+const BACKWARD: char = '-';
 
 fn encode_iterator(key: &str) -> String {
     format!("i{}", URL_SAFE_NO_PAD.encode(key))

@@ -399,7 +399,9 @@ impl<S: Store> Registry<S> {
             .store
             .list_event_types(&request, include_archived)
             .await?;
-        Ok(finish_page(items, &request, |t| t.name.as_str()))
+        Ok(finish_page(items, &request, options.is_backward(), |t| {
+            t.name.as_str()
+        }))
     }
 
     /// Archives an event type: it is kept, but no longer listed, and nothing can be sent with
@@ -509,7 +511,9 @@ impl<S: Store> Registry<S> {
     ) -> Result<Page<Application>, Error> {
         let request = options.to_request()?;
         let items = self.store.list_applications(&request).await?;
-        Ok(finish_page(items, &request, |a| a.id.as_str()))
+        Ok(finish_page(items, &request, options.is_backward(), |a| {
+            a.id.as_str()
+        }))
     }
 
     /// Replaces an application's name, uid, metadata and rate limit.
@@ -1083,7 +1087,9 @@ impl<S: Store> AppScope<'_, S> {
             .store
             .list_endpoints(&self.app, filter, &request)
             .await?;
-        Ok(finish_page(items, &request, |e| e.id.as_str()))
+        Ok(finish_page(items, &request, options.is_backward(), |e| {
+            e.id.as_str()
+        }))
     }
 
     /// Deletes an endpoint; its pending deliveries go with it.
@@ -1446,7 +1452,9 @@ impl<S: Store> AppScope<'_, S> {
             .store
             .list_messages(&self.app, filter, &request)
             .await?;
-        Ok(finish_page(items, &request, |m| m.id.as_str()))
+        Ok(finish_page(items, &request, options.is_backward(), |m| {
+            m.id.as_str()
+        }))
     }
 
     /// Every delivery of a message.
@@ -1476,7 +1484,9 @@ impl<S: Store> AppScope<'_, S> {
             .store
             .list_attempts(&self.app, filter, &request)
             .await?;
-        Ok(finish_page(items, &request, |a| a.id.as_str()))
+        Ok(finish_page(items, &request, options.is_backward(), |a| {
+            a.id.as_str()
+        }))
     }
 
     /// The events sent to an endpoint (every attempt, with its message), newest first: the

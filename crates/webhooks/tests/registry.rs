@@ -718,6 +718,7 @@ async fn pagination_is_complete_in_both_orders<S: Store>(h: Harness<S>) {
         let mut seen = Vec::new();
         let mut options = ListOptions::new().limit(250).order(order);
         let mut pages = 0;
+        let mut last_prev;
         loop {
             let page = r
                 .list_messages(&MessageFilter::default(), &options)
@@ -725,6 +726,7 @@ async fn pagination_is_complete_in_both_orders<S: Store>(h: Harness<S>) {
                 .unwrap();
             pages += 1;
             assert!(page.items.len() <= 250);
+            last_prev = page.prev_iterator.clone();
             seen.extend(page.items.into_iter().map(|m| m.id));
             if page.done {
                 break;
@@ -737,6 +739,31 @@ async fn pagination_is_complete_in_both_orders<S: Store>(h: Harness<S>) {
             expected.reverse();
         }
         assert_eq!(seen, expected);
+
+        // Back from the last page with each page's `prev_iterator`: the same pages, each in
+        // the list's order, down to the first.
+        let last_page = COUNT - (COUNT - 1) / 250 * 250;
+        let mut back = Vec::new();
+        let mut prev = last_prev;
+        loop {
+            let page = r
+                .list_messages(
+                    &MessageFilter::default(),
+                    &ListOptions::new()
+                        .limit(250)
+                        .order(order)
+                        .iterator(prev.take().unwrap()),
+                )
+                .await
+                .unwrap();
+            let ids: Vec<_> = page.items.into_iter().map(|m| m.id).collect();
+            back.splice(0..0, ids);
+            if page.done {
+                break;
+            }
+            prev = page.prev_iterator;
+        }
+        assert_eq!(back, expected[..COUNT - last_page]);
     }
     assert!(matches!(
         r.list_messages(

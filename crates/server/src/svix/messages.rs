@@ -227,7 +227,8 @@ struct MessageEndpointOut {
 }
 
 /// The endpoints a message was sent to (its deliveries), in endpoint-id order; `limit` and
-/// `iterator` page through them (the iterator is the last endpoint id of the page).
+/// `iterator` page through them (the iterator is the last endpoint id of the page, the
+/// `prevIterator` the first one's after a `-`).
 async fn destinations(
     State(state): Shared,
     Path((app, msg)): Path<(String, String)>,
@@ -238,13 +239,25 @@ async fn destinations(
     let message = app.message(&msg).await?;
     let mut deliveries = app.deliveries(&message.id).await?;
     deliveries.sort_by(|a, b| a.endpoint_id.as_str().cmp(b.endpoint_id.as_str()));
-    let start = options.iterator.as_deref().map_or(0, |after| {
-        deliveries.partition_point(|d| d.endpoint_id.as_str() <= after)
-    });
     let limit = options.limit.unwrap_or(switchyard_webhooks::DEFAULT_LIMIT);
-    let page = &deliveries[start..deliveries.len().min(start + limit)];
-    let done = start + page.len() >= deliveries.len();
+    // `iterator`: after that endpoint id; a `prevIterator` (`-` and an id): before it.
+    let (page, done) = match options.iterator.as_deref() {
+        Some(before) if before.starts_with('-') => {
+            let before = &before[1..];
+            let end = deliveries.partition_point(|d| d.endpoint_id.as_str() < before);
+            let start = end.saturating_sub(limit);
+            (&deliveries[start..end], start == 0)
+        }
+        after => {
+            let start = after.map_or(0, |after| {
+                deliveries.partition_point(|d| d.endpoint_id.as_str() <= after)
+            });
+            let page = &deliveries[start..deliveries.len().min(start + limit)];
+            (page, start + page.len() >= deliveries.len())
+        }
+    };
     let last = page.last().map(|d| d.endpoint_id.to_string());
+    let first = page.first().map(|d| format!("-{}", d.endpoint_id));
     let now = chrono::Utc::now();
     let mut data = Vec::with_capacity(page.len());
     for delivery in page {
@@ -284,8 +297,8 @@ async fn destinations(
         StatusCode::OK,
         &ListResponse {
             data,
-            iterator: if done { None } else { last },
-            prev_iterator: None,
+            iterator: last,
+            prev_iterator: first,
             done,
         },
     ))

@@ -305,7 +305,7 @@ pub(crate) fn list<T, O>(page: Page<T>, map: impl Fn(&T) -> O) -> ListResponse<O
     ListResponse {
         data: page.items.iter().map(map).collect(),
         iterator: page.iterator,
-        prev_iterator: None,
+        prev_iterator: page.prev_iterator,
         done: page.done,
     }
 }
