@@ -644,13 +644,17 @@ async fn messages_are_delivered_signed_and_applications_are_isolated() {
         )
         .await;
     assert_eq!(not_object.status, StatusCode::UNPROCESSABLE_ENTITY);
-    let two_channels = api
+    let bad_channel = api
         .post(
             "/api/v1/app/a/msg",
-            &json!({"eventType": "origin.visit", "payload": {"url": "x"}, "channels": ["a", "b"]}),
+            &json!({"eventType": "origin.visit", "payload": {"url": "x"}, "channels": ["a", "b c"]}),
         )
         .await;
-    assert_eq!(two_channels.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(bad_channel.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        bad_channel.json()["detail"][0]["loc"],
+        json!(["body", "channels"])
+    );
     // The first message and the one of an unregistered type; none of the refused ones.
     assert_eq!(
         api.get("/api/v1/app/a/msg").await.json()["data"]
@@ -899,5 +903,54 @@ async fn lists_page_back_with_prev_iterator() {
     assert_eq!(ids(&again), sent[2..4]);
     let garbage = api.get("/api/v1/app/a/msg?iterator=-nonsense").await;
     assert_eq!(garbage.status, StatusCode::UNPROCESSABLE_ENTITY);
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_message_goes_to_each_of_its_channels() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::start(dir.path()).await;
+    let api = Api::new(server.local_addr());
+    api.post("/api/v1/app", &json!({"name": "a", "uid": "a"}))
+        .await;
+    let (url, seen) = receiver(Duration::ZERO).await;
+    for (uid, channels) in [
+        ("blue", json!(["blue"])),
+        ("red", json!(["red"])),
+        ("green", json!(["green"])),
+    ] {
+        let created = api
+            .post(
+                "/api/v1/app/a/endpoint",
+                &json!({"url": format!("{url}/{uid}"), "uid": uid, "channels": channels}),
+            )
+            .await;
+        assert_eq!(created.status, StatusCode::CREATED, "{:?}", created.body);
+    }
+    let sent = api
+        .post(
+            "/api/v1/app/a/msg",
+            &json!({"eventType": "origin.visit", "payload": {}, "channels": ["red", "blue"]}),
+        )
+        .await;
+    assert_eq!(sent.status, StatusCode::ACCEPTED, "{:?}", sent.body);
+    let message = sent.json();
+    assert_eq!(message["channels"], json!(["red", "blue"]));
+    wait_for("both deliveries", || seen.lock().unwrap().len() >= 2).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut paths: Vec<String> = seen.lock().unwrap().iter().map(|r| r.0.clone()).collect();
+    paths.sort();
+    assert_eq!(paths, ["/blue", "/red"], "not the green endpoint");
+    let listed = api.get("/api/v1/app/a/msg?channel=blue").await.json();
+    assert_eq!(listed["data"][0]["id"], message["id"]);
+    let six = api
+        .post(
+            "/api/v1/app/a/msg",
+            &json!({"eventType": "origin.visit", "payload": {},
+                    "channels": ["a", "b", "c", "d", "e", "f"]}),
+        )
+        .await;
+    assert_eq!(six.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(six.json()["detail"][0]["loc"], json!(["body", "channels"]));
     server.shutdown().await.unwrap();
 }

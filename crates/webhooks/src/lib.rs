@@ -71,7 +71,8 @@ pub use model::{
     AppUid, Application, ApplicationSpec, Attempt, AttemptHeaders, AttemptStatus, AttemptTrigger,
     Channel, Delivery, DeliveryStatus, DeliveryUpdate, Endpoint, EndpointKeys, EndpointRecord,
     EndpointSpec, EndpointUid, EventType, EventTypeFilter, EventTypeName, Lease, MAX_CHANNELS,
-    MAX_RESPONSE_BODY, Message, SentEvent, is_credential_name, is_uid, redact_userinfo,
+    MAX_MESSAGE_CHANNELS, MAX_RESPONSE_BODY, Message, SentEvent, is_credential_name, is_uid,
+    redact_userinfo,
 };
 pub use page::{DEFAULT_LIMIT, ListOptions, MAX_LIMIT, Order, Page, PageRequest};
 pub use registry::{

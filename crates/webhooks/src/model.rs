@@ -17,6 +17,8 @@ use crate::secret::Secret;
 
 /// The most channels one endpoint may listen to.
 pub const MAX_CHANNELS: usize = 10;
+/// The most channels one message may be sent to (Svix's limit).
+pub const MAX_MESSAGE_CHANNELS: usize = 5;
 /// The longest endpoint uid, in bytes.
 pub const MAX_UID_LEN: usize = 256;
 /// The longest channel name, in bytes.
@@ -579,12 +581,12 @@ pub fn redact_userinfo(url: &str) -> std::borrow::Cow<'_, str> {
 }
 
 impl Endpoint {
-    /// Whether a message of `event_type` on `channel` is for this endpoint (ignoring
+    /// Whether a message of `event_type` sent to `channels` is for this endpoint (ignoring
     /// `disabled`): its type passes the filter, and either the endpoint has no channels or the
     /// message was sent to one of them.
-    pub fn receives(&self, event_type: &EventTypeName, channel: Option<&Channel>) -> bool {
+    pub fn receives(&self, event_type: &EventTypeName, channels: &[Channel]) -> bool {
         self.event_types.accepts(event_type)
-            && (self.channels.is_empty() || channel.is_some_and(|c| self.channels.contains(c)))
+            && (self.channels.is_empty() || channels.iter().any(|c| self.channels.contains(c)))
     }
 }
 
@@ -631,8 +633,8 @@ pub struct Message {
     pub app: AppId,
     /// Its event type.
     pub event_type: EventTypeName,
-    /// The channel it was sent to, if any.
-    pub channel: Option<Channel>,
+    /// The channels it was sent to (at most [`MAX_MESSAGE_CHANNELS`]); none: no channel.
+    pub channels: Vec<Channel>,
     /// The sender's own identifier for it (Svix's `eventId`), if it gave one.
     pub event_id: Option<String>,
     /// The payload bytes exactly as the caller gave them (valid UTF-8 JSON); empty once the
@@ -951,8 +953,8 @@ pub struct Attempt {
     pub endpoint_id: EndpointId,
     /// The message's event type.
     pub event_type: EventTypeName,
-    /// The channel the message was sent to, if any.
-    pub channel: Option<Channel>,
+    /// The channels the message was sent to.
+    pub channels: Vec<Channel>,
     /// The URL POSTed to.
     pub url: String,
     /// [`AttemptStatus::Success`] or [`AttemptStatus::Failed`].
@@ -986,7 +988,7 @@ pub struct SentEvent {
     pub event_type: EventTypeName,
     /// The URL it was POSTed to (`endpoint_url`).
     pub endpoint_url: String,
-    /// The message's channel, if any.
+    /// The message's (first) channel, if any.
     pub channel: Option<Channel>,
     /// The request headers sent (credential-bearing custom headers redacted).
     pub headers: AttemptHeaders,
@@ -1016,7 +1018,7 @@ impl SentEvent {
         Self {
             event_type: attempt.event_type,
             endpoint_url: attempt.url,
-            channel: attempt.channel,
+            channel: attempt.channels.into_iter().next(),
             headers: attempt.headers,
             message_id: attempt.message_id,
             payload,
@@ -1147,12 +1149,16 @@ mod tests {
         };
         let upper = Channel::new("Project").unwrap();
         let lower = Channel::new("project").unwrap();
-        assert!(endpoint.receives(&ty, None));
-        assert!(endpoint.receives(&ty, Some(&upper)));
+        let other = Channel::new("other").unwrap();
+        assert!(endpoint.receives(&ty, &[]));
+        assert!(endpoint.receives(&ty, std::slice::from_ref(&upper)));
         endpoint.channels = vec![lower.clone()];
-        assert!(!endpoint.receives(&ty, None));
-        assert!(!endpoint.receives(&ty, Some(&upper)));
-        assert!(endpoint.receives(&ty, Some(&lower)));
-        assert!(!endpoint.receives(&EventTypeName::new("a.c").unwrap(), Some(&lower)));
+        assert!(!endpoint.receives(&ty, &[]));
+        assert!(!endpoint.receives(&ty, std::slice::from_ref(&upper)));
+        assert!(endpoint.receives(&ty, std::slice::from_ref(&lower)));
+        // Any one of a message's channels will do.
+        assert!(endpoint.receives(&ty, &[other.clone(), lower.clone()]));
+        assert!(!endpoint.receives(&ty, &[other, upper]));
+        assert!(!endpoint.receives(&EventTypeName::new("a.c").unwrap(), &[lower]));
     }
 }

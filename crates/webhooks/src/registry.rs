@@ -17,7 +17,7 @@ use crate::id::{AppId, AttemptId, EndpointId, MessageId};
 use crate::model::{
     AppUid, Application, ApplicationSpec, Attempt, Channel, Delivery, Endpoint, EndpointKeys,
     EndpointRecord, EndpointSpec, EndpointUid, EventType, EventTypeFilter, EventTypeName,
-    MAX_CHANNELS, Message, SentEvent, after,
+    MAX_CHANNELS, MAX_MESSAGE_CHANNELS, Message, SentEvent, after,
 };
 use crate::page::{ListOptions, MAX_LIMIT, Order, Page, finish_page};
 use crate::schema::CompiledSchema;
@@ -129,7 +129,7 @@ impl Default for RegistryConfig {
 }
 
 /// A message for [`Registry::create_message_with`]: the event type and payload, and
-/// optionally a channel and the sender's event id.
+/// optionally channels (at most [`MAX_MESSAGE_CHANNELS`]) and the sender's event id.
 ///
 /// ```
 /// use switchyard_webhooks::{EventTypeName, NewMessage};
@@ -137,19 +137,21 @@ impl Default for RegistryConfig {
 /// let ty = EventTypeName::new("invoice.paid")?;
 /// let message = NewMessage::new(&ty, br#"{"amount": 3}"#)
 ///     .channel("acme")
+///     .channel("acme-billing")
 ///     .event_id("evt-2026-0001");
+/// assert_eq!(message.channels, ["acme", "acme-billing"]);
 /// assert_eq!(message.event_id, Some("evt-2026-0001"));
 /// # Ok::<(), switchyard_webhooks::Error>(())
 /// ```
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct NewMessage<'a> {
     /// Its event type.
     pub event_type: &'a EventTypeName,
     /// The payload: a JSON object, stored and delivered byte for byte.
     pub payload: &'a [u8],
-    /// The channel it goes to, if any.
-    pub channel: Option<&'a str>,
+    /// The channels it goes to; none: no channel (only endpoints without channels get it).
+    pub channels: Vec<&'a str>,
     /// The sender's identifier for it (Svix's `eventId`): 1 to 256 ASCII letters, digits,
     /// `-`, `_` or `.`.
     pub event_id: Option<&'a str>,
@@ -161,15 +163,15 @@ impl<'a> NewMessage<'a> {
         Self {
             event_type,
             payload,
-            channel: None,
+            channels: Vec::new(),
             event_id: None,
         }
     }
 
-    /// Sends it to a channel.
+    /// Sends it to a channel too.
     #[must_use]
     pub fn channel(mut self, channel: &'a str) -> Self {
-        self.channel = Some(channel);
+        self.channels.push(channel);
         self
     }
 
@@ -1211,7 +1213,7 @@ impl<S: Store> AppScope<'_, S> {
         channel: Option<&str>,
     ) -> Result<Option<(MessageId, DateTime<Utc>)>, Error> {
         let mut new = NewMessage::new(event_type, payload.as_ref());
-        new.channel = channel;
+        new.channels.extend(channel);
         let (message, stored) = self.store_message(new, false, true).await?;
         Ok(stored.then_some((message.id, message.created_at)))
     }
@@ -1230,7 +1232,7 @@ impl<S: Store> AppScope<'_, S> {
         channel: Option<&str>,
     ) -> Result<Message, Error> {
         let mut new = NewMessage::new(event_type, payload.as_ref());
-        new.channel = channel;
+        new.channels.extend(channel);
         self.create_message_with(new).await
     }
 
@@ -1277,7 +1279,7 @@ impl<S: Store> AppScope<'_, S> {
         let recipients = self
             .registry
             .store
-            .recipients(&self.app, &message.event_type, message.channel.as_ref())
+            .recipients(&self.app, &message.event_type, &message.channels)
             .await?;
         if recipients.is_empty() && !keep_unheard {
             return Ok((message, false));
@@ -1316,7 +1318,19 @@ impl<S: Store> AppScope<'_, S> {
                 limit: self.registry.config.max_payload_bytes,
             });
         }
-        let channel = new.channel.map(Channel::new).transpose()?;
+        if new.channels.len() > MAX_MESSAGE_CHANNELS {
+            return Err(Error::TooManyChannels {
+                count: new.channels.len(),
+                max: MAX_MESSAGE_CHANNELS,
+            });
+        }
+        let mut channels = Vec::with_capacity(new.channels.len());
+        for name in &new.channels {
+            let channel = Channel::new(*name)?;
+            if !channels.contains(&channel) {
+                channels.push(channel);
+            }
+        }
         let event_id = new.event_id.map(check_event_id).transpose()?;
         let schema = if require_event_type {
             Some(self.registry.event_type(new.event_type).await?)
@@ -1343,7 +1357,7 @@ impl<S: Store> AppScope<'_, S> {
             id: MessageId::generate(now.timestamp())?,
             app: self.app.clone(),
             event_type: new.event_type.clone(),
-            channel,
+            channels,
             event_id,
             payload: text.to_owned(),
             created_at: now,

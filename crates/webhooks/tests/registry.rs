@@ -1012,7 +1012,7 @@ async fn attempt_for<S: Store>(
         message_id: message.id.clone(),
         endpoint_id: endpoint.id.clone(),
         event_type: message.event_type.clone(),
-        channel: message.channel.clone(),
+        channels: message.channels.clone(),
         url: endpoint.url.clone(),
         status,
         response_status: code,
@@ -2051,6 +2051,88 @@ async fn concurrent_sends_each_store_their_message<S: Store>(h: Harness<S>) {
 /// the endpoints that take every type), a registered one still has its payloads checked, and
 /// the sender's event id is kept. `send` (swh-webhooks' `event_send`) still refuses unknown
 /// types.
+async fn a_message_goes_to_several_channels<S: Store>(h: Harness<S>) {
+    let r = &h.registry;
+    let visit = with_visit_type(&h).await;
+    let mut endpoints = Vec::new();
+    for channels in [&["blue"][..], &["red", "pink"], &[], &["green"]] {
+        let mut spec = EndpointSpec::new("https://a.example/");
+        for channel in channels {
+            spec = spec.channel(channel).unwrap();
+        }
+        endpoints.push(r.create_endpoint(spec).await.unwrap().id);
+    }
+    let new = NewMessage::new(&visit, br#"{"origin": "o"}"#)
+        .channel("red")
+        .channel("blue")
+        .channel("red");
+    let message = r.create_message_with(new).await.unwrap();
+    assert_eq!(
+        message.channels,
+        [Channel::new("red").unwrap(), Channel::new("blue").unwrap()],
+        "in the order given, each once"
+    );
+    let stored = r.message(message.id.as_str()).await.unwrap();
+    assert_eq!(stored.channels, message.channels);
+    // Each endpoint listening to one of them, and the one listening to none.
+    let mut got: Vec<_> = r
+        .deliveries(&message.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.endpoint_id)
+        .collect();
+    got.sort();
+    let mut expected = endpoints[..3].to_vec();
+    expected.sort();
+    assert_eq!(got, expected);
+    // Listed under each of its channels, and no other.
+    for (channel, listed) in [("red", 1), ("blue", 1), ("pink", 0), ("re", 0)] {
+        let page = r
+            .list_messages(
+                &MessageFilter {
+                    channel: Some(Channel::new(channel).unwrap()),
+                    ..MessageFilter::default()
+                },
+                &ListOptions::new(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(page.items.len(), listed, "{channel}");
+    }
+    // One channel still goes where it went before; none, to the unchanneled only.
+    let one = r
+        .create_message(&visit, r#"{"origin": "o"}"#, Some("green"))
+        .await
+        .unwrap();
+    assert_eq!(one.channels, [Channel::new("green").unwrap()]);
+    let mut to: Vec<_> = r
+        .deliveries(&one.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.endpoint_id)
+        .collect();
+    to.sort();
+    let mut expected = vec![endpoints[2].clone(), endpoints[3].clone()];
+    expected.sort();
+    assert_eq!(to, expected);
+    // At most five.
+    let mut six = NewMessage::new(&visit, br#"{"origin": "o"}"#);
+    for channel in ["a", "b", "c", "d", "e", "f"] {
+        six = six.channel(channel);
+    }
+    assert!(matches!(
+        r.create_message_with(six).await,
+        Err(Error::TooManyChannels { count: 6, max: 5 })
+    ));
+    let bad = NewMessage::new(&visit, br#"{"origin": "o"}"#).channel("a,b");
+    assert!(matches!(
+        r.create_message_with(bad).await,
+        Err(Error::InvalidChannel { .. })
+    ));
+}
+
 async fn messages_follow_svix_by_default<S: Store>(h: Harness<S>) {
     let r = &h.registry;
     let visit = with_visit_type(&h).await;
@@ -2739,6 +2821,7 @@ suite!(
     ordered_endpoints_get_one_message_at_a_time,
     concurrent_sends_each_store_their_message,
     messages_follow_svix_by_default,
+    a_message_goes_to_several_channels,
     applications_are_isolated,
     concurrent_sends_stay_in_their_application,
     leases_are_shared_fairly_among_applications,

@@ -181,7 +181,7 @@ impl<S: Store> Side<S> {
             message_id: d.message_id.clone(),
             endpoint_id: d.endpoint_id.clone(),
             event_type: EventTypeName::new("origin.visit").unwrap(),
-            channel: None,
+            channels: Vec::new(),
             url: "https://x.example/".to_owned(),
             status,
             response_status: code,

@@ -87,7 +87,8 @@ impl MessageOut {
             id: message.id.to_string(),
             event_type: message.event_type.to_string(),
             event_id: message.event_id.clone(),
-            channels: message.channel.as_ref().map(|c| vec![c.to_string()]),
+            channels: (!message.channels.is_empty())
+                .then(|| message.channels.iter().map(ToString::to_string).collect()),
             payload,
             timestamp: time(&message.created_at),
         }
@@ -135,20 +136,17 @@ async fn create_message(
         return Err(ApiError::invalid_field("payload", "must be a JSON object"));
     }
     let channels = input.channels.unwrap_or_default();
-    if channels.len() > 1 {
-        return Err(ApiError::invalid_field(
-            "channels",
-            "at most one channel per message is supported",
-        ));
-    }
     let mut new = NewMessage::new(&event_type, input.payload.get().as_bytes());
-    new.channel = channels.first().map(String::as_str);
+    new.channels = channels.iter().map(String::as_str).collect();
     new.event_id = input.event_id.as_deref();
     let message = app.create_message_with(new).await.map_err(|e| match e {
         WebhooksError::EventTypeNotFound { .. } => {
             ApiError::invalid_field("eventType", e.to_string())
         }
         WebhooksError::InvalidEventId { .. } => ApiError::invalid_field("eventId", e.to_string()),
+        WebhooksError::TooManyChannels { .. } | WebhooksError::InvalidChannel { .. } => {
+            ApiError::invalid_field("channels", e.to_string())
+        }
         other => other.into(),
     })?;
     Ok(reply(

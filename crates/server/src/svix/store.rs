@@ -136,9 +136,9 @@ impl Store for ServerStore {
         &self,
         app: &AppId,
         event_type: &EventTypeName,
-        channel: Option<&Channel>,
+        channels: &[Channel],
     ) -> Result<Vec<EndpointId>, StoreError> {
-        each!(self, s => s.recipients(app, event_type, channel))
+        each!(self, s => s.recipients(app, event_type, channels))
     }
 
     async fn insert_message(

@@ -1128,7 +1128,7 @@ impl<S: Store> Shared<S> {
             message_id: message.id.clone(),
             endpoint_id: endpoint.id.clone(),
             event_type: message.event_type.clone(),
-            channel: message.channel.clone(),
+            channels: message.channels.clone(),
             url: endpoint.url.clone(),
             status: if success {
                 AttemptStatus::Success

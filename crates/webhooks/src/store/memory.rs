@@ -372,7 +372,7 @@ impl Store for MemoryStore {
         &self,
         app: &AppId,
         event_type: &EventTypeName,
-        channel: Option<&Channel>,
+        channels: &[Channel],
     ) -> Result<Vec<EndpointId>, StoreError> {
         Ok(self
             .lock()
@@ -381,7 +381,7 @@ impl Store for MemoryStore {
             .filter(|r| {
                 r.endpoint.app == *app
                     && !r.endpoint.disabled
-                    && r.endpoint.receives(event_type, channel)
+                    && r.endpoint.receives(event_type, channels)
             })
             .map(|r| r.endpoint.id.clone())
             .collect())
@@ -450,7 +450,7 @@ impl Store for MemoryStore {
                 && filter
                     .channel
                     .as_ref()
-                    .is_none_or(|c| m.channel.as_ref() == Some(c))
+                    .is_none_or(|c| m.channels.contains(c))
         }))
     }
 

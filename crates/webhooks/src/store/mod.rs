@@ -168,6 +168,34 @@ impl RememberedResponse {
     }
 }
 
+/// How the SQL stores keep a message's channels in one column: joined with `,` (which no
+/// channel name holds), `NULL` for none, so one channel is kept as itself.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) fn join_channels(channels: &[Channel]) -> Option<String> {
+    (!channels.is_empty()).then(|| {
+        channels
+            .iter()
+            .map(Channel::as_str)
+            .collect::<Vec<_>>()
+            .join(",")
+    })
+}
+
+/// The channels of a column written by [`join_channels`].
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) fn split_channels(column: Option<&str>) -> Result<Vec<Channel>, StoreError> {
+    column
+        .into_iter()
+        .flat_map(|text| text.split(','))
+        .map(|name| {
+            Channel::new(name).map_err(|e| StoreError::Corrupt {
+                what: "message channels".to_owned(),
+                reason: e.to_string(),
+            })
+        })
+        .collect()
+}
+
 /// What [`Store::idempotency_begin`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IdempotencyClaim {
@@ -348,13 +376,13 @@ pub trait Store: Send + Sync + 'static {
         page: &PageRequest,
     ) -> impl Future<Output = Result<Vec<Endpoint>, StoreError>> + Send;
 
-    /// The ids of the enabled endpoints of `app` a message of this type on this channel goes
-    /// to (exactly those for which [`Endpoint::receives`] holds).
+    /// The ids of the enabled endpoints of `app` a message of this type sent to these
+    /// channels goes to (exactly those for which [`Endpoint::receives`] holds).
     fn recipients(
         &self,
         app: &AppId,
         event_type: &EventTypeName,
-        channel: Option<&Channel>,
+        channels: &[Channel],
     ) -> impl Future<Output = Result<Vec<EndpointId>, StoreError>> + Send;
 
     /// Stores a message (in `message.app`) and one pending delivery per endpoint (of that
@@ -680,7 +708,7 @@ pub(crate) fn attempt_matches(filter: &AttemptFilter, attempt: &Attempt) -> bool
         && filter
             .channel
             .as_ref()
-            .is_none_or(|c| attempt.channel.as_ref() == Some(c))
+            .is_none_or(|c| attempt.channels.contains(c))
         && filter.status.is_none_or(|s| attempt.status == s)
         && filter
             .response_status

@@ -15,7 +15,8 @@ use tokio_postgres::{NoTls, Row};
 use super::keys::StoredKeys;
 use super::{
     AccessToken, AppLimits, AttemptCounts, AttemptFilter, EndpointFilter, Finished, Health,
-    HealthChange, IdempotencyClaim, MessageFilter, RememberedResponse, Store, lease_token,
+    HealthChange, IdempotencyClaim, MessageFilter, RememberedResponse, Store, join_channels,
+    lease_token,
 };
 use crate::error::StoreError;
 use crate::id::{AppId, AttemptId, EndpointId, MessageId};
@@ -352,8 +353,7 @@ impl AttemptRows {
         self.msg.push(attempt.message_id.to_string());
         self.ep.push(attempt.endpoint_id.to_string());
         self.event_type.push(attempt.event_type.to_string());
-        self.channel
-            .push(attempt.channel.as_ref().map(ToString::to_string));
+        self.channel.push(join_channels(&attempt.channels));
         self.url.push(attempt.url.clone());
         self.status.push(code16(attempt.status.code()));
         self.response_status
@@ -795,21 +795,17 @@ impl Store for PostgresStore {
         &self,
         app: &AppId,
         event_type: &EventTypeName,
-        channel: Option<&Channel>,
+        channels: &[Channel],
     ) -> Result<Vec<EndpointId>, StoreError> {
+        let channels: Vec<&str> = channels.iter().map(Channel::as_str).collect();
         let rows = self
             .query(
                 "SELECT e.id FROM endpoints e
                  WHERE e.app = (SELECT seq FROM apps WHERE id = $1) AND NOT e.disabled
                    AND (e.all_types OR $2 = ANY(e.event_types))
-                   AND (cardinality(e.channels) = 0
-                        OR ($3::text IS NOT NULL AND $3 = ANY(e.channels)))
+                   AND (cardinality(e.channels) = 0 OR e.channels && $3::text[])
                  ORDER BY e.id",
-                &[
-                    &app.as_str(),
-                    &event_type.as_str(),
-                    &channel.map(Channel::as_str),
-                ],
+                &[&app.as_str(), &event_type.as_str(), &channels],
             )
             .await?;
         rows.iter()
@@ -830,7 +826,7 @@ impl Store for PostgresStore {
             &message.id.as_str(),
             &message.app.as_str(),
             &message.event_type.as_str(),
-            &message.channel.as_ref().map(Channel::as_str),
+            &join_channels(&message.channels),
             &message.event_id,
             &message.payload,
             &micros(message.created_at),
@@ -923,7 +919,7 @@ impl Store for PostgresStore {
             "SELECT {MESSAGE_COLUMNS} FROM messages m JOIN apps a ON a.seq = m.app
              WHERE a.id = $1 AND ($2::text IS NULL OR m.id {cmp} $2)
                AND (cardinality($3::text[]) = 0 OR m.event_type = ANY($3))
-               AND ($4::text IS NULL OR m.channel = $4)
+               AND ($4::text IS NULL OR $4 = ANY(string_to_array(m.channel, ',')))
              ORDER BY m.id {dir} LIMIT $5"
         );
         self.query(
@@ -1105,7 +1101,7 @@ impl Store for PostgresStore {
                AND ($3::text IS NULL OR msg = $3)
                AND ($4::text IS NULL OR ep = $4)
                AND (cardinality($5::text[]) = 0 OR event_type = ANY($5))
-               AND ($6::text IS NULL OR channel = $6)
+               AND ($6::text IS NULL OR $6 = ANY(string_to_array(channel, ',')))
                AND ($7::smallint IS NULL OR status = $7)
                AND ($8::bigint IS NULL OR created_at < $8)
                AND ($9::bigint IS NULL OR created_at > $9)

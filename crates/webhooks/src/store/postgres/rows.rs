@@ -15,6 +15,7 @@ use crate::model::{
     AppUid, Application, Attempt, AttemptStatus, AttemptTrigger, Channel, Delivery, DeliveryStatus,
     Endpoint, EndpointRecord, EndpointUid, EventType, EventTypeFilter, EventTypeName, Message,
 };
+use crate::store::split_channels;
 
 pub(super) fn corrupt(what: impl Into<String>, reason: impl ToString) -> StoreError {
     StoreError::Corrupt {
@@ -140,10 +141,7 @@ pub(super) fn message(row: &Row) -> Result<Message, StoreError> {
         app: app.parse().map_err(|e| corrupt(&what, e))?,
         event_type: EventTypeName::new(row.try_get::<_, String>("event_type")?)
             .map_err(|e| corrupt(&what, e))?,
-        channel: channel
-            .map(Channel::new)
-            .transpose()
-            .map_err(|e| corrupt(&what, e))?,
+        channels: split_channels(channel.as_deref())?,
         event_id: row.try_get("event_id")?,
         payload: row.try_get("payload")?,
         created_at: time(row, "created_at")?,
@@ -171,10 +169,7 @@ pub(super) fn attempt(row: &Row) -> Result<Attempt, StoreError> {
             .map_err(|e| corrupt(&what, e))?,
         event_type: EventTypeName::new(row.try_get::<_, String>("event_type")?)
             .map_err(|e| corrupt(&what, e))?,
-        channel: channel
-            .map(Channel::new)
-            .transpose()
-            .map_err(|e| corrupt(&what, e))?,
+        channels: split_channels(channel.as_deref())?,
         url: row.try_get("url")?,
         status: AttemptStatus::from_code(i64::from(status))
             .ok_or_else(|| corrupt(&what, format!("unknown status {status}")))?,

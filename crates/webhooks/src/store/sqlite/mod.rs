@@ -12,7 +12,8 @@ use rusqlite::{Connection, ErrorCode, OptionalExtension as _, params};
 
 use super::{
     AccessToken, AppLimits, AttemptCounts, AttemptFilter, EndpointFilter, Finished, Health,
-    HealthChange, IdempotencyClaim, MessageFilter, RememberedResponse, Store, lease_token,
+    HealthChange, IdempotencyClaim, MessageFilter, RememberedResponse, Store, join_channels,
+    lease_token,
 };
 use crate::error::StoreError;
 use crate::id::{AppId, AttemptId, EndpointId, MessageId};
@@ -182,6 +183,10 @@ const HAS_NO_CHANNELS: &str =
     "NOT EXISTS (SELECT 1 FROM endpoint_channels c WHERE c.endpoint_id = e.id)";
 const HAS_CHANNEL: &str =
     "EXISTS (SELECT 1 FROM endpoint_channels c WHERE c.endpoint_id = e.id AND c.channel = ?)";
+/// A message (`m`) or attempt (`a`) sent to a channel: its `channel` column holds the
+/// channels joined with `,` (see `join_channels`).
+const HAS_MESSAGE_CHANNEL_M: &str = "instr(',' || m.channel || ',', ',' || ? || ',') > 0";
+const HAS_MESSAGE_CHANNEL_A: &str = "instr(',' || a.channel || ',', ',' || ? || ',') > 0";
 
 /// Endpoints (`e`) with their application's id.
 const SELECT_ENDPOINTS: &str =
@@ -438,7 +443,7 @@ fn record_attempt(
         msg,
         ep,
         attempt.event_type.as_str(),
-        attempt.channel.as_ref().map(Channel::as_str),
+        join_channels(&attempt.channels),
         attempt.url,
         attempt.status.code(),
         attempt.response_status,
@@ -591,7 +596,7 @@ fn insert_message_in(
     .execute(params![
         message.id.as_str(),
         message.event_type.as_str(),
-        message.channel.as_ref().map(Channel::as_str),
+        join_channels(&message.channels),
         message.event_id,
         message.payload,
         micros(message.created_at),
@@ -1075,17 +1080,25 @@ impl Store for SqliteStore {
         &self,
         app: &AppId,
         event_type: &EventTypeName,
-        channel: Option<&Channel>,
+        channels: &[Channel],
     ) -> Result<Vec<EndpointId>, StoreError> {
         let mut query = ListQuery::new("SELECT e.id FROM endpoints e");
         query.condition(&format!("e.app = {APP_KEY}"), [text(app.as_str())]);
         query.condition("e.deleted = 0 AND e.disabled = 0", []);
         query.condition(RECEIVES_TYPE, [text(event_type.as_str())]);
-        match channel {
-            None => query.condition(HAS_NO_CHANNELS, []),
-            Some(channel) => query.condition(
+        match channels {
+            [] => query.condition(HAS_NO_CHANNELS, []),
+            [channel] => query.condition(
                 &format!("({HAS_NO_CHANNELS} OR {HAS_CHANNEL})"),
                 [text(channel.as_str())],
+            ),
+            several => query.condition(
+                &format!(
+                    "({HAS_NO_CHANNELS} OR EXISTS (SELECT 1 FROM endpoint_channels c
+                        WHERE c.endpoint_id = e.id AND c.channel IN ({})))",
+                    placeholders(several.len())
+                ),
+                several.iter().map(|c| text(c.as_str())),
             ),
         }
         query.sql.push_str(" ORDER BY e.id");
@@ -1148,7 +1161,7 @@ impl Store for SqliteStore {
             );
         }
         if let Some(channel) = &filter.channel {
-            query.condition("m.channel = ?", [text(channel.as_str())]);
+            query.condition(HAS_MESSAGE_CHANNEL_M, [text(channel.as_str())]);
         }
         self.db
             .read(|conn| query.page(page, "m.id").fetch(conn, rows::message))
@@ -1348,7 +1361,7 @@ impl Store for SqliteStore {
             );
         }
         if let Some(channel) = &filter.channel {
-            query.condition("a.channel = ?", [text(channel.as_str())]);
+            query.condition(HAS_MESSAGE_CHANNEL_A, [text(channel.as_str())]);
         }
         if let Some(status) = filter.status {
             query.condition("a.status = ?", [SqlValue::Integer(status.code())]);

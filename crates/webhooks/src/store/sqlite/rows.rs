@@ -12,10 +12,11 @@ use serde_json::{Map, Value};
 use super::super::keys::StoredKeys;
 use crate::error::StoreError;
 use crate::model::{
-    AppUid, Application, Attempt, AttemptStatus, AttemptTrigger, Channel, Delivery, DeliveryStatus,
+    AppUid, Application, Attempt, AttemptStatus, AttemptTrigger, Delivery, DeliveryStatus,
     Endpoint, EndpointRecord, EndpointUid, EventType, EventTypeFilter, EventTypeName, Message,
     USER_AGENT,
 };
+use crate::store::split_channels;
 
 /// How every timestamp is stored: microseconds since the Unix epoch.
 pub(super) fn micros(time: DateTime<Utc>) -> i64 {
@@ -195,10 +196,7 @@ pub(super) fn message(row: &Row<'_>) -> Result<Message, StoreError> {
         app: app.parse().map_err(|e| corrupt(what(), e))?,
         event_type: EventTypeName::new(row.get::<_, String>("event_type")?)
             .map_err(|e| corrupt(what(), e))?,
-        channel: channel
-            .map(Channel::new)
-            .transpose()
-            .map_err(|e| corrupt(what(), e))?,
+        channels: split_channels(channel.as_deref())?,
         event_id: row.get("event_id")?,
         payload: row.get("payload")?,
         created_at: time(row, "created_at")?,
@@ -237,10 +235,7 @@ pub(super) fn attempt(row: &Row<'_>) -> Result<Attempt, StoreError> {
             .map_err(|e| corrupt(what(), e))?,
         event_type: EventTypeName::new(row.get::<_, String>("event_type")?)
             .map_err(|e| corrupt(what(), e))?,
-        channel: channel
-            .map(Channel::new)
-            .transpose()
-            .map_err(|e| corrupt(what(), e))?,
+        channels: split_channels(channel.as_deref())?,
         url: row.get("url")?,
         status: AttemptStatus::from_code(status)
             .ok_or_else(|| corrupt(what(), format!("unknown status {status}")))?,

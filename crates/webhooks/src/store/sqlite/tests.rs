@@ -331,7 +331,7 @@ async fn version_2_files_upgrade_in_place() {
         .recipients(
             &AppId::default_app(),
             &EventTypeName::new("a.b").unwrap(),
-            Some(&Channel::new("blue").unwrap()),
+            &[Channel::new("blue").unwrap()],
         )
         .await
         .unwrap();
