@@ -31,7 +31,8 @@ use serde_json::{Value, json};
 use switchyard_webhooks::delivery::{AttemptNote, EndpointNote, Notification};
 use switchyard_webhooks::store::Store as _;
 use switchyard_webhooks::{
-    AppId, AppUid, ApplicationSpec, Endpoint, Error as WebhooksError, EventTypeName,
+    AppId, AppUid, ApplicationSpec, Endpoint, EndpointId, EndpointUid, Error as WebhooksError,
+    EventTypeName,
 };
 use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
@@ -163,17 +164,12 @@ impl Operational {
     /// Announces a change made to `endpoint` through the API. Failures are logged, not
     /// returned: the change itself is made.
     pub(crate) async fn endpoint_changed(&self, change: EndpointChange, endpoint: &Endpoint) {
-        if endpoint.app == self.app {
-            return;
+        let data = self
+            .endpoint_data(&endpoint.app, &endpoint.id, endpoint.uid.as_ref(), None)
+            .await;
+        if let Some(data) = data {
+            self.send(change.event_type(), &data).await;
         }
-        let data = EndpointData {
-            app_id: endpoint.app.to_string(),
-            app_uid: self.app_uid(&endpoint.app).await,
-            endpoint_id: endpoint.id.to_string(),
-            endpoint_uid: endpoint.uid.as_ref().map(ToString::to_string),
-            fail_since: None,
-        };
-        self.send(change.event_type(), &data).await;
     }
 
     /// Turns the engine's notifications into messages until the engine is gone.
@@ -225,17 +221,38 @@ impl Operational {
     }
 
     async fn disabled(&self, note: EndpointNote) {
-        if note.app_id == self.app {
-            return;
+        let fail_since = Some(time(&note.failing_since));
+        let data = self
+            .endpoint_data(
+                &note.app_id,
+                &note.endpoint_id,
+                note.endpoint_uid.as_ref(),
+                fail_since,
+            )
+            .await;
+        if let Some(data) = data {
+            self.send("endpoint.disabled", &data).await;
         }
-        let data = EndpointData {
-            app_id: note.app_id.to_string(),
-            app_uid: self.app_uid(&note.app_id).await,
-            endpoint_id: note.endpoint_id.to_string(),
-            endpoint_uid: note.endpoint_uid.as_ref().map(ToString::to_string),
-            fail_since: Some(time(&note.failing_since)),
-        };
-        self.send("endpoint.disabled", &data).await;
+    }
+
+    /// The data of an endpoint event; `None` for an endpoint of the management application.
+    async fn endpoint_data(
+        &self,
+        app: &AppId,
+        endpoint: &EndpointId,
+        uid: Option<&EndpointUid>,
+        fail_since: Option<String>,
+    ) -> Option<EndpointData> {
+        if *app == self.app {
+            return None;
+        }
+        Some(EndpointData {
+            app_id: app.to_string(),
+            app_uid: self.app_uid(app).await,
+            endpoint_id: endpoint.to_string(),
+            endpoint_uid: uid.map(ToString::to_string),
+            fail_since,
+        })
     }
 
     /// The uid of application `app`, if it has one (and still exists).

@@ -136,6 +136,14 @@ impl ListQuery {
         self.binds.extend(binds);
     }
 
+    /// `AND column IN (…)` of `values`; nothing when there are none.
+    fn any_of<'v>(&mut self, column: &str, values: impl ExactSizeIterator<Item = &'v str>) {
+        if values.len() > 0 {
+            let condition = format!("{column} IN ({})", placeholders(values.len()));
+            self.condition(&condition, values.map(text));
+        }
+    }
+
     /// Keyset pagination on `column` and the `ORDER BY … LIMIT`.
     fn page(self, page: &PageRequest, column: &str) -> Self {
         self.page_from(page, column, "?")
@@ -1151,15 +1159,10 @@ impl Store for SqliteStore {
     ) -> Result<Vec<Message>, StoreError> {
         let mut query = ListQuery::new(SELECT_MESSAGES);
         query.condition(&format!("m.app = {APP_KEY}"), [text(app.as_str())]);
-        if !filter.event_types.is_empty() {
-            query.condition(
-                &format!(
-                    "m.event_type IN ({})",
-                    placeholders(filter.event_types.len())
-                ),
-                filter.event_types.iter().map(|t| text(t.as_str())),
-            );
-        }
+        query.any_of(
+            "m.event_type",
+            filter.event_types.iter().map(EventTypeName::as_str),
+        );
         if let Some(channel) = &filter.channel {
             query.condition(HAS_MESSAGE_CHANNEL_M, [text(channel.as_str())]);
         }
@@ -1351,15 +1354,10 @@ impl Store for SqliteStore {
                 [text(endpoint.as_str())],
             );
         }
-        if !filter.event_types.is_empty() {
-            query.condition(
-                &format!(
-                    "a.event_type IN ({})",
-                    placeholders(filter.event_types.len())
-                ),
-                filter.event_types.iter().map(|t| text(t.as_str())),
-            );
-        }
+        query.any_of(
+            "a.event_type",
+            filter.event_types.iter().map(EventTypeName::as_str),
+        );
         if let Some(channel) = &filter.channel {
             query.condition(HAS_MESSAGE_CHANNEL_A, [text(channel.as_str())]);
         }
