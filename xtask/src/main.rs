@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::Instant;
 
+mod portal;
 mod schemathesis;
 mod tidy;
 
@@ -79,6 +80,7 @@ fn main() -> ExitCode {
             println!("{}", python.display());
         }),
         Some("schemathesis") => schemathesis::run_step(&root),
+        Some("portal") => portal::run_step(&root),
         _ => {
             eprintln!(
                 "usage: cargo xtask <command>\n\n\
@@ -87,7 +89,8 @@ fn main() -> ExitCode {
                  tidy         run only the tidy pass (docs, whitespace, lint attributes)\n  \
                  fuzz [secs]  build the fuzz targets and run each for secs seconds (default 60)\n  \
                  interop-env  create the Python interop venv and print its python path\n  \
-                 schemathesis run Svix's OpenAPI document against a live server (release)"
+                 schemathesis run Svix's OpenAPI document against a live server (release)\n  \
+                 portal       drive the portal in Chromium against a live server (release)"
             );
             return ExitCode::from(2);
         }
@@ -177,6 +180,8 @@ fn ci(root: &Path) -> Result<(), String> {
     step(&mut timings, "schemathesis", || {
         schemathesis::run_step(root)
     })?;
+    // The portal's pages in Chromium, against the same release build.
+    step(&mut timings, "portal", || portal::run_step(root))?;
     step(&mut timings, "fuzz", || fuzz(root, CI_FUZZ_SECONDS))?;
     step(&mut timings, "doc", || {
         cargo(

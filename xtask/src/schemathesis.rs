@@ -31,7 +31,7 @@ const TOKEN: &str = "schemathesis-token-0123456789";
 const CHECKS: &str = "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance";
 
 /// Kills the server when the step ends, however it ends.
-struct Server(Child);
+pub(crate) struct Server(pub(crate) Child);
 
 impl Drop for Server {
     fn drop(&mut self) {
@@ -229,7 +229,7 @@ fn venv(root: &Path) -> Result<PathBuf, String> {
 }
 
 /// A port no one listens on now.
-fn free_port() -> Result<u16, String> {
+pub(crate) fn free_port() -> Result<u16, String> {
     let listener =
         TcpListener::bind("127.0.0.1:0").map_err(|e| format!("no free loopback port: {e}"))?;
     listener
@@ -239,7 +239,7 @@ fn free_port() -> Result<u16, String> {
 }
 
 /// Waits (at most a minute) until the server answers its health check.
-fn wait_for(port: u16) -> Result<(), String> {
+pub(crate) fn wait_for(port: u16) -> Result<(), String> {
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(60) {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {

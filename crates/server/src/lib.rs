@@ -37,6 +37,7 @@ mod error;
 mod events_log;
 mod idempotency;
 pub mod logging;
+mod portal;
 mod private;
 pub mod runtime;
 mod server;

@@ -33,6 +33,7 @@ use crate::conn;
 use crate::error::{ApiError, ServerError};
 use crate::events_log::EventLog;
 use crate::idempotency::{self, Idempotency};
+use crate::portal::{self, PortalState};
 use crate::private;
 use crate::runtime::{self, METADATA_SOURCE, RuntimeState};
 use crate::svix::{self, SvixState, store::ServerStore, webhooks::Webhooks};
@@ -423,6 +424,11 @@ fn router(
     tokens: Arc<Vec<Token>>,
 ) -> Router {
     let store = svix.webhooks.registry.store().clone();
+    let portal = Arc::new(PortalState {
+        svix: Arc::clone(&svix),
+        tokens: Arc::clone(&tokens),
+        secure_cookies: svix.public_url.starts_with("https://"),
+    });
     let idempotency = Arc::new(Idempotency {
         store: store.clone(),
         max_answer: svix.body_limit.saturating_mul(2).max(1024 * 1024),
@@ -445,6 +451,7 @@ fn router(
         .route("/health/ready", get(move || ready(store.clone())))
         .route("/api/v1/health", get(svix_health).head(svix_health))
         .route("/api/v1/health/ping", get(svix_health).head(svix_health))
+        .merge(portal::routes(portal))
         .merge(protected);
     // The metadata service checks its own step tokens (Basic password or Bearer).
     if let Some(metadata) = metadata {

@@ -16,7 +16,7 @@ mod event_types;
 mod messages;
 pub(crate) mod operational;
 mod patch;
-mod request;
+pub(crate) mod request;
 pub(crate) mod store;
 pub(crate) mod webhooks;
 

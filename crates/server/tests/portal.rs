@@ -1,0 +1,223 @@
+//! The portal at `/portal`, over HTTP: sign-in for the operator and through a portal link,
+//! the session cookie's attributes, CSRF on sign-out, the security headers, escaping, and a
+//! customer's session reaching its own application only. (`cargo xtask ci` drives the same
+//! pages in Chromium too.)
+#![allow(clippy::unwrap_used)] // Test code.
+
+mod common;
+
+use http::{Method, StatusCode};
+use serde_json::json;
+
+use common::{Api, Reply, TOKEN};
+
+/// A browser-like client: no bearer token, a cookie when given.
+async fn get(api: &Api, path: &str, cookie: Option<&str>) -> Reply {
+    let cookie = cookie.map(|c| format!("switchyard_portal={c}"));
+    let headers: Vec<(&str, &str)> = cookie.iter().map(|c| ("cookie", c.as_str())).collect();
+    api.send_with(Method::GET, path, &headers, "").await
+}
+
+async fn post_form(api: &Api, path: &str, cookie: Option<&str>, form: &str) -> Reply {
+    let cookie = cookie.map(|c| format!("switchyard_portal={c}"));
+    let mut headers = vec![("content-type", "application/x-www-form-urlencoded")];
+    if let Some(cookie) = &cookie {
+        headers.push(("cookie", cookie.as_str()));
+    }
+    api.send_with(Method::POST, path, &headers, form.to_owned())
+        .await
+}
+
+/// Signs in with `token`: the session cookie's value, after checking its attributes.
+async fn sign_in(api: &Api, token: &str) -> String {
+    let form = format!("token={token}");
+    let reply = post_form(api, "/portal/session", None, &form).await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{:?}", reply.body);
+    assert_eq!(reply.headers["location"], "/portal");
+    let set = reply.headers["set-cookie"].to_str().unwrap().to_owned();
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/portal", "Max-Age="] {
+        assert!(set.contains(attribute), "{attribute} missing from {set}");
+    }
+    let value = set
+        .strip_prefix("switchyard_portal=")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap();
+    value.to_owned()
+}
+
+fn text(reply: &Reply) -> String {
+    String::from_utf8(reply.body.to_vec()).unwrap()
+}
+
+/// The CSRF token of the sign-out form on a page.
+fn csrf_of(page: &str) -> String {
+    let at = page.find(r#"name="csrf" value=""#).unwrap() + r#"name="csrf" value=""#.len();
+    page[at..].split('"').next().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn the_operator_signs_in_and_sees_every_application() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::start(dir.path()).await;
+    let api = Api::new(server.local_addr());
+    let browser = api.with_token(None);
+
+    let root = get(&browser, "/", None).await;
+    assert_eq!(root.status, StatusCode::SEE_OTHER);
+    assert_eq!(root.headers["location"], "/portal");
+    let sign_in_page = get(&browser, "/portal", None).await;
+    assert_eq!(sign_in_page.status, StatusCode::OK);
+    let csp = sign_in_page.headers["content-security-policy"]
+        .to_str()
+        .unwrap();
+    for directive in [
+        "default-src 'none'",
+        "script-src 'self'",
+        "frame-ancestors 'none'",
+    ] {
+        assert!(csp.contains(directive), "{directive} missing from {csp}");
+    }
+    assert_eq!(sign_in_page.headers["cache-control"], "no-store");
+    assert_eq!(sign_in_page.headers["x-content-type-options"], "nosniff");
+    assert!(text(&sign_in_page).contains(r#"action="/portal/session""#));
+    assert!(
+        !text(&sign_in_page).contains("<script>"),
+        "no inline script: the policy would refuse it"
+    );
+
+    // A form posted from another site is refused before the token is looked at.
+    let foreign = browser
+        .send_with(
+            Method::POST,
+            "/portal/session",
+            &[
+                ("content-type", "application/x-www-form-urlencoded"),
+                ("origin", "https://evil.example"),
+            ],
+            format!("token={TOKEN}"),
+        )
+        .await;
+    assert_eq!(foreign.status, StatusCode::FORBIDDEN);
+    assert!(foreign.headers.get("set-cookie").is_none());
+    let refused = post_form(&browser, "/portal/session", None, "token=wrong").await;
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
+    assert!(refused.headers.get("set-cookie").is_none());
+
+    // An application whose name and endpoint are attacker-chosen text.
+    let hostile = "<script>alert(1)</script>";
+    api.post("/api/v1/app", &json!({"name": hostile, "uid": "evil"}))
+        .await;
+    let endpoint = api
+        .post(
+            "/api/v1/app/evil/endpoint",
+            &json!({"url": "https://example.com/hook?a=1&b=2",
+                    "description": "\"><img src=x onerror=alert(1)><b>bold</b>"}),
+        )
+        .await;
+    assert_eq!(endpoint.status, StatusCode::CREATED, "{:?}", endpoint.body);
+    api.post("/api/v1/app", &json!({"name": "Plain", "uid": "plain"}))
+        .await;
+
+    let cookie = sign_in(&browser, TOKEN).await;
+    assert!(cookie.starts_with("op."), "{cookie}");
+    assert!(
+        !cookie.contains(TOKEN),
+        "the server token is not in the cookie"
+    );
+    let list = get(&browser, "/portal", Some(&cookie)).await;
+    assert_eq!(list.status, StatusCode::OK);
+    let page = text(&list);
+    assert!(page.contains("Plain"));
+    assert!(
+        page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "{page}"
+    );
+    assert!(!page.contains(hostile));
+
+    let app = get(&browser, "/portal/app/evil", Some(&cookie)).await;
+    assert_eq!(app.status, StatusCode::OK);
+    let page = text(&app);
+    assert!(page.contains("&lt;b&gt;bold&lt;/b&gt;"));
+    assert!(page.contains("https://example.com/hook?a=1&amp;b=2"));
+    assert!(!page.contains("<img src=x"), "{page}");
+
+    // A tampered or foreign cookie is no session.
+    let tampered = format!("{}x", &cookie[..cookie.len() - 1]);
+    let again = get(&browser, "/portal", Some(&tampered)).await;
+    assert!(text(&again).contains(r#"action="/portal/session""#));
+    let forged_expiry = cookie.replacen("op.", "op.9", 1);
+    let again = get(&browser, "/portal/app/plain", Some(&forged_expiry)).await;
+    assert_eq!(again.status, StatusCode::SEE_OTHER, "back to sign-in");
+
+    // Sign-out needs the page's CSRF token.
+    let without = post_form(&browser, "/portal/sign-out", Some(&cookie), "csrf=nope").await;
+    assert_eq!(without.status, StatusCode::FORBIDDEN);
+    let csrf = csrf_of(&page);
+    let out = post_form(
+        &browser,
+        "/portal/sign-out",
+        Some(&cookie),
+        &format!("csrf={csrf}"),
+    )
+    .await;
+    assert_eq!(out.status, StatusCode::SEE_OTHER);
+    assert!(
+        out.headers["set-cookie"]
+            .to_str()
+            .unwrap()
+            .contains("Max-Age=0")
+    );
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_portal_link_opens_its_application_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::start(dir.path()).await;
+    let api = Api::new(server.local_addr());
+    let browser = api.with_token(None);
+    let mut ids = Vec::new();
+    for uid in ["tenant-a", "tenant-b"] {
+        let app = api
+            .post("/api/v1/app", &json!({"name": uid, "uid": uid}))
+            .await
+            .json();
+        ids.push(app["id"].as_str().unwrap().to_owned());
+        api.post(
+            &format!("/api/v1/app/{uid}/endpoint"),
+            &json!({"url": format!("https://{uid}.example/hook")}),
+        )
+        .await;
+    }
+    let issued = api
+        .post("/api/v1/auth/app-portal-access/tenant-a", &json!({}))
+        .await
+        .json();
+    let token = issued["token"].as_str().unwrap();
+    assert!(issued["url"].as_str().unwrap().contains("/portal/#key="));
+
+    let cookie = sign_in(&browser, token).await;
+    let home = get(&browser, "/portal", Some(&cookie)).await;
+    assert_eq!(home.status, StatusCode::SEE_OTHER);
+    assert_eq!(home.headers["location"], format!("/portal/app/{}", ids[0]));
+    let own = get(&browser, &format!("/portal/app/{}", ids[0]), Some(&cookie)).await;
+    assert_eq!(own.status, StatusCode::OK);
+    assert!(text(&own).contains("https://tenant-a.example/hook"));
+    for other in [ids[1].as_str(), "tenant-b"] {
+        let other = get(&browser, &format!("/portal/app/{other}"), Some(&cookie)).await;
+        assert_eq!(other.status, StatusCode::NOT_FOUND);
+        assert!(!text(&other).contains("tenant-b.example"));
+    }
+
+    // Logging the token out ends the session.
+    let logout = api
+        .with_token(Some(token))
+        .post("/api/v1/auth/logout", &json!({}))
+        .await;
+    assert_eq!(logout.status, StatusCode::NO_CONTENT);
+    let after = get(&browser, &format!("/portal/app/{}", ids[0]), Some(&cookie)).await;
+    assert_eq!(after.status, StatusCode::SEE_OTHER);
+    server.shutdown().await.unwrap();
+}
