@@ -4,13 +4,18 @@
 //   PORTAL_URL=http://127.0.0.1:PORT PORTAL_TOKEN=... SCREENSHOTS=dir node portal.mjs
 //
 // - the operator signs in with the server token, sees every application (one of them named
-//   with a <script> that must stay inert), opens one and its endpoints, and signs out;
+//   with a <script> that must stay inert), opens one and its endpoints;
+// - adds an endpoint through the page (a receiver on loopback), a message is sent through the
+//   API and its successful attempt shows in the message log; the receiver then fails (with
+//   a <script> in its answer, which stays inert), the next message's failure shows, the
+//   receiver recovers and the page's Resend button delivers it; then signs out;
 // - a customer follows the portal link of one application: the token leaves the address
 //   bar, the application's page opens, and another application's page is a 404;
 // - no page breaks the Content-Security-Policy.
 // A screenshot of each page goes to SCREENSHOTS.
 
 import { mkdirSync } from "node:fs";
+import { createServer } from "node:http";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
 
@@ -54,6 +59,38 @@ await api("POST", "/api/v1/app/tenant-a/endpoint", {
 await api("POST", "/api/v1/app/tenant-b/endpoint", { url: "https://b.example/hooks" });
 const link = await api("POST", "/api/v1/auth/app-portal-access/tenant-a", {});
 
+// A receiver on loopback: answers 204 while healthy, 500 with markup in its body when not.
+let healthy = true;
+const received = [];
+const receiver = createServer((request, response) => {
+  let body = "";
+  request.on("data", (chunk) => (body += chunk));
+  request.on("end", () => {
+    received.push(body);
+    if (healthy) {
+      response.writeHead(204).end();
+    } else {
+      response
+        .writeHead(500, { "content-type": "text/html" })
+        .end("<script>window.__pwned = true</script>receiver down");
+    }
+  });
+});
+await new Promise((resolve) => receiver.listen(0, "127.0.0.1", resolve));
+const hook = `http://127.0.0.1:${receiver.address().port}/hook`;
+
+/** Reloads `page` until `text` shows (the engine delivers in the background). */
+async function until(page, text) {
+  for (let i = 0; i < 60; i += 1) {
+    if (await page.getByText(text, { exact: false }).count()) {
+      return;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 250));
+    await page.reload();
+  }
+  throw new Error(`"${text}" never showed on ${page.url()}`);
+}
+
 const browser = await chromium.launch({ executablePath, args: ["--no-sandbox"] });
 const violations = [];
 function watch(page) {
@@ -88,6 +125,55 @@ try {
     "an application's page lists its endpoints",
   );
   await page.screenshot({ path: join(shots, "application.png"), fullPage: true });
+
+  // An endpoint added through the page.
+  await Promise.all([page.waitForNavigation(), page.click("text=Add endpoint")]);
+  await page.fill("#url", hook);
+  await page.fill("#description", "Added in the browser");
+  await page.screenshot({ path: join(shots, "new-endpoint.png"), fullPage: true });
+  await Promise.all([page.waitForNavigation(), page.click("button:has-text('Add endpoint')")]);
+  check(await page.getByText(hook).isVisible(), "the endpoint added through the page is listed");
+
+  // A message through the API; its attempt in the log.
+  const first = await api("POST", "/api/v1/app/tenant-a/msg", {
+    eventType: "invoice.paid",
+    payload: { note: "<script>window.__pwned = true</script>", amount: 3 },
+  });
+  await Promise.all([page.waitForNavigation(), page.click("text=Message log")]);
+  check(await page.getByText(first.id).isVisible(), "the message is in the log");
+  await page.screenshot({ path: join(shots, "message-log.png"), fullPage: true });
+  await Promise.all([page.waitForNavigation(), page.click(`text=${first.id}`)]);
+  await until(page, "HTTP 204");
+  check(await page.getByText("delivered").first().isVisible(), "its delivery succeeded");
+  check(
+    await page.getByText('"<script>window.__pwned = true</script>"', { exact: false }).isVisible(),
+    "a payload holding markup shows as text",
+  );
+
+  // The receiver fails: the failure shows; it recovers: Resend delivers.
+  healthy = false;
+  const second = await api("POST", "/api/v1/app/tenant-a/msg", {
+    eventType: "invoice.paid",
+    payload: { amount: 4 },
+  });
+  await page.goto(`${base}/portal/app/${a.id}/msg/${second.id}`);
+  await until(page, "HTTP 500");
+  await page.locator("summary", { hasText: "HTTP 500" }).click();
+  check(
+    await page.getByText("<script>window.__pwned = true</script>receiver down").isVisible(),
+    "a response body holding markup shows as text",
+  );
+  await page.screenshot({ path: join(shots, "message-failed.png"), fullPage: true });
+  healthy = true;
+  const row = page.locator("#deliveries tr", { hasText: hook });
+  await Promise.all([page.waitForNavigation(), row.locator("button:has-text('Resend')").click()]);
+  await until(page, "HTTP 204");
+  check(
+    await page.locator("#deliveries tr", { hasText: hook }).getByText("delivered").isVisible(),
+    "Resend delivered it",
+  );
+  await page.screenshot({ path: join(shots, "message-resent.png"), fullPage: true });
+  check((await page.evaluate(() => window.__pwned)) === undefined, "no payload or answer ran");
   await Promise.all([page.waitForNavigation(), page.click("text=Sign out")]);
   check(await page.locator("#token").isVisible(), "signing out leads back to sign-in");
   await operator.close();
@@ -113,5 +199,6 @@ try {
   check(violations.length === 0, `no Content-Security-Policy violations ${violations}`);
 } finally {
   await browser.close();
+  receiver.close();
 }
 console.log(`screenshots in ${shots}`);

@@ -48,7 +48,11 @@ pub fn run_step(root: &Path) -> Result<(), String> {
     std::fs::write(
         &config,
         format!(
-            "bind = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\ntokens = [\"{TOKEN}\"]\nlog_filter = \"warn\"\n",
+            "bind = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\ntokens = [\"{TOKEN}\"]\nlog_filter = \"warn\"\n\
+             [delivery]\n\
+             # The flows' receiver listens on loopback; a failed attempt is retried only\n\
+             # when the page resends it.\n\
+             allow_subnets = [\"127.0.0.0/8\"]\nretry_schedule_secs = [3600]\n",
             work.join("data").display()
         ),
     )

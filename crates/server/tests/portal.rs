@@ -221,3 +221,174 @@ async fn a_portal_link_opens_its_application_only() {
     assert_eq!(after.status, StatusCode::SEE_OTHER);
     server.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn endpoints_are_added_and_messages_read_through_the_pages() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::start(dir.path()).await;
+    let api = Api::new(server.local_addr());
+    let browser = api.with_token(None);
+    let app = api
+        .post("/api/v1/app", &json!({"name": "Shop", "uid": "shop"}))
+        .await
+        .json();
+    let app_id = app["id"].as_str().unwrap();
+    for name in ["invoice.paid", "invoice.failed"] {
+        api.post(
+            "/api/v1/event-type",
+            &json!({"name": name, "description": ""}),
+        )
+        .await;
+    }
+    let cookie = sign_in(&browser, TOKEN).await;
+    let form_page = text(&get(&browser, "/portal/app/shop/endpoint/new", Some(&cookie)).await);
+    let csrf = csrf_of(&form_page);
+
+    // Without the CSRF token nothing is made; an address the SSRF guard refuses is said so.
+    let path = format!("/portal/app/{app_id}/endpoint");
+    let forged = post_form(
+        &browser,
+        &path,
+        Some(&cookie),
+        "url=https%3A%2F%2Fa.example%2F",
+    )
+    .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    let private = post_form(
+        &browser,
+        &path,
+        Some(&cookie),
+        &format!("csrf={csrf}&url=http%3A%2F%2F169.254.169.254%2F"),
+    )
+    .await;
+    assert_eq!(private.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(text(&private).contains("SSRF guard"), "{}", text(&private));
+    let bad_rate = post_form(
+        &browser,
+        &path,
+        Some(&cookie),
+        &format!("csrf={csrf}&url=https%3A%2F%2Fa.example%2F&rate_limit=0"),
+    )
+    .await;
+    assert_eq!(bad_rate.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        text(&bad_rate).contains(r#"value="https://a.example/""#),
+        "the form keeps what was typed"
+    );
+    assert!(
+        api.get("/api/v1/app/shop/endpoint").await.json()["data"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    let made = post_form(
+        &browser,
+        &path,
+        Some(&cookie),
+        &format!(
+            "csrf={csrf}&url=https%3A%2F%2Fa.example%2Fhook&description=Mine\
+             &event_types=invoice.paid%2C+invoice.failed&channels=eu&rate_limit=5"
+        ),
+    )
+    .await;
+    assert_eq!(made.status, StatusCode::SEE_OTHER, "{}", text(&made));
+    let listed = api.get("/api/v1/app/shop/endpoint").await.json();
+    let endpoint = &listed["data"][0];
+    assert_eq!(endpoint["url"], "https://a.example/hook");
+    assert_eq!(
+        endpoint["filterTypes"],
+        json!(["invoice.failed", "invoice.paid"])
+    );
+    assert_eq!(endpoint["channels"], json!(["eu"]));
+    assert_eq!(endpoint["rateLimit"], 5);
+
+    // The message log, filtered; a message's page shows its payload as text.
+    let mut ids = Vec::new();
+    for (event_type, note) in [
+        ("invoice.paid", "<script>x()</script>"),
+        ("invoice.failed", ""),
+    ] {
+        let sent = api
+            .post(
+                "/api/v1/app/shop/msg",
+                &json!({"eventType": event_type, "payload": {"note": note}, "channels": ["eu"]}),
+            )
+            .await
+            .json();
+        ids.push(sent["id"].as_str().unwrap().to_owned());
+    }
+    let log = text(&get(&browser, "/portal/app/shop/msg", Some(&cookie)).await);
+    assert!(log.contains(&ids[0]) && log.contains(&ids[1]));
+    let paid = text(
+        &get(
+            &browser,
+            "/portal/app/shop/msg?event_type=invoice.paid",
+            Some(&cookie),
+        )
+        .await,
+    );
+    assert!(paid.contains(&ids[0]) && !paid.contains(&ids[1]));
+    let bad = get(
+        &browser,
+        "/portal/app/shop/msg?channel=a%20b",
+        Some(&cookie),
+    )
+    .await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let page = text(
+        &get(
+            &browser,
+            &format!("/portal/app/shop/msg/{}", ids[0]),
+            Some(&cookie),
+        )
+        .await,
+    );
+    assert!(page.contains("&lt;script&gt;x()&lt;/script&gt;"), "{page}");
+    assert!(!page.contains("<script>x()"));
+    assert!(page.contains("https://a.example/hook"), "where it went");
+
+    // Resend needs the CSRF token too; a read-only link may look, not change.
+    let resend = format!("/portal/app/shop/msg/{}/resend", ids[0]);
+    let endpoint_id = endpoint["id"].as_str().unwrap();
+    let forged = post_form(
+        &browser,
+        &resend,
+        Some(&cookie),
+        &format!("endpoint={endpoint_id}"),
+    )
+    .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    let resent = post_form(
+        &browser,
+        &resend,
+        Some(&cookie),
+        &format!("csrf={}&endpoint={endpoint_id}", csrf_of(&page)),
+    )
+    .await;
+    assert_eq!(resent.status, StatusCode::SEE_OTHER);
+    let issued = api
+        .post(
+            "/api/v1/auth/app-portal-access/shop",
+            &json!({"readOnly": true}),
+        )
+        .await
+        .json();
+    let reader = sign_in(&browser, issued["token"].as_str().unwrap()).await;
+    let reader_page = text(
+        &get(
+            &browser,
+            &format!("/portal/app/shop/msg/{}", ids[0]),
+            Some(&reader),
+        )
+        .await,
+    );
+    let refused = post_form(
+        &browser,
+        &resend,
+        Some(&reader),
+        &format!("csrf={}&endpoint={endpoint_id}", csrf_of(&reader_page)),
+    )
+    .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    server.shutdown().await.unwrap();
+}

@@ -18,6 +18,7 @@
 //! `same-origin` referrer policy (so a browser names the origin of the portal's own forms,
 //! which the form handlers check); all text reaches the page through maud's escaping.
 
+mod pages;
 mod view;
 
 use std::sync::Arc;
@@ -100,6 +101,11 @@ pub(crate) fn routes(state: Arc<PortalState>) -> Router {
         .route("/portal/session", post(sign_in))
         .route("/portal/sign-out", post(sign_out))
         .route("/portal/app/{app}", get(application))
+        .route("/portal/app/{app}/msg", get(pages::messages))
+        .route("/portal/app/{app}/msg/{msg}", get(pages::message))
+        .route("/portal/app/{app}/msg/{msg}/resend", post(pages::resend))
+        .route("/portal/app/{app}/endpoint/new", get(pages::new_endpoint))
+        .route("/portal/app/{app}/endpoint", post(pages::create_endpoint))
         .route("/portal/assets/portal.js", get(script))
         .route("/portal/assets/portal.css", get(style))
         .layer(axum::middleware::map_response(secure_headers))
@@ -218,6 +224,42 @@ impl PortalState {
             session,
             csrf: self.csrf(cookie),
         })
+    }
+
+    /// A form posted by a signed-in page: from this origin, with the session's CSRF token;
+    /// the session and the form's bytes, else the response to give.
+    async fn form(
+        &self,
+        headers: &HeaderMap,
+        body: Body,
+    ) -> Result<(SignedIn, axum::body::Bytes), Response> {
+        if !same_origin(headers) {
+            return Err(cross_site());
+        }
+        let Some(cookie) = session_cookie(headers) else {
+            return Err(redirect("/portal"));
+        };
+        let Some(session) = self.session(cookie).await else {
+            return Err(redirect("/portal"));
+        };
+        let Ok(bytes) = axum::body::to_bytes(body, MAX_FORM).await else {
+            return Err(html(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                view::message("The form is too large."),
+            ));
+        };
+        let csrf = form_field(&bytes, "csrf").unwrap_or_default();
+        if !self.csrf_matches(cookie, &csrf) {
+            return Err(html(
+                StatusCode::FORBIDDEN,
+                view::message("This form has expired; reload the page and try again."),
+            ));
+        }
+        let signed_in = SignedIn {
+            session,
+            csrf: self.csrf(cookie),
+        };
+        Ok((signed_in, bytes))
     }
 
     /// A `Set-Cookie` value holding `value` for `max_age` (zero: removed).
@@ -352,21 +394,8 @@ fn refused() -> Response {
 
 /// `POST /portal/sign-out` (form: `csrf`): the cookie is removed.
 async fn sign_out(State(state): Shared, headers: HeaderMap, body: Body) -> Response {
-    if !same_origin(&headers) {
-        return cross_site();
-    }
-    let Some(cookie) = session_cookie(&headers) else {
-        return redirect("/portal");
-    };
-    let bytes = axum::body::to_bytes(body, MAX_FORM)
-        .await
-        .unwrap_or_default();
-    let csrf = form_field(&bytes, "csrf").unwrap_or_default();
-    if !state.csrf_matches(cookie, &csrf) {
-        return html(
-            StatusCode::FORBIDDEN,
-            view::message("This form has expired; reload the page and try again."),
-        );
+    if let Err(response) = state.form(&headers, body).await {
+        return response;
     }
     (
         StatusCode::SEE_OTHER,
@@ -475,4 +504,13 @@ fn failure(signed_in: &SignedIn, error: &WebhooksError) -> Response {
             view::message("The page could not be made; the server's log says why."),
         ),
     )
+}
+
+/// Tells operational webhooks (when they are on) about an endpoint added through the portal.
+async fn operational_created(state: &PortalState, endpoint: &switchyard_webhooks::Endpoint) {
+    if let Some(operational) = &state.svix.webhooks.operational {
+        operational
+            .endpoint_changed(crate::svix::operational::EndpointChange::Created, endpoint)
+            .await;
+    }
 }

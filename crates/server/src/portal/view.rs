@@ -2,7 +2,10 @@
 //! (payloads, URLs, names and descriptions are the senders' and receivers' text).
 
 use maud::{DOCTYPE, Markup, html};
-use switchyard_webhooks::{Application, Endpoint, EventTypeFilter, Page};
+use switchyard_webhooks::{
+    Application, Attempt, AttemptStatus, Channel, Delivery, DeliveryStatus, Endpoint,
+    EventTypeFilter, Message, Page,
+};
 
 use crate::svix::request::time;
 
@@ -143,7 +146,9 @@ pub(super) fn application(
             "Id " code { (app.id) }
             @if let Some(uid) = &app.uid { " · uid " code { (uid) } }
         }
+        (app_nav(app))
         h2 { "Endpoints" }
+        p { a.button href={ "/portal/app/" (app.id) "/endpoint/new" } { "Add endpoint" } }
         @if endpoints.items.is_empty() {
             p { "No endpoints yet." }
         } @else {
@@ -180,4 +185,258 @@ pub(super) fn application(
         }
     };
     page(csrf, operator, &app.name, body)
+}
+
+/// The message log's filters, as given.
+pub(super) struct LogFilters<'a> {
+    pub event_type: Option<&'a str>,
+    pub channel: Option<&'a str>,
+}
+
+/// The message log: filters, the page, paging.
+pub(super) fn messages(
+    csrf: &str,
+    operator: bool,
+    app: &Application,
+    list: Option<&Page<Message>>,
+    filters: &LogFilters<'_>,
+    problem: Option<&str>,
+    asked: Option<&str>,
+) -> Markup {
+    let base = format!("/portal/app/{}/msg", app.id);
+    // Paging keeps the filters.
+    let mut query = String::new();
+    for (name, value) in [
+        ("event_type", filters.event_type),
+        ("channel", filters.channel),
+    ] {
+        if let Some(value) = value {
+            query.push_str(&format!(
+                "&{name}={}",
+                form_urlencoded::byte_serialize(value.as_bytes()).collect::<String>()
+            ));
+        }
+    }
+    let body = html! {
+        (app_nav(app))
+        form.filters method="get" action=(base) {
+            label for="event_type" { "Event type" }
+            input #event_type type="text" name="event_type" value=[filters.event_type];
+            label for="channel" { "Channel" }
+            input #channel type="text" name="channel" value=[filters.channel];
+            button type="submit" { "Filter" }
+        }
+        @if let Some(problem) = problem {
+            p.error role="alert" { (problem) }
+        }
+        @if let Some(list) = list {
+            @if list.items.is_empty() {
+                p { "No messages." }
+            } @else {
+                table #messages {
+                    thead { tr { th { "Message" } th { "Event type" } th { "Channels" } th { "Sent" } } }
+                    tbody {
+                        @for message in &list.items {
+                            tr {
+                                td { a href={ (base) "/" (message.id) } { code { (message.id) } } }
+                                td { code { (message.event_type) } }
+                                td { (channel_list(&message.channels)) }
+                                td { (when(&message.created_at)) }
+                            }
+                        }
+                    }
+                }
+                (pager_with(list, &base, asked, &query))
+            }
+        }
+    };
+    page(csrf, operator, &format!("{} · messages", app.name), body)
+}
+
+/// The links between an application's pages.
+fn app_nav(app: &Application) -> Markup {
+    html! {
+        nav.app {
+            a href={ "/portal/app/" (app.id) } { "Endpoints" }
+            a href={ "/portal/app/" (app.id) "/msg" } { "Message log" }
+        }
+    }
+}
+
+fn channel_list(channels: &[Channel]) -> Markup {
+    html! {
+        @for (i, channel) in channels.iter().enumerate() {
+            @if i > 0 { ", " }
+            code { (channel) }
+        }
+    }
+}
+
+/// [`pager`] whose links carry `query` (`&name=value…`) too.
+fn pager_with<T>(page: &Page<T>, base: &str, asked: Option<&str>, query: &str) -> Markup {
+    let backward = asked.is_some_and(|i| i.starts_with('-'));
+    let (has_prev, has_next) = if backward {
+        (!page.done, true)
+    } else {
+        (asked.is_some(), !page.done)
+    };
+    html! {
+        nav.pager {
+            @if has_prev {
+                @if let Some(prev) = &page.prev_iterator {
+                    a rel="prev" href={ (base) "?iterator=" (prev) (query) } { "← Newer" }
+                }
+            }
+            @if has_next {
+                @if let Some(next) = &page.iterator {
+                    a rel="next" href={ (base) "?iterator=" (next) (query) } { "Older →" }
+                }
+            }
+        }
+    }
+}
+
+/// A message: its payload, where it went (with a resend button each), and its attempts.
+pub(super) fn message_page(
+    csrf: &str,
+    operator: bool,
+    app: &Application,
+    message: &Message,
+    destinations: &[(Delivery, Option<String>)],
+    attempts: &[Attempt],
+) -> Markup {
+    let payload = serde_json::from_str::<serde_json::Value>(&message.payload)
+        .ok()
+        .and_then(|value| serde_json::to_string_pretty(&value).ok())
+        .unwrap_or_else(|| message.payload.clone());
+    let resend = format!("/portal/app/{}/msg/{}/resend", app.id, message.id);
+    let body = html! {
+        (app_nav(app))
+        p.meta {
+            "Event type " code { (message.event_type) }
+            @if !message.channels.is_empty() { " · channels " (channel_list(&message.channels)) }
+            @if let Some(event_id) = &message.event_id { " · event id " code { (event_id) } }
+            " · sent " (when(&message.created_at))
+        }
+        h2 { "Payload" }
+        @if message.expired {
+            p { "The payload was purged after the retention period." }
+        } @else {
+            pre.payload { code { (payload) } }
+        }
+        h2 { "Deliveries" }
+        @if destinations.is_empty() {
+            p { "No endpoint was listening when it was sent." }
+        } @else {
+            table #deliveries {
+                thead { tr { th { "Endpoint" } th { "State" } th { "Attempts" } th { "" } } }
+                tbody {
+                    @for (delivery, url) in destinations {
+                        tr {
+                            td {
+                                @match url {
+                                    Some(url) => { code { (switchyard_webhooks::redact_userinfo(url)) } }
+                                    None => { code { (delivery.endpoint_id) } " (deleted)" }
+                                }
+                            }
+                            td { (delivery_state(delivery.status)) }
+                            td { (delivery.attempts) }
+                            td {
+                                @if url.is_some() {
+                                    form.inline method="post" action=(resend) {
+                                        input type="hidden" name="csrf" value=(csrf);
+                                        input type="hidden" name="endpoint" value=(delivery.endpoint_id);
+                                        button type="submit" { "Resend" }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        h2 { "Attempts" }
+        @if attempts.is_empty() {
+            p { "None yet." }
+        } @else {
+            @for attempt in attempts {
+                details.attempt {
+                    summary {
+                        (when(&attempt.timestamp)) " · "
+                        @if attempt.response_status == 0 { "no response" } @else { "HTTP " (attempt.response_status) }
+                        " · " (attempt.duration.as_millis()) " ms · "
+                        @if attempt.status == AttemptStatus::Success { span.good { "succeeded" } } @else { span.bad { "failed" } }
+                        " · " code { (switchyard_webhooks::redact_userinfo(&attempt.url)) }
+                    }
+                    h3 { "Request headers" }
+                    table {
+                        tbody {
+                            @for (name, value) in attempt.headers.iter() {
+                                tr { td { code { (name) } } td { code { (value) } } }
+                            }
+                        }
+                    }
+                    h3 { "Response body" }
+                    pre.response { code { (attempt.response) } }
+                }
+            }
+        }
+    };
+    page(csrf, operator, &format!("Message {}", message.id), body)
+}
+
+fn delivery_state(status: DeliveryStatus) -> Markup {
+    html! {
+        @match status {
+            DeliveryStatus::Succeeded => span.good { "delivered" },
+            DeliveryStatus::Exhausted => span.bad { "failed (retries exhausted)" },
+            _ => span { "pending" },
+        }
+    }
+}
+
+/// What the endpoint form holds (given back when it is refused).
+#[derive(Debug, Default)]
+pub(super) struct EndpointForm {
+    pub url: String,
+    pub description: String,
+    pub event_types: String,
+    pub channels: String,
+    pub rate_limit: String,
+}
+
+/// The form adding an endpoint; `problem` says why the last one was refused.
+pub(super) fn new_endpoint(
+    csrf: &str,
+    operator: bool,
+    app: &Application,
+    input: &EndpointForm,
+    problem: Option<&str>,
+) -> Markup {
+    let body = html! {
+        (app_nav(app))
+        @if let Some(problem) = problem {
+            p.error role="alert" { (problem) }
+        }
+        form #new-endpoint method="post" action={ "/portal/app/" (app.id) "/endpoint" } {
+            input type="hidden" name="csrf" value=(csrf);
+            label for="url" { "URL" }
+            input #url type="text" name="url" value=(input.url) required placeholder="https://example.com/webhooks";
+            label for="description" { "Description" }
+            input #description type="text" name="description" value=(input.description);
+            label for="event_types" { "Event types" }
+            input #event_types type="text" name="event_types" value=(input.event_types) placeholder="every type; or invoice.paid, invoice.failed";
+            label for="channels" { "Channels" }
+            input #channels type="text" name="channels" value=(input.channels) placeholder="none; or project-1, project-2";
+            label for="rate_limit" { "Rate limit (messages a second)" }
+            input #rate_limit type="text" name="rate_limit" value=(input.rate_limit) placeholder="no limit";
+            button type="submit" { "Add endpoint" }
+        }
+    };
+    page(
+        csrf,
+        operator,
+        &format!("{} · new endpoint", app.name),
+        body,
+    )
 }

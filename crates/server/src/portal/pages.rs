@@ -1,0 +1,353 @@
+//! The portal's pages about one application's messages and endpoints: the message log, a
+//! message with its deliveries and attempts (and resending it to an endpoint), and adding an
+//! endpoint.
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Response};
+use http::header::LOCATION;
+use http::{HeaderMap, StatusCode};
+use serde::Deserialize;
+use switchyard_webhooks::store::{AttemptFilter, MessageFilter};
+use switchyard_webhooks::{
+    AppId, AppScope, Application, Channel, EndpointSpec, Error as WebhooksError, EventTypeName,
+    ListOptions, Order,
+};
+
+use super::operational_created;
+use super::{PortalState, SignedIn, failure, form_field, html, not_found, operator, view};
+use crate::svix::store::ServerStore;
+
+/// The most attempts a message's page shows (newest first).
+const ATTEMPTS_SHOWN: usize = 100;
+
+/// The application `app` names, when the session may see it; else the response to give.
+async fn visible<'s>(
+    state: &'s PortalState,
+    signed_in: &SignedIn,
+    app: &str,
+) -> Result<(Application, AppScope<'s, ServerStore>), Response> {
+    let registry = &state.svix.webhooks.registry;
+    let application = match registry.application(app).await {
+        Ok(found) if found.id != AppId::default_app() && signed_in.session.sees(&found.id) => found,
+        Ok(_) | Err(WebhooksError::ApplicationNotFound { .. }) => {
+            return Err(not_found(signed_in));
+        }
+        Err(error) => return Err(failure(signed_in, &error)),
+    };
+    match registry.app(application.id.as_str()).await {
+        Ok(scope) => Ok((application, scope)),
+        Err(error) => Err(failure(signed_in, &error)),
+    }
+}
+
+/// The message log's query: paging and filters.
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct LogQuery {
+    iterator: Option<String>,
+    event_type: Option<String>,
+    channel: Option<String>,
+}
+
+/// `/portal/app/{app}/msg`: the application's messages, newest first, 50 a page, filtered
+/// by event type and channel.
+pub(super) async fn messages(
+    State(state): State<Arc<PortalState>>,
+    headers: HeaderMap,
+    Path(app): Path<String>,
+    Query(query): Query<LogQuery>,
+) -> Response {
+    let Some(signed_in) = state.signed_in(&headers).await else {
+        return super::redirect("/portal");
+    };
+    let (application, scope) = match visible(&state, &signed_in, &app).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    let given = |value: &Option<String>| {
+        value
+            .as_deref()
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+    };
+    let (event_type, channel) = (given(&query.event_type), given(&query.channel));
+    let mut filter = MessageFilter::default();
+    let mut problem = None;
+    if let Some(name) = &event_type {
+        match EventTypeName::new(name.as_str()) {
+            Ok(name) => filter.event_types.push(name),
+            Err(error) => problem = Some(error.to_string()),
+        }
+    }
+    if let Some(name) = &channel {
+        match Channel::new(name.as_str()) {
+            Ok(channel) => filter.channel = Some(channel),
+            Err(error) => problem = Some(error.to_string()),
+        }
+    }
+    let asked = query.iterator.as_deref().filter(|i| !i.is_empty());
+    let mut options = ListOptions::new().limit(50).order(Order::Descending);
+    if let Some(iterator) = asked {
+        options = options.iterator(iterator);
+    }
+    let page = if problem.is_some() {
+        None
+    } else {
+        match scope.list_messages(&filter, &options).await {
+            Ok(page) => Some(page),
+            Err(WebhooksError::InvalidId { .. }) => {
+                problem = Some("That page link is not valid; start again.".to_owned());
+                None
+            }
+            Err(error) => return failure(&signed_in, &error),
+        }
+    };
+    let filters = view::LogFilters {
+        event_type: event_type.as_deref(),
+        channel: channel.as_deref(),
+    };
+    html(
+        if problem.is_some() {
+            StatusCode::UNPROCESSABLE_ENTITY
+        } else {
+            StatusCode::OK
+        },
+        view::messages(
+            &signed_in.csrf,
+            operator(&signed_in),
+            &application,
+            page.as_ref(),
+            &filters,
+            problem.as_deref(),
+            asked,
+        ),
+    )
+}
+
+/// `/portal/app/{app}/msg/{msg}`: a message's payload, where it went, and its attempts.
+pub(super) async fn message(
+    State(state): State<Arc<PortalState>>,
+    headers: HeaderMap,
+    Path((app, msg)): Path<(String, String)>,
+) -> Response {
+    let Some(signed_in) = state.signed_in(&headers).await else {
+        return super::redirect("/portal");
+    };
+    let (application, scope) = match visible(&state, &signed_in, &app).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    let message = match scope.message(&msg).await {
+        Ok(message) => message,
+        Err(WebhooksError::MessageNotFound { .. } | WebhooksError::InvalidId { .. }) => {
+            return not_found(&signed_in);
+        }
+        Err(error) => return failure(&signed_in, &error),
+    };
+    let deliveries = match scope.deliveries(&message.id).await {
+        Ok(deliveries) => deliveries,
+        Err(error) => return failure(&signed_in, &error),
+    };
+    let mut destinations = Vec::with_capacity(deliveries.len());
+    for delivery in deliveries {
+        // An endpoint deleted since shows by its id.
+        let url = scope
+            .endpoint(delivery.endpoint_id.as_str())
+            .await
+            .ok()
+            .map(|e| e.url);
+        destinations.push((delivery, url));
+    }
+    let filter = AttemptFilter {
+        message: Some(message.id.clone()),
+        ..AttemptFilter::default()
+    };
+    let options = ListOptions::new()
+        .limit(ATTEMPTS_SHOWN)
+        .order(Order::Descending);
+    let attempts = match scope.list_attempts(&filter, &options).await {
+        Ok(page) => page.items,
+        Err(error) => return failure(&signed_in, &error),
+    };
+    html(
+        StatusCode::OK,
+        view::message_page(
+            &signed_in.csrf,
+            operator(&signed_in),
+            &application,
+            &message,
+            &destinations,
+            &attempts,
+        ),
+    )
+}
+
+/// `POST /portal/app/{app}/msg/{msg}/resend` (form: `csrf`, `endpoint`): the message goes
+/// to that endpoint again now.
+pub(super) async fn resend(
+    State(state): State<Arc<PortalState>>,
+    headers: HeaderMap,
+    Path((app, msg)): Path<(String, String)>,
+    body: Body,
+) -> Response {
+    let (signed_in, form) = match state.form(&headers, body).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    let (application, scope) = match visible(&state, &signed_in, &app).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    if read_only(&signed_in) {
+        return forbidden(&signed_in);
+    }
+    let endpoint = form_field(&form, "endpoint").unwrap_or_default();
+    match scope.resend(&msg, &endpoint).await {
+        Ok(()) => {}
+        Err(WebhooksError::MessageNotFound { .. } | WebhooksError::EndpointNotFound { .. }) => {
+            return not_found(&signed_in);
+        }
+        Err(error) => return failure(&signed_in, &error),
+    }
+    let location = format!("/portal/app/{}/msg/{msg}", application.id);
+    (StatusCode::SEE_OTHER, [(LOCATION, location)]).into_response()
+}
+
+/// `/portal/app/{app}/endpoint/new`: the form adding an endpoint.
+pub(super) async fn new_endpoint(
+    State(state): State<Arc<PortalState>>,
+    headers: HeaderMap,
+    Path(app): Path<String>,
+) -> Response {
+    let Some(signed_in) = state.signed_in(&headers).await else {
+        return super::redirect("/portal");
+    };
+    let (application, _) = match visible(&state, &signed_in, &app).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    html(
+        StatusCode::OK,
+        view::new_endpoint(
+            &signed_in.csrf,
+            operator(&signed_in),
+            &application,
+            &view::EndpointForm::default(),
+            None,
+        ),
+    )
+}
+
+/// `POST /portal/app/{app}/endpoint` (form: `csrf`, `url`, `description`, `event_types` and
+/// `channels` separated by commas, `rate_limit`): adds the endpoint, or shows the form again
+/// saying what is wrong.
+pub(super) async fn create_endpoint(
+    State(state): State<Arc<PortalState>>,
+    headers: HeaderMap,
+    Path(app): Path<String>,
+    body: Body,
+) -> Response {
+    let (signed_in, form) = match state.form(&headers, body).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    let (application, scope) = match visible(&state, &signed_in, &app).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    if read_only(&signed_in) {
+        return forbidden(&signed_in);
+    }
+    let field = |name: &str| form_field(&form, name).unwrap_or_default();
+    let input = view::EndpointForm {
+        url: field("url").trim().to_owned(),
+        description: field("description"),
+        event_types: field("event_types"),
+        channels: field("channels"),
+        rate_limit: field("rate_limit").trim().to_owned(),
+    };
+    let again = |problem: String| {
+        html(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            view::new_endpoint(
+                &signed_in.csrf,
+                operator(&signed_in),
+                &application,
+                &input,
+                Some(&problem),
+            ),
+        )
+    };
+    let spec = match endpoint_spec(&state, &input) {
+        Ok(spec) => spec,
+        Err(problem) => return again(problem),
+    };
+    match scope.create_endpoint(spec).await {
+        Ok(endpoint) => {
+            operational_created(&state, &endpoint).await;
+            let location = format!("/portal/app/{}", application.id);
+            (StatusCode::SEE_OTHER, [(LOCATION, location)]).into_response()
+        }
+        Err(
+            error @ (WebhooksError::InvalidUrl { .. }
+            | WebhooksError::InvalidHeader { .. }
+            | WebhooksError::InvalidChannel { .. }
+            | WebhooksError::TooManyChannels { .. }
+            | WebhooksError::EventTypeNotFound { .. }),
+        ) => again(error.to_string()),
+        Err(error) => failure(&signed_in, &error),
+    }
+}
+
+/// The endpoint the form describes, checked as the API checks one (the SSRF guard included).
+fn endpoint_spec(state: &PortalState, input: &view::EndpointForm) -> Result<EndpointSpec, String> {
+    if let Err(refused) = state.svix.addresses.check_url(&input.url) {
+        return Err(format!(
+            "deliveries to a {} address are refused (SSRF guard)",
+            refused.range
+        ));
+    }
+    let mut spec = EndpointSpec::new(input.url.clone()).description(input.description.clone());
+    for name in list(&input.event_types) {
+        spec = spec.event_type(EventTypeName::new(name).map_err(|e| e.to_string())?);
+    }
+    for channel in list(&input.channels) {
+        spec = spec.channel(channel).map_err(|e| e.to_string())?;
+    }
+    if !input.rate_limit.is_empty() {
+        let rate: NonZeroU32 = input
+            .rate_limit
+            .parse()
+            .map_err(|_| "the rate limit is a whole number of messages a second, at least 1")?;
+        spec = spec.rate_limit(rate);
+    }
+    Ok(spec)
+}
+
+/// The items of a comma-separated field.
+fn list(text: &str) -> impl Iterator<Item = &str> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+}
+
+/// Whether the session may only read (a read-only application token).
+fn read_only(signed_in: &SignedIn) -> bool {
+    matches!(&signed_in.session, super::Session::Customer(token) if token.read_only)
+}
+
+fn forbidden(signed_in: &SignedIn) -> Response {
+    html(
+        StatusCode::FORBIDDEN,
+        view::page(
+            &signed_in.csrf,
+            operator(signed_in),
+            "Read only",
+            view::message("This link may only look, not change anything."),
+        ),
+    )
+}
