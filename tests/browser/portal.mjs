@@ -8,7 +8,8 @@
 // - adds an endpoint through the page (a receiver on loopback), a message is sent through the
 //   API and its successful attempt shows in the message log; the receiver then fails (with
 //   a <script> in its answer, which stays inert), the next message's failure shows, the
-//   receiver recovers and the page's Resend button delivers it; then signs out;
+//   receiver recovers and the page's Resend button delivers it; the endpoint's page reveals
+//   its secret on request, disables and enables it, and recovers; then signs out;
 // - a customer follows the portal link of one application: the token leaves the address
 //   bar, the application's page opens, and another application's page is a 404;
 // - no page breaks the Content-Security-Policy.
@@ -174,6 +175,24 @@ try {
   );
   await page.screenshot({ path: join(shots, "message-resent.png"), fullPage: true });
   check((await page.evaluate(() => window.__pwned)) === undefined, "no payload or answer ran");
+
+  // The endpoint's page: the secret on request, disable and enable, recover.
+  await Promise.all([page.waitForNavigation(), page.click("text=Endpoints")]);
+  await Promise.all([page.waitForNavigation(), page.click(`text=${hook}`)]);
+  check(!(await page.locator("#secret").count()), "the secret is hidden until asked for");
+  await Promise.all([page.waitForNavigation(), page.click("button:has-text('Reveal secret')")]);
+  check((await page.locator("#secret").textContent()).startsWith("whsec_"), "Reveal shows it");
+  await page.screenshot({ path: join(shots, "endpoint.png"), fullPage: true });
+  await Promise.all([page.waitForNavigation(), page.click("button:has-text('Disable')")]);
+  check(await page.locator("#settings").getByText("disabled").isVisible(), "Disable disables");
+  await Promise.all([page.waitForNavigation(), page.click("button:has-text('Enable')")]);
+  check(await page.locator("#settings").getByText("enabled").isVisible(), "Enable enables");
+  await page.fill("#since_local", "2026-01-01T00:00");
+  await Promise.all([page.waitForNavigation(), page.click("button:has-text('Recover')")]);
+  check(
+    await page.getByText("failed messages are being sent again").isVisible(),
+    "Recover queues the failed messages since the time given",
+  );
   await Promise.all([page.waitForNavigation(), page.click("text=Sign out")]);
   check(await page.locator("#token").isVisible(), "signing out leads back to sign-in");
   await operator.close();

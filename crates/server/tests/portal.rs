@@ -392,3 +392,93 @@ async fn endpoints_are_added_and_messages_read_through_the_pages() {
     assert_eq!(refused.status, StatusCode::FORBIDDEN);
     server.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn an_endpoints_page_reveals_rotates_disables_recovers_and_deletes() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::start(dir.path()).await;
+    let api = Api::new(server.local_addr());
+    let browser = api.with_token(None);
+    api.post("/api/v1/app", &json!({"name": "Shop", "uid": "shop"}))
+        .await;
+    let endpoint = api
+        .post(
+            "/api/v1/app/shop/endpoint",
+            &json!({"url": "https://a.example/hook", "uid": "main"}),
+        )
+        .await
+        .json();
+    let id = endpoint["id"].as_str().unwrap();
+    let secret = api
+        .get(&format!("/api/v1/app/shop/endpoint/{id}/secret"))
+        .await
+        .json()["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let cookie = sign_in(&browser, TOKEN).await;
+    let base = format!("/portal/app/shop/endpoint/{id}");
+    let page = text(&get(&browser, &base, Some(&cookie)).await);
+    assert!(page.contains("https://a.example/hook"));
+    assert!(!page.contains(&secret), "the secret shows only on request");
+    let csrf = csrf_of(&page);
+    let act = |action: &str, extra: &str| {
+        let form = format!("csrf={csrf}{extra}");
+        let path = format!("{base}/{action}");
+        let (browser, cookie) = (&browser, cookie.clone());
+        async move { post_form(browser, &path, Some(&cookie), &form).await }
+    };
+
+    let forged = post_form(&browser, &format!("{base}/secret"), Some(&cookie), "").await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    assert!(!text(&forged).contains(&secret));
+    let revealed = act("secret", "").await;
+    assert_eq!(revealed.status, StatusCode::OK);
+    assert!(text(&revealed).contains(&secret));
+
+    let rotated = act("rotate", "").await;
+    let new_secret = api
+        .get(&format!("/api/v1/app/shop/endpoint/{id}/secret"))
+        .await
+        .json()["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_ne!(new_secret, secret);
+    assert!(text(&rotated).contains(&new_secret));
+
+    let toggled = act("toggle", "").await;
+    assert_eq!(toggled.status, StatusCode::SEE_OTHER);
+    let got = api
+        .get(&format!("/api/v1/app/shop/endpoint/{id}"))
+        .await
+        .json();
+    assert_eq!(got["disabled"], true);
+    assert_eq!(got["uid"], "main", "the other settings stay");
+    act("toggle", "").await;
+    let got = api
+        .get(&format!("/api/v1/app/shop/endpoint/{id}"))
+        .await
+        .json();
+    assert_eq!(got["disabled"], false);
+
+    let recovered = act("recover", "&since=2026-01-01T00%3A00%3A00Z").await;
+    assert_eq!(recovered.status, StatusCode::OK);
+    assert!(text(&recovered).contains("0 failed messages are being sent again"));
+    let local = act("recover", "&since=&since_local=2026-01-01T00%3A00").await;
+    assert!(text(&local).contains("being sent again"));
+
+    let unknown = act("explode", "").await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+    let deleted = act("delete", "").await;
+    assert_eq!(deleted.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        api.get(&format!("/api/v1/app/shop/endpoint/{id}"))
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    let gone = get(&browser, &base, Some(&cookie)).await;
+    assert_eq!(gone.status, StatusCode::NOT_FOUND);
+    server.shutdown().await.unwrap();
+}

@@ -387,6 +387,29 @@ impl fmt::Debug for EndpointSpec {
     }
 }
 
+impl From<&Endpoint> for EndpointSpec {
+    /// The spec that makes `endpoint` again as it is (no secret: an update keeps its keys),
+    /// for changing one setting with [`AppScope::update_endpoint`](crate::AppScope::update_endpoint).
+    fn from(endpoint: &Endpoint) -> Self {
+        Self {
+            url: endpoint.url.clone(),
+            event_types: match &endpoint.event_types {
+                EventTypeFilter::All => Vec::new(),
+                EventTypeFilter::Only(names) => names.clone(),
+            },
+            channels: endpoint.channels.clone(),
+            uid: endpoint.uid.clone(),
+            metadata: endpoint.metadata.clone(),
+            headers: endpoint.headers.clone(),
+            disabled: endpoint.disabled,
+            secret: None,
+            description: endpoint.description.clone(),
+            rate_limit: endpoint.rate_limit,
+            ordered: endpoint.ordered,
+        }
+    }
+}
+
 impl EndpointSpec {
     /// An endpoint for `url` receiving every event type, on no channel, enabled.
     pub fn new(url: impl Into<String>) -> Self {

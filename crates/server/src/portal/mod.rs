@@ -106,6 +106,11 @@ pub(crate) fn routes(state: Arc<PortalState>) -> Router {
         .route("/portal/app/{app}/msg/{msg}/resend", post(pages::resend))
         .route("/portal/app/{app}/endpoint/new", get(pages::new_endpoint))
         .route("/portal/app/{app}/endpoint", post(pages::create_endpoint))
+        .route("/portal/app/{app}/endpoint/{ep}", get(pages::endpoint))
+        .route(
+            "/portal/app/{app}/endpoint/{ep}/{action}",
+            post(endpoint_action),
+        )
         .route("/portal/assets/portal.js", get(script))
         .route("/portal/assets/portal.css", get(style))
         .layer(axum::middleware::map_response(secure_headers))
@@ -506,11 +511,21 @@ fn failure(signed_in: &SignedIn, error: &WebhooksError) -> Response {
     )
 }
 
-/// Tells operational webhooks (when they are on) about an endpoint added through the portal.
-async fn operational_created(state: &PortalState, endpoint: &switchyard_webhooks::Endpoint) {
-    if let Some(operational) = &state.svix.webhooks.operational {
-        operational
-            .endpoint_changed(crate::svix::operational::EndpointChange::Created, endpoint)
-            .await;
-    }
+/// `POST /portal/app/{app}/endpoint/{ep}/{action}`: `secret` (reveal), `rotate`, `toggle`,
+/// `delete` or `recover`.
+async fn endpoint_action(
+    State(state): Shared,
+    headers: HeaderMap,
+    Path((app, ep, action)): Path<(String, String, String)>,
+    body: Body,
+) -> Response {
+    let action = match action.as_str() {
+        "secret" => pages::Action::Reveal,
+        "rotate" => pages::Action::Rotate,
+        "toggle" => pages::Action::Toggle,
+        "delete" => pages::Action::Delete,
+        "recover" => pages::Action::Recover,
+        _ => return StatusCode::NOT_FOUND.into_response(),
+    };
+    pages::endpoint_action(state, headers, app, ep, action, body).await
 }

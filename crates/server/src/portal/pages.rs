@@ -13,12 +13,12 @@ use http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 use switchyard_webhooks::store::{AttemptFilter, MessageFilter};
 use switchyard_webhooks::{
-    AppId, AppScope, Application, Channel, EndpointSpec, Error as WebhooksError, EventTypeName,
-    ListOptions, Order,
+    AppId, AppScope, Application, Channel, Endpoint, EndpointSpec, Error as WebhooksError,
+    EventTypeName, ListOptions, Order,
 };
 
-use super::operational_created;
 use super::{PortalState, SignedIn, failure, form_field, html, not_found, operator, view};
+use crate::svix::operational::EndpointChange;
 use crate::svix::store::ServerStore;
 
 /// The most attempts a message's page shows (newest first).
@@ -288,7 +288,7 @@ pub(super) async fn create_endpoint(
     };
     match scope.create_endpoint(spec).await {
         Ok(endpoint) => {
-            operational_created(&state, &endpoint).await;
+            operational(&state, EndpointChange::Created, &endpoint).await;
             let location = format!("/portal/app/{}", application.id);
             (StatusCode::SEE_OTHER, [(LOCATION, location)]).into_response()
         }
@@ -350,4 +350,238 @@ fn forbidden(signed_in: &SignedIn) -> Response {
             view::message("This link may only look, not change anything."),
         ),
     )
+}
+
+/// What an endpoint's page shows besides the endpoint: a secret revealed on request.
+enum Reveal {
+    Hidden,
+    Secret(String),
+}
+
+/// `/portal/app/{app}/endpoint/{ep}`: an endpoint's settings and state, with its actions.
+pub(super) async fn endpoint(
+    State(state): State<Arc<PortalState>>,
+    headers: HeaderMap,
+    Path((app, ep)): Path<(String, String)>,
+) -> Response {
+    let Some(signed_in) = state.signed_in(&headers).await else {
+        return super::redirect("/portal");
+    };
+    let (application, scope) = match visible(&state, &signed_in, &app).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    endpoint_page(&signed_in, &application, &scope, &ep, Reveal::Hidden, None).await
+}
+
+async fn endpoint_page(
+    signed_in: &SignedIn,
+    application: &Application,
+    scope: &AppScope<'_, ServerStore>,
+    ep: &str,
+    reveal: Reveal,
+    notice: Option<&str>,
+) -> Response {
+    let endpoint = match scope.endpoint(ep).await {
+        Ok(endpoint) => endpoint,
+        Err(WebhooksError::EndpointNotFound { .. }) => return not_found(signed_in),
+        Err(error) => return failure(signed_in, &error),
+    };
+    let secret = match reveal {
+        Reveal::Hidden => None,
+        Reveal::Secret(secret) => Some(secret),
+    };
+    html(
+        StatusCode::OK,
+        view::endpoint(
+            &signed_in.csrf,
+            operator(signed_in),
+            application,
+            &endpoint,
+            secret.as_deref(),
+            notice,
+            read_only(signed_in),
+        ),
+    )
+}
+
+/// What an endpoint action does.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Action {
+    /// Shows the signing secret.
+    Reveal,
+    /// Rotates the signing secret (the old one signs on for its grace period) and shows the
+    /// new one.
+    Rotate,
+    /// Disables an enabled endpoint, enables a disabled one.
+    Toggle,
+    /// Deletes it.
+    Delete,
+    /// Sends again every message since the form's time whose delivery to it failed.
+    Recover,
+}
+
+/// `POST /portal/app/{app}/endpoint/{ep}/{action}` (form: `csrf`; `since` for recover).
+pub(super) async fn endpoint_action(
+    state: Arc<PortalState>,
+    headers: HeaderMap,
+    app: String,
+    ep: String,
+    action: Action,
+    body: Body,
+) -> Response {
+    let (signed_in, form) = match state.form(&headers, body).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    let (application, scope) = match visible(&state, &signed_in, &app).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    // Revealing only reads; everything else changes the endpoint.
+    if read_only(&signed_in) && !matches!(action, Action::Reveal) {
+        return forbidden(&signed_in);
+    }
+    let endpoint = match scope.endpoint(&ep).await {
+        Ok(endpoint) => endpoint,
+        Err(WebhooksError::EndpointNotFound { .. }) => return not_found(&signed_in),
+        Err(error) => return failure(&signed_in, &error),
+    };
+    let id = endpoint.id.to_string();
+    let here = format!("/portal/app/{}/endpoint/{id}", application.id);
+    let result = match action {
+        Action::Reveal => match scope.endpoint_secret(&id).await {
+            Ok(secret) => {
+                return endpoint_page(
+                    &signed_in,
+                    &application,
+                    &scope,
+                    &id,
+                    Reveal::Secret(secret.expose().to_owned()),
+                    None,
+                )
+                .await;
+            }
+            Err(error) => Err(error),
+        },
+        Action::Rotate => match scope.rotate_secret(&id, None).await {
+            Ok(()) => {
+                announce(&state, &scope, &id, EndpointChange::Updated).await;
+                let secret = match scope.endpoint_secret(&id).await {
+                    Ok(secret) => secret.expose().to_owned(),
+                    Err(error) => return failure(&signed_in, &error),
+                };
+                return endpoint_page(
+                    &signed_in,
+                    &application,
+                    &scope,
+                    &id,
+                    Reveal::Secret(secret),
+                    Some("Rotated: the previous secret signs on for 24 hours."),
+                )
+                .await;
+            }
+            Err(error) => Err(error),
+        },
+        Action::Toggle => {
+            let mut spec = EndpointSpec::from(&endpoint);
+            spec.disabled = !endpoint.disabled;
+            match scope.update_endpoint(&id, spec).await {
+                Ok(updated) => {
+                    operational(&state, EndpointChange::Updated, &updated).await;
+                    Ok(())
+                }
+                Err(error) => Err(error),
+            }
+        }
+        Action::Delete => match scope.delete_endpoint(&id).await {
+            Ok(()) => {
+                operational(&state, EndpointChange::Deleted, &endpoint).await;
+                let location = format!("/portal/app/{}", application.id);
+                return (StatusCode::SEE_OTHER, [(LOCATION, location)]).into_response();
+            }
+            Err(error) => Err(error),
+        },
+        Action::Recover => {
+            let Some(since) = form_time(&form) else {
+                return endpoint_page(
+                    &signed_in,
+                    &application,
+                    &scope,
+                    &id,
+                    Reveal::Hidden,
+                    Some("Give the time to recover from."),
+                )
+                .await;
+            };
+            match scope.recover(&id, since).await {
+                Ok(queued) => {
+                    let notice = format!("{queued} failed messages are being sent again.");
+                    return endpoint_page(
+                        &signed_in,
+                        &application,
+                        &scope,
+                        &id,
+                        Reveal::Hidden,
+                        Some(&notice),
+                    )
+                    .await;
+                }
+                Err(error) => Err(error),
+            }
+        }
+    };
+    match result {
+        Ok(()) => (StatusCode::SEE_OTHER, [(LOCATION, here)]).into_response(),
+        Err(WebhooksError::EventTypeNotFound { name }) => {
+            let notice = format!(
+                "It listens for `{name}`, which is archived: change its event types through \
+                 the API first."
+            );
+            endpoint_page(
+                &signed_in,
+                &application,
+                &scope,
+                &id,
+                Reveal::Hidden,
+                Some(&notice),
+            )
+            .await
+        }
+        Err(error) => failure(&signed_in, &error),
+    }
+}
+
+/// The recover form's time: `since` (RFC 3339, filled in by the page's script from the
+/// browser's local time), else `since_local` read as UTC.
+fn form_time(form: &[u8]) -> Option<chrono::DateTime<chrono::Utc>> {
+    if let Some(since) = form_field(form, "since").filter(|s| !s.is_empty()) {
+        return chrono::DateTime::parse_from_rfc3339(&since)
+            .ok()
+            .map(|t| t.with_timezone(&chrono::Utc));
+    }
+    let local = form_field(form, "since_local")?;
+    chrono::NaiveDateTime::parse_from_str(&local, "%Y-%m-%dT%H:%M")
+        .ok()
+        .map(|t| t.and_utc())
+}
+
+/// Tells operational webhooks (when they are on) about a change to endpoint `id`.
+async fn announce(
+    state: &PortalState,
+    scope: &AppScope<'_, ServerStore>,
+    id: &str,
+    change: EndpointChange,
+) {
+    if state.svix.webhooks.operational.is_some()
+        && let Ok(endpoint) = scope.endpoint(id).await
+    {
+        operational(state, change, &endpoint).await;
+    }
+}
+
+async fn operational(state: &PortalState, change: EndpointChange, endpoint: &Endpoint) {
+    if let Some(operational) = &state.svix.webhooks.operational {
+        operational.endpoint_changed(change, endpoint).await;
+    }
 }

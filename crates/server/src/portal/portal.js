@@ -1,5 +1,5 @@
 // The portal's one script (served from /portal/assets/, as the Content-Security-Policy
-// allows no inline script). It does two things:
+// allows no inline script). It does three things:
 // 1. A portal link carries its application token in the fragment (`#key=appsk_…`), which
 //    browsers never send to a server: put it into the sign-in form, clear it from the
 //    address bar and the history, and submit the form, which exchanges it for a session
@@ -20,6 +20,18 @@ document.addEventListener("DOMContentLoaded", () => {
     if (!Number.isNaN(at.getTime())) {
       element.title = element.textContent;
       element.textContent = at.toLocaleString();
+    }
+  }
+});
+
+// 3. The recover form's time is typed in the browser's zone: send it as UTC.
+document.addEventListener("submit", (event) => {
+  const form = event.target;
+  if (form.id === "recover") {
+    const local = form.elements.since_local.value;
+    const at = new Date(local);
+    if (local && !Number.isNaN(at.getTime())) {
+      form.elements.since.value = at.toISOString();
     }
   }
 });

@@ -157,7 +157,7 @@ pub(super) fn application(
                 tbody {
                     @for endpoint in &endpoints.items {
                         tr {
-                            td { code { (switchyard_webhooks::redact_userinfo(&endpoint.url)) } }
+                            td { a href={ "/portal/app/" (app.id) "/endpoint/" (endpoint.id) } { code { (switchyard_webhooks::redact_userinfo(&endpoint.url)) } } }
                             td { (endpoint.description) }
                             td {
                                 @match &endpoint.event_types {
@@ -439,4 +439,82 @@ pub(super) fn new_endpoint(
         &format!("{} · new endpoint", app.name),
         body,
     )
+}
+
+/// An endpoint: its settings and state, its secret (when revealed), and its actions.
+pub(super) fn endpoint(
+    csrf: &str,
+    operator: bool,
+    app: &Application,
+    endpoint: &Endpoint,
+    secret: Option<&str>,
+    notice: Option<&str>,
+    read_only: bool,
+) -> Markup {
+    let base = format!("/portal/app/{}/endpoint/{}", app.id, endpoint.id);
+    let action = |name: &str, label: &str| {
+        html! {
+            form.inline method="post" action={ (base) "/" (name) } {
+                input type="hidden" name="csrf" value=(csrf);
+                button type="submit" { (label) }
+            }
+        }
+    };
+    let body = html! {
+        (app_nav(app))
+        @if let Some(notice) = notice {
+            p.notice role="status" { (notice) }
+        }
+        table #settings {
+            tbody {
+                tr { th { "URL" } td { code { (switchyard_webhooks::redact_userinfo(&endpoint.url)) } } }
+                tr { th { "Id" } td { code { (endpoint.id) } } }
+                @if let Some(uid) = &endpoint.uid { tr { th { "Uid" } td { code { (uid) } } } }
+                tr { th { "Description" } td { (endpoint.description) } }
+                tr { th { "Event types" } td {
+                    @match &endpoint.event_types {
+                        EventTypeFilter::All => { "all" }
+                        EventTypeFilter::Only(names) => {
+                            @for (i, name) in names.iter().enumerate() {
+                                @if i > 0 { ", " }
+                                code { (name) }
+                            }
+                        }
+                    }
+                } }
+                tr { th { "Channels" } td { (channel_list(&endpoint.channels)) } }
+                tr { th { "Rate limit" } td {
+                    @if let Some(rate) = endpoint.rate_limit { (rate) " a second" } @else { "none" }
+                } }
+                tr { th { "State" } td {
+                    @if endpoint.disabled { span.bad { "disabled" } } @else { span.good { "enabled" } }
+                } }
+                tr { th { "Updated" } td { (when(&endpoint.updated_at)) } }
+            }
+        }
+        h2 { "Signing secret" }
+        @if let Some(secret) = secret {
+            p { code #secret { (secret) } }
+        } @else {
+            p { "Hidden. " (action("secret", "Reveal secret")) }
+        }
+        @if !read_only {
+            p { (action("rotate", "Rotate secret")) }
+            h2 { "Actions" }
+            p {
+                (action("toggle", if endpoint.disabled { "Enable" } else { "Disable" }))
+                " "
+                (action("delete", "Delete endpoint"))
+            }
+            h2 { "Recover failed messages" }
+            form #recover method="post" action={ (base) "/recover" } {
+                input type="hidden" name="csrf" value=(csrf);
+                input type="hidden" name="since" value="";
+                label for="since_local" { "Sent since" }
+                input #since_local type="datetime-local" name="since_local" required;
+                button type="submit" { "Recover" }
+            }
+        }
+    };
+    page(csrf, operator, "Endpoint", body)
 }
