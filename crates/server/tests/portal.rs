@@ -482,3 +482,89 @@ async fn an_endpoints_page_reveals_rotates_disables_recovers_and_deletes() {
     assert_eq!(gone.status, StatusCode::NOT_FOUND);
     server.shutdown().await.unwrap();
 }
+
+/// The message log's page times with 50,000 messages in the application (issue 25's
+/// figure; measured and printed, not asserted):
+/// `cargo test --release -p switchyard-server --test portal -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, run on demand in release"]
+#[allow(clippy::print_stdout)] // The figures are the output.
+async fn the_message_log_with_fifty_thousand_messages() {
+    use std::time::{Duration, Instant};
+    use switchyard_webhooks::store::SqliteStore;
+    use switchyard_webhooks::{ApplicationSpec, EventTypeName, ListOptions, NewMessage, Registry};
+
+    const MESSAGES: usize = 50_000;
+    let dir = tempfile::tempdir().unwrap();
+    let store_dir = dir.path().join("webhooks");
+    std::fs::create_dir_all(&store_dir).unwrap();
+    let started = Instant::now();
+    let mut ids = Vec::with_capacity(MESSAGES);
+    {
+        let registry = Registry::new(SqliteStore::open(store_dir.join("store.db")).await.unwrap());
+        registry
+            .create_application(ApplicationSpec::new("Big").uid("big").unwrap())
+            .await
+            .unwrap();
+        let app = registry.app("big").await.unwrap();
+        let (paid, failed) = (
+            EventTypeName::new("invoice.paid").unwrap(),
+            EventTypeName::new("invoice.failed").unwrap(),
+        );
+        for i in 0..MESSAGES {
+            let payload = format!(r#"{{"n": {i}}}"#);
+            let event_type = if i % 10 == 0 { &failed } else { &paid };
+            let mut new = NewMessage::new(event_type, payload.as_bytes());
+            if i % 100 == 0 {
+                new = new.channel("rare");
+            }
+            ids.push(app.create_message_with(new).await.unwrap().id);
+        }
+    }
+    println!(
+        "seeded {MESSAGES} messages in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    let server = common::start(dir.path()).await;
+    let api = Api::new(server.local_addr());
+    let browser = api.with_token(None);
+    let cookie = sign_in(&browser, TOKEN).await;
+    let middle = ListOptions::iterator_after(ids[MESSAGES / 2].as_str());
+    let pages = [
+        ("first page", "/portal/app/big/msg".to_owned()),
+        (
+            "page at the middle",
+            format!("/portal/app/big/msg?iterator={middle}"),
+        ),
+        (
+            "page before the middle",
+            format!("/portal/app/big/msg?iterator=-{middle}"),
+        ),
+        (
+            "event type 1 in 10",
+            "/portal/app/big/msg?event_type=invoice.failed".to_owned(),
+        ),
+        (
+            "channel 1 in 100",
+            "/portal/app/big/msg?channel=rare".to_owned(),
+        ),
+    ];
+    println!("| page | p50 | max (20 requests, loopback, release) |\n|---|---:|---:|");
+    for (what, path) in pages {
+        let mut times: Vec<Duration> = Vec::new();
+        for _ in 0..20 {
+            let at = Instant::now();
+            let reply = get(&browser, &path, Some(&cookie)).await;
+            times.push(at.elapsed());
+            assert_eq!(reply.status, StatusCode::OK, "{what}");
+            assert!(text(&reply).contains("msg_"), "{what}: a page of messages");
+        }
+        times.sort();
+        println!(
+            "| {what} | {:.1} ms | {:.1} ms |",
+            times[times.len() / 2].as_secs_f64() * 1000.0,
+            times[times.len() - 1].as_secs_f64() * 1000.0
+        );
+    }
+    server.shutdown().await.unwrap();
+}
