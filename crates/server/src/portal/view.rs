@@ -82,29 +82,10 @@ fn when(at: &chrono::DateTime<chrono::Utc>) -> Markup {
     html! { time datetime=(text) { (at.format("%Y-%m-%d %H:%M:%S UTC")) } }
 }
 
-/// The links to the pages before and after this one; `asked` is the iterator the page was
-/// asked for with (none: the first page; `-…`: a page before another).
+/// The links to the pages before and after this one (`Previous`, `Next`); `asked` is the
+/// iterator the page was asked for with (none: the first page; `-…`: a page before another).
 fn pager<T>(page: &Page<T>, base: &str, asked: Option<&str>) -> Markup {
-    let backward = asked.is_some_and(|i| i.starts_with('-'));
-    let (has_prev, has_next) = if backward {
-        (!page.done, true)
-    } else {
-        (asked.is_some(), !page.done)
-    };
-    html! {
-        nav.pager {
-            @if has_prev {
-                @if let Some(prev) = &page.prev_iterator {
-                    a rel="prev" href={ (base) "?iterator=" (prev) } { "← Previous" }
-                }
-            }
-            @if has_next {
-                @if let Some(next) = &page.iterator {
-                    a rel="next" href={ (base) "?iterator=" (next) } { "Next →" }
-                }
-            }
-        }
-    }
+    pager_with(page, base, asked, "", ("← Previous", "Next →"))
 }
 
 /// The operator's list of applications.
@@ -246,7 +227,7 @@ pub(super) fn messages(
                         }
                     }
                 }
-                (pager_with(list, &base, asked, &query))
+                (pager_with(list, &base, asked, &query, ("← Newer", "Older →")))
             }
         }
     };
@@ -272,8 +253,14 @@ fn channel_list(channels: &[Channel]) -> Markup {
     }
 }
 
-/// [`pager`] whose links carry `query` (`&name=value…`) too.
-fn pager_with<T>(page: &Page<T>, base: &str, asked: Option<&str>, query: &str) -> Markup {
+/// [`pager`] whose links carry `query` (`&name=value…`) too, with these labels.
+fn pager_with<T>(
+    page: &Page<T>,
+    base: &str,
+    asked: Option<&str>,
+    query: &str,
+    (before, after): (&str, &str),
+) -> Markup {
     let backward = asked.is_some_and(|i| i.starts_with('-'));
     let (has_prev, has_next) = if backward {
         (!page.done, true)
@@ -284,12 +271,12 @@ fn pager_with<T>(page: &Page<T>, base: &str, asked: Option<&str>, query: &str) -
         nav.pager {
             @if has_prev {
                 @if let Some(prev) = &page.prev_iterator {
-                    a rel="prev" href={ (base) "?iterator=" (prev) (query) } { "← Newer" }
+                    a rel="prev" href={ (base) "?iterator=" (prev) (query) } { (before) }
                 }
             }
             @if has_next {
                 @if let Some(next) = &page.iterator {
-                    a rel="next" href={ (base) "?iterator=" (next) (query) } { "Older →" }
+                    a rel="next" href={ (base) "?iterator=" (next) (query) } { (after) }
                 }
             }
         }
