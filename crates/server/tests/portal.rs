@@ -135,6 +135,10 @@ async fn the_operator_signs_in_and_sees_every_application() {
         "{page}"
     );
     assert!(!page.contains(hostile));
+    assert!(
+        !page.contains(r#"rel="prev""#) && !page.contains(r#"rel="next""#),
+        "one page: nothing before or after it"
+    );
 
     let app = get(&browser, "/portal/app/evil", Some(&cookie)).await;
     assert_eq!(app.status, StatusCode::OK);
