@@ -5,9 +5,9 @@
 //! page go to `target/portal/screenshots/`.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use crate::schemathesis::{Server, free_port, wait_for};
+use crate::schemathesis::{Server, free_port};
 use crate::{cargo, run};
 
 /// Where Debian puts Chromium.
@@ -57,17 +57,7 @@ pub fn run_step(root: &Path) -> Result<(), String> {
         ),
     )
     .map_err(|e| format!("{}: {e}", config.display()))?;
-    let binary = root.join("target").join("release").join("switchyard");
-    let server = Server(
-        Command::new(&binary)
-            .arg("serve")
-            .arg("--config")
-            .arg(&config)
-            .stdout(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("could not start {}: {e}", binary.display()))?,
-    );
-    wait_for(port)?;
+    let server = Server::start(root, &config, port)?;
     let screenshots = work.join("screenshots");
     let result = run(
         Command::new("node")

@@ -31,7 +31,26 @@ const TOKEN: &str = "schemathesis-token-0123456789";
 const CHECKS: &str = "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance";
 
 /// Kills the server when the step ends, however it ends.
-pub(crate) struct Server(pub(crate) Child);
+pub(crate) struct Server(Child);
+
+impl Server {
+    /// Starts the release `switchyard serve` with `config`, and waits until it listens on
+    /// loopback `port`.
+    pub(crate) fn start(root: &Path, config: &Path, port: u16) -> Result<Self, String> {
+        let binary = root.join("target").join("release").join("switchyard");
+        let server = Self(
+            Command::new(&binary)
+                .arg("serve")
+                .arg("--config")
+                .arg(config)
+                .stdout(Stdio::null())
+                .spawn()
+                .map_err(|e| format!("could not start {}: {e}", binary.display()))?,
+        );
+        wait_for(port)?;
+        Ok(server)
+    }
+}
 
 impl Drop for Server {
     fn drop(&mut self) {
@@ -89,17 +108,7 @@ pub fn run_step(root: &Path) -> Result<(), String> {
         ),
     )
     .map_err(|e| format!("{}: {e}", config.display()))?;
-    let binary = root.join("target").join("release").join("switchyard");
-    let server = Server(
-        Command::new(&binary)
-            .arg("serve")
-            .arg("--config")
-            .arg(&config)
-            .stdout(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("could not start {}: {e}", binary.display()))?,
-    );
-    wait_for(port)?;
+    let server = Server::start(root, &config, port)?;
 
     let report = work.join("report.json");
     let baseline = root
@@ -239,7 +248,7 @@ pub(crate) fn free_port() -> Result<u16, String> {
 }
 
 /// Waits (at most a minute) until the server answers its health check.
-pub(crate) fn wait_for(port: u16) -> Result<(), String> {
+fn wait_for(port: u16) -> Result<(), String> {
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(60) {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {

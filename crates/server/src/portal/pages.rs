@@ -44,6 +44,38 @@ async fn visible<'s>(
     }
 }
 
+/// Whether a form changes something (a read-only link may post only those that do not).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Changes {
+    Yes,
+    No,
+}
+
+/// A form posted about application `app`: checked (origin, session, CSRF), the application
+/// visible to the session, and a read-only session refused a form that changes something.
+async fn posted<'s>(
+    state: &'s PortalState,
+    headers: &HeaderMap,
+    body: Body,
+    app: &str,
+    changes: Changes,
+) -> Result<
+    (
+        SignedIn,
+        axum::body::Bytes,
+        Application,
+        AppScope<'s, ServerStore>,
+    ),
+    Response,
+> {
+    let (signed_in, form) = state.form(headers, body).await?;
+    let (application, scope) = visible(state, &signed_in, app).await?;
+    if changes == Changes::Yes && read_only(&signed_in) {
+        return Err(forbidden(&signed_in));
+    }
+    Ok((signed_in, form, application, scope))
+}
+
 /// The message log's query: paging and filters.
 #[derive(Debug, Default, Deserialize)]
 pub(super) struct LogQuery {
@@ -194,17 +226,11 @@ pub(super) async fn resend(
     Path((app, msg)): Path<(String, String)>,
     body: Body,
 ) -> Response {
-    let (signed_in, form) = match state.form(&headers, body).await {
-        Ok(found) => found,
-        Err(response) => return response,
-    };
-    let (application, scope) = match visible(&state, &signed_in, &app).await {
-        Ok(found) => found,
-        Err(response) => return response,
-    };
-    if read_only(&signed_in) {
-        return forbidden(&signed_in);
-    }
+    let (signed_in, form, application, scope) =
+        match posted(&state, &headers, body, &app, Changes::Yes).await {
+            Ok(found) => found,
+            Err(response) => return response,
+        };
     let endpoint = form_field(&form, "endpoint").unwrap_or_default();
     match scope.resend(&msg, &endpoint).await {
         Ok(()) => {}
@@ -251,17 +277,11 @@ pub(super) async fn create_endpoint(
     Path(app): Path<String>,
     body: Body,
 ) -> Response {
-    let (signed_in, form) = match state.form(&headers, body).await {
-        Ok(found) => found,
-        Err(response) => return response,
-    };
-    let (application, scope) = match visible(&state, &signed_in, &app).await {
-        Ok(found) => found,
-        Err(response) => return response,
-    };
-    if read_only(&signed_in) {
-        return forbidden(&signed_in);
-    }
+    let (signed_in, form, application, scope) =
+        match posted(&state, &headers, body, &app, Changes::Yes).await {
+            Ok(found) => found,
+            Err(response) => return response,
+        };
     let field = |name: &str| form_field(&form, name).unwrap_or_default();
     let input = view::EndpointForm {
         url: field("url").trim().to_owned(),
@@ -430,18 +450,17 @@ pub(super) async fn endpoint_action(
     action: Action,
     body: Body,
 ) -> Response {
-    let (signed_in, form) = match state.form(&headers, body).await {
-        Ok(found) => found,
-        Err(response) => return response,
-    };
-    let (application, scope) = match visible(&state, &signed_in, &app).await {
-        Ok(found) => found,
-        Err(response) => return response,
-    };
     // Revealing only reads; everything else changes the endpoint.
-    if read_only(&signed_in) && !matches!(action, Action::Reveal) {
-        return forbidden(&signed_in);
-    }
+    let changes = if matches!(action, Action::Reveal) {
+        Changes::No
+    } else {
+        Changes::Yes
+    };
+    let (signed_in, form, application, scope) =
+        match posted(&state, &headers, body, &app, changes).await {
+            Ok(found) => found,
+            Err(response) => return response,
+        };
     let endpoint = match scope.endpoint(&ep).await {
         Ok(endpoint) => endpoint,
         Err(WebhooksError::EndpointNotFound { .. }) => return not_found(&signed_in),

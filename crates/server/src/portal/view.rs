@@ -9,18 +9,25 @@ use switchyard_webhooks::{
 
 use crate::svix::request::time;
 
+/// A page's head: its title, the style sheet and the script.
+fn head(title: &str) -> Markup {
+    html! {
+        head {
+            meta charset="utf-8";
+            meta name="viewport" content="width=device-width, initial-scale=1";
+            title { (title) " · Switchyard" }
+            link rel="stylesheet" href="/portal/assets/portal.css";
+            script src="/portal/assets/portal.js" defer {}
+        }
+    }
+}
+
 /// The frame of every page: head, the signed-in bar (with sign-out), the title, the body.
 pub(super) fn page(csrf: &str, operator: bool, title: &str, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { (title) " · Switchyard" }
-                link rel="stylesheet" href="/portal/assets/portal.css";
-                script src="/portal/assets/portal.js" defer {}
-            }
+            (head(title))
             body {
                 header {
                     a.brand href="/portal" { "Switchyard" }
@@ -44,13 +51,7 @@ pub(super) fn sign_in(error: Option<&str>) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { "Sign in · Switchyard" }
-                link rel="stylesheet" href="/portal/assets/portal.css";
-                script src="/portal/assets/portal.js" defer {}
-            }
+            (head("Sign in"))
             body {
                 main.narrow {
                     h1 { "Switchyard" }
