@@ -9,7 +9,8 @@
 //   API and its successful attempt shows in the message log; the receiver then fails (with
 //   a <script> in its answer, which stays inert), the next message's failure shows, the
 //   receiver recovers and the page's Resend button delivers it; the endpoint's page reveals
-//   its secret on request, disables and enables it, and recovers; then signs out;
+//   its secret on request, disables and enables it, recovers, edits its settings and sends
+//   an example; the event-type catalogue shows a schema's example; then signs out;
 // - a customer follows the portal link of one application: the token leaves the address
 //   bar, the application's page opens, and another application's page is a 404;
 // - no page breaks the Content-Security-Policy.
@@ -193,6 +194,23 @@ try {
     await page.getByText("failed messages are being sent again").isVisible(),
     "Recover queues the failed messages since the time given",
   );
+  await Promise.all([page.waitForNavigation(), page.click("text=Edit settings")]);
+  await page.fill("#description", "Edited in the browser");
+  await Promise.all([page.waitForNavigation(), page.click("button:has-text('Save')")]);
+  check(await page.getByText("Edited in the browser").isVisible(), "Edit saves the settings");
+  await Promise.all([page.waitForNavigation(), page.click("button:has-text('Send example')")]);
+  await until(page, "HTTP 204");
+  check(await page.getByText('"success": true').isVisible(), "Send example sends svix.ping");
+
+  // The event-type catalogue, with an example.
+  await api("POST", "/api/v1/event-type", {
+    name: "invoice.paid",
+    description: "An invoice was paid",
+    schemas: { 1: { type: "object", examples: [{ amount: 3, currency: "EUR" }] } },
+  });
+  await Promise.all([page.waitForNavigation(), page.click("text=Event types")]);
+  check(await page.getByText("An invoice was paid").isVisible(), "the catalogue lists it");
+  await page.screenshot({ path: join(shots, "event-types.png"), fullPage: true });
   await Promise.all([page.waitForNavigation(), page.click("text=Sign out")]);
   check(await page.locator("#token").isVisible(), "signing out leads back to sign-in");
   await operator.close();

@@ -572,3 +572,117 @@ async fn the_message_log_with_fifty_thousand_messages() {
     }
     server.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn the_catalogue_examples_and_editing_an_endpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::start(dir.path()).await;
+    let api = Api::new(server.local_addr());
+    let browser = api.with_token(None);
+    let schema = json!({"type": "object", "examples": [{"amount": "<b>3</b>"}]});
+    api.post(
+        "/api/v1/event-type",
+        &json!({"name": "invoice.paid", "description": "An invoice was <em>paid</em>",
+                "schemas": {"1": schema}}),
+    )
+    .await;
+    api.post(
+        "/api/v1/event-type",
+        &json!({"name": "invoice.bare", "description": ""}),
+    )
+    .await;
+    api.post("/api/v1/app", &json!({"name": "Shop", "uid": "shop"}))
+        .await;
+    let endpoint = api
+        .post(
+            "/api/v1/app/shop/endpoint",
+            &json!({"url": "https://a.example/hook", "uid": "main",
+                    "headers": {"x-kept": "yes"}, "channels": ["eu"]}),
+        )
+        .await
+        .json();
+    let id = endpoint["id"].as_str().unwrap();
+    let cookie = sign_in(&browser, TOKEN).await;
+
+    let catalogue = text(&get(&browser, "/portal/event-types", Some(&cookie)).await);
+    assert!(catalogue.contains("invoice.paid") && catalogue.contains("invoice.bare"));
+    assert!(catalogue.contains("An invoice was &lt;em&gt;paid&lt;/em&gt;"));
+    assert!(
+        catalogue.contains("&lt;b&gt;3&lt;/b&gt;"),
+        "the example, escaped"
+    );
+
+    // Send example: the schema's example, or svix.ping; a type without one is said so.
+    let page = text(
+        &get(
+            &browser,
+            &format!("/portal/app/shop/endpoint/{id}"),
+            Some(&cookie),
+        )
+        .await,
+    );
+    let csrf = csrf_of(&page);
+    let example = |event_type: &str| {
+        let form = format!("csrf={csrf}&event_type={event_type}");
+        let path = format!("/portal/app/shop/endpoint/{id}/example");
+        let (browser, cookie) = (&browser, cookie.clone());
+        async move { post_form(browser, &path, Some(&cookie), &form).await }
+    };
+    let sent = example("invoice.paid").await;
+    assert_eq!(sent.status, StatusCode::SEE_OTHER, "{}", text(&sent));
+    let message_page = sent.headers["location"].to_str().unwrap().to_owned();
+    let shown = text(&get(&browser, &message_page, Some(&cookie)).await);
+    assert!(shown.contains("&lt;b&gt;3&lt;/b&gt;"), "{shown}");
+    assert_eq!(example("svix.ping").await.status, StatusCode::SEE_OTHER);
+    let none = example("invoice.bare").await;
+    assert_eq!(none.status, StatusCode::OK);
+    assert!(text(&none).contains("has no example"));
+
+    // Editing changes the form's settings and keeps the rest.
+    let form = text(
+        &get(
+            &browser,
+            &format!("/portal/app/shop/endpoint/{id}/edit"),
+            Some(&cookie),
+        )
+        .await,
+    );
+    assert!(form.contains(r#"value="https://a.example/hook""#));
+    assert!(form.contains(r#"value="eu""#));
+    let edit = format!("/portal/app/shop/endpoint/{id}/edit");
+    let bad = post_form(
+        &browser,
+        &edit,
+        Some(&cookie),
+        &format!("csrf={csrf}&url=not+a+url"),
+    )
+    .await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let saved = post_form(
+        &browser,
+        &edit,
+        Some(&cookie),
+        &format!(
+            "csrf={csrf}&url=https%3A%2F%2Fb.example%2Fhook&description=Moved\
+             &event_types=invoice.paid&channels=&rate_limit=7"
+        ),
+    )
+    .await;
+    assert_eq!(saved.status, StatusCode::SEE_OTHER, "{}", text(&saved));
+    let got = api
+        .get(&format!("/api/v1/app/shop/endpoint/{id}"))
+        .await
+        .json();
+    assert_eq!(got["url"], "https://b.example/hook");
+    assert_eq!(got["description"], "Moved");
+    assert_eq!(got["filterTypes"], json!(["invoice.paid"]));
+    assert_eq!(got["channels"], json!(null));
+    assert_eq!(got["rateLimit"], 7);
+    assert_eq!(got["uid"], "main");
+    let headers = api
+        .get(&format!("/api/v1/app/shop/endpoint/{id}/headers"))
+        .await
+        .json();
+    assert_eq!(headers["headers"]["x-kept"], "yes", "headers stay");
+    server.shutdown().await.unwrap();
+}

@@ -100,6 +100,7 @@ pub(crate) fn routes(state: Arc<PortalState>) -> Router {
         .route("/portal", get(home))
         .route("/portal/session", post(sign_in))
         .route("/portal/sign-out", post(sign_out))
+        .route("/portal/event-types", get(pages::event_types))
         .route("/portal/app/{app}", get(application))
         .route("/portal/app/{app}/msg", get(pages::messages))
         .route("/portal/app/{app}/msg/{msg}", get(pages::message))
@@ -109,7 +110,7 @@ pub(crate) fn routes(state: Arc<PortalState>) -> Router {
         .route("/portal/app/{app}/endpoint/{ep}", get(pages::endpoint))
         .route(
             "/portal/app/{app}/endpoint/{ep}/{action}",
-            post(endpoint_action),
+            get(endpoint_page).post(endpoint_action),
         )
         .route("/portal/assets/portal.js", get(script))
         .route("/portal/assets/portal.css", get(style))
@@ -512,7 +513,7 @@ fn failure(signed_in: &SignedIn, error: &WebhooksError) -> Response {
 }
 
 /// `POST /portal/app/{app}/endpoint/{ep}/{action}`: `secret` (reveal), `rotate`, `toggle`,
-/// `delete` or `recover`.
+/// `delete`, `recover`, `example` or `edit`.
 async fn endpoint_action(
     State(state): Shared,
     headers: HeaderMap,
@@ -525,7 +526,21 @@ async fn endpoint_action(
         "toggle" => pages::Action::Toggle,
         "delete" => pages::Action::Delete,
         "recover" => pages::Action::Recover,
+        "example" => return pages::send_example(state, headers, app, ep, body).await,
+        "edit" => return pages::edit_endpoint(state, headers, app, ep, body).await,
         _ => return StatusCode::NOT_FOUND.into_response(),
     };
     pages::endpoint_action(state, headers, app, ep, action, body).await
+}
+
+/// `GET /portal/app/{app}/endpoint/{ep}/edit`: the form changing its settings.
+async fn endpoint_page(
+    State(state): Shared,
+    headers: HeaderMap,
+    Path((app, ep, page)): Path<(String, String, String)>,
+) -> Response {
+    match page.as_str() {
+        "edit" => pages::edit_endpoint_form(state, headers, app, ep).await,
+        _ => StatusCode::NOT_FOUND.into_response(),
+    }
 }

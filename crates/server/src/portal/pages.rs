@@ -258,11 +258,12 @@ pub(super) async fn new_endpoint(
     };
     html(
         StatusCode::OK,
-        view::new_endpoint(
+        view::endpoint_form(
             &signed_in.csrf,
             operator(&signed_in),
             &application,
             &view::EndpointForm::default(),
+            None,
             None,
         ),
     )
@@ -282,23 +283,17 @@ pub(super) async fn create_endpoint(
             Ok(found) => found,
             Err(response) => return response,
         };
-    let field = |name: &str| form_field(&form, name).unwrap_or_default();
-    let input = view::EndpointForm {
-        url: field("url").trim().to_owned(),
-        description: field("description"),
-        event_types: field("event_types"),
-        channels: field("channels"),
-        rate_limit: field("rate_limit").trim().to_owned(),
-    };
+    let input = endpoint_input(&form);
     let again = |problem: String| {
         html(
             StatusCode::UNPROCESSABLE_ENTITY,
-            view::new_endpoint(
+            view::endpoint_form(
                 &signed_in.csrf,
                 operator(&signed_in),
                 &application,
                 &input,
                 Some(&problem),
+                None,
             ),
         )
     };
@@ -602,5 +597,188 @@ async fn announce(
 async fn operational(state: &PortalState, change: EndpointChange, endpoint: &Endpoint) {
     if let Some(operational) = &state.svix.webhooks.operational {
         operational.endpoint_changed(change, endpoint).await;
+    }
+}
+
+/// `/portal/event-types`: the event-type catalogue, with each schema and its example.
+pub(super) async fn event_types(
+    State(state): State<Arc<PortalState>>,
+    headers: HeaderMap,
+    Query(query): Query<LogQuery>,
+) -> Response {
+    let Some(signed_in) = state.signed_in(&headers).await else {
+        return super::redirect("/portal");
+    };
+    let asked = query.iterator.as_deref().filter(|i| !i.is_empty());
+    let mut options = ListOptions::new().limit(50).order(Order::Ascending);
+    if let Some(iterator) = asked {
+        options = options.iterator(iterator);
+    }
+    match state
+        .svix
+        .webhooks
+        .registry
+        .list_event_types_with(&options, false)
+        .await
+    {
+        Ok(page) => html(
+            StatusCode::OK,
+            view::event_types(&signed_in.csrf, operator(&signed_in), &page, asked),
+        ),
+        Err(WebhooksError::InvalidId { .. }) => not_found(&signed_in),
+        Err(error) => failure(&signed_in, &error),
+    }
+}
+
+/// `POST /portal/app/{app}/endpoint/{ep}/example` (form: `csrf`, `event_type`): sends the
+/// event type's example to this endpoint only (Svix's send-example), then shows the message.
+pub(super) async fn send_example(
+    state: Arc<PortalState>,
+    headers: HeaderMap,
+    app: String,
+    ep: String,
+    body: Body,
+) -> Response {
+    let (signed_in, form, application, scope) =
+        match posted(&state, &headers, body, &app, Changes::Yes).await {
+            Ok(found) => found,
+            Err(response) => return response,
+        };
+    let name = form_field(&form, "event_type").unwrap_or_default();
+    let sent: Result<String, String> = async {
+        let event_type = EventTypeName::new(name.trim()).map_err(|e| e.to_string())?;
+        let registered = state
+            .svix
+            .webhooks
+            .event_type(&event_type)
+            .await
+            .map_err(|_| "the event type could not be read".to_owned())?;
+        let payload = crate::svix::endpoints::example_payload(&event_type, registered.as_ref())?;
+        let new = switchyard_webhooks::NewMessage::new(&event_type, payload.as_bytes());
+        match scope.create_message_to(new, &ep).await {
+            Ok(message) => Ok(format!("/portal/app/{}/msg/{}", application.id, message.id)),
+            Err(error) => Err(error.to_string()),
+        }
+    }
+    .await;
+    match sent {
+        Ok(location) => (StatusCode::SEE_OTHER, [(LOCATION, location)]).into_response(),
+        Err(problem) => {
+            endpoint_page(
+                &signed_in,
+                &application,
+                &scope,
+                &ep,
+                Reveal::Hidden,
+                Some(&problem),
+            )
+            .await
+        }
+    }
+}
+
+/// The endpoint form's fields.
+fn endpoint_input(form: &[u8]) -> view::EndpointForm {
+    let field = |name: &str| form_field(form, name).unwrap_or_default();
+    view::EndpointForm {
+        url: field("url").trim().to_owned(),
+        description: field("description"),
+        event_types: field("event_types"),
+        channels: field("channels"),
+        rate_limit: field("rate_limit").trim().to_owned(),
+    }
+}
+
+/// `/portal/app/{app}/endpoint/{ep}/edit`: the form changing an endpoint's settings.
+pub(super) async fn edit_endpoint_form(
+    state: Arc<PortalState>,
+    headers: HeaderMap,
+    app: String,
+    ep: String,
+) -> Response {
+    let Some(signed_in) = state.signed_in(&headers).await else {
+        return super::redirect("/portal");
+    };
+    let (application, scope) = match visible(&state, &signed_in, &app).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    if read_only(&signed_in) {
+        return forbidden(&signed_in);
+    }
+    match scope.endpoint(&ep).await {
+        Ok(endpoint) => html(
+            StatusCode::OK,
+            view::endpoint_form(
+                &signed_in.csrf,
+                operator(&signed_in),
+                &application,
+                &view::EndpointForm::of(&endpoint),
+                None,
+                Some(&endpoint),
+            ),
+        ),
+        Err(WebhooksError::EndpointNotFound { .. }) => not_found(&signed_in),
+        Err(error) => failure(&signed_in, &error),
+    }
+}
+
+/// `POST /portal/app/{app}/endpoint/{ep}/edit`: changes the form's settings (URL,
+/// description, event types, channels, rate limit); its secret, headers, uid, metadata and
+/// state stay.
+pub(super) async fn edit_endpoint(
+    state: Arc<PortalState>,
+    headers: HeaderMap,
+    app: String,
+    ep: String,
+    body: Body,
+) -> Response {
+    let (signed_in, form, application, scope) =
+        match posted(&state, &headers, body, &app, Changes::Yes).await {
+            Ok(found) => found,
+            Err(response) => return response,
+        };
+    let existing = match scope.endpoint(&ep).await {
+        Ok(endpoint) => endpoint,
+        Err(WebhooksError::EndpointNotFound { .. }) => return not_found(&signed_in),
+        Err(error) => return failure(&signed_in, &error),
+    };
+    let input = endpoint_input(&form);
+    let again = |problem: String| {
+        html(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            view::endpoint_form(
+                &signed_in.csrf,
+                operator(&signed_in),
+                &application,
+                &input,
+                Some(&problem),
+                Some(&existing),
+            ),
+        )
+    };
+    let given = match endpoint_spec(&state, &input) {
+        Ok(spec) => spec,
+        Err(problem) => return again(problem),
+    };
+    let mut spec = EndpointSpec::from(&existing);
+    spec.url = given.url;
+    spec.description = given.description;
+    spec.event_types = given.event_types;
+    spec.channels = given.channels;
+    spec.rate_limit = given.rate_limit;
+    match scope.update_endpoint(existing.id.as_str(), spec).await {
+        Ok(updated) => {
+            operational(&state, EndpointChange::Updated, &updated).await;
+            let location = format!("/portal/app/{}/endpoint/{}", application.id, updated.id);
+            (StatusCode::SEE_OTHER, [(LOCATION, location)]).into_response()
+        }
+        Err(
+            error @ (WebhooksError::InvalidUrl { .. }
+            | WebhooksError::InvalidChannel { .. }
+            | WebhooksError::TooManyChannels { .. }
+            | WebhooksError::EventTypeNotFound { .. }),
+        ) => again(error.to_string()),
+        Err(error) => failure(&signed_in, &error),
     }
 }

@@ -3,8 +3,8 @@
 
 use maud::{DOCTYPE, Markup, html};
 use switchyard_webhooks::{
-    Application, Attempt, AttemptStatus, Channel, Delivery, DeliveryStatus, Endpoint,
-    EventTypeFilter, Message, Page,
+    Application, Attempt, AttemptStatus, Channel, Delivery, DeliveryStatus, Endpoint, EventType,
+    EventTypeFilter, EventTypeName, Message, Page,
 };
 
 use crate::svix::request::time;
@@ -31,6 +31,7 @@ pub(super) fn page(csrf: &str, operator: bool, title: &str, body: Markup) -> Mar
             body {
                 header {
                     a.brand href="/portal" { "Switchyard" }
+                    a href="/portal/event-types" { "Event types" }
                     span.who { @if operator { "Operator" } @else { "Application portal" } }
                     form.inline method="post" action="/portal/sign-out" {
                         input type="hidden" name="csrf" value=(csrf);
@@ -393,20 +394,34 @@ pub(super) struct EndpointForm {
     pub rate_limit: String,
 }
 
-/// The form adding an endpoint; `problem` says why the last one was refused.
-pub(super) fn new_endpoint(
+/// The form adding an endpoint (`editing` none) or changing one; `problem` says why the last
+/// one was refused.
+pub(super) fn endpoint_form(
     csrf: &str,
     operator: bool,
     app: &Application,
     input: &EndpointForm,
     problem: Option<&str>,
+    editing: Option<&Endpoint>,
 ) -> Markup {
+    let (action, button, title) = match editing {
+        None => (
+            format!("/portal/app/{}/endpoint", app.id),
+            "Add endpoint",
+            format!("{} · new endpoint", app.name),
+        ),
+        Some(endpoint) => (
+            format!("/portal/app/{}/endpoint/{}/edit", app.id, endpoint.id),
+            "Save",
+            format!("{} · edit endpoint", app.name),
+        ),
+    };
     let body = html! {
         (app_nav(app))
         @if let Some(problem) = problem {
             p.error role="alert" { (problem) }
         }
-        form #new-endpoint method="post" action={ "/portal/app/" (app.id) "/endpoint" } {
+        form #endpoint-form method="post" action=(action) {
             input type="hidden" name="csrf" value=(csrf);
             label for="url" { "URL" }
             input #url type="text" name="url" value=(input.url) required placeholder="https://example.com/webhooks";
@@ -418,15 +433,32 @@ pub(super) fn new_endpoint(
             input #channels type="text" name="channels" value=(input.channels) placeholder="none; or project-1, project-2";
             label for="rate_limit" { "Rate limit (messages a second)" }
             input #rate_limit type="text" name="rate_limit" value=(input.rate_limit) placeholder="no limit";
-            button type="submit" { "Add endpoint" }
+            button type="submit" { (button) }
         }
     };
-    page(
-        csrf,
-        operator,
-        &format!("{} · new endpoint", app.name),
-        body,
-    )
+    page(csrf, operator, &title, body)
+}
+
+impl EndpointForm {
+    /// The form holding `endpoint`'s settings.
+    pub(super) fn of(endpoint: &Endpoint) -> Self {
+        let joined = |items: Vec<&str>| items.join(", ");
+        Self {
+            url: endpoint.url.clone(),
+            description: endpoint.description.clone(),
+            event_types: match &endpoint.event_types {
+                EventTypeFilter::All => String::new(),
+                EventTypeFilter::Only(names) => {
+                    joined(names.iter().map(EventTypeName::as_str).collect())
+                }
+            },
+            channels: joined(endpoint.channels.iter().map(Channel::as_str).collect()),
+            rate_limit: endpoint
+                .rate_limit
+                .map(|rate| rate.to_string())
+                .unwrap_or_default(),
+        }
+    }
 }
 
 /// An endpoint: its settings and state, its secret (when revealed), and its actions.
@@ -480,6 +512,9 @@ pub(super) fn endpoint(
                 tr { th { "Updated" } td { (when(&endpoint.updated_at)) } }
             }
         }
+        @if !read_only {
+            p { a.button href={ (base) "/edit" } { "Edit settings" } }
+        }
         h2 { "Signing secret" }
         @if let Some(secret) = secret {
             p { code #secret { (secret) } }
@@ -494,6 +529,13 @@ pub(super) fn endpoint(
                 " "
                 (action("delete", "Delete endpoint"))
             }
+            h2 { "Send an example" }
+            form #example.inline method="post" action={ (base) "/example" } {
+                input type="hidden" name="csrf" value=(csrf);
+                label for="example_type" { "Event type (its schema's first example; svix.ping sends {\"success\": true})" }
+                input #example_type type="text" name="event_type" value="svix.ping" required;
+                button type="submit" { "Send example" }
+            }
             h2 { "Recover failed messages" }
             form #recover method="post" action={ (base) "/recover" } {
                 input type="hidden" name="csrf" value=(csrf);
@@ -505,4 +547,37 @@ pub(super) fn endpoint(
         }
     };
     page(csrf, operator, "Endpoint", body)
+}
+
+/// The event-type catalogue: each type's description, schema and first example.
+pub(super) fn event_types(
+    csrf: &str,
+    operator: bool,
+    list: &Page<EventType>,
+    asked: Option<&str>,
+) -> Markup {
+    let pretty = |value: &serde_json::Value| {
+        serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
+    };
+    let body = html! {
+        @if list.items.is_empty() {
+            p { "No event types yet. Create one with " code { "POST /api/v1/event-type" } "." }
+        }
+        @for event_type in &list.items {
+            section.event-type {
+                h2 { code { (event_type.name) } }
+                @if !event_type.description.is_empty() { p { (event_type.description) } }
+                @if let Some(example) = event_type.schema.get("examples").and_then(|e| e.get(0)) {
+                    h3 { "Example" }
+                    pre.example { code { (pretty(example)) } }
+                }
+                details {
+                    summary { "Schema" }
+                    pre.schema { code { (pretty(&event_type.schema)) } }
+                }
+            }
+        }
+        (pager(list, "/portal/event-types", asked))
+    };
+    page(csrf, operator, "Event types", body)
 }

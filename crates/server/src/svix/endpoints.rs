@@ -667,7 +667,28 @@ struct EventExampleIn {
 }
 
 /// The event type Svix answers with `{"success": true}` without looking for a schema.
-const PING_EVENT_TYPE: &str = "svix.ping";
+pub(crate) const PING_EVENT_TYPE: &str = "svix.ping";
+
+/// The payload "send example" sends for `event_type`: `{"success": true}` for Svix's
+/// `svix.ping`, else the first of the registered schema's `examples` (an object); `Err` says
+/// why there is none.
+pub(crate) fn example_payload(
+    event_type: &EventTypeName,
+    registered: Option<&switchyard_webhooks::EventType>,
+) -> Result<String, String> {
+    if event_type.as_str() == PING_EVENT_TYPE {
+        return Ok(r#"{"success": true}"#.to_owned());
+    }
+    match registered
+        .and_then(|r| r.schema.get("examples"))
+        .and_then(|e| e.get(0))
+    {
+        Some(example) if example.is_object() => Ok(example.to_string()),
+        _ => Err(format!(
+            "the schema of `{event_type}` has no example object (`examples`) to send"
+        )),
+    }
+}
 
 /// Sends the endpoint, and only it, a message of the event type whose payload is the first
 /// of its schema's `examples` (`svix.ping`: `{"success": true}`); 200 `MessageOut`.
@@ -681,26 +702,19 @@ async fn send_example(
     let event_type = EventTypeName::new(input.event_type.as_str())
         .map_err(|e| ApiError::invalid_field("eventType", e.to_string()))?;
     app.endpoint(&endpoint).await?;
-    let payload = if event_type.as_str() == PING_EVENT_TYPE {
-        r#"{"success": true}"#.to_owned()
-    } else {
-        let Some(registered) = state.webhooks.event_type(&event_type).await? else {
-            return Err(ApiError::not_found(format!(
-                "event type `{event_type}` does not exist"
-            )));
-        };
-        match registered.schema.get("examples").and_then(|e| e.get(0)) {
-            Some(example) if example.is_object() => example.to_string(),
-            _ => {
-                return Err(ApiError::invalid_field(
-                    "eventType",
-                    format!(
-                        "the schema of `{event_type}` has no example object (`examples`) to send"
-                    ),
-                ));
+    let registered = match event_type.as_str() {
+        PING_EVENT_TYPE => None,
+        _ => match state.webhooks.event_type(&event_type).await? {
+            Some(registered) => Some(registered),
+            None => {
+                return Err(ApiError::not_found(format!(
+                    "event type `{event_type}` does not exist"
+                )));
             }
-        }
+        },
     };
+    let payload = example_payload(&event_type, registered.as_ref())
+        .map_err(|problem| ApiError::invalid_field("eventType", problem))?;
     let message = app
         .create_message_to(
             switchyard_webhooks::NewMessage::new(&event_type, payload.as_bytes()),

@@ -11,7 +11,7 @@
 mod apps;
 mod attempts;
 pub(crate) mod auth;
-mod endpoints;
+pub(crate) mod endpoints;
 mod event_types;
 mod messages;
 pub(crate) mod operational;
