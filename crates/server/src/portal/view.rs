@@ -142,23 +142,8 @@ pub(super) fn application(
                         tr {
                             td { a href={ "/portal/app/" (app.id) "/endpoint/" (endpoint.id) } { code { (switchyard_webhooks::redact_userinfo(&endpoint.url)) } } }
                             td { (endpoint.description) }
-                            td {
-                                @match &endpoint.event_types {
-                                    EventTypeFilter::All => { "all" }
-                                    EventTypeFilter::Only(names) => {
-                                        @for (i, name) in names.iter().enumerate() {
-                                            @if i > 0 { ", " }
-                                            code { (name) }
-                                        }
-                                    }
-                                }
-                            }
-                            td {
-                                @for (i, channel) in endpoint.channels.iter().enumerate() {
-                                    @if i > 0 { ", " }
-                                    code { (channel) }
-                                }
-                            }
+                            td { (event_type_list(&endpoint.event_types)) }
+                            td { (channel_list(&endpoint.channels)) }
                             td { @if endpoint.disabled { span.bad { "disabled" } } @else { span.good { "enabled" } } }
                         }
                     }
@@ -242,6 +227,21 @@ fn app_nav(app: &Application) -> Markup {
         nav.app {
             a href={ "/portal/app/" (app.id) } { "Endpoints" }
             a href={ "/portal/app/" (app.id) "/msg" } { "Message log" }
+        }
+    }
+}
+
+/// An endpoint's event types: `all`, or the names.
+fn event_type_list(filter: &EventTypeFilter) -> Markup {
+    html! {
+        @match filter {
+            EventTypeFilter::All => { "all" }
+            EventTypeFilter::Only(names) => {
+                @for (i, name) in names.iter().enumerate() {
+                    @if i > 0 { ", " }
+                    code { (name) }
+                }
+            }
         }
     }
 }
@@ -491,17 +491,7 @@ pub(super) fn endpoint(
                 tr { th { "Id" } td { code { (endpoint.id) } } }
                 @if let Some(uid) = &endpoint.uid { tr { th { "Uid" } td { code { (uid) } } } }
                 tr { th { "Description" } td { (endpoint.description) } }
-                tr { th { "Event types" } td {
-                    @match &endpoint.event_types {
-                        EventTypeFilter::All => { "all" }
-                        EventTypeFilter::Only(names) => {
-                            @for (i, name) in names.iter().enumerate() {
-                                @if i > 0 { ", " }
-                                code { (name) }
-                            }
-                        }
-                    }
-                } }
+                tr { th { "Event types" } td { (event_type_list(&endpoint.event_types)) } }
                 tr { th { "Channels" } td { (channel_list(&endpoint.channels)) } }
                 tr { th { "Rate limit" } td {
                     @if let Some(rate) = endpoint.rate_limit { (rate) " a second" } @else { "none" }
