@@ -7,8 +7,9 @@
 //   with a <script> that must stay inert), opens one and its endpoints;
 // - adds an endpoint through the page (a receiver on loopback), a message is sent through the
 //   API and its successful attempt shows in the message log; the receiver then fails (with
-//   a <script> in its answer, which stays inert), the next message's failure shows, the
-//   receiver recovers and the page's Resend button delivers it; the endpoint's page reveals
+//   a <script> in its answer, which stays inert), the next message's failure shows, and the
+//   endpoint's health chart counts it; the receiver recovers and the page's Resend button
+//   delivers it, the health is back; the endpoint's page reveals
 //   its secret on request, disables and enables it, recovers, edits its settings and sends
 //   an example; the event-type catalogue shows a schema's example; then signs out;
 // - a customer follows the portal link of one application: the token leaves the address
@@ -166,6 +167,17 @@ try {
     "a response body holding markup shows as text",
   );
   await page.screenshot({ path: join(shots, "message-failed.png"), fullPage: true });
+  // The endpoint's health shows the failure.
+  const messagePage = page.url();
+  await Promise.all([page.waitForNavigation(), page.click("text=Endpoints")]);
+  await Promise.all([page.waitForNavigation(), page.click(`text=${hook}`)]);
+  check(await page.locator("#health p").first().getByText("failing").isVisible(), "the health says failing");
+  check(
+    await page.locator("#health .meta").getByText("1 succeeded, 1 failed").isVisible(),
+    "the chart counts the failure",
+  );
+  await page.screenshot({ path: join(shots, "health-failing.png"), fullPage: true });
+  await page.goto(messagePage);
   healthy = true;
   const row = page.locator("#deliveries tr", { hasText: hook });
   await Promise.all([page.waitForNavigation(), row.locator("button:has-text('Resend')").click()]);
@@ -180,6 +192,12 @@ try {
   // The endpoint's page: the secret on request, disable and enable, recover.
   await Promise.all([page.waitForNavigation(), page.click("text=Endpoints")]);
   await Promise.all([page.waitForNavigation(), page.click(`text=${hook}`)]);
+  check(await page.locator("#health p").first().getByText("healthy").isVisible(), "healthy again");
+  check(
+    await page.locator("#health .meta").getByText("2 succeeded, 1 failed").isVisible(),
+    "the chart counts the resent success",
+  );
+  check(await page.locator("#health svg rect").count() > 0, "the chart is drawn");
   check(!(await page.locator("#secret").count()), "the secret is hidden until asked for");
   await Promise.all([page.waitForNavigation(), page.click("button:has-text('Reveal secret')")]);
   check((await page.locator("#secret").textContent()).startsWith("whsec_"), "Reveal shows it");

@@ -686,3 +686,50 @@ async fn the_catalogue_examples_and_editing_an_endpoint() {
     assert_eq!(headers["headers"]["x-kept"], "yes", "headers stay");
     server.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn an_endpoints_health_counts_its_attempts() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::start(dir.path()).await;
+    let api = Api::new(server.local_addr());
+    let browser = api.with_token(None);
+    let (url, seen) = common::recording_receiver(std::time::Duration::ZERO).await;
+    api.post("/api/v1/app", &json!({"name": "Shop", "uid": "shop"}))
+        .await;
+    let endpoint = api
+        .post("/api/v1/app/shop/endpoint", &json!({"url": url}))
+        .await
+        .json();
+    let id = endpoint["id"].as_str().unwrap();
+    let cookie = sign_in(&browser, TOKEN).await;
+    let base = format!("/portal/app/shop/endpoint/{id}");
+    let before = text(&get(&browser, &base, Some(&cookie)).await);
+    assert!(before.contains("no attempts yet"));
+    assert!(before.contains("0 succeeded, 0 failed"));
+    for i in 0..2 {
+        api.post(
+            "/api/v1/app/shop/msg",
+            &json!({"eventType": "a.b", "payload": {"i": i}}),
+        )
+        .await;
+    }
+    for _ in 0..200 {
+        if seen.lock().unwrap().len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    for period in ["hour", "day", "week", "fortnight"] {
+        let page = text(&get(&browser, &format!("{base}?period={period}"), Some(&cookie)).await);
+        assert!(page.contains("healthy"), "{period}");
+        assert!(page.contains("2 succeeded, 0 failed"), "{period}: {page}");
+        assert!(page.contains("<svg"), "{period}");
+        let expected = if period == "fortnight" { "day" } else { period };
+        assert!(
+            page.contains(&format!("<strong>Last {expected}</strong>")),
+            "{period}"
+        );
+    }
+    server.shutdown().await.unwrap();
+}

@@ -76,8 +76,8 @@ pub use model::{
 };
 pub use page::{DEFAULT_LIMIT, ListOptions, MAX_LIMIT, Order, Page, PageRequest};
 pub use registry::{
-    AppScope, Clock, DEFAULT_KEY_GRACE, DEFAULT_MAX_PAYLOAD, MAX_PREVIOUS_KEYS, NewMessage,
-    Registry, RegistryConfig, SentEventQuery,
+    AppScope, Clock, DEFAULT_KEY_GRACE, DEFAULT_MAX_PAYLOAD, MAX_HISTOGRAM_BUCKETS,
+    MAX_PREVIOUS_KEYS, NewMessage, Registry, RegistryConfig, SentEventQuery,
 };
 pub use secret::{Secret, SigningKey, VerifyingKey};
 pub use signature::{Signer, SigningSecret, Verified, Verifier};

@@ -128,6 +128,9 @@ impl Default for RegistryConfig {
     }
 }
 
+/// The most spans [`AppScope::attempt_histogram`] cuts a window into.
+pub const MAX_HISTOGRAM_BUCKETS: u32 = 200;
+
 /// A message for [`Registry::create_message_with`]: the event type and payload, and
 /// optionally channels (at most [`MAX_MESSAGE_CHANNELS`]) and the sender's event id.
 ///
@@ -1448,6 +1451,28 @@ impl<S: Store> AppScope<'_, S> {
             .registry
             .store
             .attempt_counts(&self.app, &endpoint.id, since, until)
+            .await?)
+    }
+
+    /// [`AppScope::attempt_counts`] in `buckets` equal spans of the window, oldest first
+    /// (at most [`MAX_HISTOGRAM_BUCKETS`]; more are that many): an endpoint's health over
+    /// time, in one read of the window.
+    ///
+    /// # Errors
+    /// [`Error::EndpointNotFound`]; [`Error::Store`].
+    pub async fn attempt_histogram(
+        &self,
+        endpoint: &str,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+        buckets: u32,
+    ) -> Result<Vec<AttemptCounts>, Error> {
+        let endpoint = self.endpoint(endpoint).await?;
+        let buckets = buckets.clamp(1, MAX_HISTOGRAM_BUCKETS);
+        Ok(self
+            .registry
+            .store
+            .attempt_histogram(&self.app, &endpoint.id, since, until, buckets)
             .await?)
     }
 

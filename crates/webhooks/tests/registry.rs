@@ -1739,6 +1739,69 @@ async fn a_batch_of_mixed_outcomes_records_each_its_own<S: Store>(h: Harness<S>)
     assert_eq!(again.len(), 8);
 }
 
+async fn attempts_are_counted_by_span<S: Store>(h: Harness<S>) {
+    let r = &h.registry;
+    let visit = with_visit_type(&h).await;
+    let endpoint = r
+        .create_endpoint(EndpointSpec::new("https://a.example/").event_type(visit.clone()))
+        .await
+        .unwrap();
+    let t0 = h.now();
+    for i in 0..3 {
+        r.send(&visit, format!(r#"{{"origin": "o{i}"}}"#), None)
+            .await
+            .unwrap();
+    }
+    let leases = r
+        .store()
+        .lease_deliveries(h.now(), Duration::from_secs(300), 10)
+        .await
+        .unwrap();
+    assert_eq!(leases.len(), 3);
+    // One attempt in each ten seconds: a success, a failure, a success.
+    for (lease, (status, code)) in leases.iter().zip([
+        (DeliveryStatus::Succeeded, 200),
+        (DeliveryStatus::Pending, 500),
+        (DeliveryStatus::Succeeded, 204),
+    ]) {
+        h.advance(Duration::from_secs(5));
+        finish(&h, lease, status, code).await;
+        h.advance(Duration::from_secs(5));
+    }
+    let app = r.default_app();
+    let id = endpoint.id.as_str();
+    let until = t0 + chrono::Duration::seconds(30);
+    let spans = app.attempt_histogram(id, t0, until, 3).await.unwrap();
+    let shape: Vec<(u64, u64)> = spans.iter().map(|c| (c.success, c.failed)).collect();
+    assert_eq!(shape, [(1, 0), (0, 1), (1, 0)]);
+    // One span is the counts; six split each ten seconds in two halves.
+    let one = app.attempt_histogram(id, t0, until, 1).await.unwrap();
+    assert_eq!(one, [app.attempt_counts(id, t0, until).await.unwrap()]);
+    let six = app.attempt_histogram(id, t0, until, 6).await.unwrap();
+    let shape: Vec<(u64, u64)> = six.iter().map(|c| (c.success, c.failed)).collect();
+    assert_eq!(shape, [(0, 0), (1, 0), (0, 0), (0, 1), (0, 0), (1, 0)]);
+    // Bounded: no more than the most spans; an empty window has none.
+    let many = app
+        .attempt_histogram(id, t0, until, u32::MAX)
+        .await
+        .unwrap();
+    assert_eq!(
+        many.len(),
+        switchyard_webhooks::MAX_HISTOGRAM_BUCKETS as usize
+    );
+    assert_eq!(many.iter().map(|c| c.success + c.failed).sum::<u64>(), 3);
+    assert!(
+        app.attempt_histogram(id, until, t0, 3)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(matches!(
+        app.attempt_histogram("nobody", t0, until, 3).await,
+        Err(Error::EndpointNotFound { .. })
+    ));
+}
+
 async fn resend_and_recover<S: Store>(h: Harness<S>) {
     let r = &h.registry;
     let visit = with_visit_type(&h).await;
@@ -2816,6 +2879,7 @@ suite!(
     a_batch_of_mixed_outcomes_records_each_its_own,
     attempts_list_in_the_order_recorded,
     resend_and_recover,
+    attempts_are_counted_by_span,
     failing_endpoints_are_disabled_and_recover,
     expired_payloads_still_list,
     ordered_endpoints_get_one_message_at_a_time,

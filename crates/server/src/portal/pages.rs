@@ -378,7 +378,13 @@ pub(super) async fn endpoint(
     State(state): State<Arc<PortalState>>,
     headers: HeaderMap,
     Path((app, ep)): Path<(String, String)>,
+    Query(query): Query<EndpointQuery>,
 ) -> Response {
+    let period = match query.period.as_deref() {
+        Some("hour") => Period::Hour,
+        Some("week") => Period::Week,
+        _ => Period::Day,
+    };
     let Some(signed_in) = state.signed_in(&headers).await else {
         return super::redirect("/portal");
     };
@@ -386,7 +392,16 @@ pub(super) async fn endpoint(
         Ok(found) => found,
         Err(response) => return response,
     };
-    endpoint_page(&signed_in, &application, &scope, &ep, Reveal::Hidden, None).await
+    endpoint_page(
+        &signed_in,
+        &application,
+        &scope,
+        &ep,
+        Reveal::Hidden,
+        None,
+        period,
+    )
+    .await
 }
 
 async fn endpoint_page(
@@ -396,6 +411,7 @@ async fn endpoint_page(
     ep: &str,
     reveal: Reveal,
     notice: Option<&str>,
+    period: Period,
 ) -> Response {
     let endpoint = match scope.endpoint(ep).await {
         Ok(endpoint) => endpoint,
@@ -406,6 +422,32 @@ async fn endpoint_page(
         Reveal::Hidden => None,
         Reveal::Secret(secret) => Some(secret),
     };
+    let until = chrono::Utc::now();
+    let since = until - period.span();
+    let spans = match scope
+        .attempt_histogram(endpoint.id.as_str(), since, until, period.buckets())
+        .await
+    {
+        Ok(spans) => spans,
+        Err(error) => return failure(signed_in, &error),
+    };
+    let last = AttemptFilter {
+        endpoint: Some(endpoint.id.clone()),
+        ..AttemptFilter::default()
+    };
+    let last = match scope
+        .list_attempts(&last, &ListOptions::new().limit(1).order(Order::Descending))
+        .await
+    {
+        Ok(page) => page.items.into_iter().next(),
+        Err(error) => return failure(signed_in, &error),
+    };
+    let health = view::Health {
+        period,
+        since,
+        spans: &spans,
+        last: last.as_ref(),
+    };
     html(
         StatusCode::OK,
         view::endpoint(
@@ -413,11 +455,59 @@ async fn endpoint_page(
             operator(signed_in),
             application,
             &endpoint,
-            secret.as_deref(),
-            notice,
-            read_only(signed_in),
+            &view::EndpointShown {
+                secret: secret.as_deref(),
+                notice,
+                read_only: read_only(signed_in),
+                health: &health,
+            },
         ),
     )
+}
+
+/// The window an endpoint's health chart shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(super) enum Period {
+    /// The last hour, in five-minute spans.
+    Hour,
+    /// The last day, in hours.
+    #[default]
+    Day,
+    /// The last week, in six-hour spans.
+    Week,
+}
+
+impl Period {
+    pub(super) fn span(self) -> chrono::TimeDelta {
+        match self {
+            Self::Hour => chrono::TimeDelta::hours(1),
+            Self::Day => chrono::TimeDelta::days(1),
+            Self::Week => chrono::TimeDelta::weeks(1),
+        }
+    }
+
+    pub(super) fn buckets(self) -> u32 {
+        match self {
+            Self::Hour => 12,
+            Self::Day => 24,
+            Self::Week => 28,
+        }
+    }
+
+    pub(super) fn name(self) -> &'static str {
+        match self {
+            Self::Hour => "hour",
+            Self::Day => "day",
+            Self::Week => "week",
+        }
+    }
+}
+
+/// The endpoint page's query: the chart's period (`hour`, `day` or `week`; anything else
+/// is `day`).
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct EndpointQuery {
+    period: Option<String>,
 }
 
 /// What an endpoint action does.
@@ -473,6 +563,7 @@ pub(super) async fn endpoint_action(
                     &id,
                     Reveal::Secret(secret.expose().to_owned()),
                     None,
+                    Period::Day,
                 )
                 .await;
             }
@@ -492,6 +583,7 @@ pub(super) async fn endpoint_action(
                     &id,
                     Reveal::Secret(secret),
                     Some("Rotated: the previous secret signs on for 24 hours."),
+                    Period::Day,
                 )
                 .await;
             }
@@ -525,6 +617,7 @@ pub(super) async fn endpoint_action(
                     &id,
                     Reveal::Hidden,
                     Some("Give the time to recover from."),
+                    Period::Day,
                 )
                 .await;
             };
@@ -538,6 +631,7 @@ pub(super) async fn endpoint_action(
                         &id,
                         Reveal::Hidden,
                         Some(&notice),
+                        Period::Day,
                     )
                     .await;
                 }
@@ -559,6 +653,7 @@ pub(super) async fn endpoint_action(
                 &id,
                 Reveal::Hidden,
                 Some(&notice),
+                Period::Day,
             )
             .await
         }
@@ -671,6 +766,7 @@ pub(super) async fn send_example(
                 &ep,
                 Reveal::Hidden,
                 Some(&problem),
+                Period::Day,
             )
             .await
         }

@@ -2,6 +2,7 @@
 //! (payloads, URLs, names and descriptions are the senders' and receivers' text).
 
 use maud::{DOCTYPE, Markup, html};
+use switchyard_webhooks::store::AttemptCounts;
 use switchyard_webhooks::{
     Application, Attempt, AttemptStatus, Channel, Delivery, DeliveryStatus, Endpoint, EventType,
     EventTypeFilter, EventTypeName, Message, Page,
@@ -467,10 +468,14 @@ pub(super) fn endpoint(
     operator: bool,
     app: &Application,
     endpoint: &Endpoint,
-    secret: Option<&str>,
-    notice: Option<&str>,
-    read_only: bool,
+    shown: &EndpointShown<'_>,
 ) -> Markup {
+    let EndpointShown {
+        secret,
+        notice,
+        read_only,
+        health,
+    } = *shown;
     let base = format!("/portal/app/{}/endpoint/{}", app.id, endpoint.id);
     let action = |name: &str, label: &str| {
         html! {
@@ -502,6 +507,7 @@ pub(super) fn endpoint(
                 tr { th { "Updated" } td { (when(&endpoint.updated_at)) } }
             }
         }
+        (health_chart(&base, health, endpoint.disabled))
         @if !read_only {
             p { a.button href={ (base) "/edit" } { "Edit settings" } }
         }
@@ -570,4 +576,93 @@ pub(super) fn event_types(
         (pager(list, "/portal/event-types", asked))
     };
     page(csrf, operator, "Event types", body)
+}
+
+/// What an endpoint's page shows besides its settings.
+#[derive(Clone, Copy)]
+pub(super) struct EndpointShown<'a> {
+    /// The signing secret, when asked for.
+    pub secret: Option<&'a str>,
+    /// What the last action did.
+    pub notice: Option<&'a str>,
+    /// The session may only look: no forms that change anything.
+    pub read_only: bool,
+    /// The health section.
+    pub health: &'a Health<'a>,
+}
+
+/// What an endpoint's health section shows.
+pub(super) struct Health<'a> {
+    pub period: super::pages::Period,
+    pub since: chrono::DateTime<chrono::Utc>,
+    pub spans: &'a [AttemptCounts],
+    pub last: Option<&'a Attempt>,
+}
+
+/// The endpoint's state, its last attempt, and a chart of its successes and failures over
+/// the period, one bar per span (an SVG drawn here: no script, no style attribute).
+fn health_chart(base: &str, health: &Health<'_>, disabled: bool) -> Markup {
+    use super::pages::Period;
+    const WIDTH: u64 = 720;
+    const HEIGHT: u64 = 120;
+    let spans = health.spans;
+    let most = spans
+        .iter()
+        .map(|c| c.success + c.failed)
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    let slot = WIDTH / (spans.len() as u64).max(1);
+    let bar = slot.saturating_sub(2).max(1);
+    let height = |count: u64| count * HEIGHT / most;
+    let (succeeded, failed) = spans
+        .iter()
+        .fold((0, 0), |(s, f), c| (s + c.success, f + c.failed));
+    let span_length = health.period.span() / i32::try_from(spans.len().max(1)).unwrap_or(1);
+    html! {
+        section #health {
+            h2 { "Health" }
+            p {
+                "State: "
+                @if disabled {
+                    span.bad { "disabled" }
+                } @else {
+                    @match health.last {
+                        Some(last) if last.status == AttemptStatus::Success => span.good { "healthy" },
+                        Some(_) => span.bad { "failing" },
+                        None => span { "no attempts yet" },
+                    }
+                }
+                @if let Some(last) = health.last {
+                    " · last attempt " (when(&last.timestamp)) ", "
+                    @if last.response_status == 0 { "no response" } @else { "HTTP " (last.response_status) }
+                }
+            }
+            nav.periods {
+                @for period in [Period::Hour, Period::Day, Period::Week] {
+                    @if period == health.period {
+                        strong { "Last " (period.name()) }
+                    } @else {
+                        a href={ (base) "?period=" (period.name()) } { "Last " (period.name()) }
+                    }
+                }
+            }
+            p.meta { (succeeded) " succeeded, " (failed) " failed since " (when(&health.since)) }
+            svg.chart width=(WIDTH) height=(HEIGHT + 2) viewBox={ "0 0 " (WIDTH) " " (HEIGHT + 2) }
+                role="img" aria-label={ (succeeded) " succeeded, " (failed) " failed" } {
+                @for (i, counts) in spans.iter().enumerate() {
+                    @let x = i as u64 * slot;
+                    @let ok = height(counts.success);
+                    @let bad = height(counts.failed);
+                    @let start = health.since + span_length * i32::try_from(i).unwrap_or(0);
+                    g {
+                        title { (start.format("%Y-%m-%d %H:%M UTC")) ": " (counts.success) " succeeded, " (counts.failed) " failed" }
+                        rect.ok x=(x) y=(HEIGHT - ok) width=(bar) height=(ok) fill="#1a7f37" {}
+                        rect.bad x=(x) y=(HEIGHT - ok - bad) width=(bar) height=(bad) fill="#cf222e" {}
+                    }
+                }
+                line x1="0" y1=(HEIGHT) x2=(WIDTH) y2=(HEIGHT) stroke="#888" {}
+            }
+        }
+    }
 }

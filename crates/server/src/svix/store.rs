@@ -236,6 +236,17 @@ impl Store for ServerStore {
         each!(self, s => s.attempt_counts(app, endpoint, since, until))
     }
 
+    async fn attempt_histogram(
+        &self,
+        app: &AppId,
+        endpoint: &EndpointId,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+        buckets: u32,
+    ) -> Result<Vec<AttemptCounts>, StoreError> {
+        each!(self, s => s.attempt_histogram(app, endpoint, since, until, buckets))
+    }
+
     async fn expunge_payload(&self, app: &AppId, message: &MessageId) -> Result<bool, StoreError> {
         each!(self, s => s.expunge_payload(app, message))
     }

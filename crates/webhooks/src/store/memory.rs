@@ -9,7 +9,8 @@ use chrono::{DateTime, Utc};
 
 use super::{
     AccessToken, AppLimits, AttemptCounts, AttemptFilter, EndpointFilter, Health, HealthChange,
-    IdempotencyClaim, MessageFilter, RememberedResponse, Store, attempt_matches, lease_token,
+    IdempotencyClaim, MessageFilter, RememberedResponse, Store, attempt_matches, bucket_of,
+    lease_token,
 };
 use crate::error::StoreError;
 use crate::id::{AppId, AttemptId, EndpointId, MessageId};
@@ -668,6 +669,34 @@ impl Store for MemoryStore {
             .filter(|a| a.endpoint_id == *endpoint && a.timestamp >= since && a.timestamp < until)
         {
             counts.add(attempt.status, 1);
+        }
+        Ok(counts)
+    }
+
+    async fn attempt_histogram(
+        &self,
+        app: &AppId,
+        endpoint: &EndpointId,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+        buckets: u32,
+    ) -> Result<Vec<AttemptCounts>, StoreError> {
+        let inner = self.lock();
+        let spans = if until > since { buckets as usize } else { 0 };
+        let mut counts = vec![AttemptCounts::default(); spans];
+        if inner.endpoint_of(app, endpoint.as_str()).is_none() {
+            return Ok(counts);
+        }
+        let (from, to) = (since.timestamp_micros(), until.timestamp_micros());
+        for attempt in inner
+            .attempts
+            .values()
+            .filter(|a| a.endpoint_id == *endpoint)
+        {
+            let at = attempt.timestamp.timestamp_micros();
+            if let Some(slot) = bucket_of(at, from, to, buckets).and_then(|i| counts.get_mut(i)) {
+                slot.add(attempt.status, 1);
+            }
         }
         Ok(counts)
     }

@@ -196,6 +196,16 @@ pub(crate) fn split_channels(column: Option<&str>) -> Result<Vec<Channel>, Store
         .collect()
 }
 
+/// The span of a histogram an attempt at `at` (microseconds) falls in, for a window of
+/// `since..until` (microseconds) cut in `buckets`; `None` outside the window.
+pub(crate) fn bucket_of(at: i64, since: i64, until: i64, buckets: u32) -> Option<usize> {
+    if at < since || at >= until || until <= since {
+        return None;
+    }
+    let index = i128::from(at - since) * i128::from(buckets) / i128::from(until - since);
+    usize::try_from(index).ok()
+}
+
 /// What [`Store::idempotency_begin`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IdempotencyClaim {
@@ -547,6 +557,18 @@ pub trait Store: Send + Sync + 'static {
         since: DateTime<Utc>,
         until: DateTime<Utc>,
     ) -> impl Future<Output = Result<AttemptCounts, StoreError>> + Send;
+
+    /// [`Store::attempt_counts`] in `buckets` equal spans of the window, oldest first (an
+    /// attempt at `t` is in span `(t - since) * buckets / (until - since)`); one read of the
+    /// window, whatever the number of spans. An empty window (`until <= since`) has no spans.
+    fn attempt_histogram(
+        &self,
+        app: &AppId,
+        endpoint: &EndpointId,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+        buckets: u32,
+    ) -> impl Future<Output = Result<Vec<AttemptCounts>, StoreError>> + Send;
 
     /// Purges the payload of one message of `app` (it still lists, marked expired, as after
     /// [`Store::purge_payloads`]); whether `app` has that message.

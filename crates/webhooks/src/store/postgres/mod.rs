@@ -15,8 +15,8 @@ use tokio_postgres::{NoTls, Row};
 use super::keys::StoredKeys;
 use super::{
     AccessToken, AppLimits, AttemptCounts, AttemptFilter, EndpointFilter, Finished, Health,
-    HealthChange, IdempotencyClaim, MessageFilter, RememberedResponse, Store, join_channels,
-    lease_token,
+    HealthChange, IdempotencyClaim, MessageFilter, RememberedResponse, Store, bucket_of,
+    join_channels, lease_token,
 };
 use crate::error::StoreError;
 use crate::id::{AppId, AttemptId, EndpointId, MessageId};
@@ -1179,6 +1179,51 @@ impl Store for PostgresStore {
                     reason: code.to_string(),
                 })?;
             counts.add(status, u64::try_from(count).unwrap_or(0));
+        }
+        Ok(counts)
+    }
+
+    async fn attempt_histogram(
+        &self,
+        app: &AppId,
+        endpoint: &EndpointId,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+        buckets: u32,
+    ) -> Result<Vec<AttemptCounts>, StoreError> {
+        let (from, to) = (micros(since), micros(until));
+        let spans = if to > from { buckets as usize } else { 0 };
+        let mut counts = vec![AttemptCounts::default(); spans];
+        if spans == 0 {
+            return Ok(counts);
+        }
+        let rows = self
+            .query(
+                "SELECT min(t.created_at), t.status, count(*) FROM attempts t
+                 JOIN apps a ON a.seq = t.app
+                 WHERE t.ep = $1 AND a.id = $2 AND t.created_at >= $3 AND t.created_at < $4
+                 GROUP BY ((t.created_at - $3) * $5) / ($4 - $3), t.status",
+                &[
+                    &endpoint.as_str(),
+                    &app.as_str(),
+                    &from,
+                    &to,
+                    &i64::from(buckets),
+                ],
+            )
+            .await?;
+        for row in &rows {
+            let at: i64 = row.try_get(0)?;
+            let code: i16 = row.try_get(1)?;
+            let count: i64 = row.try_get(2)?;
+            let status =
+                AttemptStatus::from_code(i64::from(code)).ok_or_else(|| StoreError::Corrupt {
+                    what: "attempt status".to_owned(),
+                    reason: code.to_string(),
+                })?;
+            if let Some(slot) = bucket_of(at, from, to, buckets).and_then(|i| counts.get_mut(i)) {
+                slot.add(status, u64::try_from(count).unwrap_or(0));
+            }
         }
         Ok(counts)
     }

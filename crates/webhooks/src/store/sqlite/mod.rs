@@ -12,8 +12,8 @@ use rusqlite::{Connection, ErrorCode, OptionalExtension as _, params};
 
 use super::{
     AccessToken, AppLimits, AttemptCounts, AttemptFilter, EndpointFilter, Finished, Health,
-    HealthChange, IdempotencyClaim, MessageFilter, RememberedResponse, Store, join_channels,
-    lease_token,
+    HealthChange, IdempotencyClaim, MessageFilter, RememberedResponse, Store, bucket_of,
+    join_channels, lease_token,
 };
 use crate::error::StoreError;
 use crate::id::{AppId, AttemptId, EndpointId, MessageId};
@@ -1429,6 +1429,51 @@ impl Store for SqliteStore {
                 let status = AttemptStatus::from_code(code)
                     .ok_or_else(|| corrupt("attempt status", code))?;
                 counts.add(status, u64::try_from(count).unwrap_or(0));
+            }
+            Ok(counts)
+        })
+    }
+
+    async fn attempt_histogram(
+        &self,
+        app: &AppId,
+        endpoint: &EndpointId,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+        buckets: u32,
+    ) -> Result<Vec<AttemptCounts>, StoreError> {
+        let (from, to) = (micros(since), micros(until));
+        let spans = if to > from { buckets as usize } else { 0 };
+        let mut counts = vec![AttemptCounts::default(); spans];
+        if spans == 0 {
+            return Ok(counts);
+        }
+        self.db.read(|conn| {
+            let mut statement = conn.prepare_cached(&format!(
+                "SELECT min(a.created_at), a.status, count(*) FROM attempts a
+                 WHERE a.ep = (SELECT seq FROM endpoints WHERE id = ? AND app = {APP_KEY})
+                   AND a.created_at >= ? AND a.created_at < ?
+                 GROUP BY ((a.created_at - ?) * ?) / ?, a.status"
+            ))?;
+            let mut rows = statement.query(params![
+                endpoint.as_str(),
+                app.as_str(),
+                from,
+                to,
+                from,
+                i64::from(buckets),
+                to - from
+            ])?;
+            while let Some(row) = rows.next()? {
+                let at: i64 = row.get(0)?;
+                let code: i64 = row.get(1)?;
+                let count: i64 = row.get(2)?;
+                let status = AttemptStatus::from_code(code)
+                    .ok_or_else(|| corrupt("attempt status", code))?;
+                if let Some(slot) = bucket_of(at, from, to, buckets).and_then(|i| counts.get_mut(i))
+                {
+                    slot.add(status, u64::try_from(count).unwrap_or(0));
+                }
             }
             Ok(counts)
         })
