@@ -733,3 +733,67 @@ async fn an_endpoints_health_counts_its_attempts() {
     }
     server.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn hostile_portal_requests_get_answers_below_500() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::start(dir.path()).await;
+    let api = Api::new(server.local_addr());
+    let browser = api.with_token(None);
+    api.post("/api/v1/app", &json!({"name": "Shop", "uid": "shop"}))
+        .await;
+    let cookie = sign_in(&browser, TOKEN).await;
+    let csrf = csrf_of(&text(&get(&browser, "/portal", Some(&cookie)).await));
+    for path in [
+        "/portal?iterator=garbage",
+        "/portal?iterator=-garbage",
+        "/portal/app/nope",
+        "/portal/app/shop?iterator=izz",
+        "/portal/app/shop/msg?iterator=-izz",
+        "/portal/app/shop/msg?event_type=%00",
+        "/portal/app/shop/msg/garbage",
+        "/portal/app/shop/msg/msg_3N5LCbLfCg6Cl9Pywhkk1O9MVPD",
+        "/portal/app/shop/endpoint/garbage",
+        "/portal/app/shop/endpoint/garbage/edit",
+        "/portal/app/shop/endpoint/garbage/nothing",
+        "/portal/app/shop/endpoint/garbage?period=%ff",
+        "/portal/event-types?iterator=q",
+    ] {
+        let reply = get(&browser, path, Some(&cookie)).await;
+        assert!(reply.status.as_u16() < 500, "{path}: {}", reply.status);
+    }
+    let long = "x".repeat(20_000);
+    for (path, form) in [
+        (
+            "/portal/app/shop/msg/garbage/resend",
+            "endpoint=nope".to_owned(),
+        ),
+        (
+            "/portal/app/shop/msg/msg_3N5LCbLfCg6Cl9Pywhkk1O9MVPD/resend",
+            "endpoint=nope".to_owned(),
+        ),
+        ("/portal/app/shop/endpoint", format!("url={long}")),
+        (
+            "/portal/app/shop/endpoint",
+            "url=%ZZ&rate_limit=-1".to_owned(),
+        ),
+        ("/portal/app/shop/endpoint/garbage/delete", String::new()),
+        (
+            "/portal/app/shop/endpoint/garbage/example",
+            "event_type=..".to_owned(),
+        ),
+        ("/portal/app/shop/endpoint/garbage/edit", "url=".to_owned()),
+    ] {
+        let form = format!("csrf={csrf}&{form}");
+        let reply = post_form(&browser, path, Some(&cookie), &form).await;
+        assert!(reply.status.as_u16() < 500, "{path}: {}", reply.status);
+    }
+    // The store is untouched by all of it.
+    assert!(
+        api.get("/api/v1/app/shop/endpoint").await.json()["data"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    server.shutdown().await.unwrap();
+}

@@ -42,7 +42,7 @@ use serde::Deserialize;
 use sha2::Sha256;
 use subtle::ConstantTimeEq as _;
 use switchyard_webhooks::store::{AccessToken, EndpointFilter};
-use switchyard_webhooks::{AppId, Application, Error as WebhooksError, ListOptions, Order};
+use switchyard_webhooks::{AppId, Error as WebhooksError, ListOptions, Order};
 
 use crate::config::Token;
 use crate::svix::SvixState;
@@ -317,6 +317,7 @@ async fn home(State(state): Shared, headers: HeaderMap, Query(page): Query<PageQ
                         view::applications(&signed_in.csrf, &list, page.asked()),
                     )
                 }
+                Err(WebhooksError::InvalidId { .. }) => not_found(&signed_in),
                 Err(error) => failure(&signed_in, &error),
             }
         }
@@ -455,15 +456,9 @@ async fn application(
     let Some(signed_in) = state.signed_in(&headers).await else {
         return redirect("/portal");
     };
-    let registry = &state.svix.webhooks.registry;
-    let application: Application = match registry.application(&app).await {
-        Ok(found) if found.id != AppId::default_app() && signed_in.session.sees(&found.id) => found,
-        Ok(_) | Err(WebhooksError::ApplicationNotFound { .. }) => return not_found(&signed_in),
-        Err(error) => return failure(&signed_in, &error),
-    };
-    let scope = match registry.app(application.id.as_str()).await {
-        Ok(scope) => scope,
-        Err(error) => return failure(&signed_in, &error),
+    let (application, scope) = match pages::visible(&state, &signed_in, &app).await {
+        Ok(found) => found,
+        Err(response) => return response,
     };
     match scope
         .list_endpoints(&EndpointFilter::default(), &page.options(Order::Descending))
@@ -479,6 +474,8 @@ async fn application(
                 page.asked(),
             ),
         ),
+        // An iterator this server did not hand out.
+        Err(WebhooksError::InvalidId { .. }) => not_found(&signed_in),
         Err(error) => failure(&signed_in, &error),
     }
 }

@@ -25,7 +25,7 @@ use crate::svix::store::ServerStore;
 const ATTEMPTS_SHOWN: usize = 100;
 
 /// The application `app` names, when the session may see it; else the response to give.
-async fn visible<'s>(
+pub(super) async fn visible<'s>(
     state: &'s PortalState,
     signed_in: &SignedIn,
     app: &str,
@@ -234,7 +234,11 @@ pub(super) async fn resend(
     let endpoint = form_field(&form, "endpoint").unwrap_or_default();
     match scope.resend(&msg, &endpoint).await {
         Ok(()) => {}
-        Err(WebhooksError::MessageNotFound { .. } | WebhooksError::EndpointNotFound { .. }) => {
+        Err(
+            WebhooksError::MessageNotFound { .. }
+            | WebhooksError::EndpointNotFound { .. }
+            | WebhooksError::InvalidId { .. },
+        ) => {
             return not_found(&signed_in);
         }
         Err(error) => return failure(&signed_in, &error),
