@@ -145,6 +145,11 @@ try {
   await Promise.all([page.waitForNavigation(), page.click("text=Message log")]);
   check(await page.getByText(first.id).isVisible(), "the message is in the log");
   await page.screenshot({ path: join(shots, "message-log.png"), fullPage: true });
+  await page.fill("#after_local", "2999-01-01T00:00");
+  await Promise.all([page.waitForNavigation(), page.click("button:has-text('Filter')")]);
+  check(await page.getByText("No messages.").isVisible(), "a time filter in the future lists none");
+  check(new URL(page.url()).searchParams.get("after").endsWith("Z"), "sent as UTC");
+  await Promise.all([page.waitForNavigation(), page.click("text=Message log")]);
   await Promise.all([page.waitForNavigation(), page.click(`text=${first.id}`)]);
   await until(page, "HTTP 204");
   check(await page.getByText("delivered").first().isVisible(), "its delivery succeeded");

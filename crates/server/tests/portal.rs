@@ -339,6 +339,27 @@ async fn endpoints_are_added_and_messages_read_through_the_pages() {
     )
     .await;
     assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    // Sent after or before a time (RFC 3339, or a local time read as UTC).
+    for (query, shown) in [
+        ("after=2999-01-01T00%3A00%3A00Z", false),
+        ("before=2000-01-01T00%3A00%3A00Z", false),
+        ("after=2000-01-01T00%3A00", true),
+        (
+            "before=2999-01-01T00%3A00%3A00%2B02%3A00&event_type=invoice.paid",
+            true,
+        ),
+    ] {
+        let path = format!("/portal/app/shop/msg?{query}");
+        let page = text(&get(&browser, &path, Some(&cookie)).await);
+        assert_eq!(page.contains(&ids[0]), shown, "{query}");
+    }
+    let bad_time = get(
+        &browser,
+        "/portal/app/shop/msg?after=yesterday",
+        Some(&cookie),
+    )
+    .await;
+    assert_eq!(bad_time.status, StatusCode::UNPROCESSABLE_ENTITY);
     let page = text(
         &get(
             &browser,

@@ -107,6 +107,22 @@ macro_rules! prefixed_id {
             pub fn as_str(&self) -> &str {
                 &self.0
             }
+
+            /// The smallest id of this kind for an object made in the second `at` (Unix
+            /// seconds). An id carries its object's second or, when made just after a clock
+            /// stepped back, a later one, never an earlier one: every object made at `at` or
+            /// later has an id at or above this (a bound for listing from a time).
+            pub fn start_at(at: i64) -> Self {
+                let seconds =
+                    u32::try_from(at.saturating_sub(KSUID_EPOCH).max(0)).unwrap_or(u32::MAX);
+                let mut bytes = [0u8; 20];
+                bytes[..4].copy_from_slice(&seconds.to_be_bytes());
+                let encoded = encode_base62(&bytes);
+                let mut id = String::with_capacity($prefix.len() + ENCODED_LEN);
+                id.push_str($prefix);
+                id.extend(encoded.iter().map(|&b| char::from(b)));
+                Self(Arc::from(id))
+            }
         }
 
         impl FromStr for $name {

@@ -714,6 +714,48 @@ async fn pagination_is_complete_in_both_orders<S: Store>(h: Harness<S>) {
         sent.windows(2).all(|w| w[0] < w[1]),
         "ids are time-sortable"
     );
+    // A time window: the messages made inside it, in full pages, whatever else is listed.
+    let at = |i: usize| {
+        let id = sent[i].clone();
+        async move { r.message(id.as_str()).await.unwrap().created_at }
+    };
+    let (first_second, second_second) = (at(400).await, at(800).await);
+    let window = |before: Option<chrono::DateTime<chrono::Utc>>,
+                  after: Option<chrono::DateTime<chrono::Utc>>| {
+        let filter = MessageFilter {
+            before,
+            after,
+            ..MessageFilter::default()
+        };
+        async move {
+            let mut all = Vec::new();
+            let mut options = ListOptions::new().limit(250);
+            loop {
+                let page = r.list_messages(&filter, &options).await.unwrap();
+                assert!(page.done || page.items.len() == 250, "pages are full");
+                all.extend(page.items.iter().map(|m| m.id.clone()));
+                if page.done {
+                    break all;
+                }
+                options = options.iterator(page.iterator.unwrap());
+            }
+        }
+    };
+    let just_before = |t: chrono::DateTime<chrono::Utc>| t - chrono::Duration::microseconds(1);
+    assert_eq!(window(Some(first_second), None).await, sent[..400]);
+    assert_eq!(
+        window(None, Some(just_before(second_second))).await,
+        sent[800..]
+    );
+    assert_eq!(
+        window(Some(second_second), Some(just_before(first_second))).await,
+        sent[400..800]
+    );
+    assert!(
+        window(Some(first_second), Some(second_second))
+            .await
+            .is_empty()
+    );
     for order in [Order::Ascending, Order::Descending] {
         let mut seen = Vec::new();
         let mut options = ListOptions::new().limit(250).order(order);
@@ -777,7 +819,7 @@ async fn pagination_is_complete_in_both_orders<S: Store>(h: Harness<S>) {
         .list_messages(
             &MessageFilter {
                 event_types: vec![name("no.such")],
-                channel: None,
+                ..MessageFilter::default()
             },
             &ListOptions::new(),
         )
@@ -789,7 +831,7 @@ async fn pagination_is_complete_in_both_orders<S: Store>(h: Harness<S>) {
         .list_messages(
             &MessageFilter {
                 event_types: vec![name("no.such"), ty.clone()],
-                channel: None,
+                ..MessageFilter::default()
             },
             &ListOptions::new().limit(5),
         )

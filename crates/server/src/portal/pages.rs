@@ -82,6 +82,24 @@ pub(super) struct LogQuery {
     iterator: Option<String>,
     event_type: Option<String>,
     channel: Option<String>,
+    /// Sent after this time: RFC 3339 (the page's script turns the browser's local time
+    /// into it), or `YYYY-MM-DDTHH:MM` read as UTC.
+    after: Option<String>,
+    /// Sent before this time, likewise.
+    before: Option<String>,
+}
+
+/// A time filter of the log: RFC 3339, or a `datetime-local` value read as UTC.
+fn log_time(value: Option<&str>) -> Result<Option<chrono::DateTime<chrono::Utc>>, String> {
+    let Some(text) = value.map(str::trim).filter(|t| !t.is_empty()) else {
+        return Ok(None);
+    };
+    if let Ok(at) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Ok(Some(at.with_timezone(&chrono::Utc)));
+    }
+    chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M")
+        .map(|at| Some(at.and_utc()))
+        .map_err(|_| format!("`{text}` is not a time"))
 }
 
 /// `/portal/app/{app}/msg`: the application's messages, newest first, 50 a page, filtered
@@ -121,6 +139,15 @@ pub(super) async fn messages(
             Err(error) => problem = Some(error.to_string()),
         }
     }
+    for (value, slot) in [
+        (query.after.as_deref(), &mut filter.after),
+        (query.before.as_deref(), &mut filter.before),
+    ] {
+        match log_time(value) {
+            Ok(at) => *slot = at,
+            Err(error) => problem = Some(error),
+        }
+    }
     let asked = query.iterator.as_deref().filter(|i| !i.is_empty());
     let mut options = ListOptions::new().limit(50).order(Order::Descending);
     if let Some(iterator) = asked {
@@ -138,9 +165,12 @@ pub(super) async fn messages(
             Err(error) => return failure(&signed_in, &error),
         }
     };
+    let (after, before) = (given(&query.after), given(&query.before));
     let filters = view::LogFilters {
         event_type: event_type.as_deref(),
         channel: channel.as_deref(),
+        after: after.as_deref(),
+        before: before.as_deref(),
     };
     html(
         if problem.is_some() {

@@ -1,5 +1,5 @@
 // The portal's one script (served from /portal/assets/, as the Content-Security-Policy
-// allows no inline script). It does three things:
+// allows no inline script). It does four things:
 // 1. A portal link carries its application token in the fragment (`#key=appsk_…`), which
 //    browsers never send to a server: put it into the sign-in form, clear it from the
 //    address bar and the history, and submit the form, which exchanges it for a session
@@ -33,5 +33,22 @@ document.addEventListener("submit", (event) => {
     if (local && !Number.isNaN(at.getTime())) {
       form.elements.since.value = at.toISOString();
     }
+  }
+});
+
+// 4. The log's time filters are typed in the browser's zone: each `data-utc` input fills
+//    the hidden field it names with the UTC time (and shows the one given, when there is).
+document.addEventListener("DOMContentLoaded", () => {
+  for (const input of document.querySelectorAll("input[data-utc]")) {
+    const hidden = input.form.elements[input.dataset.utc];
+    const at = new Date(hidden.value);
+    if (hidden.value && !Number.isNaN(at.getTime())) {
+      const local = new Date(at.getTime() - at.getTimezoneOffset() * 60000);
+      input.value = local.toISOString().slice(0, 16);
+    }
+    input.addEventListener("change", () => {
+      const typed = new Date(input.value);
+      hidden.value = input.value && !Number.isNaN(typed.getTime()) ? typed.toISOString() : "";
+    });
   }
 });

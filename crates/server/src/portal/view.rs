@@ -160,6 +160,9 @@ pub(super) fn application(
 pub(super) struct LogFilters<'a> {
     pub event_type: Option<&'a str>,
     pub channel: Option<&'a str>,
+    /// As given (RFC 3339 from the page's script).
+    pub after: Option<&'a str>,
+    pub before: Option<&'a str>,
 }
 
 /// The message log: filters, the page, paging.
@@ -178,6 +181,8 @@ pub(super) fn messages(
     for (name, value) in [
         ("event_type", filters.event_type),
         ("channel", filters.channel),
+        ("after", filters.after),
+        ("before", filters.before),
     ] {
         if let Some(value) = value {
             query.push_str(&format!(
@@ -193,6 +198,12 @@ pub(super) fn messages(
             input #event_type type="text" name="event_type" value=[filters.event_type];
             label for="channel" { "Channel" }
             input #channel type="text" name="channel" value=[filters.channel];
+            label for="after_local" { "Sent after" }
+            input #after_local type="datetime-local" data-utc="after";
+            input type="hidden" name="after" value=[filters.after];
+            label for="before_local" { "Sent before" }
+            input #before_local type="datetime-local" data-utc="before";
+            input type="hidden" name="before" value=[filters.before];
             button type="submit" { "Filter" }
         }
         @if let Some(problem) = problem {

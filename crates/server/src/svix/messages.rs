@@ -168,16 +168,13 @@ async fn list_messages(
     let filter = MessageFilter {
         event_types: event_type_param(query.event_types.as_deref())?,
         channel: channel_param(query.channel.as_deref())?,
+        before,
+        after,
     };
-    let mut page = app
+    let page = app
         .list_messages(&filter, &options)
         .await
         .map_err(list_error)?;
-    // The store filters messages by type and channel; the time window is applied here, so a
-    // page can hold fewer than `limit` messages while `done` is still false.
-    page.items.retain(|m| {
-        before.is_none_or(|b| m.created_at < b) && after.is_none_or(|a| m.created_at > a)
-    });
     Ok(reply(
         StatusCode::OK,
         &list(page, |m| MessageOut::new(m, with_content)),

@@ -448,6 +448,7 @@ impl Store for MemoryStore {
         Ok(page_of(&self.lock().messages, page, |m| {
             m.app == *app
                 && (filter.event_types.is_empty() || filter.event_types.contains(&m.event_type))
+                && filter.admits_time(m.created_at)
                 && filter
                     .channel
                     .as_ref()

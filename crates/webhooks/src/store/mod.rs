@@ -78,6 +78,11 @@ pub struct EndpointFilter {
 pub struct MessageFilter {
     /// Only messages of one of these event types (none: every type).
     pub event_types: Vec<EventTypeName>,
+    /// Only messages made strictly before this time.
+    pub before: Option<DateTime<Utc>>,
+    /// Only messages made strictly after this time (the application's id index is read
+    /// from that second on, so a list from a time does not read what came before it).
+    pub after: Option<DateTime<Utc>>,
     /// Only messages sent to this channel.
     pub channel: Option<Channel>,
 }
@@ -204,6 +209,18 @@ pub(crate) fn bucket_of(at: i64, since: i64, until: i64, buckets: u32) -> Option
     }
     let index = i128::from(at - since) * i128::from(buckets) / i128::from(until - since);
     usize::try_from(index).ok()
+}
+
+impl MessageFilter {
+    /// Whether a message made at `at` is inside the time window.
+    pub(crate) fn admits_time(&self, at: DateTime<Utc>) -> bool {
+        self.before.is_none_or(|b| at < b) && self.after.is_none_or(|a| at > a)
+    }
+
+    /// The lowest id a message inside the window can have (see [`MessageId::start_at`]).
+    pub(crate) fn lowest_id(&self) -> Option<MessageId> {
+        self.after.map(|t| MessageId::start_at(t.timestamp()))
+    }
 }
 
 /// What [`Store::idempotency_begin`] found.

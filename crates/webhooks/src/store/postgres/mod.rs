@@ -920,8 +920,12 @@ impl Store for PostgresStore {
              WHERE a.id = $1 AND ($2::text IS NULL OR m.id {cmp} $2)
                AND (cardinality($3::text[]) = 0 OR m.event_type = ANY($3))
                AND ($4::text IS NULL OR $4 = ANY(string_to_array(m.channel, ',')))
+               AND ($6::bigint IS NULL OR m.created_at < $6)
+               AND ($7::bigint IS NULL OR m.created_at > $7)
+               AND ($8::text IS NULL OR m.id >= $8)
              ORDER BY m.id {dir} LIMIT $5"
         );
+        let lowest = filter.lowest_id();
         self.query(
             &sql,
             &[
@@ -930,6 +934,9 @@ impl Store for PostgresStore {
                 &type_names(&filter.event_types),
                 &filter.channel.as_ref().map(Channel::as_str),
                 &take(page),
+                &filter.before.map(micros),
+                &filter.after.map(micros),
+                &lowest.as_ref().map(MessageId::as_str),
             ],
         )
         .await?

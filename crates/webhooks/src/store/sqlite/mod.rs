@@ -1166,6 +1166,15 @@ impl Store for SqliteStore {
         if let Some(channel) = &filter.channel {
             query.condition(HAS_MESSAGE_CHANNEL_M, [text(channel.as_str())]);
         }
+        if let Some(before) = filter.before {
+            query.condition("m.created_at < ?", [SqlValue::Integer(micros(before))]);
+        }
+        if let Some(after) = filter.after {
+            query.condition("m.created_at > ?", [SqlValue::Integer(micros(after))]);
+        }
+        if let Some(lowest) = filter.lowest_id() {
+            query.condition("m.id >= ?", [text(lowest.as_str())]);
+        }
         self.db
             .read(|conn| query.page(page, "m.id").fetch(conn, rows::message))
     }
