@@ -289,11 +289,21 @@ impl<S: Store> Registry<S> {
         self.endpoint_writes.load(Ordering::Acquire)
     }
 
-    /// Stores an endpoint and counts the write (whether or not it succeeded).
-    async fn save_endpoint(&self, record: &EndpointRecord) -> Result<(), StoreError> {
+    /// Stores an endpoint and counts the write (whether or not it succeeded). An application
+    /// deleted since the endpoint was read (by another request, or another process) is
+    /// [`Error::ApplicationNotFound`], not a store error: its endpoints went with it.
+    async fn save_endpoint(&self, record: &EndpointRecord) -> Result<(), Error> {
         let result = self.store.put_endpoint(record).await;
         self.endpoint_writes.fetch_add(1, Ordering::AcqRel);
-        result
+        match result {
+            Ok(()) => Ok(()),
+            Err(error) => match self.store.application(&record.endpoint.app).await {
+                Ok(None) => Err(Error::ApplicationNotFound {
+                    id: record.endpoint.app.to_string(),
+                }),
+                _ => Err(error.into()),
+            },
+        }
     }
 
     /// Says deliveries may have become due (another process sent or resent something).
@@ -1744,5 +1754,39 @@ fn endpoint_of(
         ordered: spec.ordered,
         created_at,
         updated_at,
+    }
+}
+
+#[cfg(all(test, feature = "sqlite"))]
+mod tests {
+    use super::*;
+    use crate::store::SqliteStore;
+
+    /// An endpoint saved after its application was deleted (a race between two requests):
+    /// the application is not found, not a store error.
+    #[tokio::test]
+    async fn saving_an_endpoint_of_a_deleted_application_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = Registry::new(SqliteStore::open(dir.path().join("w.db")).await.unwrap());
+        registry
+            .create_application(ApplicationSpec::new("Gone").uid("gone").unwrap())
+            .await
+            .unwrap();
+        let app = registry.app("gone").await.unwrap();
+        let endpoint = app
+            .create_endpoint(EndpointSpec::new("https://a.example/"))
+            .await
+            .unwrap();
+        let record = registry
+            .store
+            .endpoint(&endpoint.app, &endpoint.id)
+            .await
+            .unwrap()
+            .unwrap();
+        registry.delete_application("gone").await.unwrap();
+        assert!(matches!(
+            registry.save_endpoint(&record).await,
+            Err(Error::ApplicationNotFound { .. })
+        ));
     }
 }
