@@ -1309,12 +1309,19 @@ impl<S: Store> AppScope<'_, S> {
     /// event id is [`Error::MessageExists`].
     async fn insert(&self, message: &Message, endpoints: &[EndpointId]) -> Result<(), Error> {
         match self.registry.store.insert_message(message, endpoints).await {
+            Ok(()) => Ok(()),
             Err(StoreError::Conflict { .. }) if message.event_id.is_some() => {
                 Err(Error::MessageExists {
                     event_id: message.event_id.clone().unwrap_or_default(),
                 })
             }
-            other => Ok(other?),
+            // The application was deleted meanwhile (another request or process).
+            Err(error) => match self.registry.store.application(&self.app).await {
+                Ok(None) => Err(Error::ApplicationNotFound {
+                    id: self.app.to_string(),
+                }),
+                _ => Err(error.into()),
+            },
         }
     }
 
@@ -1762,8 +1769,8 @@ mod tests {
     use super::*;
     use crate::store::SqliteStore;
 
-    /// An endpoint saved after its application was deleted (a race between two requests):
-    /// the application is not found, not a store error.
+    /// An endpoint saved, or a message stored, after its application was deleted (a race
+    /// between two requests): the application is not found, not a store error.
     #[tokio::test]
     async fn saving_an_endpoint_of_a_deleted_application_says_so() {
         let dir = tempfile::tempdir().unwrap();
@@ -1783,9 +1790,22 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
+        let message = app
+            .prepare(
+                NewMessage::new(&EventTypeName::new("a.b").unwrap(), b"{}"),
+                false,
+            )
+            .await
+            .unwrap();
         registry.delete_application("gone").await.unwrap();
         assert!(matches!(
             registry.save_endpoint(&record).await,
+            Err(Error::ApplicationNotFound { .. })
+        ));
+        // A message made for it, stored after: the same.
+        assert!(matches!(
+            app.insert(&message, std::slice::from_ref(&endpoint.id))
+                .await,
             Err(Error::ApplicationNotFound { .. })
         ));
     }
