@@ -1493,6 +1493,21 @@ impl<S: Store> AppScope<'_, S> {
             .await?)
     }
 
+    /// When the current run of failed attempts to the endpoint with this id or uid began:
+    /// `None` while it is healthy (its last attempt succeeded, or it has none). The delivery
+    /// engine disables an endpoint failing for longer than its `disable_after`.
+    ///
+    /// # Errors
+    /// [`Error::EndpointNotFound`]; [`Error::Store`].
+    pub async fn failing_since(&self, endpoint: &str) -> Result<Option<DateTime<Utc>>, Error> {
+        let endpoint = self.endpoint(endpoint).await?;
+        Ok(self
+            .registry
+            .store
+            .failing_since(&self.app, &endpoint.id)
+            .await?)
+    }
+
     /// Messages, optionally of one event type and channel, by id (creation order).
     ///
     /// # Errors

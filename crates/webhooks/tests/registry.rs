@@ -1941,11 +1941,21 @@ async fn failing_endpoints_are_disabled_and_recover<S: Store>(h: Harness<S>) {
         store.record_health(id, true, h.now(), limit).await.unwrap(),
         HealthChange::Unchanged
     );
+    let app = r.default_app();
+    let since = || app.failing_since(id.as_str());
+    assert_eq!(since().await.unwrap(), None, "healthy");
     let began = h.now();
     assert_eq!(
         store.record_health(id, false, began, limit).await.unwrap(),
         HealthChange::Unchanged
     );
+    assert_eq!(since().await.unwrap(), Some(began));
+    // Another application's scope does not see it.
+    let other = r
+        .create_application(ApplicationSpec::new("other"))
+        .await
+        .unwrap();
+    assert_eq!(store.failing_since(&other.id, id).await.unwrap(), None);
     // A success in between resets the clock.
     h.advance(Duration::from_secs(4 * 24 * 3600));
     assert_eq!(
@@ -1954,6 +1964,7 @@ async fn failing_endpoints_are_disabled_and_recover<S: Store>(h: Harness<S>) {
             failing_since: began
         }
     );
+    assert_eq!(since().await.unwrap(), None, "recovered");
     let began = h.now();
     store.record_health(id, false, began, limit).await.unwrap();
     h.advance(Duration::from_secs(5 * 24 * 3600));
@@ -1976,6 +1987,11 @@ async fn failing_endpoints_are_disabled_and_recover<S: Store>(h: Harness<S>) {
         }
     );
     assert!(r.endpoint(id.as_str()).await.unwrap().disabled);
+    assert_eq!(
+        since().await.unwrap(),
+        Some(began),
+        "disabled, still failing"
+    );
     // Reported once.
     assert_eq!(
         store

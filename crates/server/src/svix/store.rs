@@ -247,6 +247,14 @@ impl Store for ServerStore {
         each!(self, s => s.attempt_histogram(app, endpoint, since, until, buckets))
     }
 
+    async fn failing_since(
+        &self,
+        app: &AppId,
+        endpoint: &EndpointId,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        each!(self, s => s.failing_since(app, endpoint))
+    }
+
     async fn expunge_payload(&self, app: &AppId, message: &MessageId) -> Result<bool, StoreError> {
         each!(self, s => s.expunge_payload(app, message))
     }

@@ -702,6 +702,18 @@ impl Store for MemoryStore {
         Ok(counts)
     }
 
+    async fn failing_since(
+        &self,
+        app: &AppId,
+        endpoint: &EndpointId,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let inner = self.lock();
+        if inner.endpoint_of(app, endpoint.as_str()).is_none() {
+            return Ok(None);
+        }
+        Ok(inner.failing_since.get(endpoint.as_str()).copied())
+    }
+
     async fn expunge_payload(&self, app: &AppId, message: &MessageId) -> Result<bool, StoreError> {
         let mut inner = self.lock();
         match inner.messages.get_mut(message.as_str()) {

@@ -587,6 +587,14 @@ pub trait Store: Send + Sync + 'static {
         buckets: u32,
     ) -> impl Future<Output = Result<Vec<AttemptCounts>, StoreError>> + Send;
 
+    /// When the current run of failures of an endpoint of `app` began: `None` while its last
+    /// attempt succeeded (or it has none), or when `app` has no such endpoint.
+    fn failing_since(
+        &self,
+        app: &AppId,
+        endpoint: &EndpointId,
+    ) -> impl Future<Output = Result<Option<DateTime<Utc>>, StoreError>> + Send;
+
     /// Purges the payload of one message of `app` (it still lists, marked expired, as after
     /// [`Store::purge_payloads`]); whether `app` has that message.
     fn expunge_payload(

@@ -1235,6 +1235,32 @@ impl Store for PostgresStore {
         Ok(counts)
     }
 
+    async fn failing_since(
+        &self,
+        app: &AppId,
+        endpoint: &EndpointId,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let rows = self
+            .query(
+                "SELECT e.failing_since FROM endpoints e JOIN apps a ON a.seq = e.app
+                 WHERE e.id = $1 AND a.id = $2",
+                &[&endpoint.as_str(), &app.as_str()],
+            )
+            .await?;
+        let Some(row) = rows.first() else {
+            return Ok(None);
+        };
+        let since: Option<i64> = row.try_get(0)?;
+        since
+            .map(|since| {
+                DateTime::from_timestamp_micros(since).ok_or_else(|| StoreError::Corrupt {
+                    what: format!("endpoint {endpoint}"),
+                    reason: format!("failing_since {since}"),
+                })
+            })
+            .transpose()
+    }
+
     async fn expunge_payload(&self, app: &AppId, message: &MessageId) -> Result<bool, StoreError> {
         let changed = self
             .execute(

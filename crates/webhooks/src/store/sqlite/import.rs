@@ -327,8 +327,9 @@ fn copy(
         let mut write = conn.prepare_cached(
             "INSERT INTO attempts (id, msg, ep, event_type, channel, url, status,
                 response_status, response, headers, elided, duration_us, trigger_code,
-                created_at, held)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                created_at, held, app)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,
+                (SELECT app FROM messages WHERE seq = ?2))",
         )?;
         let mut rows = read.query([])?;
         while let Some(row) = rows.next()? {

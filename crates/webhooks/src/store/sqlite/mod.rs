@@ -345,8 +345,9 @@ fn finish_in(
 ) -> Result<Vec<bool>, StoreError> {
     let mut insert = conn.prepare_cached(
         "INSERT INTO attempts (id, msg, ep, event_type, channel, url, status, response_status,
-            response, headers, elided, duration_us, trigger_code, created_at, held)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            response, headers, elided, duration_us, trigger_code, created_at, held, app)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,
+            (SELECT app FROM messages WHERE seq = ?2))",
     )?;
     let mut headers = headers.iter();
     // A postponement (no attempt) keeps a manual trigger for the attempt still to come.
@@ -1347,10 +1348,7 @@ impl Store for SqliteStore {
         page: &PageRequest,
     ) -> Result<Vec<Attempt>, StoreError> {
         let mut query = ListQuery::new(SELECT_ATTEMPTS);
-        query.condition(
-            &format!("EXISTS (SELECT 1 FROM messages m WHERE m.seq = a.msg AND m.app = {APP_KEY})"),
-            [text(app.as_str())],
-        );
+        query.condition(&format!("a.app = {APP_KEY}"), [text(app.as_str())]);
         if let Some(message) = &filter.message {
             query.condition(
                 "a.msg = (SELECT seq FROM messages WHERE id = ?)",
@@ -1371,7 +1369,8 @@ impl Store for SqliteStore {
             query.condition(HAS_MESSAGE_CHANNEL_A, [text(channel.as_str())]);
         }
         if let Some(status) = filter.status {
-            query.condition("a.status = ?", [SqlValue::Integer(status.code())]);
+            // A literal (one of four codes), so the partial index of failures can serve it.
+            query.condition(&format!("a.status = {}", status.code()), []);
         }
         if let Some(range) = &filter.response_status {
             query.condition(
@@ -1486,6 +1485,33 @@ impl Store for SqliteStore {
             }
             Ok(counts)
         })
+    }
+
+    async fn failing_since(
+        &self,
+        app: &AppId,
+        endpoint: &EndpointId,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let since: Option<Option<i64>> = self.db.read(|conn| {
+            Ok(conn
+                .prepare_cached(&format!(
+                    "SELECT failing_since FROM endpoints
+                     WHERE id = ? AND app = {APP_KEY} AND deleted = 0"
+                ))?
+                .query_row([endpoint.as_str(), app.as_str()], |row| row.get(0))
+                .optional()?)
+        })?;
+        since
+            .flatten()
+            .map(|since| {
+                DateTime::from_timestamp_micros(since).ok_or_else(|| {
+                    corrupt(
+                        format!("endpoint {endpoint}"),
+                        format!("failing_since {since}"),
+                    )
+                })
+            })
+            .transpose()
     }
 
     async fn expunge_payload(&self, app: &AppId, message: &MessageId) -> Result<bool, StoreError> {

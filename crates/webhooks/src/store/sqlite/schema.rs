@@ -8,7 +8,7 @@ use rusqlite::Connection;
 use crate::error::StoreError;
 
 /// The schema version this build writes.
-pub(super) const VERSION: i64 = 10;
+pub(super) const VERSION: i64 = 11;
 
 /// Version 1: the registry (event types, endpoints, messages, deliveries).
 pub(super) const V1: &[&str] = &[
@@ -404,6 +404,23 @@ const V10: &[&str] = &[
     "CREATE INDEX access_tokens_by_expiry ON access_tokens (expires_at)",
 ];
 
+/// Version 11: an attempt carries its message's application, so an application's attempts
+/// are listed through an index of their own (newest first, as every attempt list) rather
+/// than by reading the whole store's; and an endpoint's attempts are found by time, with
+/// their status, so its health over a window (`attempt_counts`, `attempt_histogram`) reads
+/// that window's index entries and nothing else; and an application's failed attempts are
+/// found without reading its successes. Existing attempts are given their application in
+/// the same transaction.
+const V11: &[&str] = &[
+    "ALTER TABLE attempts ADD COLUMN app INTEGER NOT NULL DEFAULT 0",
+    "UPDATE attempts SET app = COALESCE((SELECT m.app FROM messages m WHERE m.seq = attempts.msg), 0)",
+    "CREATE INDEX attempts_by_app ON attempts (app)",
+    "CREATE INDEX attempts_by_endpoint_time ON attempts (ep, created_at, status)",
+    // Failed attempts are few and the ones a person looks for: listed per application
+    // without reading its successes. Only failures have an entry.
+    "CREATE INDEX attempts_failed ON attempts (app) WHERE status = 2",
+];
+
 /// Brings the file's schema up to [`VERSION`], in one transaction.
 ///
 /// # Errors
@@ -429,6 +446,7 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         (8, V8),
         (9, V9),
         (10, V10),
+        (11, V11),
     ] {
         if found < target {
             for statement in statements {

@@ -58,6 +58,13 @@ async fn queries_seek_an_index() {
         cases.push(q.page_from(&cursor, "a.seq", ATTEMPT_CURSOR));
     }
     {
+        // An application's attempts of one status (the portal's log), through its index.
+        let mut q = ListQuery::new(SELECT_ATTEMPTS);
+        q.condition(&format!("a.app = {APP_KEY}"), [text("app_x")]);
+        q.condition("a.status = 2", []);
+        cases.push(q.page_from(&cursor, "a.seq", ATTEMPT_CURSOR));
+    }
+    {
         let mut q = ListQuery::new(SELECT_ATTEMPTS);
         q.condition("a.event_type = ?", [text("a.b")]);
         q.condition("a.channel = ?", [text("blue")]);
@@ -75,10 +82,25 @@ async fn queries_seek_an_index() {
                 );
                 assert!(!text.contains("TEMP B-TREE"), "{}: {text}", query.sql);
                 assert!(!text.contains("SCAN a"), "{}: {text}", query.sql);
+                if query.sql.contains("a.status = 2") {
+                    assert!(text.contains("attempts_failed"), "{}: {text}", query.sql);
+                }
                 if query.sql.contains(ATTEMPT_CURSOR) {
                     assert!(text.contains("attempts_by_id"), "{}: {text}", query.sql);
                 }
             }
+            // An endpoint's health over a window reads the window from an index that holds
+            // the status too: no table row is read.
+            let window = plan(
+                conn,
+                "SELECT a.status, count(*) FROM attempts a
+                 WHERE a.ep = 1 AND a.created_at >= 5 AND a.created_at < 9 GROUP BY a.status",
+                &[],
+            );
+            assert!(
+                window.contains("COVERING INDEX attempts_by_endpoint_time"),
+                "{window}"
+            );
             // Leasing takes the applications whose turn came in order, then walks each one's
             // rows and fan-outs in the order they become available; finishing and
             // recovering seek.
