@@ -5,10 +5,12 @@
 //
 // - the operator signs in with the server token, sees every application (one of them named
 //   with a <script> that must stay inert), opens one and its endpoints;
-// - adds an endpoint through the page (a receiver on loopback), a message is sent through the
-//   API and its successful attempt shows in the message log; the receiver then fails (with
-//   a <script> in its answer, which stays inert), the next message's failure shows, and the
-//   endpoint's health chart counts it; the receiver recovers and the page's Resend button
+// - adds an endpoint through the page (a receiver on loopback, custom headers, one of them a
+//   credential whose value no page shows), a message is sent through the API and its
+//   successful attempt, with those headers, shows in the message log; the receiver then fails
+//   (with a <script> in its answer, which stays inert), the next message's failure shows, the
+//   log filtered by status lists it, and the endpoint's health says since when and its chart
+//   counts it; the receiver recovers and the page's Resend button
 //   delivers it, the health is back; the endpoint's page reveals
 //   its secret on request, disables and enables it, recovers, edits its settings and sends
 //   an example; the event-type catalogue shows a schema's example; then signs out;
@@ -69,7 +71,7 @@ const receiver = createServer((request, response) => {
   let body = "";
   request.on("data", (chunk) => (body += chunk));
   request.on("end", () => {
-    received.push(body);
+    received.push({ body, headers: request.headers });
     if (healthy) {
       response.writeHead(204).end();
     } else {
@@ -133,9 +135,15 @@ try {
   await Promise.all([page.waitForNavigation(), page.click("text=Add endpoint")]);
   await page.fill("#url", hook);
   await page.fill("#description", "Added in the browser");
+  await page.fill("#headers", "X-Tenant: a\nAuthorization: Bearer browser-secret");
   await page.screenshot({ path: join(shots, "new-endpoint.png"), fullPage: true });
   await Promise.all([page.waitForNavigation(), page.click("button:has-text('Add endpoint')")]);
   check(await page.getByText(hook).isVisible(), "the endpoint added through the page is listed");
+  await Promise.all([page.waitForNavigation(), page.click(`text=${hook}`)]);
+  check(await page.getByText("X-Tenant: a").isVisible(), "its plain header shows");
+  check(await page.getByText("Authorization: hidden").isVisible(), "its credential header by name");
+  check(!(await page.content()).includes("browser-secret"), "and never its value");
+  await page.screenshot({ path: join(shots, "endpoint-headers.png"), fullPage: true });
 
   // A message through the API; its attempt in the log.
   const first = await api("POST", "/api/v1/app/tenant-a/msg", {
@@ -153,6 +161,12 @@ try {
   await Promise.all([page.waitForNavigation(), page.click(`text=${first.id}`)]);
   await until(page, "HTTP 204");
   check(await page.getByText("delivered").first().isVisible(), "its delivery succeeded");
+  const delivered = received[0];
+  check(
+    delivered.headers["x-tenant"] === "a" &&
+      delivered.headers.authorization === "Bearer browser-secret",
+    "the receiver got the headers set in the page",
+  );
   check(
     await page.getByText('"<script>window.__pwned = true</script>"', { exact: false }).isVisible(),
     "a payload holding markup shows as text",
@@ -172,11 +186,22 @@ try {
     "a response body holding markup shows as text",
   );
   await page.screenshot({ path: join(shots, "message-failed.png"), fullPage: true });
+  // The log filtered by status lists the failed attempt.
+  await Promise.all([page.waitForNavigation(), page.click("text=Message log")]);
+  await page.selectOption("#status", "failed");
+  await page.selectOption("#endpoint", { label: `${hook} · Added in the browser` });
+  await Promise.all([page.waitForNavigation(), page.click("button:has-text('Filter')")]);
+  check(
+    await page.locator("#attempts").getByText(second.id).isVisible(),
+    "the log filtered by status and endpoint shows the failed attempt",
+  );
+  check(!(await page.locator("#attempts").getByText(first.id).count()), "and not the success");
+  await page.screenshot({ path: join(shots, "message-log-failed.png"), fullPage: true });
+  const messagePage = `${base}/portal/app/${a.id}/msg/${second.id}`;
   // The endpoint's health shows the failure.
-  const messagePage = page.url();
   await Promise.all([page.waitForNavigation(), page.click("text=Endpoints")]);
   await Promise.all([page.waitForNavigation(), page.click(`text=${hook}`)]);
-  check(await page.locator("#health p").first().getByText("failing").isVisible(), "the health says failing");
+  check(await page.locator("#state").getByText("failing since").isVisible(), "the health says failing since when");
   check(
     await page.locator("#health .meta").getByText("1 succeeded, 1 failed").isVisible(),
     "the chart counts the failure",
@@ -197,7 +222,7 @@ try {
   // The endpoint's page: the secret on request, disable and enable, recover.
   await Promise.all([page.waitForNavigation(), page.click("text=Endpoints")]);
   await Promise.all([page.waitForNavigation(), page.click(`text=${hook}`)]);
-  check(await page.locator("#health p").first().getByText("healthy").isVisible(), "healthy again");
+  check(await page.locator("#state").getByText("healthy").isVisible(), "healthy again");
   check(
     await page.locator("#health .meta").getByText("2 succeeded, 1 failed").isVisible(),
     "the chart counts the resent success",
@@ -218,9 +243,20 @@ try {
     "Recover queues the failed messages since the time given",
   );
   await Promise.all([page.waitForNavigation(), page.click("text=Edit settings")]);
+  check(
+    (await page.inputValue("#headers")).includes("X-Tenant: a") &&
+      !(await page.content()).includes("browser-secret"),
+    "the edit form holds the plain header and not the credential's value",
+  );
   await page.fill("#description", "Edited in the browser");
+  await page.fill("#headers", "X-Tenant: b");
   await Promise.all([page.waitForNavigation(), page.click("button:has-text('Save')")]);
   check(await page.getByText("Edited in the browser").isVisible(), "Edit saves the settings");
+  check(
+    (await page.getByText("X-Tenant: b").isVisible()) &&
+      (await page.getByText("Authorization: hidden").isVisible()),
+    "a header changed, the hidden one kept",
+  );
   await Promise.all([page.waitForNavigation(), page.click("button:has-text('Send example')")]);
   await until(page, "HTTP 204");
   check(await page.getByText('"success": true').isVisible(), "Send example sends svix.ping");

@@ -525,6 +525,8 @@ async fn the_message_log_with_fifty_thousand_messages() {
     std::fs::create_dir_all(&store_dir).unwrap();
     let started = Instant::now();
     let mut ids = Vec::with_capacity(MESSAGES);
+    // Every message goes to one endpoint, which takes it: 50,000 attempts, all successes.
+    let (url, seen) = common::recording_receiver(Duration::ZERO).await;
     {
         let registry = Registry::new(SqliteStore::open(store_dir.join("store.db")).await.unwrap());
         registry
@@ -532,6 +534,9 @@ async fn the_message_log_with_fifty_thousand_messages() {
             .await
             .unwrap();
         let app = registry.app("big").await.unwrap();
+        app.create_endpoint(switchyard_webhooks::EndpointSpec::new(url))
+            .await
+            .unwrap();
         let (paid, failed) = (
             EventTypeName::new("invoice.paid").unwrap(),
             EventTypeName::new("invoice.failed").unwrap(),
@@ -552,6 +557,19 @@ async fn the_message_log_with_fifty_thousand_messages() {
     );
     let server = common::start(dir.path()).await;
     let api = Api::new(server.local_addr());
+    let delivered = Instant::now();
+    while seen.lock().unwrap().len() < MESSAGES {
+        assert!(
+            delivered.elapsed() < Duration::from_secs(300),
+            "deliveries stalled"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    println!(
+        "delivered them in {:.1} s",
+        delivered.elapsed().as_secs_f64()
+    );
     let browser = api.with_token(None);
     let cookie = sign_in(&browser, TOKEN).await;
     let middle = ListOptions::iterator_after(ids[MESSAGES / 2].as_str());
@@ -573,6 +591,14 @@ async fn the_message_log_with_fifty_thousand_messages() {
             "channel 1 in 100",
             "/portal/app/big/msg?channel=rare".to_owned(),
         ),
+        (
+            "attempts that succeeded",
+            "/portal/app/big/msg?status=succeeded".to_owned(),
+        ),
+        (
+            "attempts that failed (none: all 50,000 read)",
+            "/portal/app/big/msg?status=failed".to_owned(),
+        ),
     ];
     println!("| page | p50 | max (20 requests, loopback, release) |\n|---|---:|---:|");
     for (what, path) in pages {
@@ -582,7 +608,11 @@ async fn the_message_log_with_fifty_thousand_messages() {
             let reply = get(&browser, &path, Some(&cookie)).await;
             times.push(at.elapsed());
             assert_eq!(reply.status, StatusCode::OK, "{what}");
-            assert!(text(&reply).contains("msg_"), "{what}: a page of messages");
+            let page = text(&reply);
+            assert!(
+                page.contains("msg_") || page.contains("No attempts."),
+                "{what}: a page of messages"
+            );
         }
         times.sort();
         println!(
@@ -816,5 +846,224 @@ async fn hostile_portal_requests_get_answers_below_500() {
             .unwrap()
             .is_empty()
     );
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn endpoint_headers_through_the_form_keep_credentials_hidden() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::start(dir.path()).await;
+    let api = Api::new(server.local_addr());
+    let browser = api.with_token(None);
+    api.post("/api/v1/app", &json!({"name": "Shop", "uid": "shop"}))
+        .await;
+    let cookie = sign_in(&browser, TOKEN).await;
+    let csrf = csrf_of(&text(
+        &get(&browser, "/portal/app/shop/endpoint/new", Some(&cookie)).await,
+    ));
+    let add = |headers: &str| {
+        let form = format!(
+            "csrf={csrf}&url=https%3A%2F%2Fa.example%2Fhook&headers={}",
+            form_urlencoded::byte_serialize(headers.as_bytes()).collect::<String>()
+        );
+        let (browser, cookie) = (&browser, cookie.clone());
+        async move { post_form(browser, "/portal/app/shop/endpoint", Some(&cookie), &form).await }
+    };
+    // A line that is not `Name: value`, a name given twice, a header the signer sets: the
+    // form again, naming the line or header and never a value.
+    for (lines, says) in [
+        ("X-Tenant 42", "header line 1"),
+        ("X-Tenant: 1\r\nx-tenant: 2", "given twice"),
+        ("webhook-signature: forged-value", "webhook-signature"),
+    ] {
+        let refused = add(lines).await;
+        assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY, "{lines}");
+        let page = text(&refused);
+        let alert = page
+            .split(r#"role="alert">"#)
+            .nth(1)
+            .and_then(|rest| rest.split("</p>").next())
+            .unwrap();
+        assert!(alert.contains(says), "{lines}: {alert}");
+        assert!(
+            !alert.contains("42") && !alert.contains("forged-value"),
+            "{alert}"
+        );
+    }
+    let added = add("X-Tenant: 42\r\n\r\nAuthorization: Bearer very-secret-value\r\n").await;
+    assert_eq!(added.status, StatusCode::SEE_OTHER, "{}", text(&added));
+    let list = api.get("/api/v1/app/shop/endpoint").await.json();
+    let id = list["data"][0]["id"].as_str().unwrap().to_owned();
+    let stored = |api: &Api| {
+        let path = format!("/api/v1/app/shop/endpoint/{id}/headers");
+        let api = api.clone();
+        async move { api.get(&path).await.json()["headers"].clone() }
+    };
+    assert_eq!(
+        stored(&api).await,
+        json!({"X-Tenant": "42", "Authorization": "Bearer very-secret-value"})
+    );
+
+    // The endpoint page and the edit form show the plain header, and of the credential
+    // only its name.
+    let base = format!("/portal/app/shop/endpoint/{id}");
+    let page = text(&get(&browser, &base, Some(&cookie)).await);
+    assert!(page.contains("X-Tenant: 42"), "{page}");
+    assert!(page.contains("Authorization: <em>hidden</em>"), "{page}");
+    let edit = format!("{base}/edit");
+    let form = text(&get(&browser, &edit, Some(&cookie)).await);
+    assert!(form.contains("X-Tenant: 42"), "{form}");
+    assert!(form.contains(r#"name="remove_header" value="Authorization""#));
+    for shown in [&page, &form] {
+        assert!(!shown.contains("very-secret-value"));
+    }
+
+    // Saving the form as shown keeps the hidden header; a line of the same name replaces
+    // it; ticking it removes it; plain headers are the lines given.
+    let save = |extra: &str| {
+        let form = format!("csrf={csrf}&url=https%3A%2F%2Fa.example%2Fhook&headers={extra}");
+        let (browser, cookie, edit) = (&browser, cookie.clone(), edit.clone());
+        async move { post_form(browser, &edit, Some(&cookie), &form).await }
+    };
+    assert_eq!(save("X-Tenant%3A+43").await.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        stored(&api).await,
+        json!({"X-Tenant": "43", "Authorization": "Bearer very-secret-value"})
+    );
+    assert_eq!(
+        save("authorization%3A+Bearer+new").await.status,
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(stored(&api).await, json!({"authorization": "Bearer new"}));
+    let removed = save("X-Other%3A+1&remove_header=authorization").await;
+    assert_eq!(removed.status, StatusCode::SEE_OTHER);
+    assert_eq!(stored(&api).await, json!({"X-Other": "1"}));
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_failing_endpoint_says_since_when() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::start(dir.path()).await;
+    let api = Api::new(server.local_addr());
+    let browser = api.with_token(None);
+    api.post("/api/v1/app", &json!({"name": "Shop", "uid": "shop"}))
+        .await;
+    // Nothing listens on port 9 of loopback: every attempt fails without a response.
+    let endpoint = api
+        .post(
+            "/api/v1/app/shop/endpoint",
+            &json!({"url": "http://127.0.0.1:9/hook"}),
+        )
+        .await
+        .json();
+    let id = endpoint["id"].as_str().unwrap();
+    let cookie = sign_in(&browser, TOKEN).await;
+    let base = format!("/portal/app/shop/endpoint/{id}");
+    api.post(
+        "/api/v1/app/shop/msg",
+        &json!({"eventType": "a.b", "payload": {}}),
+    )
+    .await;
+    let mut page = String::new();
+    for _ in 0..200 {
+        page = text(&get(&browser, &base, Some(&cookie)).await);
+        if page.contains("failing since") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert!(page.contains(r#"id="state">failing since <time"#), "{page}");
+    // The first failure or a retry after it (every 200 ms in these tests).
+    assert!(
+        ["1", "2", "3", "4"]
+            .iter()
+            .any(|n| page.contains(&format!("0 succeeded, {n} failed"))),
+        "{page}"
+    );
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_log_filters_attempts_by_status_and_endpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::start(dir.path()).await;
+    let api = Api::new(server.local_addr());
+    let browser = api.with_token(None);
+    let (url, seen) = common::recording_receiver(std::time::Duration::ZERO).await;
+    api.post("/api/v1/app", &json!({"name": "Shop", "uid": "shop"}))
+        .await;
+    let good = api
+        .post(
+            "/api/v1/app/shop/endpoint",
+            &json!({"url": url, "uid": "good"}),
+        )
+        .await
+        .json();
+    let bad = api
+        .post(
+            "/api/v1/app/shop/endpoint",
+            &json!({"url": "http://127.0.0.1:9/hook", "uid": "bad"}),
+        )
+        .await
+        .json();
+    let (good, bad) = (good["id"].as_str().unwrap(), bad["id"].as_str().unwrap());
+    // Another application's attempts never show here.
+    api.post("/api/v1/app", &json!({"name": "Other", "uid": "other"}))
+        .await;
+    api.post("/api/v1/app/other/endpoint", &json!({"url": url}))
+        .await;
+    api.post(
+        "/api/v1/app/other/msg",
+        &json!({"eventType": "other.thing", "payload": {}}),
+    )
+    .await;
+    for i in 0..3 {
+        api.post(
+            "/api/v1/app/shop/msg",
+            &json!({"eventType": "order.made", "payload": {"i": i}}),
+        )
+        .await;
+    }
+    let cookie = sign_in(&browser, TOKEN).await;
+    let log = |query: &str| {
+        let path = format!("/portal/app/shop/msg?{query}");
+        let (browser, cookie) = (&browser, cookie.clone());
+        async move { get(browser, &path, Some(&cookie)).await }
+    };
+    // Until every first attempt is recorded.
+    for _ in 0..200 {
+        let failed = text(&log("status=failed").await);
+        let succeeded = text(&log("status=succeeded").await);
+        if seen.lock().unwrap().len() >= 4
+            && failed.matches("<tr>").count() >= 4
+            && succeeded.matches("<tr>").count() >= 4
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    let failed = text(&log("status=failed").await);
+    assert!(failed.contains(r#"id="attempts""#), "{failed}");
+    assert!(failed.contains(bad) && !failed.contains(&format!(">{good}<")));
+    assert!(!failed.contains("other.thing"));
+    let succeeded = text(&log("status=succeeded").await);
+    assert_eq!(
+        succeeded.matches(&format!("<code>{good}</code>")).count(),
+        3
+    );
+    assert!(!succeeded.contains(&format!("<code>{bad}</code>")));
+    // By endpoint (its uid is enough), any status; with a status too.
+    let to_good = text(&log("endpoint=good").await);
+    assert_eq!(to_good.matches("<tr>").count(), 4, "a header row and three");
+    assert!(to_good.contains(&format!(r#"<option value="{good}" selected>"#)));
+    let none = text(&log(&format!("endpoint={good}&status=failed")).await);
+    assert!(none.contains("No attempts."));
+    // Without either, messages as before.
+    assert!(text(&log("").await).contains(r#"id="messages""#));
+    for query in ["status=lost", "endpoint=nobody"] {
+        let refused = log(query).await;
+        assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY, "{query}");
+    }
     server.shutdown().await.unwrap();
 }

@@ -11,10 +11,10 @@ use axum::response::{IntoResponse, Response};
 use http::header::LOCATION;
 use http::{HeaderMap, StatusCode};
 use serde::Deserialize;
-use switchyard_webhooks::store::{AttemptFilter, MessageFilter};
+use switchyard_webhooks::store::{AttemptFilter, EndpointFilter, MessageFilter};
 use switchyard_webhooks::{
-    AppId, AppScope, Application, Channel, Endpoint, EndpointSpec, Error as WebhooksError,
-    EventTypeName, ListOptions, Order,
+    AppId, AppScope, Application, AttemptStatus, Channel, Endpoint, EndpointSpec,
+    Error as WebhooksError, EventTypeName, ListOptions, Order,
 };
 
 use super::{PortalState, SignedIn, failure, form_field, html, not_found, operator, view};
@@ -87,7 +87,27 @@ pub(super) struct LogQuery {
     after: Option<String>,
     /// Sent before this time, likewise.
     before: Option<String>,
+    /// Attempts that ended so (`succeeded`, `failed`, `pending`, `sending`): the log lists
+    /// attempts instead of messages.
+    status: Option<String>,
+    /// Attempts to this endpoint (id or uid): likewise.
+    endpoint: Option<String>,
 }
+
+/// A status filter of the log, as its select names it.
+fn log_status(name: &str) -> Option<AttemptStatus> {
+    Some(match name {
+        "succeeded" => AttemptStatus::Success,
+        "failed" => AttemptStatus::Failed,
+        "pending" => AttemptStatus::Pending,
+        "sending" => AttemptStatus::Sending,
+        _ => return None,
+    })
+}
+
+/// The most endpoints the log's endpoint filter offers (an endpoint beyond them can still be
+/// named in the link, by id or uid).
+const LOG_ENDPOINT_CHOICES: usize = 100;
 
 /// A time filter of the log: RFC 3339, or a `datetime-local` value read as UTC.
 fn log_time(value: Option<&str>) -> Result<Option<chrono::DateTime<chrono::Utc>>, String> {
@@ -103,7 +123,8 @@ fn log_time(value: Option<&str>) -> Result<Option<chrono::DateTime<chrono::Utc>>
 }
 
 /// `/portal/app/{app}/msg`: the application's messages, newest first, 50 a page, filtered
-/// by event type and channel.
+/// by event type, channel and time; with a status or an endpoint, its attempts instead
+/// (filtered the same way).
 pub(super) async fn messages(
     State(state): State<Arc<PortalState>>,
     headers: HeaderMap,
@@ -148,29 +169,78 @@ pub(super) async fn messages(
             Err(error) => problem = Some(error),
         }
     }
+    let (status, endpoint) = (given(&query.status), given(&query.endpoint));
+    let status_filter = match status.as_deref().map(log_status) {
+        None => None,
+        Some(Some(status)) => Some(status),
+        Some(None) => {
+            problem = Some("the status is one of succeeded, failed, pending or sending".to_owned());
+            None
+        }
+    };
+    let endpoint_filter = match &endpoint {
+        None => None,
+        Some(ep) => match scope.endpoint(ep).await {
+            Ok(found) => Some(found.id),
+            Err(WebhooksError::EndpointNotFound { .. }) => {
+                problem = Some(format!("`{ep}` is not an endpoint of this application"));
+                None
+            }
+            Err(error) => return failure(&signed_in, &error),
+        },
+    };
+    let choices = match scope
+        .list_endpoints(
+            &EndpointFilter::default(),
+            &ListOptions::new().limit(LOG_ENDPOINT_CHOICES),
+        )
+        .await
+    {
+        Ok(page) => page.items,
+        Err(error) => return failure(&signed_in, &error),
+    };
     let asked = query.iterator.as_deref().filter(|i| !i.is_empty());
     let mut options = ListOptions::new().limit(50).order(Order::Descending);
     if let Some(iterator) = asked {
         options = options.iterator(iterator);
     }
-    let page = if problem.is_some() {
-        None
-    } else {
-        match scope.list_messages(&filter, &options).await {
-            Ok(page) => Some(page),
-            Err(WebhooksError::InvalidId { .. }) => {
-                problem = Some("That page link is not valid; start again.".to_owned());
-                None
-            }
-            Err(error) => return failure(&signed_in, &error),
-        }
+    let bad_link = |problem: &mut Option<String>| {
+        *problem = Some("That page link is not valid; start again.".to_owned());
     };
+    let mut list = view::LogList::Nothing;
+    if problem.is_none() {
+        if status.is_some() || endpoint.is_some() {
+            let attempts = AttemptFilter {
+                endpoint: endpoint_filter,
+                event_types: filter.event_types.clone(),
+                channel: filter.channel.clone(),
+                status: status_filter,
+                before: filter.before,
+                after: filter.after,
+                ..AttemptFilter::default()
+            };
+            match scope.list_attempts(&attempts, &options).await {
+                Ok(page) => list = view::LogList::Attempts(page),
+                Err(WebhooksError::InvalidId { .. }) => bad_link(&mut problem),
+                Err(error) => return failure(&signed_in, &error),
+            }
+        } else {
+            match scope.list_messages(&filter, &options).await {
+                Ok(page) => list = view::LogList::Messages(page),
+                Err(WebhooksError::InvalidId { .. }) => bad_link(&mut problem),
+                Err(error) => return failure(&signed_in, &error),
+            }
+        }
+    }
     let (after, before) = (given(&query.after), given(&query.before));
     let filters = view::LogFilters {
         event_type: event_type.as_deref(),
         channel: channel.as_deref(),
         after: after.as_deref(),
         before: before.as_deref(),
+        status: status.as_deref(),
+        endpoint: endpoint.as_deref(),
+        endpoints: &choices,
     };
     html(
         if problem.is_some() {
@@ -182,7 +252,7 @@ pub(super) async fn messages(
             &signed_in.csrf,
             operator(&signed_in),
             &application,
-            page.as_ref(),
+            &list,
             &filters,
             problem.as_deref(),
             asked,
@@ -304,8 +374,8 @@ pub(super) async fn new_endpoint(
 }
 
 /// `POST /portal/app/{app}/endpoint` (form: `csrf`, `url`, `description`, `event_types` and
-/// `channels` separated by commas, `rate_limit`): adds the endpoint, or shows the form again
-/// saying what is wrong.
+/// `channels` separated by commas, `rate_limit`, `headers` one `Name: value` a line): adds
+/// the endpoint, or shows the form again saying what is wrong.
 pub(super) async fn create_endpoint(
     State(state): State<Arc<PortalState>>,
     headers: HeaderMap,
@@ -367,6 +437,9 @@ fn endpoint_spec(state: &PortalState, input: &view::EndpointForm) -> Result<Endp
     for channel in list(&input.channels) {
         spec = spec.channel(channel).map_err(|e| e.to_string())?;
     }
+    for (name, value) in header_lines(&input.headers)? {
+        spec = spec.header(name, value);
+    }
     if !input.rate_limit.is_empty() {
         let rate: NonZeroU32 = input
             .rate_limit
@@ -375,6 +448,32 @@ fn endpoint_spec(state: &PortalState, input: &view::EndpointForm) -> Result<Endp
         spec = spec.rate_limit(rate);
     }
     Ok(spec)
+}
+
+/// The headers of the form's text, one `Name: value` a line (blank lines skipped). Errors
+/// name the line and the header, never a value.
+fn header_lines(text: &str) -> Result<std::collections::BTreeMap<String, String>, String> {
+    let mut headers = std::collections::BTreeMap::new();
+    for (number, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        let expected = || format!("header line {}: `Name: value` expected", number + 1);
+        let (name, value) = line.split_once(':').ok_or_else(expected)?;
+        let name = name.trim();
+        if name.is_empty() {
+            return Err(expected());
+        }
+        if headers
+            .keys()
+            .any(|given: &String| given.eq_ignore_ascii_case(name))
+        {
+            return Err(format!("header `{name}` is given twice"));
+        }
+        headers.insert(name.to_owned(), value.trim().to_owned());
+    }
+    Ok(headers)
 }
 
 /// The items of a comma-separated field.
@@ -476,11 +575,16 @@ async fn endpoint_page(
         Ok(page) => page.items.into_iter().next(),
         Err(error) => return failure(signed_in, &error),
     };
+    let failing_since = match scope.failing_since(endpoint.id.as_str()).await {
+        Ok(since) => since,
+        Err(error) => return failure(signed_in, &error),
+    };
     let health = view::Health {
         period,
         since,
         spans: &spans,
         last: last.as_ref(),
+        failing_since,
     };
     html(
         StatusCode::OK,
@@ -816,6 +920,12 @@ fn endpoint_input(form: &[u8]) -> view::EndpointForm {
         event_types: field("event_types"),
         channels: field("channels"),
         rate_limit: field("rate_limit").trim().to_owned(),
+        headers: field("headers"),
+        hidden_headers: Vec::new(),
+        removed: form_urlencoded::parse(form)
+            .filter(|(key, _)| key == "remove_header")
+            .map(|(_, value)| value.into_owned())
+            .collect(),
     }
 }
 
@@ -854,8 +964,8 @@ pub(super) async fn edit_endpoint_form(
 }
 
 /// `POST /portal/app/{app}/endpoint/{ep}/edit`: changes the form's settings (URL,
-/// description, event types, channels, rate limit); its secret, headers, uid, metadata and
-/// state stay.
+/// description, event types, channels, rate limit, headers: the lines given, and the hidden
+/// ones not replaced or ticked for removal); its secret, uid, metadata and state stay.
 pub(super) async fn edit_endpoint(
     state: Arc<PortalState>,
     headers: HeaderMap,
@@ -873,7 +983,8 @@ pub(super) async fn edit_endpoint(
         Err(WebhooksError::EndpointNotFound { .. }) => return not_found(&signed_in),
         Err(error) => return failure(&signed_in, &error),
     };
-    let input = endpoint_input(&form);
+    let mut input = endpoint_input(&form);
+    input.hidden_headers = view::hidden_headers(&existing);
     let again = |problem: String| {
         html(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -897,6 +1008,19 @@ pub(super) async fn edit_endpoint(
     spec.event_types = given.event_types;
     spec.channels = given.channels;
     spec.rate_limit = given.rate_limit;
+    // The headers are the form's lines, and the hidden ones it neither replaced nor removed.
+    let mut headers = given.headers;
+    for (name, value) in &existing.headers {
+        let removed = input.removed.iter().any(|r| r.eq_ignore_ascii_case(name));
+        let replaced = headers.keys().any(|given| given.eq_ignore_ascii_case(name));
+        if view::hidden_header(name) && !removed && !replaced {
+            headers.insert(name.clone(), value.clone());
+        }
+    }
+    // A form without the field (not the portal's) leaves the headers as they were.
+    if form_field(&form, "headers").is_some() {
+        spec.headers = headers;
+    }
     match scope.update_endpoint(existing.id.as_str(), spec).await {
         Ok(updated) => {
             operational(&state, EndpointChange::Updated, &updated).await;
@@ -905,6 +1029,7 @@ pub(super) async fn edit_endpoint(
         }
         Err(
             error @ (WebhooksError::InvalidUrl { .. }
+            | WebhooksError::InvalidHeader { .. }
             | WebhooksError::InvalidChannel { .. }
             | WebhooksError::TooManyChannels { .. }
             | WebhooksError::EventTypeNotFound { .. }),

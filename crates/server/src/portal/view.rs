@@ -163,6 +163,22 @@ pub(super) struct LogFilters<'a> {
     /// As given (RFC 3339 from the page's script).
     pub after: Option<&'a str>,
     pub before: Option<&'a str>,
+    /// `succeeded`, `failed`, `pending` or `sending`.
+    pub status: Option<&'a str>,
+    /// An endpoint id or uid.
+    pub endpoint: Option<&'a str>,
+    /// The endpoints the filter offers.
+    pub endpoints: &'a [Endpoint],
+}
+
+/// What the log lists.
+pub(super) enum LogList {
+    /// Nothing (the filters were refused).
+    Nothing,
+    /// Messages, newest first.
+    Messages(Page<Message>),
+    /// Attempts, newest first (a status or an endpoint was chosen).
+    Attempts(Page<Attempt>),
 }
 
 /// The message log: filters, the page, paging.
@@ -170,7 +186,7 @@ pub(super) fn messages(
     csrf: &str,
     operator: bool,
     app: &Application,
-    list: Option<&Page<Message>>,
+    list: &LogList,
     filters: &LogFilters<'_>,
     problem: Option<&str>,
     asked: Option<&str>,
@@ -183,6 +199,8 @@ pub(super) fn messages(
         ("channel", filters.channel),
         ("after", filters.after),
         ("before", filters.before),
+        ("status", filters.status),
+        ("endpoint", filters.endpoint),
     ] {
         if let Some(value) = value {
             query.push_str(&format!(
@@ -204,15 +222,39 @@ pub(super) fn messages(
             label for="before_local" { "Sent before" }
             input #before_local type="datetime-local" data-utc="before";
             input type="hidden" name="before" value=[filters.before];
+            label for="status" { "Status" }
+            select #status name="status" {
+                option value="" { "any (messages)" }
+                @for name in ["succeeded", "failed", "pending", "sending"] {
+                    option value=(name) selected[filters.status == Some(name)] { (name) }
+                }
+            }
+            label for="endpoint" { "Endpoint" }
+            select #endpoint name="endpoint" {
+                option value="" { "any" }
+                @let listed = filters.endpoints.iter().any(|e| Some(e.id.as_str()) == filters.endpoint
+                    || e.uid.as_ref().is_some_and(|uid| Some(uid.as_str()) == filters.endpoint));
+                @if let (Some(other), false) = (filters.endpoint, listed) {
+                    option value=(other) selected { (other) }
+                }
+                @for endpoint in filters.endpoints {
+                    @let chosen = Some(endpoint.id.as_str()) == filters.endpoint
+                        || endpoint.uid.as_ref().is_some_and(|uid| Some(uid.as_str()) == filters.endpoint);
+                    option value=(endpoint.id) selected[chosen] {
+                        (switchyard_webhooks::redact_userinfo(&endpoint.url))
+                        @if !endpoint.description.is_empty() { " · " (endpoint.description) }
+                    }
+                }
+            }
             button type="submit" { "Filter" }
         }
         @if let Some(problem) = problem {
             p.error role="alert" { (problem) }
         }
-        @if let Some(list) = list {
-            @if list.items.is_empty() {
-                p { "No messages." }
-            } @else {
+        @match list {
+            LogList::Nothing => {}
+            LogList::Messages(list) if list.items.is_empty() => p { "No messages." },
+            LogList::Messages(list) => {
                 table #messages {
                     thead { tr { th { "Message" } th { "Event type" } th { "Channels" } th { "Sent" } } }
                     tbody {
@@ -228,9 +270,38 @@ pub(super) fn messages(
                 }
                 (pager_with(list, &base, asked, &query, ("← Newer", "Older →")))
             }
+            LogList::Attempts(list) if list.items.is_empty() => p { "No attempts." },
+            LogList::Attempts(list) => {
+                table #attempts {
+                    thead { tr { th { "Attempted" } th { "Message" } th { "Event type" } th { "Endpoint" } th { "Status" } th { "Response" } } }
+                    tbody {
+                        @for attempt in &list.items {
+                            tr {
+                                td { (when(&attempt.timestamp)) }
+                                td { a href={ (base) "/" (attempt.message_id) } { code { (attempt.message_id) } } }
+                                td { code { (attempt.event_type) } }
+                                td { a href={ "/portal/app/" (app.id) "/endpoint/" (attempt.endpoint_id) } { code { (attempt.endpoint_id) } } }
+                                td { (attempt_state(attempt.status)) }
+                                td { @if attempt.response_status == 0 { "none" } @else { "HTTP " (attempt.response_status) } }
+                            }
+                        }
+                    }
+                }
+                (pager_with(list, &base, asked, &query, ("← Newer", "Older →")))
+            }
         }
     };
     page(csrf, operator, &format!("{} · messages", app.name), body)
+}
+
+/// How an attempt ended, in words.
+fn attempt_state(status: AttemptStatus) -> Markup {
+    match status {
+        AttemptStatus::Success => html! { span.good { "succeeded" } },
+        AttemptStatus::Failed => html! { span.bad { "failed" } },
+        AttemptStatus::Pending => html! { span { "pending" } },
+        AttemptStatus::Sending => html! { span { "sending" } },
+    }
 }
 
 /// The links between an application's pages.
@@ -366,7 +437,7 @@ pub(super) fn message_page(
                         (when(&attempt.timestamp)) " · "
                         @if attempt.response_status == 0 { "no response" } @else { "HTTP " (attempt.response_status) }
                         " · " (attempt.duration.as_millis()) " ms · "
-                        @if attempt.status == AttemptStatus::Success { span.good { "succeeded" } } @else { span.bad { "failed" } }
+                        (attempt_state(attempt.status))
                         " · " code { (switchyard_webhooks::redact_userinfo(&attempt.url)) }
                     }
                     h3 { "Request headers" }
@@ -404,6 +475,14 @@ pub(super) struct EndpointForm {
     pub event_types: String,
     pub channels: String,
     pub rate_limit: String,
+    /// Custom headers, one `Name: value` a line (credential headers of a stored endpoint
+    /// are not among them).
+    pub headers: String,
+    /// The stored endpoint's credential headers (see `is_credential_name`), by name: their
+    /// values are never put in the page.
+    pub hidden_headers: Vec<String>,
+    /// The hidden headers ticked for removal.
+    pub removed: Vec<String>,
 }
 
 /// The form adding an endpoint (`editing` none) or changing one; `problem` says why the last
@@ -445,6 +524,19 @@ pub(super) fn endpoint_form(
             input #channels type="text" name="channels" value=(input.channels) placeholder="none; or project-1, project-2";
             label for="rate_limit" { "Rate limit (messages a second)" }
             input #rate_limit type="text" name="rate_limit" value=(input.rate_limit) placeholder="no limit";
+            label for="headers" { "Headers sent with every delivery (one " code { "Name: value" } " a line)" }
+            textarea #headers name="headers" rows="4" placeholder="X-Tenant: 42" { (input.headers) }
+            @if !input.hidden_headers.is_empty() {
+                fieldset #hidden-headers {
+                    legend { "Hidden headers: their values are not shown; a line above with the same name replaces one" }
+                    @for name in &input.hidden_headers {
+                        label {
+                            input type="checkbox" name="remove_header" value=(name) checked[input.removed.contains(name)];
+                            " remove " code { (name) }
+                        }
+                    }
+                }
+            }
             button type="submit" { (button) }
         }
     };
@@ -469,8 +561,31 @@ impl EndpointForm {
                 .rate_limit
                 .map(|rate| rate.to_string())
                 .unwrap_or_default(),
+            headers: endpoint
+                .headers
+                .iter()
+                .filter(|(name, _)| !hidden_header(name))
+                .map(|(name, value)| format!("{name}: {value}\n"))
+                .collect(),
+            hidden_headers: hidden_headers(endpoint),
+            removed: Vec::new(),
         }
     }
+}
+
+/// Whether a custom header's value is kept out of pages: it names a credential.
+pub(super) fn hidden_header(name: &str) -> bool {
+    switchyard_webhooks::is_credential_name(&name.to_ascii_lowercase())
+}
+
+/// The names of an endpoint's headers whose values pages do not show.
+pub(super) fn hidden_headers(endpoint: &Endpoint) -> Vec<String> {
+    endpoint
+        .headers
+        .keys()
+        .filter(|name| hidden_header(name))
+        .cloned()
+        .collect()
 }
 
 /// An endpoint: its settings and state, its secret (when revealed), and its actions.
@@ -509,6 +624,14 @@ pub(super) fn endpoint(
                 tr { th { "Description" } td { (endpoint.description) } }
                 tr { th { "Event types" } td { (event_type_list(&endpoint.event_types)) } }
                 tr { th { "Channels" } td { (channel_list(&endpoint.channels)) } }
+                tr { th { "Headers" } td {
+                    @if endpoint.headers.is_empty() { "none" }
+                    ul.headers {
+                        @for (name, value) in &endpoint.headers {
+                            li { code { (name) ": " @if hidden_header(name) { em { "hidden" } } @else { (value) } } }
+                        }
+                    }
+                } }
                 tr { th { "Rate limit" } td {
                     @if let Some(rate) = endpoint.rate_limit { (rate) " a second" } @else { "none" }
                 } }
@@ -608,6 +731,8 @@ pub(super) struct Health<'a> {
     pub since: chrono::DateTime<chrono::Utc>,
     pub spans: &'a [AttemptCounts],
     pub last: Option<&'a Attempt>,
+    /// When its current run of failures began (`None`: healthy).
+    pub failing_since: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// The endpoint's state, its last attempt, and a chart of its successes and failures over
@@ -636,13 +761,14 @@ fn health_chart(base: &str, health: &Health<'_>, disabled: bool) -> Markup {
             p {
                 "State: "
                 @if disabled {
-                    span.bad { "disabled" }
+                    span.bad #state { "disabled" }
+                    @if let Some(since) = health.failing_since { " (failing since " (when(&since)) ")" }
+                } @else if let Some(since) = health.failing_since {
+                    span.bad #state { "failing since " (when(&since)) }
+                } @else if health.last.is_some() {
+                    span.good #state { "healthy" }
                 } @else {
-                    @match health.last {
-                        Some(last) if last.status == AttemptStatus::Success => span.good { "healthy" },
-                        Some(_) => span.bad { "failing" },
-                        None => span { "no attempts yet" },
-                    }
+                    span #state { "no attempts yet" }
                 }
                 @if let Some(last) = health.last {
                     " · last attempt " (when(&last.timestamp)) ", "
