@@ -15,7 +15,7 @@ use crate::error::StoreError;
 use crate::model::Application;
 
 /// The schema version this build writes.
-pub(super) const VERSION: i32 = 6;
+pub(super) const VERSION: i32 = 5;
 
 /// The advisory lock key migrations hold (any fixed number; "switchya" in ASCII).
 const MIGRATION_LOCK: i64 = 0x7377_6974_6368_7961;
@@ -186,11 +186,6 @@ const V5: &[&str] = &[
     "CREATE INDEX access_tokens_by_expiry ON access_tokens (expires_at)",
 ];
 
-/// Version 6: an endpoint's attempts found by time, with their status, so its health over a
-/// window reads that window's index entries and nothing else.
-const V6: &[&str] =
-    &["CREATE INDEX attempts_by_endpoint_time ON attempts (ep, created_at) INCLUDE (status)"];
-
 /// Brings the database's schema up to [`VERSION`], in one transaction, under an advisory
 /// lock (a second process starting at the same time waits, then finds it done).
 ///
@@ -253,11 +248,6 @@ pub(super) async fn migrate(client: &mut Client) -> Result<(), StoreError> {
     }
     if found < 5 {
         for statement in V5 {
-            tx.batch_execute(statement).await?;
-        }
-    }
-    if found < 6 {
-        for statement in V6 {
             tx.batch_execute(statement).await?;
         }
     }
