@@ -55,6 +55,20 @@ const PYTHON_PACKAGES_WITHOUT_DEPS: &[&str] =
     &["autohive-integrations-sdk==2.0.1", "swh.webhooks==0.3.2"];
 /// The cargo-deny release installed when the machine has none.
 const CARGO_DENY: &str = "cargo-deny@0.20.2";
+/// The cargo-hack release installed when the machine has none (the feature matrix).
+const CARGO_HACK: &str = "cargo-hack@0.6.46";
+/// The cargo-machete release installed when the machine has none (unused dependencies).
+const CARGO_MACHETE: &str = "cargo-machete@0.9.2";
+/// The library crates whose features users pick: each is checked with no default features
+/// and with each feature on its own.
+const LIBRARIES: &[&str] = &[
+    "switchyard-cloudevents",
+    "switchyard-webhooks",
+    "switchyard-runtime-events",
+    "switchyard-integration",
+    "switchyard-metadata",
+    "switchyard",
+];
 /// The cargo-fuzz release installed when the machine has none.
 const CARGO_FUZZ: &str = "cargo-fuzz@0.13.2";
 /// The fuzz targets under `fuzz/`, each run for a while by `cargo xtask fuzz`.
@@ -81,6 +95,7 @@ fn main() -> ExitCode {
         }),
         Some("schemathesis") => schemathesis::run_step(&root),
         Some("portal") => portal::run_step(&root),
+        Some("features") => features(&root),
         _ => {
             eprintln!(
                 "usage: cargo xtask <command>\n\n\
@@ -90,7 +105,8 @@ fn main() -> ExitCode {
                  fuzz [secs]  build the fuzz targets and run each for secs seconds (default 60)\n  \
                  interop-env  create the Python interop venv and print its python path\n  \
                  schemathesis run Svix's OpenAPI document against a live server (release)\n  \
-                 portal       drive the portal in Chromium against a live server (release)"
+                 portal       drive the portal in Chromium against a live server (release)
+  features     unused dependencies (cargo-machete), each library feature alone (cargo-hack)"
             );
             return ExitCode::from(2);
         }
@@ -142,6 +158,8 @@ fn ci(root: &Path) -> Result<(), String> {
             &[],
         )
     })?;
+    // Every dependency used, and every library built with only the features a user picks.
+    step(&mut timings, "features", || features(root))?;
     let python = step_value(&mut timings, "interop-venv", || interop_venv(root))?;
     step(&mut timings, "test", || {
         let python = python.as_os_str().to_owned();
@@ -187,7 +205,12 @@ fn ci(root: &Path) -> Result<(), String> {
         cargo(
             root,
             &["doc", "--workspace", "--no-deps", "--all-features"],
-            &[("RUSTDOCFLAGS", OsString::from("-D warnings"))],
+            // As docs.rs builds them: `--cfg docsrs` turns on `doc_cfg` (a nightly feature,
+            // allowed on this stable toolchain as the fuzz step allows its own).
+            &[
+                ("RUSTDOCFLAGS", OsString::from("--cfg docsrs -D warnings")),
+                ("RUSTC_BOOTSTRAP", OsString::from("1")),
+            ],
         )
     })?;
     step(&mut timings, "deny", || {
@@ -426,6 +449,26 @@ fn fuzz(root: &Path, seconds: u64) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Fails on a dependency no code uses (cargo-machete), then checks each library crate with
+/// no default features and with each of its features alone (cargo-hack), without
+/// dev-dependencies, so a feature that needs another one it does not enable fails here.
+fn features(root: &Path) -> Result<(), String> {
+    ensure_tool(root, "machete", CARGO_MACHETE)?;
+    // cargo-machete reads `CARGO_PKG_NAME` (set for xtask by `cargo run`) as "called on its
+    // own", and then takes `machete` for a path.
+    run(
+        cargo_command(root, &["machete"], &[]).env_remove("CARGO_PKG_NAME"),
+        "look for unused dependencies (cargo machete)",
+    )?;
+    ensure_tool(root, "hack", CARGO_HACK)?;
+    let mut args = vec!["hack", "check", "--each-feature", "--no-dev-deps"];
+    for library in LIBRARIES {
+        args.extend(["-p", library]);
+    }
+    // A feature set that leaves code unused warns; here that fails.
+    cargo(root, &args, &[("RUSTFLAGS", OsString::from("-D warnings"))])
 }
 
 /// Installs cargo-deny with `cargo install --locked` when it is not on this machine.

@@ -40,6 +40,7 @@
 //! This crate has no cargo features; the `switchyard` facade re-exports it behind its
 //! default-on `cloudevents` feature.
 #![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod data;
 mod error;

@@ -61,7 +61,7 @@
 //!
 //! The crate has no cargo features.
 #![deny(missing_docs)]
-#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod auth;
 mod config;

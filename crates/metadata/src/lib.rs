@@ -42,7 +42,7 @@
 //!
 //! The crate has no cargo features.
 #![deny(missing_docs)]
-#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod blocking;
 mod client;

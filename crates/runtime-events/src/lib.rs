@@ -38,7 +38,7 @@
 //! # }).unwrap();
 //! ```
 #![deny(missing_docs)]
-#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod binding;
 mod budget;

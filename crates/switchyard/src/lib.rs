@@ -1,18 +1,19 @@
 //! Switchyard: build event-driven integrations in Rust, client and server side.
 //!
 //! This crate is the front door: it re-exports each Switchyard component under its own
-//! module, each behind a default-on cargo feature, so one dependency gives you the lot and
-//! `default-features = false` plus the features you name gives you only what you use.
+//! module, each behind a cargo feature. The default features are the five libraries;
+//! `default-features = false` plus the features you name gives you only what you use, and
+//! the server (axum, the SQLite and PostgreSQL drivers, clap) comes only with `server`.
 //!
-//! | feature | module | what it is |
+//! | feature (default) | module | what it is |
 //! |---|---|---|
-//! | `cloudevents` | [`cloudevents`] | CloudEvents v0.3 and v1.0: event model, JSON format, HTTP binding |
-//! | `webhooks` | [`webhooks`] | webhook registry, endpoints, Standard Webhooks signatures, durable store |
-//! | `runtime-events` | [`runtime_events`] | CEL-filtered subscriptions: `subscribe`, `next_event`, `unsubscribe` |
-//! | `integration` | [`integration`] | config-driven integrations: `config.json`, schema-checked dispatch, `ExecutionContext::fetch` |
-//! | `metadata` | [`metadata`] | step metadata: Relay-compatible client and service, `Dynamic` paths, `WebhookServer` |
-//! | `server` | [`server`] | the `switchyard` server as a library: the Svix- and Relay-compatible APIs in one process |
-//! | `postgres` (off by default) | — | adds `webhooks::store::PostgresStore` and `metadata::PostgresOutputs`: several processes on one PostgreSQL database |
+//! | `cloudevents` (on) | [`cloudevents`] | CloudEvents v0.3 and v1.0: event model, JSON format, HTTP binding |
+//! | `webhooks` (on) | [`webhooks`] | webhook registry, endpoints, Standard Webhooks signatures, durable store |
+//! | `runtime-events` (on) | [`runtime_events`] | CEL-filtered subscriptions: `subscribe`, `next_event`, `unsubscribe` |
+//! | `integration` (on) | [`integration`] | config-driven integrations: `config.json`, schema-checked dispatch, `ExecutionContext::fetch` |
+//! | `metadata` (on) | [`metadata`] | step metadata: Relay-compatible client and service, `Dynamic` paths, `WebhookServer` |
+//! | `server` (off) | [`server`] | the `switchyard` server as a library: the Svix- and Relay-compatible APIs in one process |
+//! | `postgres` (off) | — | adds `webhooks::store::PostgresStore` and `metadata::PostgresOutputs`: several processes on one PostgreSQL database |
 //!
 //! ```
 //! # #[cfg(feature = "cloudevents")] {
@@ -29,7 +30,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 #![deny(missing_docs)]
-#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(feature = "cloudevents")]
 pub use switchyard_cloudevents as cloudevents;

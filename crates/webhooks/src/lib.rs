@@ -49,6 +49,7 @@
 //! | `sqlite` | yes | [`store::SqliteStore`], the embedded durable store (rusqlite, bundled SQLite, its own writer thread) |
 //! | `delivery` | yes | [`delivery::DeliveryEngine`]: signed POSTs with retries, limits and an SSRF guard (hyper, rustls) |
 #![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(feature = "delivery")]
 pub mod delivery;

@@ -857,6 +857,7 @@ impl AttemptHeaders {
     }
 
     /// `common` (shared, not copied) with the three Standard Webhooks headers added.
+    #[cfg(feature = "delivery")]
     pub(crate) fn signed(
         common: Arc<BTreeMap<String, String>>,
         id: String,
@@ -1001,6 +1002,7 @@ pub struct Attempt {
 }
 
 /// The `user-agent` of every delivery: `Switchyard-Webhooks/<version>`.
+#[cfg(any(feature = "delivery", feature = "sqlite"))]
 pub(crate) const USER_AGENT: &str = concat!("Switchyard-Webhooks/", env!("CARGO_PKG_VERSION"));
 
 /// One event sent to one endpoint, as `swh-webhooks` lists them (`SentEvent`): an attempt

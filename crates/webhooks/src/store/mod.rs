@@ -218,6 +218,7 @@ impl MessageFilter {
     }
 
     /// The lowest id a message inside the window can have (see [`MessageId::start_at`]).
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
     pub(crate) fn lowest_id(&self) -> Option<MessageId> {
         self.after.map(|t| MessageId::start_at(t.timestamp()))
     }
