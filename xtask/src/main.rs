@@ -67,6 +67,7 @@ const LIBRARIES: &[&str] = &[
     "switchyard-runtime-events",
     "switchyard-integration",
     "switchyard-metadata",
+    "switchyard-https",
     "switchyard",
 ];
 /// The cargo-fuzz release installed when the machine has none.

@@ -11,7 +11,6 @@ use http::header::{AUTHORIZATION, CONTENT_TYPE};
 use http::uri::{Authority, Scheme};
 use http::{HeaderValue, Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt as _, Full, Limited};
-use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -19,6 +18,7 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_perc
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
+use switchyard_https::HttpsConnector;
 
 use crate::error::{BoxError, ClientError, PathError};
 use crate::path::Path;
@@ -258,22 +258,8 @@ fn shared_client() -> Result<HttpClient, ClientError> {
             let mut http = HttpConnector::new();
             http.enforce_http(false);
             http.set_nodelay(true);
-            let provider = Arc::new(rustls::crypto::ring::default_provider());
-            let builder = match hyper_rustls::HttpsConnectorBuilder::new()
-                .with_provider_and_native_roots(Arc::clone(&provider))
-            {
-                Ok(builder) => builder,
-                Err(error) => {
-                    tracing::warn!(%error, "no system CA certificates: https metadata URLs will fail");
-                    let config = rustls::ClientConfig::builder_with_provider(provider)
-                        .with_safe_default_protocol_versions()
-                        .map_err(|e| e.to_string())?
-                        .with_root_certificates(rustls::RootCertStore::empty())
-                        .with_no_client_auth();
-                    hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(config)
-                }
-            };
-            let https = builder.https_or_http().enable_http1().wrap_connector(http);
+            let https = switchyard_https::connector(http, "https metadata URLs")
+                .map_err(|e| e.to_string())?;
             Ok(Client::builder(TokioExecutor::new())
                 .pool_max_idle_per_host(1)
                 .pool_idle_timeout(Duration::from_secs(60))

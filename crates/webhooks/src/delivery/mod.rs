@@ -66,10 +66,10 @@ use chrono::{DateTime, SubsecRound as _, Utc};
 use http::header::RETRY_AFTER;
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt as _, Full};
-use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use switchyard_https::HttpsConnector;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast};
 
 pub use guard::{AddressPolicy, RefusedAddress, special_purpose};
@@ -487,27 +487,10 @@ fn build_client(
     http.enforce_http(false);
     http.set_nodelay(true);
     http.set_connect_timeout(Some(config.request_timeout));
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let https = match hyper_rustls::HttpsConnectorBuilder::new()
-        .with_provider_and_native_roots(Arc::clone(&provider))
-    {
-        Ok(builder) => builder.https_or_http().enable_http1().wrap_connector(http),
-        Err(error) => {
-            // Still useful for http endpoints and tests; https ones fail with a clear
-            // certificate error in their attempts.
-            tracing::warn!(%error, "no system CA certificates: https deliveries will fail");
-            let tls = rustls::ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .map_err(|e| Error::Tls(e.to_string()))?
-                .with_root_certificates(rustls::RootCertStore::empty())
-                .with_no_client_auth();
-            hyper_rustls::HttpsConnectorBuilder::new()
-                .with_tls_config(tls)
-                .https_or_http()
-                .enable_http1()
-                .wrap_connector(http)
-        }
-    };
+    // Still useful without system CA certificates (http endpoints, tests): https ones then
+    // fail with a clear certificate error in their attempts.
+    let https = switchyard_https::connector(http, "https deliveries")
+        .map_err(|e| Error::Tls(e.to_string()))?;
     Ok(Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(90))
         // Many endpoints often share a host: keep as many idle connections as may be busy.
