@@ -28,6 +28,23 @@ async fn post_form(api: &Api, path: &str, cookie: Option<&str>, form: &str) -> R
         .await
 }
 
+/// A server (in a fresh data directory, kept alive by the first value) with the application
+/// `shop`, an API client with the server token, and a browser-like client without one.
+async fn shop() -> (
+    tempfile::TempDir,
+    switchyard_server::RunningServer,
+    Api,
+    Api,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::start(dir.path()).await;
+    let api = Api::new(server.local_addr());
+    let browser = api.with_token(None);
+    api.post("/api/v1/app", &json!({"name": "Shop", "uid": "shop"}))
+        .await;
+    (dir, server, api, browser)
+}
+
 /// Signs in with `token`: the session cookie's value, after checking its attributes.
 async fn sign_in(api: &Api, token: &str) -> String {
     let form = format!("token={token}");
@@ -420,12 +437,7 @@ async fn endpoints_are_added_and_messages_read_through_the_pages() {
 
 #[tokio::test]
 async fn an_endpoints_page_reveals_rotates_disables_recovers_and_deletes() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = common::start(dir.path()).await;
-    let api = Api::new(server.local_addr());
-    let browser = api.with_token(None);
-    api.post("/api/v1/app", &json!({"name": "Shop", "uid": "shop"}))
-        .await;
+    let (_dir, server, api, browser) = shop().await;
     let endpoint = api
         .post(
             "/api/v1/app/shop/endpoint",
@@ -740,13 +752,8 @@ async fn the_catalogue_examples_and_editing_an_endpoint() {
 
 #[tokio::test]
 async fn an_endpoints_health_counts_its_attempts() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = common::start(dir.path()).await;
-    let api = Api::new(server.local_addr());
-    let browser = api.with_token(None);
+    let (_dir, server, api, browser) = shop().await;
     let (url, seen) = common::recording_receiver(std::time::Duration::ZERO).await;
-    api.post("/api/v1/app", &json!({"name": "Shop", "uid": "shop"}))
-        .await;
     let endpoint = api
         .post("/api/v1/app/shop/endpoint", &json!({"url": url}))
         .await
@@ -787,12 +794,7 @@ async fn an_endpoints_health_counts_its_attempts() {
 
 #[tokio::test]
 async fn hostile_portal_requests_get_answers_below_500() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = common::start(dir.path()).await;
-    let api = Api::new(server.local_addr());
-    let browser = api.with_token(None);
-    api.post("/api/v1/app", &json!({"name": "Shop", "uid": "shop"}))
-        .await;
+    let (_dir, server, api, browser) = shop().await;
     let cookie = sign_in(&browser, TOKEN).await;
     let csrf = csrf_of(&text(&get(&browser, "/portal", Some(&cookie)).await));
     for path in [
@@ -851,12 +853,7 @@ async fn hostile_portal_requests_get_answers_below_500() {
 
 #[tokio::test]
 async fn endpoint_headers_through_the_form_keep_credentials_hidden() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = common::start(dir.path()).await;
-    let api = Api::new(server.local_addr());
-    let browser = api.with_token(None);
-    api.post("/api/v1/app", &json!({"name": "Shop", "uid": "shop"}))
-        .await;
+    let (_dir, server, api, browser) = shop().await;
     let cookie = sign_in(&browser, TOKEN).await;
     let csrf = csrf_of(&text(
         &get(&browser, "/portal/app/shop/endpoint/new", Some(&cookie)).await,
@@ -943,12 +940,7 @@ async fn endpoint_headers_through_the_form_keep_credentials_hidden() {
 
 #[tokio::test]
 async fn a_failing_endpoint_says_since_when() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = common::start(dir.path()).await;
-    let api = Api::new(server.local_addr());
-    let browser = api.with_token(None);
-    api.post("/api/v1/app", &json!({"name": "Shop", "uid": "shop"}))
-        .await;
+    let (_dir, server, api, browser) = shop().await;
     // Nothing listens on port 9 of loopback: every attempt fails without a response.
     let endpoint = api
         .post(
@@ -986,13 +978,8 @@ async fn a_failing_endpoint_says_since_when() {
 
 #[tokio::test]
 async fn the_log_filters_attempts_by_status_and_endpoint() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = common::start(dir.path()).await;
-    let api = Api::new(server.local_addr());
-    let browser = api.with_token(None);
+    let (_dir, server, api, browser) = shop().await;
     let (url, seen) = common::recording_receiver(std::time::Duration::ZERO).await;
-    api.post("/api/v1/app", &json!({"name": "Shop", "uid": "shop"}))
-        .await;
     let good = api
         .post(
             "/api/v1/app/shop/endpoint",
