@@ -19,6 +19,8 @@
 //! # let _ = https;
 //! # Ok::<(), switchyard_https::Error>(())
 //! ```
+//!
+//! The crate has no cargo features.
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 

@@ -10,8 +10,8 @@ use serde_json::Value;
 
 use crate::client::IntoQuery;
 use crate::error::ClientError;
-use crate::sink::WorkflowRun;
 use crate::value::SpecResponse;
+use crate::value::WorkflowRun;
 
 /// The blocking counterpart of [`crate::Interface`]; the same methods, without `.await`.
 ///

@@ -22,7 +22,7 @@ use switchyard_https::HttpsConnector;
 
 use crate::error::{BoxError, ClientError, PathError};
 use crate::path::Path;
-use crate::sink::WorkflowRun;
+use crate::value::WorkflowRun;
 use crate::value::{SpecResponse, decode_text_encodings};
 
 /// The environment variable holding the metadata API's base URL.

@@ -2,15 +2,21 @@
 //! service configuration, serving).
 
 use std::fmt;
+#[cfg(feature = "server")]
 use std::net::SocketAddr;
+#[cfg(feature = "server")]
 use std::path::PathBuf;
+#[cfg(feature = "client")]
 use std::time::Duration;
 
+#[cfg(feature = "client")]
 use http::StatusCode;
 
+#[cfg(feature = "client")]
 use crate::value::Unresolvable;
 
 /// Boxed error from the transport layer.
+#[cfg(any(feature = "client", feature = "server"))]
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// What the path parser wanted where it stopped (see [`PathError::expected`]).
@@ -116,6 +122,7 @@ impl PathError {
     }
 }
 
+#[cfg(feature = "client")]
 /// Errors from the metadata API client ([`Interface`](crate::Interface)).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -209,6 +216,7 @@ pub enum ClientError {
     Runtime(#[source] std::io::Error),
 }
 
+#[cfg(feature = "server")]
 /// Errors loading or checking a spec ([`SpecSource`](crate::SpecSource)).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -264,6 +272,7 @@ pub enum SpecError {
     },
 }
 
+#[cfg(feature = "server")]
 /// Errors from an output store.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -318,6 +327,7 @@ pub enum StoreError {
     },
 }
 
+#[cfg(feature = "server")]
 /// Errors a [`Sink`](crate::Sink) reports for an event, run or decorator.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -330,6 +340,7 @@ pub enum SinkError {
     Rejected(String),
 }
 
+#[cfg(feature = "server")]
 /// Errors building a [`MetadataService`](crate::MetadataService).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -372,6 +383,7 @@ pub enum BuildError {
     },
 }
 
+#[cfg(feature = "server")]
 /// Errors from [`WebhookServer`](crate::WebhookServer).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

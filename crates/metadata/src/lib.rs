@@ -40,45 +40,67 @@
 //! # }).unwrap();
 //! ```
 //!
-//! The crate has no cargo features.
+//! [`Path`] and [`dynamic!`] need no feature: with `default-features = false` the crate is the
+//! path parser and the spec value types (serde), nothing else.
+//!
+//! | cargo feature | default | what it adds |
+//! |---|---|---|
+//! | `client` | yes | [`Interface`]: the async client (hyper, rustls through `switchyard-https`, tokio) |
+//! | `blocking` | yes | [`blocking::Interface`]: the same client for synchronous code (implies `client`) |
+//! | `server` | yes | [`MetadataService`], [`WebhookServer`], [`SpecSource`], [`FileOutputs`], [`ChannelSink`]: the service side (hyper server, YAML specs) |
+//! | `postgres` | no | `PostgresOutputs`: step outputs in PostgreSQL, shared by several servers (implies `server`) |
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(feature = "blocking")]
 pub mod blocking;
+#[cfg(feature = "client")]
 mod client;
 mod error;
 mod path;
 #[cfg(feature = "postgres")]
 mod postgres;
+#[cfg(feature = "server")]
 mod serve;
+#[cfg(feature = "server")]
 mod service;
+#[cfg(feature = "server")]
 mod sink;
+#[cfg(feature = "server")]
 mod spec;
+#[cfg(feature = "server")]
 mod store;
 mod value;
 
+#[cfg(feature = "client")]
 pub use client::{
     Decorators, Events, Interface, InterfaceBuilder, IntoQuery, METADATA_API_URL, Outputs,
     Workflows,
 };
-pub use error::{
-    BoxError, BuildError, ClientError, Expected, PathError, ServeError, SinkError, SpecError,
-    StoreError,
-};
+#[cfg(any(feature = "client", feature = "server"))]
+pub use error::BoxError;
+#[cfg(feature = "client")]
+pub use error::ClientError;
+#[cfg(feature = "server")]
+pub use error::{BuildError, ServeError, SinkError, SpecError, StoreError};
+pub use error::{Expected, PathError};
 pub use path::{Path, Segment};
 #[cfg(feature = "postgres")]
 pub use postgres::PostgresOutputs;
+#[cfg(feature = "server")]
 pub use serve::{BoundServer, DEFAULT_DRAIN_TIMEOUT, DEFAULT_PORT, Drained, WebhookServer};
+#[cfg(feature = "server")]
 pub use service::{
     DEFAULT_BODY_LIMIT, DEFAULT_MAX_OUTPUT_BYTES, DEFAULT_MAX_STEP_OUTPUT_BYTES, MetadataService,
     MetadataServiceBuilder,
 };
-pub use sink::{
-    ChannelSink, Decorator, DecoratorKind, Emitted, EmittedEvent, RunRequest, Sink, WorkflowRun,
-};
+#[cfg(feature = "server")]
+pub use sink::{ChannelSink, Decorator, DecoratorKind, Emitted, EmittedEvent, RunRequest, Sink};
+#[cfg(feature = "server")]
 pub use spec::{Reference, SpecSource};
+#[cfg(feature = "server")]
 pub use store::{BoxFuture, FileOutputs, MemoryOutputs, OutputStore};
 pub use value::{
     Binary, ConnectionRef, OutputRef, ParameterRef, SecretRef, SecretValue, SpecResponse,
-    Unresolvable,
+    Unresolvable, WorkflowRun,
 };

@@ -128,6 +128,7 @@ impl Path {
     }
 
     /// Removes the last segment.
+    #[cfg(feature = "server")]
     pub(crate) fn pop(&mut self) {
         self.segments.pop();
     }

@@ -5,12 +5,12 @@ use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
-use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 
 use crate::error::SinkError;
 use crate::store::BoxFuture;
+use crate::value::WorkflowRun;
 
 /// An event a step emitted (`POST /events`).
 #[derive(Debug, Clone, PartialEq)]
@@ -32,17 +32,6 @@ pub struct RunRequest {
     pub workflow: String,
     /// Parameter values (already unwrapped from `{"value": …}`).
     pub parameters: Map<String, Value>,
-}
-
-/// A started workflow run, as the API answers it: exactly these three fields.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct WorkflowRun {
-    /// The workflow name.
-    pub name: String,
-    /// The run's number within the workflow, from 1.
-    pub run_number: u64,
-    /// Where a person can look at the run.
-    pub app_url: String,
 }
 
 /// A UI decorator a step set (`POST /decorators/{name}`).

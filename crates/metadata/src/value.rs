@@ -87,6 +87,7 @@ impl Unresolvable {
     }
 
     /// Sorts each list and removes repeats (a spec may mention one secret twice).
+    #[cfg(feature = "server")]
     pub(crate) fn normalize(&mut self) {
         fn dedup<T: Ord>(list: &mut Vec<T>) {
             list.sort();
@@ -243,6 +244,7 @@ pub(crate) fn encode_bytes(bytes: &[u8]) -> Value {
     }
 }
 
+#[cfg(feature = "client")]
 /// Applies the Python client's decoding of `{"$encoding": "", "data": s}` to plain text,
 /// everywhere in a value. Base64 objects stay as they are: a JSON value has no bytes type;
 /// read them with [`Binary`].
@@ -304,6 +306,17 @@ impl fmt::Debug for SecretValue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("SecretValue([redacted])")
     }
+}
+
+/// A started workflow run, as the API answers it: exactly these three fields.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkflowRun {
+    /// The workflow name.
+    pub name: String,
+    /// The run's number within the workflow, from 1.
+    pub run_number: u64,
+    /// Where a person can look at the run.
+    pub app_url: String,
 }
 
 #[cfg(test)]

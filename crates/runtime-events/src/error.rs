@@ -1,5 +1,6 @@
 //! The crate's error types: why a filter was rejected, and why a call failed.
 
+#[cfg(feature = "hub")]
 use crate::SubscriptionId;
 
 /// Why a filter was rejected at [`subscribe`](crate::Hub::subscribe).
@@ -83,6 +84,7 @@ pub enum FilterError {
 }
 
 /// Why a [`Hub`](crate::Hub) call failed.
+#[cfg(feature = "hub")]
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {

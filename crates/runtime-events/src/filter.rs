@@ -279,6 +279,7 @@ impl Filter {
         }
     }
 
+    #[cfg(feature = "hub")]
     /// Evaluates in a context already holding the event's variables.
     pub(crate) fn evaluate_in(&self, context: &Context<'_, '_>) -> Result<bool, EvalError> {
         match &self.program {
@@ -292,11 +293,13 @@ impl Filter {
         budget::with_budget(self.budget, || evaluate(program, context))
     }
 
+    #[cfg(feature = "hub")]
     /// Which event variables the filter references (so only those need binding).
     pub(crate) fn uses(&self) -> Uses {
         self.uses
     }
 
+    #[cfg(feature = "hub")]
     /// What the filter requires of `event_type`, when it can be extracted.
     pub(crate) fn keys(&self) -> Option<&[TypeKey]> {
         self.keys.as_deref()

@@ -37,6 +37,14 @@
 //! # Ok::<(), switchyard_runtime_events::Error>(())
 //! # }).unwrap();
 //! ```
+//!
+//! The filter works alone, with no runtime: [`Filter::compile`] checks a CEL filter once and
+//! [`Filter::matches`] runs it on an [`Event`] (`default-features = false` builds only that).
+//!
+//! | cargo feature | default | what it adds |
+//! |---|---|---|
+//! | `hub` | yes | [`Hub`]: subscribe / next_event / unsubscribe, bounded queues, idle expiry, [`Error`] (tokio's sync and timers) |
+//! | `cloudevents` | yes | `From<switchyard_cloudevents::Event>` for [`Event`] |
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -46,13 +54,17 @@ mod error;
 mod event;
 mod fast;
 mod filter;
+#[cfg(feature = "hub")]
 mod hub;
 mod pattern;
 
 pub use binding::bind_json;
-pub use error::{Error, EvalError, FilterError};
+#[cfg(feature = "hub")]
+pub use error::Error;
+pub use error::{EvalError, FilterError};
 pub use event::Event;
 pub use filter::{Filter, FilterLimits};
+#[cfg(feature = "hub")]
 pub use hub::{
     Hub, HubConfig, Published, SubscribeOptions, SubscriptionId, SubscriptionStats, WhenFull,
 };

@@ -15,6 +15,12 @@
 //! | `server` (off) | [`server`] | the `switchyard` server as a library: the Svix- and Relay-compatible APIs in one process |
 //! | `postgres` (off) | — | adds `webhooks::store::PostgresStore` and `metadata::PostgresOutputs`: several processes on one PostgreSQL database |
 //!
+//! Each feature brings its crate with that crate's default features. For less, depend on the
+//! crate itself: `switchyard-webhooks` with `default-features = false` is Standard Webhooks
+//! signing and verification alone (no tokio, JSON Schema or store), `switchyard-metadata`
+//! without defaults is `Path` and `dynamic!` alone, and `switchyard-runtime-events` without
+//! defaults is the CEL filter without the hub. Each crate's own documentation has its table.
+//!
 //! ```
 //! # #[cfg(feature = "cloudevents")] {
 //! use switchyard::cloudevents::{Event, http};

@@ -1,5 +1,6 @@
 //! The crate's error types: what can go wrong with keys, signatures, registry calls and storage.
 
+#[cfg(feature = "registry")]
 use std::fmt;
 
 /// A key or secret that could not be parsed, or could not be generated.
@@ -102,6 +103,7 @@ pub enum VerifyError {
     BodyUnreadable,
 }
 
+#[cfg(feature = "registry")]
 /// A JSON-Schema-related failure: a schema that is not a valid Draft 7 schema, or a payload
 /// that does not match its event type's schema.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -139,6 +141,7 @@ pub enum SchemaError {
     },
 }
 
+#[cfg(feature = "registry")]
 /// One way a payload breaks its schema.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Violation {
@@ -148,6 +151,7 @@ pub struct Violation {
     pub message: String,
 }
 
+#[cfg(feature = "registry")]
 impl fmt::Display for Violation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let path = if self.path.is_empty() {
@@ -159,8 +163,10 @@ impl fmt::Display for Violation {
     }
 }
 
+#[cfg(feature = "registry")]
 struct Violations<'a>(&'a [Violation]);
 
+#[cfg(feature = "registry")]
 impl fmt::Display for Violations<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (i, v) in self.0.iter().enumerate() {
@@ -173,6 +179,7 @@ impl fmt::Display for Violations<'_> {
     }
 }
 
+#[cfg(feature = "registry")]
 /// A failure of the storage backend.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -237,6 +244,7 @@ pub enum StoreError {
     },
 }
 
+#[cfg(feature = "registry")]
 /// The error type of [`Registry`](crate::Registry) calls.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

@@ -44,30 +44,48 @@
 //! # }
 //! ```
 //!
+//! A receiver that only verifies (or a sender that only signs) needs no feature:
+//! `default-features = false` builds [`signature`], the keys and the [`verify`] tower layer,
+//! without tokio, JSON Schema or a store.
+//!
 //! | cargo feature | default | what it adds |
 //! |---|---|---|
-//! | `sqlite` | yes | [`store::SqliteStore`], the embedded durable store (rusqlite, bundled SQLite, its own writer thread) |
-//! | `delivery` | yes | [`delivery::DeliveryEngine`]: signed POSTs with retries, limits and an SSRF guard (hyper, rustls) |
+//! | `registry` | yes (through `sqlite` and `delivery`) | [`Registry`], the model, [`store::MemoryStore`], JSON Schema checks (jsonschema, tokio's sync) |
+//! | `sqlite` | yes | [`store::SqliteStore`], the embedded durable store (rusqlite, bundled SQLite, its own writer thread); implies `registry` |
+//! | `delivery` | yes | [`delivery::DeliveryEngine`]: signed POSTs with retries, limits and an SSRF guard (hyper, rustls); implies `registry` |
+//! | `postgres` | no | `store::PostgresStore`: several servers on one PostgreSQL database (tokio-postgres); implies `registry` |
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(feature = "delivery")]
 pub mod delivery;
 mod error;
+#[cfg(feature = "registry")]
 mod id;
+#[cfg(feature = "registry")]
 mod model;
+#[cfg(feature = "registry")]
 mod page;
+#[cfg(feature = "registry")]
 mod registry;
+#[cfg(feature = "registry")]
 pub mod retry;
+#[cfg(feature = "registry")]
 mod schema;
 mod secret;
 pub mod signature;
+#[cfg(feature = "registry")]
 pub mod store;
+#[cfg(feature = "registry")]
 mod token;
 pub mod verify;
 
-pub use error::{Error, KeyError, SchemaError, StoreError, VerifyError, Violation};
+#[cfg(feature = "registry")]
+pub use error::{Error, SchemaError, StoreError, Violation};
+pub use error::{KeyError, VerifyError};
+#[cfg(feature = "registry")]
 pub use id::{AppId, AttemptId, EndpointId, MessageId};
+#[cfg(feature = "registry")]
 pub use model::{
     AppUid, Application, ApplicationSpec, Attempt, AttemptHeaders, AttemptStatus, AttemptTrigger,
     Channel, Delivery, DeliveryStatus, DeliveryUpdate, Endpoint, EndpointKeys, EndpointRecord,
@@ -75,11 +93,14 @@ pub use model::{
     MAX_MESSAGE_CHANNELS, MAX_RESPONSE_BODY, Message, SentEvent, is_credential_name, is_uid,
     redact_userinfo,
 };
+#[cfg(feature = "registry")]
 pub use page::{DEFAULT_LIMIT, ListOptions, MAX_LIMIT, Order, Page, PageRequest};
+#[cfg(feature = "registry")]
 pub use registry::{
     AppScope, Clock, DEFAULT_KEY_GRACE, DEFAULT_MAX_PAYLOAD, MAX_HISTOGRAM_BUCKETS,
     MAX_PREVIOUS_KEYS, NewMessage, Registry, RegistryConfig, SentEventQuery,
 };
 pub use secret::{Secret, SigningKey, VerifyingKey};
 pub use signature::{Signer, SigningSecret, Verified, Verifier};
+#[cfg(feature = "registry")]
 pub use token::{APP_TOKEN_PREFIX, AppToken};
