@@ -190,6 +190,14 @@ pub struct WebhooksConfig {
     /// (`endpoint.created`, `message.attempt.exhausted`, …; created at start when missing).
     /// Default: none, and none are sent, as Svix without `operational_webhook_address`.
     pub operational_app: Option<AppUid>,
+    /// Where the main key endpoint secrets are sealed under is read from (`{ env = … }` or
+    /// `{ file = … }`). Default: `main.key` in the data directory, generated (0600) on the
+    /// first start. Servers sharing a database must share the key.
+    pub main_key: Option<ValueSource>,
+    /// Earlier main keys, still accepted for opening: a rotation makes the new key
+    /// `main_key`, keeps the old one here for one start (which seals everything again under
+    /// the new one), then drops it. At most 8.
+    pub old_main_keys: Vec<ValueSource>,
 }
 
 impl Default for WebhooksConfig {
@@ -200,6 +208,8 @@ impl Default for WebhooksConfig {
             assert_formats: false,
             grouped_event_type_names: false,
             operational_app: None,
+            main_key: None,
+            old_main_keys: Vec::new(),
         }
     }
 }
@@ -477,6 +487,8 @@ struct WebhooksFile {
     assert_formats: Option<bool>,
     grouped_event_type_names: Option<bool>,
     operational_app: Option<String>,
+    main_key: Option<ValueSource>,
+    old_main_keys: Option<Vec<ValueSource>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -620,6 +632,18 @@ impl Config {
                         .map_err(|e| invalid(format!("webhooks.operational_app: {e}")))?,
                 );
             }
+            if let Some(source) = webhooks.main_key {
+                rules.main_key = Some(source);
+            }
+            if let Some(sources) = webhooks.old_main_keys {
+                if sources.len() > switchyard_webhooks::seal::MAX_OLD_KEYS {
+                    return Err(invalid(format!(
+                        "webhooks.old_main_keys: at most {} keys",
+                        switchyard_webhooks::seal::MAX_OLD_KEYS
+                    )));
+                }
+                rules.old_main_keys = sources;
+            }
             if rules.operational_app.is_some() && rules.grouped_event_type_names {
                 return Err(invalid(
                     "webhooks.operational_app sends Svix's event types (message.attempt.failing), \
@@ -687,6 +711,12 @@ impl Config {
             }
         };
         join(&mut self.data_dir);
+        let keys = self.webhooks.main_key.iter_mut();
+        for source in keys.chain(self.webhooks.old_main_keys.iter_mut()) {
+            if let ValueSource::File(path) = source {
+                join(path);
+            }
+        }
         if let Some(metadata) = &mut self.metadata {
             join(&mut metadata.spec);
             if let Some(outputs) = &mut metadata.outputs {
@@ -866,6 +896,36 @@ mod tests {
     }
 
     #[test]
+    fn main_keys_name_their_sources_and_files_follow_the_config() {
+        let mut config = parse(
+            "[webhooks]\nmain_key = { file = \"keys/main.key\" }\n\
+             old_main_keys = [{ env = \"OLD_KEY\" }]",
+        )
+        .unwrap();
+        config.rebase(Path::new("/etc/switchyard"));
+        assert_eq!(
+            config.webhooks.main_key,
+            Some(ValueSource::File("/etc/switchyard/keys/main.key".into()))
+        );
+        assert_eq!(
+            config.webhooks.old_main_keys,
+            vec![ValueSource::Env("OLD_KEY".into())]
+        );
+        // Inline, the key would be in the file: refused, without repeating it.
+        let error = parse("[webhooks]\nmain_key = \"symk_c2VjcmV0\"").unwrap_err();
+        assert!(!error.to_string().contains("symk_c2VjcmV0"), "{error}");
+        let many = (0..9)
+            .map(|n| format!("{{ env = \"K{n}\" }}"))
+            .collect::<Vec<_>>();
+        let error = parse(&format!(
+            "[webhooks]\nold_main_keys = [{}]",
+            many.join(", ")
+        ))
+        .unwrap_err();
+        assert!(error.to_string().contains("at most 8"), "{error}");
+    }
+
+    #[test]
     fn empty_file_is_all_defaults() {
         let config = parse("").unwrap();
         assert_eq!(config.bind.to_string(), DEFAULT_BIND);
@@ -980,6 +1040,8 @@ mod tests {
                 assert_formats: true,
                 grouped_event_type_names: true,
                 operational_app: None,
+                main_key: None,
+                old_main_keys: Vec::new(),
             }
         );
         assert_eq!(config.delivery.request_timeout, Duration::from_secs(60));

@@ -73,6 +73,14 @@ pub enum ServerError {
         /// Why, naming the variable or file, never the value.
         reason: String,
     },
+    /// The main key (or an old one) cannot be read, or is not a main key.
+    #[error("main key {what}: {reason}")]
+    MainKey {
+        /// Where it was to come from (`webhooks.main_key`, the key file's path).
+        what: String,
+        /// Why, naming the variable or file, never the key.
+        reason: String,
+    },
     /// The runtime events log in the database could not be opened.
     #[error("runtime events log: {0}")]
     Events(String),

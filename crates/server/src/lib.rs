@@ -38,6 +38,7 @@ mod error;
 mod events_log;
 mod idempotency;
 pub mod logging;
+mod main_key;
 mod portal;
 mod private;
 pub mod runtime;
@@ -50,6 +51,7 @@ pub use config::{
     MetadataConfig, Token, ValueSource, WebhooksConfig,
 };
 pub use error::{ApiError, FieldError, ServerError};
+pub use main_key::KEY_FILE;
 pub use server::{RunningServer, STEP_TOKEN_FILE, Server, TOKEN_FILE};
 pub use svix::webhooks::Upgraded;
 
@@ -63,10 +65,14 @@ pub use svix::webhooks::Upgraded;
 /// # Errors
 /// [`ServerError::DataDir`], [`ServerError::Webhooks`] or [`ServerError::Upgrade`] naming
 /// what could not be read or written; nothing imported is lost.
-pub async fn migrate(data_dir: &std::path::Path) -> Result<Upgraded, ServerError> {
+pub async fn migrate(
+    data_dir: &std::path::Path,
+    webhooks: &WebhooksConfig,
+) -> Result<Upgraded, ServerError> {
     private::dir(data_dir)?;
     private::tighten(&data_dir.join("webhooks"))?;
-    let (store, upgraded) = svix::webhooks::open_store(data_dir, None).await?;
+    let ring = main_key::key_ring(webhooks, data_dir)?;
+    let (store, upgraded) = svix::webhooks::open_store(data_dir, None, ring).await?;
     store.close().await;
     Ok(upgraded)
 }
@@ -79,6 +85,6 @@ pub async fn migrate(data_dir: &std::path::Path) -> Result<Upgraded, ServerError
 /// [`ServerError::Webhooks`] when the database cannot be reached, a statement fails or a
 /// newer build wrote the schema.
 pub async fn migrate_database(database: &DatabaseConfig) -> Result<(), ServerError> {
-    svix::webhooks::connect(database).await?;
+    svix::webhooks::migrate_schema(database).await?;
     Ok(())
 }

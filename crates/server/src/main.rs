@@ -390,7 +390,7 @@ fn migrate(args: MigrateArgs) -> Result<ExitCode, String> {
         return Ok(ExitCode::SUCCESS);
     }
     let upgraded = runtime
-        .block_on(switchyard_server::migrate(&data_dir))
+        .block_on(switchyard_server::migrate(&data_dir, &config.webhooks))
         .map_err(|e| e.to_string())?;
     if upgraded.found {
         println!(

@@ -81,12 +81,14 @@ impl Server {
         };
         // The stores open before the port is bound: a connection is answered or refused,
         // never accepted and left waiting while the stores open.
+        let ring = crate::main_key::key_ring(&config.webhooks, &config.data_dir)?;
         let webhooks = Webhooks::open(
             &config.data_dir,
             config.database.as_ref(),
             config.delivery.clone(),
             config.webhooks.registry_config(),
             config.webhooks.operational_app.as_ref(),
+            ring,
         )
         .await?;
         let hub = Arc::new(Hub::with_config(config.runtime.clone()));

@@ -16,7 +16,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::StatusCode;
 use serde_json::{Value, json};
-use switchyard_server::{DatabaseConfig, RunningServer, Server};
+use switchyard_server::{DatabaseConfig, RunningServer, Server, ValueSource};
 
 use common::Api;
 
@@ -48,10 +48,22 @@ async fn receiver_base() -> (String, Seen) {
     (url, seen)
 }
 
+/// The main key every server of a test cluster is given: servers sharing a database must
+/// share it.
+const CLUSTER_KEY: &str = "symk_Y2x1c3Rlci10ZXN0LW1haW4ta2V5LTAxMjM0NTY3ODk=";
+
+/// Writes the cluster's main key into `dir`; its path.
+fn cluster_key(dir: &std::path::Path) -> std::path::PathBuf {
+    let path = dir.join("cluster.key");
+    std::fs::write(&path, CLUSTER_KEY).unwrap();
+    path
+}
+
 /// A server on its own data directory and the shared database.
 async fn node(dir: &std::path::Path, url: &str) -> RunningServer {
     let mut config = common::config(dir);
     config.database = Some(DatabaseConfig::new(url));
+    config.webhooks.main_key = Some(ValueSource::File(cluster_key(dir)));
     Server::start(config).await.unwrap()
 }
 
@@ -269,6 +281,7 @@ async fn a_node_killed_mid_run_loses_nothing() {
     let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
     let mut nodes = Vec::new();
     for dir in &dirs {
+        cluster_key(dir.path());
         let config = dir.path().join("switchyard.toml");
         std::fs::write(
             &config,
@@ -276,6 +289,8 @@ async fn a_node_killed_mid_run_loses_nothing() {
                 "bind = \"127.0.0.1:0\"\n\
                  data_dir = \"data\"\n\
                  tokens = [\"{}\"]\n\
+                 [webhooks]\n\
+                 main_key = {{ file = \"cluster.key\" }}\n\
                  [database]\n\
                  url = \"{}\"\n\
                  [delivery]\n\

@@ -157,10 +157,15 @@ async fn the_answer_outlives_a_restart() {
 async fn two_servers_on_one_database_share_keys_and_event_ids() {
     let database = pg::TestDatabase::create().await;
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    // Servers sharing a database share the main key the endpoints' secrets are sealed under.
+    let key = dir_a.path().join("shared.key");
+    let generated = switchyard_webhooks::seal::MainKey::generate().unwrap();
+    std::fs::write(&key, generated.expose().as_bytes()).unwrap();
     let mut servers = Vec::new();
     for dir in [&dir_a, &dir_b] {
         let mut config = common::config(dir.path());
         config.database = Some(DatabaseConfig::new(&database.url));
+        config.webhooks.main_key = Some(switchyard_server::ValueSource::File(key.clone()));
         servers.push(Server::start(config).await.unwrap());
     }
     let a = Api::new(servers[0].local_addr());

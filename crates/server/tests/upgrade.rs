@@ -383,10 +383,14 @@ async fn an_interrupted_upgrade_finishes_without_importing_twice() {
         .unwrap();
     store.close().await;
 
-    let upgraded = switchyard_server::migrate(dir.path()).await.unwrap();
+    let upgraded = switchyard_server::migrate(dir.path(), &Default::default())
+        .await
+        .unwrap();
     assert!(upgraded.found);
     assert_eq!((upgraded.applications, upgraded.already), (2, 1));
-    let again = switchyard_server::migrate(dir.path()).await.unwrap();
+    let again = switchyard_server::migrate(dir.path(), &Default::default())
+        .await
+        .unwrap();
     assert!(!again.found, "nothing is left to do");
 
     let server = common::start(dir.path()).await;
@@ -411,7 +415,9 @@ async fn an_unreadable_old_list_is_a_typed_error_and_changes_nothing() {
     .unwrap();
     drop(list);
 
-    let error = switchyard_server::migrate(dir.path()).await.unwrap_err();
+    let error = switchyard_server::migrate(dir.path(), &Default::default())
+        .await
+        .unwrap_err();
     let message = error.to_string();
     assert!(message.contains("apps.db"), "{message}");
     assert!(

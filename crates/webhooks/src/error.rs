@@ -234,6 +234,10 @@ pub enum StoreError {
     /// operation may or may not have been stored.
     #[error("the batched write this operation was part of was interrupted; its outcome is unknown")]
     Interrupted,
+    /// A sealed secret could not be opened (see [`seal`](crate::seal)): the main key that
+    /// sealed it is not configured, or the value was altered or moved.
+    #[error(transparent)]
+    Sealed(#[from] crate::seal::SealError),
     /// The database file's schema is newer than this version of the crate understands.
     #[error("the database schema version {found} is newer than this build supports ({supported})")]
     UnsupportedSchemaVersion {

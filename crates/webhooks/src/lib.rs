@@ -72,6 +72,8 @@ mod registry;
 pub mod retry;
 #[cfg(feature = "registry")]
 mod schema;
+#[cfg(feature = "registry")]
+pub mod seal;
 mod secret;
 pub mod signature;
 #[cfg(feature = "registry")]

@@ -19,6 +19,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use switchyard_webhooks::seal::KeyRing;
 
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
@@ -79,8 +80,9 @@ impl Webhooks {
         delivery: DeliveryConfig,
         rules: RegistryConfig,
         operational_app: Option<&AppUid>,
+        ring: KeyRing,
     ) -> Result<Self, ServerError> {
-        let (store, _) = open_store(data_dir, database).await?;
+        let (store, _) = open_store(data_dir, database, ring).await?;
         tracing::info!(store = store.kind(), "webhooks store open");
         let registry = Arc::new(Registry::with_config(store, rules));
         let engine = DeliveryEngine::new(Arc::clone(&registry), delivery)?;
@@ -203,12 +205,13 @@ impl Webhooks {
 pub(crate) async fn open_store(
     data_dir: &Path,
     database: Option<&DatabaseConfig>,
+    ring: KeyRing,
 ) -> Result<(ServerStore, Upgraded), ServerError> {
     if let Some(database) = database {
-        let store = connect(database).await?;
+        let store = connect(database, ring).await?;
         return Ok((ServerStore::Postgres(store), Upgraded::default()));
     }
-    let (store, upgraded) = open_sqlite(data_dir).await?;
+    let (store, upgraded) = open_sqlite(data_dir, ring).await?;
     Ok((ServerStore::Sqlite(store), upgraded))
 }
 
@@ -217,20 +220,39 @@ pub(crate) async fn open_store(
 ///
 /// # Errors
 /// [`ServerError::Webhooks`] when it cannot be reached or a newer build wrote the schema.
-pub(crate) async fn connect(database: &DatabaseConfig) -> Result<PostgresStore, ServerError> {
+pub(crate) async fn connect(
+    database: &DatabaseConfig,
+    ring: KeyRing,
+) -> Result<PostgresStore, ServerError> {
     let mut options = PostgresOptions::default();
     options.max_connections = database.max_connections;
-    Ok(PostgresStore::connect_with(&database.url, options)
+    Ok(PostgresStore::connect_sealed(&database.url, options, ring)
         .await
         .map_err(WebhooksError::from)?)
 }
 
+/// Brings the database's webhooks schema up to date, needing no main key.
+///
+/// # Errors
+/// [`ServerError::Webhooks`] when it cannot be reached or a newer build wrote the schema.
+pub(crate) async fn migrate_schema(database: &DatabaseConfig) -> Result<(), ServerError> {
+    let mut options = PostgresOptions::default();
+    options.max_connections = database.max_connections;
+    PostgresStore::migrate(&database.url, options)
+        .await
+        .map_err(WebhooksError::from)?;
+    Ok(())
+}
+
 /// Opens (creating) the SQLite store under `data_dir/webhooks`, first bringing in what a
 /// data directory of the first versions holds.
-async fn open_sqlite(data_dir: &Path) -> Result<(SqliteStore, Upgraded), ServerError> {
+async fn open_sqlite(
+    data_dir: &Path,
+    ring: KeyRing,
+) -> Result<(SqliteStore, Upgraded), ServerError> {
     let dir = data_dir.join("webhooks");
     crate::private::dir(&dir)?;
-    let store = SqliteStore::open(dir.join(STORE_FILE))
+    let store = SqliteStore::open_sealed(dir.join(STORE_FILE), ring)
         .await
         .map_err(WebhooksError::from)?;
     let upgraded = upgrade(&dir, &store).await?;

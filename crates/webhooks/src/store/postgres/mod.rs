@@ -12,7 +12,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 
-use super::keys::StoredKeys;
+use super::keys::{HEADERS_FIELD, KEYS_FIELD, RESPONSE_FIELD, Sealer, StoredKeys};
 use super::{
     AccessToken, AppLimits, AttemptCounts, AttemptFilter, EndpointFilter, Finished, Health,
     HealthChange, IdempotencyClaim, MessageFilter, RememberedResponse, Store, bucket_of,
@@ -26,6 +26,7 @@ use crate::model::{
     Message, after,
 };
 use crate::page::{Order, PageRequest};
+use crate::seal::{self, KeyRing, SealError};
 
 mod fanout;
 mod lease;
@@ -34,6 +35,9 @@ mod rows;
 mod schema;
 
 use rows::{corrupt, to_json};
+
+/// Endpoints sealed again per statement by [`PostgresStore::reseal`].
+const RESEAL_BATCH: usize = 256;
 
 /// How a [`PostgresStore`] connects.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,6 +99,8 @@ pub struct PostgresStore {
     changes: std::sync::Arc<listen::Changes>,
     /// The fan-out claims this process holds (shared by every clone of the handle).
     claims: std::sync::Arc<std::sync::Mutex<fanout::Claims>>,
+    /// Seals endpoints' keys and headers (or keeps them clear).
+    sealer: Sealer,
 }
 
 impl fmt::Debug for PostgresStore {
@@ -177,6 +183,169 @@ impl PostgresStore {
     /// # Errors
     /// As [`PostgresStore::connect`].
     pub async fn connect_with(url: &str, options: PostgresOptions) -> Result<Self, StoreError> {
+        let store = Self::connect_inner(url, options, Sealer::default()).await?;
+        let found = store
+            .query(
+                "SELECT id, keys FROM endpoints WHERE left(keys, 10) = 'sealed:v1:' LIMIT 1",
+                &[],
+            )
+            .await?;
+        if let Some(row) = found.first() {
+            let (id, keys): (String, String) = (row.try_get(0)?, row.try_get(1)?);
+            return Err(SealError::UnknownKey {
+                what: format!("the keys of endpoint {id}"),
+                key_id: seal::sealed_key_id(&keys).unwrap_or_default().to_owned(),
+            }
+            .into());
+        }
+        Ok(store)
+    }
+
+    /// Brings the database's schema up to date and disconnects, reading nothing else: what
+    /// `switchyard migrate --database` runs before servers of a new version start (which
+    /// need the main key; this does not).
+    ///
+    /// # Errors
+    /// As [`PostgresStore::connect`].
+    pub async fn migrate(url: &str, options: PostgresOptions) -> Result<(), StoreError> {
+        Self::connect_inner(url, options, Sealer::default()).await?;
+        Ok(())
+    }
+
+    /// [`PostgresStore::connect_with`], keeping endpoints' signing keys and custom headers
+    /// sealed under `ring`'s current main key; what is clear or sealed under an old key of the
+    /// ring is sealed again before this returns (see [`PostgresStore::reseal`]).
+    ///
+    /// Several servers on one database must be able to open what any of them seals: give a
+    /// new main key to every server as an old key first, then make it the current one.
+    ///
+    /// # Errors
+    /// As [`PostgresStore::connect`]; [`StoreError::Sealed`] when a value was sealed under a
+    /// main key the ring does not hold (the message names the key's id), or was altered.
+    pub async fn connect_sealed(
+        url: &str,
+        options: PostgresOptions,
+        ring: KeyRing,
+    ) -> Result<Self, StoreError> {
+        let store = Self::connect_inner(url, options, Sealer::new(Some(ring))).await?;
+        if store.reseal().await? > 0 {
+            // The rows' earlier versions stay in the tables' files until vacuumed; rewriting
+            // the two tables leaves none. A one-off at an upgrade or a rotation (the tables
+            // are locked while they are rewritten: endpoints are few, responses short-lived).
+            let client = store.client().await?;
+            client.batch_execute("VACUUM FULL endpoints").await?;
+            client.batch_execute("VACUUM FULL idempotency").await?;
+        }
+        Ok(store)
+    }
+
+    /// Seals again, under the current main key, every endpoint's keys and headers that are
+    /// clear or sealed under an old key, a batch per statement; returns how many endpoints
+    /// were rewritten. Each row is replaced only if it still holds what was read (another
+    /// server may be writing it), and a batch that rewrites nothing ends the pass.
+    ///
+    /// # Errors
+    /// [`StoreError::Sealed`] for a value no key of the ring opens; the database's errors.
+    pub async fn reseal(&self) -> Result<usize, StoreError> {
+        let Some(ring) = self.sealer.ring() else {
+            return Ok(0);
+        };
+        let current = format!("sealed:v1:{}:", ring.current().id());
+        let prefix = i32::try_from(current.len()).unwrap_or(i32::MAX);
+        let batch = i64::try_from(RESEAL_BATCH).unwrap_or(i64::MAX);
+        let mut total = 0;
+        loop {
+            let stale = self
+                .query(
+                    "SELECT id, keys, headers FROM endpoints
+                     WHERE left(keys, $1) <> $2 OR left(headers, $1) <> $2
+                     ORDER BY id LIMIT $3",
+                    &[&prefix, &current, &batch],
+                )
+                .await?;
+            let mut ids = Vec::with_capacity(stale.len());
+            let (mut old_keys, mut old_headers) = (Vec::new(), Vec::new());
+            let (mut new_keys, mut new_headers) = (Vec::new(), Vec::new());
+            for row in &stale {
+                let (id, keys, headers): (String, String, String) =
+                    (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+                let open_keys = self.sealer.open(&id, KEYS_FIELD, keys.clone())?;
+                let open_headers = self.sealer.open(&id, HEADERS_FIELD, headers.clone())?;
+                new_keys.push(self.sealer.seal(&id, KEYS_FIELD, open_keys)?);
+                new_headers.push(self.sealer.seal(&id, HEADERS_FIELD, open_headers)?);
+                old_keys.push(keys);
+                old_headers.push(headers);
+                ids.push(id);
+            }
+            if ids.is_empty() {
+                return Ok(total + self.reseal_responses(&current).await?);
+            }
+            let changed = self
+                .client()
+                .await?
+                .execute(
+                    "UPDATE endpoints e SET keys = n.new_keys, headers = n.new_headers
+                     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])
+                        AS n(id, old_keys, old_headers, new_keys, new_headers)
+                     WHERE e.id = n.id AND e.keys = n.old_keys AND e.headers = n.old_headers",
+                    &[&ids, &old_keys, &old_headers, &new_keys, &new_headers],
+                )
+                .await?;
+            total += usize::try_from(changed).unwrap_or(usize::MAX);
+            if changed == 0 {
+                return Ok(total + self.reseal_responses(&current).await?);
+            }
+        }
+    }
+
+    /// [`PostgresStore::reseal`] for remembered responses (a rotated secret or a portal token
+    /// may be in one): each replaced only if it still holds what was read.
+    async fn reseal_responses(&self, current: &str) -> Result<usize, StoreError> {
+        let prefix = i32::try_from(current.len()).unwrap_or(i32::MAX);
+        let batch = i64::try_from(RESEAL_BATCH).unwrap_or(i64::MAX);
+        let mut total = 0;
+        loop {
+            let stale = self
+                .query(
+                    "SELECT key, body FROM idempotency
+                     WHERE body IS NOT NULL AND substring(body FROM 1 FOR $1) <> $2
+                     ORDER BY key LIMIT $3",
+                    &[&prefix, &current.as_bytes(), &batch],
+                )
+                .await?;
+            let (mut keys, mut old, mut new) = (Vec::new(), Vec::new(), Vec::new());
+            for row in &stale {
+                let (key, body): (String, Vec<u8>) = (row.try_get(0)?, row.try_get(1)?);
+                let open = self.sealer.open_bytes(&key, RESPONSE_FIELD, body.clone())?;
+                new.push(self.sealer.seal_bytes(&key, RESPONSE_FIELD, open)?);
+                old.push(body);
+                keys.push(key);
+            }
+            if keys.is_empty() {
+                return Ok(total);
+            }
+            let changed = self
+                .client()
+                .await?
+                .execute(
+                    "UPDATE idempotency i SET body = n.new_body
+                     FROM unnest($1::text[], $2::bytea[], $3::bytea[]) AS n(key, old_body, new_body)
+                     WHERE i.key = n.key AND i.body = n.old_body",
+                    &[&keys, &old, &new],
+                )
+                .await?;
+            total += usize::try_from(changed).unwrap_or(usize::MAX);
+            if changed == 0 {
+                return Ok(total);
+            }
+        }
+    }
+
+    async fn connect_inner(
+        url: &str,
+        options: PostgresOptions,
+        sealer: Sealer,
+    ) -> Result<Self, StoreError> {
         let mut config = tokio_postgres::Config::from_str(url)?;
         config.connect_timeout(options.connect_timeout);
         if config.get_application_name().is_none() {
@@ -201,6 +370,7 @@ impl PostgresStore {
             pool,
             changes,
             claims: std::sync::Arc::default(),
+            sealer,
         };
         let mut client = store.client().await?;
         schema::migrate(&mut client).await?;
@@ -277,7 +447,7 @@ impl PostgresStore {
         self.query(&sql, params)
             .await?
             .first()
-            .map(rows::endpoint_record)
+            .map(|row| rows::endpoint_record(row, &self.sealer))
             .transpose()
     }
 
@@ -643,6 +813,7 @@ impl Store for PostgresStore {
 
     async fn put_endpoint(&self, record: &EndpointRecord) -> Result<(), StoreError> {
         let endpoint = &record.endpoint;
+        let id = endpoint.id.as_str();
         let (all_types, event_types): (bool, Vec<&str>) = match &endpoint.event_types {
             EventTypeFilter::All => (true, Vec::new()),
             EventTypeFilter::Only(names) => (false, names.iter().map(|n| n.as_str()).collect()),
@@ -676,10 +847,14 @@ impl Store for PostgresStore {
                     &event_types,
                     &channels,
                     &to_json(&endpoint.metadata)?,
-                    &to_json(&endpoint.headers)?,
+                    &self
+                        .sealer
+                        .seal(id, HEADERS_FIELD, to_json(&endpoint.headers)?)?,
                     &endpoint.disabled,
                     &endpoint.description,
-                    &to_json(&StoredKeys::of(&record.keys))?,
+                    &self
+                        .sealer
+                        .seal(id, KEYS_FIELD, to_json(&StoredKeys::of(&record.keys))?)?,
                     &rate_limit,
                     &endpoint.ordered,
                     &micros(endpoint.created_at),
@@ -787,7 +962,7 @@ impl Store for PostgresStore {
         )
         .await?
         .iter()
-        .map(rows::endpoint)
+        .map(|row| rows::endpoint(row, &self.sealer))
         .collect()
     }
 
@@ -1061,7 +1236,7 @@ impl Store for PostgresStore {
         self.query(&sql, &[&ids])
             .await?
             .iter()
-            .map(rows::endpoint_record)
+            .map(|row| rows::endpoint_record(row, &self.sealer))
             .collect()
     }
 
@@ -1449,6 +1624,9 @@ impl Store for PostgresStore {
         };
         let headers: Option<String> = row.try_get(1)?;
         let body: Option<Vec<u8>> = row.try_get(2)?;
+        let body = body
+            .map(|body| self.sealer.open_bytes(key, RESPONSE_FIELD, body))
+            .transpose()?;
         Ok(IdempotencyClaim::Done(RememberedResponse::from_columns(
             i64::from(status),
             headers.as_deref(),
@@ -1466,12 +1644,15 @@ impl Store for PostgresStore {
             .map_err(|e| corrupt("remembered response headers", e))?;
         let status =
             i16::try_from(response.status).map_err(|e| corrupt("remembered response status", e))?;
+        let body = self
+            .sealer
+            .seal_bytes(key, RESPONSE_FIELD, response.body.clone())?;
         self.execute(
             "INSERT INTO idempotency (key, until, status, headers, body)
              VALUES ($1, $2, $3, $4, $5)
              ON CONFLICT (key) DO UPDATE SET until = excluded.until, status = excluded.status,
                 headers = excluded.headers, body = excluded.body",
-            &[&key, &micros(expires_at), &status, &headers, &response.body],
+            &[&key, &micros(expires_at), &status, &headers, &body],
         )
         .await?;
         Ok(())

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 use tokio_postgres::Row;
 
-use super::super::keys::StoredKeys;
+use super::super::keys::{HEADERS_FIELD, KEYS_FIELD, Sealer, StoredKeys};
 use crate::error::StoreError;
 use crate::model::{
     AppUid, Application, Attempt, AttemptStatus, AttemptTrigger, Channel, Delivery, DeliveryStatus,
@@ -37,6 +37,18 @@ fn time(row: &Row, column: &str) -> Result<DateTime<Utc>, StoreError> {
 fn json<T: serde::de::DeserializeOwned>(row: &Row, column: &str) -> Result<T, StoreError> {
     let text: &str = row.try_get(column)?;
     serde_json::from_str(text).map_err(|e| corrupt(column, e))
+}
+
+/// A JSON column the store may keep sealed (see [`Sealer`]), of endpoint `id`.
+fn sealed_json<T: serde::de::DeserializeOwned>(
+    row: &Row,
+    column: &str,
+    sealer: &Sealer,
+    id: &str,
+) -> Result<T, StoreError> {
+    let text = sealer.open(id, column, row.try_get::<_, String>(column)?)?;
+    serde_json::from_str(&text)
+        .map_err(|e| corrupt(format!("endpoint {id}"), format!("{column}: {e}")))
 }
 
 fn rate_limit(row: &Row, what: &str) -> Result<Option<NonZeroU32>, StoreError> {
@@ -82,7 +94,7 @@ pub(super) fn application(row: &Row) -> Result<Application, StoreError> {
 }
 
 /// An endpoint without its keys (what listings return).
-pub(super) fn endpoint(row: &Row) -> Result<Endpoint, StoreError> {
+pub(super) fn endpoint(row: &Row, sealer: &Sealer) -> Result<Endpoint, StoreError> {
     let id: String = row.try_get("id")?;
     let what = format!("endpoint {id}");
     let uid: Option<String> = row.try_get("uid")?;
@@ -114,7 +126,7 @@ pub(super) fn endpoint(row: &Row) -> Result<Endpoint, StoreError> {
             .collect::<Result<_, _>>()
             .map_err(|e| corrupt(&what, e))?,
         metadata: json::<Map<String, Value>>(row, "metadata")?,
-        headers: json(row, "headers")?,
+        headers: sealed_json(row, HEADERS_FIELD, sealer, &id)?,
         disabled: row.try_get("disabled")?,
         description: row.try_get("description")?,
         rate_limit: rate_limit(row, &what)?,
@@ -124,9 +136,9 @@ pub(super) fn endpoint(row: &Row) -> Result<Endpoint, StoreError> {
     })
 }
 
-pub(super) fn endpoint_record(row: &Row) -> Result<EndpointRecord, StoreError> {
-    let endpoint = endpoint(row)?;
-    let keys: StoredKeys = json(row, "keys")?;
+pub(super) fn endpoint_record(row: &Row, sealer: &Sealer) -> Result<EndpointRecord, StoreError> {
+    let endpoint = endpoint(row, sealer)?;
+    let keys: StoredKeys = sealed_json(row, KEYS_FIELD, sealer, endpoint.id.as_str())?;
     let keys = keys.into_keys(&format!("endpoint {}", endpoint.id))?;
     Ok(EndpointRecord { endpoint, keys })
 }

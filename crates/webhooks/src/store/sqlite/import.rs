@@ -58,7 +58,8 @@ impl SqliteStore {
         SqliteStore::open(path.as_ref()).await?.close().await;
         let path = path.as_ref().to_owned();
         let application = application.clone();
-        self.db
+        let imported = self
+            .db
             .write(move |conn| {
                 // Read-write, though only read: the last connection to close then folds
                 // its WAL into the file and removes it, so the file alone holds everything.
@@ -75,7 +76,10 @@ impl SqliteStore {
                 }
                 copy(&source, conn, &application)
             })
-            .await
+            .await?;
+        // What the file held is clear (or sealed as this store seals): seal it here.
+        self.reseal().await?;
+        Ok(imported)
     }
 }
 

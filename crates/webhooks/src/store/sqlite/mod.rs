@@ -22,6 +22,7 @@ use crate::model::{
     EndpointRecord, EndpointUid, EventType, EventTypeFilter, EventTypeName, Lease, Message, after,
 };
 use crate::page::{Order, PageRequest};
+use crate::seal::{self, KeyRing, SealError};
 
 mod fanout;
 mod import;
@@ -29,7 +30,7 @@ mod rows;
 mod schema;
 mod worker;
 
-use super::keys::StoredKeys;
+use super::keys::{HEADERS_FIELD, KEYS_FIELD, RESPONSE_FIELD, Sealer, StoredKeys};
 pub use import::Imported;
 use rows::{StoredHeaders, corrupt, micros, to_json};
 use worker::Db;
@@ -43,8 +44,10 @@ use worker::Db;
 /// calling thread, on a small pool of connections (in WAL mode they never wait for the
 /// writer).
 ///
-/// Endpoint secrets are stored in the file so that deliveries can be signed: protect it like
-/// any credential store.
+/// Endpoint secrets are stored in the file so that deliveries can be signed. Opened with
+/// [`SqliteStore::open_sealed`], their signing keys and custom headers are sealed under a
+/// main key ([`seal`](crate::seal)) and the file alone signs nothing; opened with
+/// [`SqliteStore::open`] they are kept clear: protect the file like any credential store.
 ///
 /// ```
 /// use switchyard_webhooks::{Registry, store::SqliteStore};
@@ -61,6 +64,8 @@ pub struct SqliteStore {
     db: Arc<Db>,
     /// Fan-out shares handed out by this store and not finished (used by the writer only).
     claims: Arc<Mutex<fanout::Claims>>,
+    /// Seals endpoints' keys and headers (or keeps them clear).
+    sealer: Sealer,
 }
 
 impl SqliteStore {
@@ -73,12 +78,82 @@ impl SqliteStore {
     /// file cannot be opened or written;
     /// [`StoreError::UnsupportedSchemaVersion`] when a newer build wrote it.
     pub async fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
-        create_private(path.as_ref())?;
-        let db = Db::open(path.as_ref(), schema::migrate).await?;
+        let store = Self::open_with(path.as_ref(), Sealer::default()).await?;
+        if let Some((id, key_id)) = store.db.read(first_sealed)? {
+            store.close().await;
+            return Err(SealError::UnknownKey {
+                what: format!("the keys of endpoint {id}"),
+                key_id,
+            }
+            .into());
+        }
+        Ok(store)
+    }
+
+    /// [`SqliteStore::open`], keeping endpoints' signing keys and custom headers sealed under
+    /// `ring`'s current main key. What is clear, or sealed under one of the ring's old keys,
+    /// is sealed again under the current one before this returns, a batch of endpoints per
+    /// transaction: a crash half way leaves each endpoint either way, both readable, and the
+    /// next open finishes the work. So a rotation is: open with the new key as current and
+    /// the old one in the ring; when this returns, the old key is no longer needed.
+    ///
+    /// # Errors
+    /// As [`SqliteStore::open`]; [`StoreError::Sealed`] when a value was sealed under a main
+    /// key the ring does not hold (the message names the key's id), or was altered.
+    pub async fn open_sealed(path: impl AsRef<Path>, ring: KeyRing) -> Result<Self, StoreError> {
+        let store = Self::open_with(path.as_ref(), Sealer::new(Some(ring))).await?;
+        if let Err(error) = store.reseal().await {
+            store.close().await;
+            return Err(error);
+        }
+        Ok(store)
+    }
+
+    async fn open_with(path: &Path, sealer: Sealer) -> Result<Self, StoreError> {
+        create_private(path)?;
+        let db = Db::open(path, schema::migrate).await?;
         Ok(Self {
             db: Arc::new(db),
             claims: Arc::default(),
+            sealer,
         })
+    }
+
+    /// Seals again, under the current main key, every endpoint's keys and headers that are
+    /// clear or sealed under an old key; returns how many endpoints were rewritten. Done by
+    /// [`SqliteStore::open_sealed`] and after an import; nothing without a ring.
+    ///
+    /// # Errors
+    /// [`StoreError::Sealed`] for a value no key of the ring opens; the database's errors.
+    pub async fn reseal(&self) -> Result<usize, StoreError> {
+        let Some(ring) = self.sealer.ring() else {
+            return Ok(0);
+        };
+        let current = format!("sealed:v1:{}:", ring.current().id());
+        let mut total = 0;
+        loop {
+            let (sealer, current) = (self.sealer.clone(), current.clone());
+            let done = self
+                .db
+                .write(move |conn| reseal_batch(conn, &sealer, &current))
+                .await?;
+            total += done;
+            if done < RESEAL_BATCH {
+                break;
+            }
+        }
+        if total > 0 {
+            // What the rewritten rows held can survive in free space and in the unused parts
+            // of pages SQLite rebalanced; rebuilding the file leaves none of it, and folding
+            // the log back leaves no old page there either. A one-off, at an upgrade or a
+            // rotation: it takes about as long as copying the file.
+            self.db.read(|conn| {
+                conn.execute_batch("VACUUM")?;
+                conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+                Ok(())
+            })?;
+        }
+        Ok(total)
     }
 
     /// Finishes the writes queued, then closes every connection. Later calls fail with
@@ -238,8 +313,99 @@ fn one<T>(
     }
 }
 
-fn write_endpoint(conn: &Connection, record: &EndpointRecord) -> Result<(), StoreError> {
+/// Endpoints sealed again per transaction by [`SqliteStore::reseal`].
+const RESEAL_BATCH: usize = 256;
+
+/// Seals again up to [`RESEAL_BATCH`] live endpoints whose keys or headers do not start with
+/// `current` (the current key's prefix), and as many remembered responses; returns the
+/// larger of the two counts (a full batch means there may be more).
+fn reseal_batch(conn: &Connection, sealer: &Sealer, current: &str) -> Result<usize, StoreError> {
+    let prefix = i64::try_from(current.len()).unwrap_or(i64::MAX);
+    let mut stale = conn.prepare_cached(
+        "SELECT id, keys, headers FROM endpoints
+         WHERE deleted = 0 AND (substr(keys, 1, ?1) <> ?2 OR substr(headers, 1, ?1) <> ?2)
+         LIMIT ?3",
+    )?;
+    let rows = stale
+        .query_map(
+            params![
+                prefix,
+                current,
+                i64::try_from(RESEAL_BATCH).unwrap_or(i64::MAX)
+            ],
+            |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, String>(2)?,
+                ))
+            },
+        )?
+        .collect::<Result<Vec<_>, _>>()?;
+    // What the rows held must not survive in the file's free space: overwrite it with zeros
+    // while this batch rewrites them.
+    conn.pragma_update(None, "secure_delete", true)?;
+    let mut update =
+        conn.prepare_cached("UPDATE endpoints SET keys = ?, headers = ? WHERE id = ?")?;
+    for (id, keys, headers) in &rows {
+        let keys = sealer.seal(id, KEYS_FIELD, sealer.open(id, KEYS_FIELD, keys.clone())?)?;
+        let headers = sealer.seal(
+            id,
+            HEADERS_FIELD,
+            sealer.open(id, HEADERS_FIELD, headers.clone())?,
+        )?;
+        update.execute(params![keys, headers, id])?;
+    }
+    // Remembered responses (a rotated secret, a portal token may be in one).
+    let responses = conn
+        .prepare_cached(
+            "SELECT key, body FROM idempotency
+             WHERE body IS NOT NULL AND substr(body, 1, ?1) <> ?2 LIMIT ?3",
+        )?
+        .query_map(
+            params![
+                prefix,
+                current.as_bytes(),
+                i64::try_from(RESEAL_BATCH).unwrap_or(i64::MAX)
+            ],
+            |row| Ok((row.get::<_, String>(0)?, row.get::<_, Vec<u8>>(1)?)),
+        )?
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut update = conn.prepare_cached("UPDATE idempotency SET body = ? WHERE key = ?")?;
+    for (key, body) in &responses {
+        let body = sealer.seal_bytes(
+            key,
+            RESPONSE_FIELD,
+            sealer.open_bytes(key, RESPONSE_FIELD, body.clone())?,
+        )?;
+        update.execute(params![body, key])?;
+    }
+    conn.pragma_update(None, "secure_delete", false)?;
+    Ok(rows.len().max(responses.len()))
+}
+
+/// The first live endpoint whose keys are sealed, with the id of the key that sealed them.
+fn first_sealed(conn: &Connection) -> Result<Option<(String, String)>, StoreError> {
+    let found: Option<(String, String)> = conn
+        .prepare_cached(
+            "SELECT id, keys FROM endpoints WHERE deleted = 0 AND substr(keys, 1, 10) = 'sealed:v1:'
+             LIMIT 1",
+        )?
+        .query_row([], |row| Ok((row.get(0)?, row.get(1)?)))
+        .optional()?;
+    Ok(found.map(|(id, keys)| {
+        let key_id = seal::sealed_key_id(&keys).unwrap_or_default().to_owned();
+        (id, key_id)
+    }))
+}
+
+fn write_endpoint(
+    conn: &Connection,
+    record: &EndpointRecord,
+    sealer: &Sealer,
+) -> Result<(), StoreError> {
     let endpoint = &record.endpoint;
+    let id = endpoint.id.as_str();
     let event_types: Vec<&EventTypeName> = match &endpoint.event_types {
         EventTypeFilter::All => Vec::new(),
         EventTypeFilter::Only(names) => names.iter().collect(),
@@ -268,10 +434,10 @@ fn write_endpoint(conn: &Connection, record: &EndpointRecord) -> Result<(), Stor
             to_json(&event_types)?,
             to_json(&endpoint.channels)?,
             to_json(&endpoint.metadata)?,
-            to_json(&endpoint.headers)?,
+            sealer.seal(id, HEADERS_FIELD, to_json(&endpoint.headers)?)?,
             endpoint.disabled,
             endpoint.description,
-            to_json(&StoredKeys::of(&record.keys))?,
+            sealer.seal(id, KEYS_FIELD, to_json(&StoredKeys::of(&record.keys))?)?,
             micros(endpoint.created_at),
             micros(endpoint.updated_at),
             endpoint.rate_limit.map(|n| i64::from(n.get())),
@@ -293,7 +459,6 @@ fn write_endpoint(conn: &Connection, record: &EndpointRecord) -> Result<(), Stor
         }
         other => other?,
     };
-    let id = endpoint.id.as_str();
     conn.prepare_cached("DELETE FROM endpoint_types WHERE endpoint_id = ?")?
         .execute([id])?;
     conn.prepare_cached("DELETE FROM endpoint_channels WHERE endpoint_id = ?")?
@@ -979,9 +1144,9 @@ impl Store for SqliteStore {
     }
 
     async fn put_endpoint(&self, record: &EndpointRecord) -> Result<(), StoreError> {
-        let record = record.clone();
+        let (record, sealer) = (record.clone(), self.sealer.clone());
         self.db
-            .write(move |conn| write_endpoint(conn, &record))
+            .write(move |conn| write_endpoint(conn, &record, &sealer))
             .await
     }
 
@@ -997,7 +1162,7 @@ impl Store for SqliteStore {
                     "{SELECT_ENDPOINTS} WHERE e.id = ? AND e.app = {APP_KEY} AND e.deleted = 0"
                 ),
                 [id.as_str(), app.as_str()],
-                rows::endpoint_record,
+                |row| rows::endpoint_record(row, &self.sealer),
             )
         })
     }
@@ -1007,7 +1172,9 @@ impl Store for SqliteStore {
             let mut found = Vec::with_capacity(ids.len());
             let sql = format!("{SELECT_ENDPOINTS} WHERE e.id = ? AND e.deleted = 0");
             for id in ids {
-                found.extend(one(conn, &sql, [id.as_str()], rows::endpoint_record)?);
+                found.extend(one(conn, &sql, [id.as_str()], |row| {
+                    rows::endpoint_record(row, &self.sealer)
+                })?);
             }
             Ok(found)
         })
@@ -1025,7 +1192,7 @@ impl Store for SqliteStore {
                     "{SELECT_ENDPOINTS} WHERE e.app = {APP_KEY} AND e.uid = ? AND e.deleted = 0"
                 ),
                 [app.as_str(), uid.as_str()],
-                rows::endpoint_record,
+                |row| rows::endpoint_record(row, &self.sealer),
             )
         })
     }
@@ -1081,8 +1248,11 @@ impl Store for SqliteStore {
                 [text(channel.as_str())],
             );
         }
-        self.db
-            .read(|conn| query.page(page, "e.id").fetch(conn, rows::endpoint))
+        self.db.read(|conn| {
+            query
+                .page(page, "e.id")
+                .fetch(conn, |row| rows::endpoint(row, &self.sealer))
+        })
     }
 
     async fn recipients(
@@ -1633,6 +1803,7 @@ impl Store for SqliteStore {
         hold_until: DateTime<Utc>,
     ) -> Result<IdempotencyClaim, StoreError> {
         let key = key.to_owned();
+        let sealer = self.sealer.clone();
         // One writer: the look and the claim cannot interleave with another request's.
         self.db
             .write_relaxed(move |conn| {
@@ -1649,9 +1820,16 @@ impl Store for SqliteStore {
                     })
                     .optional()?;
                 match found {
-                    Some((Some(status), headers, body)) => Ok(IdempotencyClaim::Done(
-                        RememberedResponse::from_columns(status, headers.as_deref(), body)?,
-                    )),
+                    Some((Some(status), headers, body)) => {
+                        let body = body
+                            .map(|body| sealer.open_bytes(&key, RESPONSE_FIELD, body))
+                            .transpose()?;
+                        Ok(IdempotencyClaim::Done(RememberedResponse::from_columns(
+                            status,
+                            headers.as_deref(),
+                            body,
+                        )?))
+                    }
                     Some((None, _, _)) => Ok(IdempotencyClaim::Running),
                     None => {
                         conn.prepare_cached(
@@ -1673,7 +1851,10 @@ impl Store for SqliteStore {
     ) -> Result<(), StoreError> {
         let key = key.to_owned();
         let headers = to_json(&response.headers)?;
-        let (status, body) = (i64::from(response.status), response.body.clone());
+        let status = i64::from(response.status);
+        let body = self
+            .sealer
+            .seal_bytes(&key, RESPONSE_FIELD, response.body.clone())?;
         self.db
             .write(move |conn| {
                 conn.prepare_cached(

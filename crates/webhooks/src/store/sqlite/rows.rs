@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::Row;
 use serde_json::{Map, Value};
 
-use super::super::keys::StoredKeys;
+use super::super::keys::{HEADERS_FIELD, KEYS_FIELD, Sealer, StoredKeys};
 use crate::error::StoreError;
 use crate::model::{
     AppUid, Application, Attempt, AttemptStatus, AttemptTrigger, Delivery, DeliveryStatus,
@@ -95,6 +95,18 @@ fn json<T: serde::de::DeserializeOwned>(row: &Row<'_>, column: &str) -> Result<T
     serde_json::from_str(&text).map_err(|e| corrupt(column, e))
 }
 
+/// A JSON column the store may keep sealed (see [`Sealer`]), of endpoint `id`.
+fn sealed_json<T: serde::de::DeserializeOwned>(
+    row: &Row<'_>,
+    column: &str,
+    sealer: &Sealer,
+    id: &str,
+) -> Result<T, StoreError> {
+    let text = sealer.open(id, column, row.get(column)?)?;
+    serde_json::from_str(&text)
+        .map_err(|e| corrupt(format!("endpoint {id}"), format!("{column}: {e}")))
+}
+
 fn flag(row: &Row<'_>, column: &str) -> Result<bool, StoreError> {
     Ok(row.get::<_, i64>(column)? != 0)
 }
@@ -112,8 +124,8 @@ pub(super) fn event_type(row: &Row<'_>) -> Result<EventType, StoreError> {
     })
 }
 
-/// An endpoint without its keys (what listings return).
-pub(super) fn endpoint(row: &Row<'_>) -> Result<Endpoint, StoreError> {
+/// An endpoint without its keys (what listings return); `sealer` opens its headers.
+pub(super) fn endpoint(row: &Row<'_>, sealer: &Sealer) -> Result<Endpoint, StoreError> {
     let id: String = row.get("id")?;
     let what = || format!("endpoint {id}");
     let uid: Option<String> = row.get("uid")?;
@@ -134,7 +146,7 @@ pub(super) fn endpoint(row: &Row<'_>) -> Result<Endpoint, StoreError> {
         },
         channels: json(row, "channels")?,
         metadata: json::<Map<String, Value>>(row, "metadata")?,
-        headers: json(row, "headers")?,
+        headers: sealed_json(row, HEADERS_FIELD, sealer, &id)?,
         disabled: flag(row, "disabled")?,
         description: row.get("description")?,
         rate_limit: row
@@ -178,10 +190,13 @@ pub(super) fn application(row: &Row<'_>) -> Result<Application, StoreError> {
     })
 }
 
-pub(super) fn endpoint_record(row: &Row<'_>) -> Result<EndpointRecord, StoreError> {
-    let endpoint = endpoint(row)?;
+pub(super) fn endpoint_record(
+    row: &Row<'_>,
+    sealer: &Sealer,
+) -> Result<EndpointRecord, StoreError> {
+    let endpoint = endpoint(row, sealer)?;
     let what = || format!("endpoint {}", endpoint.id);
-    let keys: StoredKeys = json(row, "keys")?;
+    let keys: StoredKeys = sealed_json(row, KEYS_FIELD, sealer, endpoint.id.as_str())?;
     let keys = keys.into_keys(&what())?;
     Ok(EndpointRecord { endpoint, keys })
 }
