@@ -30,8 +30,9 @@ use hyper::service::service_fn;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::{Value, json};
-use switchyard::server::{Config, DatabaseConfig, Server, Token};
-use switchyard::webhooks::store::{PostgresStore, SqliteStore, Store};
+use switchyard::server::{Config, DatabaseConfig, KEY_FILE, Server, Token};
+use switchyard::webhooks::seal::{KeyRing, MainKey};
+use switchyard::webhooks::store::{PostgresOptions, PostgresStore, SqliteStore, Store};
 use switchyard::webhooks::{DeliveryStatus, Registry};
 
 #[path = "../../crates/webhooks/tests/support/postgres.rs"]
@@ -239,14 +240,22 @@ async fn load(database: Option<&str>) {
     // Nothing lost: every accepted message is stored, with one delivery per endpoint, and the
     // store records a success exactly for the (message, endpoint) pairs the receiver got.
     let app_id = app["id"].as_str().unwrap();
+    // The store's secrets are sealed under the main key the server made in its data directory.
+    let key: MainKey = std::fs::read_to_string(dir.path().join(KEY_FILE))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let ring = KeyRing::new(key);
     let succeeded = match database {
         Some(url) => {
-            let store = PostgresStore::connect(url).await.unwrap();
+            let store = PostgresStore::connect_sealed(url, PostgresOptions::default(), ring)
+                .await
+                .unwrap();
             check_stored(store, app_id, &accepted, &received).await
         }
         None => {
             let file = dir.path().join("webhooks/store.db");
-            let store = SqliteStore::open(&file).await.unwrap();
+            let store = SqliteStore::open_sealed(&file, ring).await.unwrap();
             check_stored(store, app_id, &accepted, &received).await
         }
     };

@@ -62,9 +62,13 @@ pub use svix::webhooks::Upgraded;
 /// the one store `webhooks/store.db`, and their old files renamed with a `.imported` suffix;
 /// an upgrade interrupted at any point finishes when run again.
 ///
+/// The store is opened with `webhooks`' main key (or the data directory's `main.key`, made
+/// when missing), so what is clear in it is sealed too.
+///
 /// # Errors
 /// [`ServerError::DataDir`], [`ServerError::Webhooks`] or [`ServerError::Upgrade`] naming
-/// what could not be read or written; nothing imported is lost.
+/// what could not be read or written, [`ServerError::MainKey`] for a main key that cannot be
+/// read; nothing imported is lost.
 pub async fn migrate(
     data_dir: &std::path::Path,
     webhooks: &WebhooksConfig,

@@ -42,7 +42,7 @@ pub const MAIN_KEY_BYTES: usize = 32;
 pub const MAX_OLD_KEYS: usize = 8;
 
 /// What every sealed value starts with.
-const SEALED_PREFIX: &str = "sealed:v1:";
+pub(crate) const SEALED_PREFIX: &str = "sealed:v1:";
 /// Bytes of a nonce (XChaCha20).
 const NONCE_BYTES: usize = 24;
 /// Bytes of the Poly1305 tag.
@@ -225,6 +225,12 @@ impl KeyRing {
     #[must_use]
     pub fn current(&self) -> &MainKey {
         &self.current
+    }
+
+    /// What every value sealed under the current key starts with (`sealed:v1:<id>:`): a
+    /// store finds what to seal again by it.
+    pub(crate) fn current_prefix(&self) -> String {
+        format!("{SEALED_PREFIX}{}:", self.current.id)
     }
 
     /// Seals `plaintext` as the `field` of `record`.

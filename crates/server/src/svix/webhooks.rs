@@ -19,11 +19,11 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use switchyard_webhooks::seal::KeyRing;
 
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 use switchyard_webhooks::delivery::{DeliveryConfig, DeliveryEngine};
+use switchyard_webhooks::seal::KeyRing;
 use switchyard_webhooks::store::{PostgresOptions, PostgresStore, SqliteStore, Store as _};
 use switchyard_webhooks::{
     AppUid, Application, Error as WebhooksError, EventType, EventTypeName, Registry, RegistryConfig,

@@ -250,7 +250,7 @@ impl PostgresStore {
         let Some(ring) = self.sealer.ring() else {
             return Ok(0);
         };
-        let current = format!("sealed:v1:{}:", ring.current().id());
+        let current = ring.current_prefix();
         let prefix = i32::try_from(current.len()).unwrap_or(i32::MAX);
         let batch = i64::try_from(RESEAL_BATCH).unwrap_or(i64::MAX);
         let mut total = 0;

@@ -129,7 +129,7 @@ impl SqliteStore {
         let Some(ring) = self.sealer.ring() else {
             return Ok(0);
         };
-        let current = format!("sealed:v1:{}:", ring.current().id());
+        let current = ring.current_prefix();
         let mut total = 0;
         loop {
             let (sealer, current) = (self.sealer.clone(), current.clone());
