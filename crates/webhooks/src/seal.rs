@@ -229,6 +229,7 @@ impl KeyRing {
 
     /// What every value sealed under the current key starts with (`sealed:v1:<id>:`): a
     /// store finds what to seal again by it.
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
     pub(crate) fn current_prefix(&self) -> String {
         format!("{SEALED_PREFIX}{}:", self.current.id)
     }
