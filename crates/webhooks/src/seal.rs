@@ -100,6 +100,18 @@ pub enum SealError {
         /// The id of the key tried.
         key_id: String,
     },
+    /// A main key was to be dropped from a store's ring while values are still sealed under
+    /// it (written by a server that still seals under it, or sealed again since).
+    #[error(
+        "main key {key_id} still seals {what}; keep it in the ring until everything is sealed \
+         again under the current key"
+    )]
+    StillInUse {
+        /// The id of the key.
+        key_id: String,
+        /// A record it still seals.
+        what: String,
+    },
 }
 
 /// A 32-byte main key. `Debug` shows only its id; the bytes are zeroed when dropped.
@@ -227,11 +239,42 @@ impl KeyRing {
         &self.current
     }
 
+    /// The old keys, still accepted for opening.
+    #[must_use]
+    pub fn old(&self) -> &[MainKey] {
+        &self.old
+    }
+
+    /// The ids of every key of the ring, the current one first.
+    pub fn ids(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(&self.current)
+            .chain(&self.old)
+            .map(MainKey::id)
+    }
+
+    /// This ring, also opening what the keys of `earlier` that it lacks sealed: what a store
+    /// seals under while it moves from `earlier` to this ring (no limit on old keys: it is
+    /// never configured, only passed through).
+    #[must_use]
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
+    pub(crate) fn keeping(&self, earlier: &KeyRing) -> KeyRing {
+        let mut old = self.old.clone();
+        for key in std::iter::once(&earlier.current).chain(&earlier.old) {
+            if self.key(&key.id).is_none() {
+                old.push(key.clone());
+            }
+        }
+        KeyRing {
+            current: self.current.clone(),
+            old,
+        }
+    }
+
     /// What every value sealed under the current key starts with (`sealed:v1:<id>:`): a
     /// store finds what to seal again by it.
     #[cfg(any(feature = "sqlite", feature = "postgres"))]
     pub(crate) fn current_prefix(&self) -> String {
-        format!("{SEALED_PREFIX}{}:", self.current.id)
+        sealed_prefix(&self.current.id)
     }
 
     /// Seals `plaintext` as the `field` of `record`.
@@ -299,11 +342,12 @@ impl KeyRing {
             key_id: key_id.to_owned(),
         })?;
         let (nonce, ciphertext) = body.split_at(NONCE_BYTES);
-        let nonce = <&XNonce>::try_from(nonce).map_err(|_| malformed("cut short"))?;
+        let nonce: [u8; NONCE_BYTES] = nonce.try_into().map_err(|_| malformed("cut short"))?;
+        let nonce = XNonce::from(nonce);
         let aad = associated(record, field);
         key.cipher()
             .decrypt(
-                nonce,
+                &nonce,
                 Payload {
                     msg: ciphertext,
                     aad: &aad,
@@ -328,6 +372,12 @@ impl KeyRing {
             .chain(&self.old)
             .find(|key| key.id == id)
     }
+}
+
+/// What every value sealed under the key `key_id` starts with (`sealed:v1:<id>:`).
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) fn sealed_prefix(key_id: &str) -> String {
+    format!("{SEALED_PREFIX}{key_id}:")
 }
 
 /// Whether `text` is a sealed value (of any key).

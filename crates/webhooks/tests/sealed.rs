@@ -213,6 +213,176 @@ async fn a_rotation_reseals_under_the_new_key_and_the_old_one_can_go() {
     store.close().await;
 }
 
+/// Values in the file sealed under `key`, counted through SQLite directly.
+fn sealed_under(path: &Path, key: &MainKey) -> i64 {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    let prefix = format!("sealed:v1:{}:%", key.id());
+    conn.query_row(
+        "SELECT (SELECT count(*) FROM endpoints WHERE keys LIKE ?1 OR headers LIKE ?1)
+              + (SELECT count(*) FROM idempotency WHERE CAST(body AS TEXT) LIKE ?1)",
+        [prefix],
+        |row| row.get(0),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_rotation_while_serving_loses_no_write_and_drops_the_old_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("webhooks.db");
+    let old = MainKey::generate().unwrap();
+    let new = MainKey::generate().unwrap();
+    let store = SqliteStore::open_sealed(&path, KeyRing::new(old.clone()))
+        .await
+        .unwrap();
+    let registry = std::sync::Arc::new(Registry::new(store.clone()));
+    let id = add_endpoint(&registry).await;
+    for n in 0..600 {
+        registry
+            .create_endpoint(EndpointSpec::new(format!("https://hooks.example.com/{n}")))
+            .await
+            .unwrap();
+    }
+
+    // The store keeps serving while it moves to the new key alone: endpoints are created,
+    // their secrets rotated and read, between the rotation's batches.
+    let serving = {
+        let registry = std::sync::Arc::clone(&registry);
+        let id = id.clone();
+        tokio::spawn(async move {
+            let mut created = Vec::new();
+            for n in 0..200 {
+                let spec = EndpointSpec::new(format!("https://hooks.example.com/during/{n}"))
+                    .secret(SECRET.parse::<Secret>().unwrap());
+                created.push(registry.create_endpoint(spec).await.unwrap().id.to_string());
+                check_endpoint(&registry, &id).await;
+                tokio::task::yield_now().await;
+            }
+            created
+        })
+    };
+    let rewritten = store.rotate_keys(KeyRing::new(new.clone())).await.unwrap();
+    let created = serving.await.unwrap();
+    assert!(rewritten >= 601, "{rewritten} rewritten");
+    for during in &created {
+        assert_eq!(
+            registry.endpoint_secret(during).await.unwrap().expose(),
+            SECRET
+        );
+    }
+    check_endpoint(&registry, &id).await;
+    store.close().await;
+    assert_eq!(
+        sealed_under(&path, &old),
+        0,
+        "nothing left under the old key"
+    );
+
+    // Reopened with the new key alone: nothing needs the old one.
+    let store = SqliteStore::open_sealed(&path, KeyRing::new(new))
+        .await
+        .unwrap();
+    let registry = Registry::new(store.clone());
+    check_endpoint(&registry, &id).await;
+    for during in &created {
+        assert_eq!(
+            registry.endpoint_secret(during).await.unwrap().expose(),
+            SECRET
+        );
+    }
+    store.close().await;
+}
+
+#[tokio::test]
+async fn a_rotation_stopped_half_way_while_serving_keeps_everything_readable() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("webhooks.db");
+    let old = MainKey::generate().unwrap();
+    let new = MainKey::generate().unwrap();
+    let stray = MainKey::generate().unwrap();
+    let store = SqliteStore::open_sealed(&path, KeyRing::new(old.clone()))
+        .await
+        .unwrap();
+    let registry = Registry::new(store.clone());
+    let id = add_endpoint(&registry).await;
+    let mut last = String::new();
+    for n in 0..400 {
+        let spec = EndpointSpec::new(format!("https://hooks.example.com/{n}"))
+            .secret(SECRET.parse::<Secret>().unwrap());
+        last = registry.create_endpoint(spec).await.unwrap().id.to_string();
+    }
+    // The last endpoint was sealed under a key this store is not given (another server's):
+    // the rotation seals its first batches, then stops there with an error naming the key.
+    reseal_one(
+        &path,
+        &last,
+        &KeyRing::new(stray.clone()),
+        &KeyRing::new(old.clone()),
+    );
+    let error = store
+        .rotate_keys(KeyRing::new(new.clone()))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, StoreError::Sealed(SealError::UnknownKey { key_id, .. }) if key_id == stray.id()),
+        "{error}"
+    );
+    assert!(
+        sealed_under(&path, &new) >= 256,
+        "the first batch was sealed again"
+    );
+    assert!(sealed_under(&path, &old) > 0, "and the rest was not");
+    // Half way, the store still reads both halves and writes under the new key.
+    check_endpoint(&registry, &id).await;
+    let fresh = registry
+        .create_endpoint(EndpointSpec::new("https://hooks.example.com/after"))
+        .await
+        .unwrap();
+    registry.endpoint_secret(fresh.id.as_str()).await.unwrap();
+
+    // Given the stray key too, the rotation finishes and the old key goes.
+    store
+        .rotate_keys(KeyRing::with_old(new.clone(), vec![stray.clone()]).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        registry.endpoint_secret(&last).await.unwrap().expose(),
+        SECRET
+    );
+    store.rotate_keys(KeyRing::new(new.clone())).await.unwrap();
+    store.close().await;
+    assert_eq!(sealed_under(&path, &old), 0);
+    assert_eq!(sealed_under(&path, &stray), 0);
+    let store = SqliteStore::open_sealed(&path, KeyRing::new(new))
+        .await
+        .unwrap();
+    check_endpoint(&Registry::new(store.clone()), &id).await;
+    store.close().await;
+}
+
+/// Seals endpoint `id`'s keys and headers again under `to`'s key, through SQLite directly.
+fn reseal_one(path: &Path, id: &str, to: &KeyRing, from: &KeyRing) {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    let (keys, headers): (String, String) = conn
+        .query_row(
+            "SELECT keys, headers FROM endpoints WHERE id = ?",
+            [id],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .unwrap();
+    let keys = to
+        .seal(id, "keys", &from.open(id, "keys", &keys).unwrap())
+        .unwrap();
+    let headers = to
+        .seal(id, "headers", &from.open(id, "headers", &headers).unwrap())
+        .unwrap();
+    conn.execute(
+        "UPDATE endpoints SET keys = ?, headers = ? WHERE id = ?",
+        rusqlite::params![keys, headers, id],
+    )
+    .unwrap();
+}
+
 /// Re-seals the first 256 endpoints of the file under `ring`'s current key, as the first
 /// committed batch of an interrupted rotation would, through SQLite directly.
 fn interrupt_after_one_batch(path: &Path, ring: &KeyRing) {
@@ -307,5 +477,67 @@ mod postgres {
 
         let refused = PostgresStore::connect(&database.url).await.unwrap_err();
         assert!(refused.to_string().contains(key.id()), "{refused}");
+    }
+
+    /// The procedure for servers sharing a database (`crates/server/README.md`): the new key
+    /// is given to every server as an old key, then made current on each, then the old one
+    /// is dropped; the servers write all along and each reads what the other wrote.
+    #[tokio::test]
+    async fn servers_on_one_database_rotate_without_stopping() {
+        let database = pg::TestDatabase::create().await;
+        let (old, new) = (MainKey::generate().unwrap(), MainKey::generate().unwrap());
+        let connect = async |ring: KeyRing| {
+            PostgresStore::connect_sealed(&database.url, PostgresOptions::default(), ring)
+                .await
+                .unwrap()
+        };
+        let (a, b) = (
+            connect(KeyRing::new(old.clone())).await,
+            connect(KeyRing::new(old.clone())).await,
+        );
+        let (ra, rb) = (Registry::new(a.clone()), Registry::new(b.clone()));
+        let create = async |registry: &Registry<PostgresStore>, n: usize| {
+            let spec = EndpointSpec::new(format!("https://hooks.example.com/{n}"))
+                .secret(SECRET.parse::<Secret>().unwrap())
+                .header("Authorization", TOKEN);
+            registry.create_endpoint(spec).await.unwrap().id.to_string()
+        };
+        let mut ids = Vec::new();
+        for n in 0..300 {
+            ids.push(create(&ra, n).await);
+        }
+        // 1. Every server opens what the new key will seal.
+        let learning = KeyRing::with_old(old.clone(), vec![new.clone()]).unwrap();
+        a.rotate_keys(learning.clone()).await.unwrap();
+        ids.push(create(&rb, 300).await);
+        b.rotate_keys(learning).await.unwrap();
+        // 2. The new key becomes current, one server after the other, both writing.
+        let rotating = KeyRing::with_old(new.clone(), vec![old.clone()]).unwrap();
+        assert!(a.rotate_keys(rotating.clone()).await.unwrap() >= 600);
+        ids.push(create(&ra, 301).await);
+        ids.push(create(&rb, 302).await);
+        b.rotate_keys(rotating).await.unwrap();
+        ids.push(create(&rb, 303).await);
+        // 3. The old key goes.
+        a.rotate_keys(KeyRing::new(new.clone())).await.unwrap();
+        b.rotate_keys(KeyRing::new(new.clone())).await.unwrap();
+        let prefix = format!("sealed:v1:{}:", new.id());
+        let stored = columns(&database.url).await;
+        assert_eq!(stored.len(), 2 * ids.len());
+        assert!(stored.iter().all(|c| c.starts_with(&prefix)), "{stored:?}");
+        for id in &ids {
+            for registry in [&ra, &rb] {
+                assert_eq!(registry.endpoint_secret(id).await.unwrap().expose(), SECRET);
+            }
+        }
+        // A server given only the old key is refused, naming the key it lacks.
+        let refused = PostgresStore::connect_sealed(
+            &database.url,
+            PostgresOptions::default(),
+            KeyRing::new(old),
+        )
+        .await
+        .unwrap_err();
+        assert!(refused.to_string().contains(new.id()), "{refused}");
     }
 }

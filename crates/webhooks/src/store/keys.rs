@@ -3,7 +3,7 @@
 //! sealed under the main key when the store has one ([`Sealer`]), as are its custom headers.
 
 use std::str::FromStr as _;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use chrono::DateTime;
 
@@ -11,6 +11,7 @@ use crate::error::StoreError;
 use crate::model::EndpointKeys;
 use crate::seal::{self, KeyRing, SealError};
 use crate::secret::Secret;
+use zeroize::Zeroizing;
 
 /// The field names sealed values are bound to (with the endpoint's id as the record).
 pub(crate) const KEYS_FIELD: &str = "keys";
@@ -19,19 +20,77 @@ pub(crate) const HEADERS_FIELD: &str = "headers";
 
 /// Seals and opens an endpoint's secret columns: under the main key ring when the store was
 /// given one, else they pass as they are. Clear text is always read (a store being upgraded,
-/// or written before it had a key); sealed text needs the key that sealed it.
+/// or written before it had a key); sealed text needs the key that sealed it. Clones share
+/// one ring, which [`Sealer::rotate`] replaces while the store serves.
 #[derive(Clone, Default)]
-pub(crate) struct Sealer(Option<Arc<KeyRing>>);
+pub(crate) struct Sealer(Arc<Shared>);
+
+#[derive(Default)]
+struct Shared {
+    /// Read for every value sealed or opened (a cache fill, a write), replaced by a rotation.
+    ring: RwLock<Option<Arc<KeyRing>>>,
+    /// One rotation at a time.
+    rotating: tokio::sync::Mutex<()>,
+}
 
 impl Sealer {
     /// A sealer with `ring`, or one that keeps values clear.
     pub(crate) fn new(ring: Option<KeyRing>) -> Self {
-        Self(ring.map(Arc::new))
+        Self(Arc::new(Shared {
+            ring: RwLock::new(ring.map(Arc::new)),
+            rotating: tokio::sync::Mutex::new(()),
+        }))
     }
 
-    /// The ring, if any.
-    pub(crate) fn ring(&self) -> Option<&KeyRing> {
-        self.0.as_deref()
+    /// The ring values are sealed under now, if any.
+    pub(crate) fn ring(&self) -> Option<Arc<KeyRing>> {
+        self.0
+            .ring
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn set(&self, ring: KeyRing) {
+        *self.0.ring.write().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(ring));
+    }
+
+    /// Moves to `ring` while the store serves: from now on values are sealed under its
+    /// current key and the old ring's keys still open; `reseal` seals again what the store
+    /// holds under any other key; then each key `ring` lacks is dropped once `in_use` finds
+    /// nothing still sealed under it. Returns what `reseal` returned.
+    ///
+    /// Errors leave the store sealing under `ring`'s current key and opening under every key
+    /// of both rings, so nothing becomes unreadable: [`SealError::StillInUse`] when a dropped
+    /// key still seals something (another server sealed under it meanwhile).
+    pub(crate) async fn rotate<R>(
+        &self,
+        ring: KeyRing,
+        reseal: impl AsyncFnOnce() -> Result<R, StoreError>,
+        in_use: impl AsyncFn(String) -> Result<Option<String>, StoreError>,
+    ) -> Result<R, StoreError> {
+        let _one = self.0.rotating.lock().await;
+        let earlier = self.ring();
+        let dropped: Vec<String> = match &earlier {
+            Some(earlier) => earlier
+                .ids()
+                .filter(|id| !ring.ids().any(|kept| kept == *id))
+                .map(str::to_owned)
+                .collect(),
+            None => Vec::new(),
+        };
+        self.set(match &earlier {
+            Some(earlier) => ring.keeping(earlier),
+            None => ring.clone(),
+        });
+        let rewritten = reseal().await?;
+        for key_id in dropped {
+            if let Some(what) = in_use(seal::sealed_prefix(&key_id)).await? {
+                return Err(SealError::StillInUse { key_id, what }.into());
+            }
+        }
+        self.set(ring);
+        Ok(rewritten)
     }
 
     /// What to store for `text`, the `field` of endpoint `record`.
@@ -41,7 +100,7 @@ impl Sealer {
         field: &str,
         text: String,
     ) -> Result<String, StoreError> {
-        match &self.0 {
+        match self.ring() {
             Some(ring) => Ok(ring.seal(record, field, text.as_bytes())?),
             None => Ok(text),
         }
@@ -57,18 +116,28 @@ impl Sealer {
         if !seal::is_sealed(&stored) {
             return Ok(stored);
         }
-        let Some(ring) = &self.0 else {
-            return Err(SealError::UnknownKey {
-                what: format!("the {field} of {record}"),
-                key_id: seal::sealed_key_id(&stored).unwrap_or_default().to_owned(),
-            }
-            .into());
-        };
-        let bytes = ring.open(record, field, &stored)?;
-        String::from_utf8(bytes.to_vec()).map_err(|_| StoreError::Corrupt {
+        let mut bytes = self.opened(record, field, &stored)?;
+        String::from_utf8(std::mem::take(&mut *bytes)).map_err(|_| StoreError::Corrupt {
             what: format!("endpoint {record}"),
             reason: format!("its sealed {field} are not UTF-8"),
         })
+    }
+
+    /// `stored`, sealed text, opened under the ring.
+    fn opened(
+        &self,
+        record: &str,
+        field: &str,
+        stored: &str,
+    ) -> Result<Zeroizing<Vec<u8>>, StoreError> {
+        let Some(ring) = self.ring() else {
+            return Err(SealError::UnknownKey {
+                what: format!("the {field} of {record}"),
+                key_id: seal::sealed_key_id(stored).unwrap_or_default().to_owned(),
+            }
+            .into());
+        };
+        Ok(ring.open(record, field, stored)?)
     }
 }
 
@@ -80,7 +149,7 @@ impl Sealer {
         field: &str,
         bytes: Vec<u8>,
     ) -> Result<Vec<u8>, StoreError> {
-        match &self.0 {
+        match self.ring() {
             Some(ring) => Ok(ring.seal(record, field, &bytes)?.into_bytes()),
             None => Ok(bytes),
         }
@@ -99,14 +168,8 @@ impl Sealer {
         if !seal::is_sealed(text) {
             return Ok(stored);
         }
-        let Some(ring) = &self.0 else {
-            return Err(SealError::UnknownKey {
-                what: format!("the {field} of {record}"),
-                key_id: seal::sealed_key_id(text).unwrap_or_default().to_owned(),
-            }
-            .into());
-        };
-        Ok(ring.open(record, field, text)?.to_vec())
+        let mut bytes = self.opened(record, field, text)?;
+        Ok(std::mem::take(&mut *bytes))
     }
 }
 
@@ -158,5 +221,50 @@ impl StoredKeys {
             previous.push((secret, expires));
         }
         Ok(EndpointKeys { current, previous })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::seal::MainKey;
+
+    #[tokio::test]
+    async fn a_key_still_in_use_is_kept_and_named() {
+        let (old, new) = (MainKey::generate().unwrap(), MainKey::generate().unwrap());
+        let sealer = Sealer::new(Some(KeyRing::new(old.clone())));
+        let by_old = sealer.seal("ep_1", KEYS_FIELD, "a".to_owned()).unwrap();
+        // Another server sealed under the old key after this one sealed everything again.
+        let error = sealer
+            .rotate(
+                KeyRing::new(new.clone()),
+                async || Ok(1),
+                async |prefix| Ok(by_old.starts_with(&prefix).then(|| "endpoint ep_1".into())),
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&error, StoreError::Sealed(SealError::StillInUse { key_id, .. }) if key_id == old.id()),
+            "{error}"
+        );
+        // Both keys still open; new values are sealed under the new one.
+        assert_eq!(sealer.open("ep_1", KEYS_FIELD, by_old).unwrap(), "a");
+        let ring = sealer.ring().unwrap();
+        assert_eq!(ring.current().id(), new.id());
+        assert_eq!(ring.ids().collect::<Vec<_>>(), [new.id(), old.id()]);
+
+        // Once nothing is, the old key goes.
+        let rewritten = sealer
+            .rotate(
+                KeyRing::new(new.clone()),
+                async || Ok(0),
+                async |_| Ok(None),
+            )
+            .await
+            .unwrap();
+        assert_eq!(rewritten, 0);
+        assert_eq!(sealer.ring().unwrap().ids().collect::<Vec<_>>(), [new.id()]);
     }
 }

@@ -39,6 +39,78 @@ use rows::{corrupt, to_json};
 /// Endpoints sealed again per statement by [`PostgresStore::reseal`].
 const RESEAL_BATCH: usize = 256;
 
+/// A column holding sealed values, and the record id they are bound to.
+struct SealedColumn {
+    table: &'static str,
+    /// The record's id column (the associated data's record).
+    id: &'static str,
+    column: &'static str,
+    /// The field the values are sealed as.
+    field: &'static str,
+    /// Whether the column is `text` (else `bytea`).
+    text: bool,
+}
+
+impl SealedColumn {
+    /// The column's value as bytes.
+    fn value(&self) -> String {
+        self.value_of(self.table)
+    }
+
+    /// [`SealedColumn::value`] through the table's alias `alias`.
+    fn value_of(&self, alias: &str) -> String {
+        if self.text {
+            format!("convert_to({alias}.{}, 'UTF8')", self.column)
+        } else {
+            format!("{alias}.{}", self.column)
+        }
+    }
+
+    /// What to store from the bytes `expr`.
+    fn stored(&self, expr: &str) -> String {
+        if self.text {
+            format!("convert_from({expr}, 'UTF8')")
+        } else {
+            expr.to_owned()
+        }
+    }
+}
+
+/// Every column a main key seals: an endpoint's signing keys and custom headers, and the
+/// responses kept for idempotent replay (a rotated secret or a portal token may be in one).
+const SEALED_COLUMNS: [SealedColumn; 3] = [
+    SealedColumn {
+        table: "endpoints",
+        id: "id",
+        column: "keys",
+        field: KEYS_FIELD,
+        text: true,
+    },
+    SealedColumn {
+        table: "endpoints",
+        id: "id",
+        column: "headers",
+        field: HEADERS_FIELD,
+        text: true,
+    },
+    SealedColumn {
+        table: "idempotency",
+        id: "key",
+        column: "body",
+        field: RESPONSE_FIELD,
+        text: false,
+    },
+];
+
+/// What a pass of sealing again rewrote.
+#[derive(Debug, Default, Clone, Copy)]
+struct Resealed {
+    /// Values rewritten.
+    values: usize,
+    /// Whether a clear value was among them.
+    clear: bool,
+}
+
 /// How a [`PostgresStore`] connects.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -186,8 +258,11 @@ impl PostgresStore {
         let store = Self::connect_inner(url, options, Sealer::default()).await?;
         let found = store
             .query(
-                "SELECT id, keys FROM endpoints WHERE left(keys, 10) = 'sealed:v1:' LIMIT 1",
-                &[],
+                "SELECT id, keys FROM endpoints WHERE left(keys, $1) = $2 LIMIT 1",
+                &[
+                    &i32::try_from(seal::SEALED_PREFIX.len()).unwrap_or(i32::MAX),
+                    &seal::SEALED_PREFIX,
+                ],
             )
             .await?;
         if let Some(row) = found.first() {
@@ -229,116 +304,146 @@ impl PostgresStore {
     ) -> Result<Self, StoreError> {
         let store = Self::connect_inner(url, options, Sealer::new(Some(ring))).await?;
         if store.reseal().await? > 0 {
-            // The rows' earlier versions stay in the tables' files until vacuumed; rewriting
-            // the two tables leaves none. A one-off at an upgrade or a rotation (the tables
-            // are locked while they are rewritten: endpoints are few, responses short-lived).
-            let client = store.client().await?;
-            client.batch_execute("VACUUM FULL endpoints").await?;
-            client.batch_execute("VACUUM FULL idempotency").await?;
+            // A one-off at an upgrade or a rotation at start (the tables are locked while
+            // they are rewritten: endpoints are few, responses short-lived).
+            store.vacuum().await?;
         }
         Ok(store)
     }
 
-    /// Seals again, under the current main key, every endpoint's keys and headers that are
-    /// clear or sealed under an old key, a batch per statement; returns how many endpoints
-    /// were rewritten. Each row is replaced only if it still holds what was read (another
-    /// server may be writing it), and a batch that rewrites nothing ends the pass.
+    /// Seals again, under the current main key, every endpoint's keys and headers (and
+    /// remembered response) that are clear or sealed under an old key, a batch per
+    /// statement; returns how many values were rewritten. Each value is replaced only if it
+    /// still holds what was read (another server may be writing it), and a batch that
+    /// rewrites nothing ends the pass.
     ///
     /// # Errors
     /// [`StoreError::Sealed`] for a value no key of the ring opens; the database's errors.
     pub async fn reseal(&self) -> Result<usize, StoreError> {
+        Ok(self.reseal_pass().await?.values)
+    }
+
+    /// Moves the store to `ring` while it (and other servers on the database) serve: values
+    /// are sealed under `ring`'s current key from the moment this is called, everything
+    /// sealed under another key (or clear) is sealed again as [`PostgresStore::reseal`] does,
+    /// and then the keys `ring` lacks are dropped, once nothing is sealed under them. Returns
+    /// how many values were rewritten.
+    ///
+    /// Interrupted, every value is under the old ring or the new one; calling this again, or
+    /// connecting with a ring holding both keys, finishes. The tables are rewritten
+    /// (`VACUUM FULL`, locking them meanwhile) only when clear values were sealed; what a
+    /// rotation rewrites was sealed already, and the old row versions open only under the
+    /// old key.
+    ///
+    /// # Errors
+    /// [`StoreError::Sealed`] for a value no key of either ring opens, or
+    /// ([`SealError::StillInUse`]) when a key to drop still seals a value (a server that has
+    /// not been given the new key sealed under the old one); the store then still opens
+    /// everything under both rings' keys.
+    pub async fn rotate_keys(&self, ring: KeyRing) -> Result<usize, StoreError> {
+        let resealed = self
+            .sealer
+            .rotate(
+                ring,
+                async || self.reseal_pass().await,
+                async |prefix| self.sealed_under(&prefix).await,
+            )
+            .await?;
+        if resealed.clear {
+            self.vacuum().await?;
+        }
+        Ok(resealed.values)
+    }
+
+    /// The rows' earlier versions stay in the tables' files until vacuumed; rewriting the
+    /// tables leaves none.
+    async fn vacuum(&self) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        client.batch_execute("VACUUM FULL endpoints").await?;
+        client.batch_execute("VACUUM FULL idempotency").await?;
+        Ok(())
+    }
+
+    /// Seals again every value of [`SEALED_COLUMNS`] not under the current key.
+    async fn reseal_pass(&self) -> Result<Resealed, StoreError> {
         let Some(ring) = self.sealer.ring() else {
-            return Ok(0);
+            return Ok(Resealed::default());
         };
         let current = ring.current_prefix();
         let prefix = i32::try_from(current.len()).unwrap_or(i32::MAX);
         let batch = i64::try_from(RESEAL_BATCH).unwrap_or(i64::MAX);
-        let mut total = 0;
-        loop {
-            let stale = self
-                .query(
-                    "SELECT id, keys, headers FROM endpoints
-                     WHERE left(keys, $1) <> $2 OR left(headers, $1) <> $2
-                     ORDER BY id LIMIT $3",
-                    &[&prefix, &current, &batch],
-                )
-                .await?;
-            let mut ids = Vec::with_capacity(stale.len());
-            let (mut old_keys, mut old_headers) = (Vec::new(), Vec::new());
-            let (mut new_keys, mut new_headers) = (Vec::new(), Vec::new());
-            for row in &stale {
-                let (id, keys, headers): (String, String, String) =
-                    (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
-                let open_keys = self.sealer.open(&id, KEYS_FIELD, keys.clone())?;
-                let open_headers = self.sealer.open(&id, HEADERS_FIELD, headers.clone())?;
-                new_keys.push(self.sealer.seal(&id, KEYS_FIELD, open_keys)?);
-                new_headers.push(self.sealer.seal(&id, HEADERS_FIELD, open_headers)?);
-                old_keys.push(keys);
-                old_headers.push(headers);
-                ids.push(id);
-            }
-            if ids.is_empty() {
-                return Ok(total + self.reseal_responses(&current).await?);
-            }
-            let changed = self
-                .client()
-                .await?
-                .execute(
-                    "UPDATE endpoints e SET keys = n.new_keys, headers = n.new_headers
-                     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])
-                        AS n(id, old_keys, old_headers, new_keys, new_headers)
-                     WHERE e.id = n.id AND e.keys = n.old_keys AND e.headers = n.old_headers",
-                    &[&ids, &old_keys, &old_headers, &new_keys, &new_headers],
-                )
-                .await?;
-            total += usize::try_from(changed).unwrap_or(usize::MAX);
-            if changed == 0 {
-                return Ok(total + self.reseal_responses(&current).await?);
+        let mut total = Resealed::default();
+        for column in &SEALED_COLUMNS {
+            let select = format!(
+                "SELECT {id}, {value} FROM {table}
+                 WHERE substring({value} FROM 1 FOR $1) <> $2 ORDER BY {id} LIMIT $3",
+                id = column.id,
+                value = column.value(),
+                table = column.table,
+            );
+            let update = format!(
+                "UPDATE {table} t SET {name} = {new}
+                 FROM unnest($1::text[], $2::bytea[], $3::bytea[]) AS n(id, old, new)
+                 WHERE t.{id} = n.id AND {old} = n.old",
+                table = column.table,
+                name = column.column,
+                new = column.stored("n.new"),
+                id = column.id,
+                old = column.value_of("t"),
+            );
+            loop {
+                let stale = self
+                    .query(&select, &[&prefix, &current.as_bytes(), &batch])
+                    .await?;
+                let (mut ids, mut old, mut new) = (Vec::new(), Vec::new(), Vec::new());
+                for row in &stale {
+                    let (id, value): (String, Vec<u8>) = (row.try_get(0)?, row.try_get(1)?);
+                    total.clear |= !value.starts_with(seal::SEALED_PREFIX.as_bytes());
+                    let open = self.sealer.open_bytes(&id, column.field, value.clone())?;
+                    new.push(self.sealer.seal_bytes(&id, column.field, open)?);
+                    old.push(value);
+                    ids.push(id);
+                }
+                if ids.is_empty() {
+                    break;
+                }
+                let changed = self
+                    .client()
+                    .await?
+                    .execute(&update, &[&ids, &old, &new])
+                    .await?;
+                total.values += usize::try_from(changed).unwrap_or(usize::MAX);
+                if changed == 0 {
+                    break;
+                }
             }
         }
+        Ok(total)
     }
 
-    /// [`PostgresStore::reseal`] for remembered responses (a rotated secret or a portal token
-    /// may be in one): each replaced only if it still holds what was read.
-    async fn reseal_responses(&self, current: &str) -> Result<usize, StoreError> {
-        let prefix = i32::try_from(current.len()).unwrap_or(i32::MAX);
-        let batch = i64::try_from(RESEAL_BATCH).unwrap_or(i64::MAX);
-        let mut total = 0;
-        loop {
-            let stale = self
+    /// A record still holding a value that starts with `prefix` (a key's
+    /// `sealed:v1:<id>:`), named.
+    async fn sealed_under(&self, prefix: &str) -> Result<Option<String>, StoreError> {
+        let length = i32::try_from(prefix.len()).unwrap_or(i32::MAX);
+        for column in &SEALED_COLUMNS {
+            let found = self
                 .query(
-                    "SELECT key, body FROM idempotency
-                     WHERE body IS NOT NULL AND substring(body FROM 1 FOR $1) <> $2
-                     ORDER BY key LIMIT $3",
-                    &[&prefix, &current.as_bytes(), &batch],
+                    &format!(
+                        "SELECT {id} FROM {table} WHERE substring({value} FROM 1 FOR $1) = $2
+                         LIMIT 1",
+                        id = column.id,
+                        table = column.table,
+                        value = column.value(),
+                    ),
+                    &[&length, &prefix.as_bytes()],
                 )
                 .await?;
-            let (mut keys, mut old, mut new) = (Vec::new(), Vec::new(), Vec::new());
-            for row in &stale {
-                let (key, body): (String, Vec<u8>) = (row.try_get(0)?, row.try_get(1)?);
-                let open = self.sealer.open_bytes(&key, RESPONSE_FIELD, body.clone())?;
-                new.push(self.sealer.seal_bytes(&key, RESPONSE_FIELD, open)?);
-                old.push(body);
-                keys.push(key);
-            }
-            if keys.is_empty() {
-                return Ok(total);
-            }
-            let changed = self
-                .client()
-                .await?
-                .execute(
-                    "UPDATE idempotency i SET body = n.new_body
-                     FROM unnest($1::text[], $2::bytea[], $3::bytea[]) AS n(key, old_body, new_body)
-                     WHERE i.key = n.key AND i.body = n.old_body",
-                    &[&keys, &old, &new],
-                )
-                .await?;
-            total += usize::try_from(changed).unwrap_or(usize::MAX);
-            if changed == 0 {
-                return Ok(total);
+            if let Some(row) = found.first() {
+                let id: String = row.try_get(0)?;
+                return Ok(Some(format!("the {} of {id}", column.field)));
             }
         }
+        Ok(None)
     }
 
     async fn connect_inner(

@@ -121,39 +121,83 @@ impl SqliteStore {
 
     /// Seals again, under the current main key, every endpoint's keys and headers that are
     /// clear or sealed under an old key; returns how many endpoints were rewritten. Done by
-    /// [`SqliteStore::open_sealed`] and after an import; nothing without a ring.
+    /// [`SqliteStore::open_sealed`] and after an import; nothing without a ring. When it
+    /// rewrote anything it then rebuilds the file (`VACUUM`), which blocks writes about as
+    /// long as copying the file takes: to move to a new key while serving, use
+    /// [`SqliteStore::rotate_keys`].
     ///
     /// # Errors
     /// [`StoreError::Sealed`] for a value no key of the ring opens; the database's errors.
     pub async fn reseal(&self) -> Result<usize, StoreError> {
+        let resealed = self.reseal_pass().await?;
+        if resealed.rows > 0 {
+            self.vacuum()?;
+        }
+        Ok(resealed.rows)
+    }
+
+    /// Moves the store to `ring` while it serves: values are sealed under `ring`'s current
+    /// key from the moment this is called, everything sealed under another key (or clear) is
+    /// sealed again a batch per transaction between other writes, and then the keys `ring`
+    /// lacks are dropped, once nothing is sealed under them. Returns how many endpoints (or
+    /// remembered responses) were rewritten.
+    ///
+    /// Interrupted (a crash, an error), every value is under the old ring or the new one, and
+    /// calling this again, or opening with [`SqliteStore::open_sealed`] and a ring holding
+    /// both keys, finishes. The file is rebuilt (`VACUUM`, blocking writes meanwhile) only
+    /// when clear values were sealed, so that none survives in free pages; what a rotation
+    /// rewrites was sealed already, and its old copies open only under the old key.
+    ///
+    /// # Errors
+    /// [`StoreError::Sealed`] for a value no key of either ring opens, or
+    /// ([`SealError::StillInUse`]) when a key to drop still seals a value; the store then
+    /// still opens everything under both rings' keys.
+    pub async fn rotate_keys(&self, ring: KeyRing) -> Result<usize, StoreError> {
+        let resealed = self
+            .sealer
+            .rotate(
+                ring,
+                async || self.reseal_pass().await,
+                async |prefix| self.db.read(move |conn| sealed_under(conn, &prefix)),
+            )
+            .await?;
+        if resealed.clear {
+            self.vacuum()?;
+        }
+        Ok(resealed.rows)
+    }
+
+    /// Seals again what is not under the current key, a batch per write transaction.
+    async fn reseal_pass(&self) -> Result<Resealed, StoreError> {
         let Some(ring) = self.sealer.ring() else {
-            return Ok(0);
+            return Ok(Resealed::default());
         };
         let current = ring.current_prefix();
-        let mut total = 0;
+        let mut total = Resealed::default();
         loop {
             let (sealer, current) = (self.sealer.clone(), current.clone());
             let done = self
                 .db
                 .write(move |conn| reseal_batch(conn, &sealer, &current))
                 .await?;
-            total += done;
-            if done < RESEAL_BATCH {
-                break;
+            total.rows += done.rows;
+            total.clear |= done.clear;
+            if done.rows < RESEAL_BATCH {
+                return Ok(total);
             }
         }
-        if total > 0 {
-            // What the rewritten rows held can survive in free space and in the unused parts
-            // of pages SQLite rebalanced; rebuilding the file leaves none of it, and folding
-            // the log back leaves no old page there either. A one-off, at an upgrade or a
-            // rotation: it takes about as long as copying the file.
-            self.db.read(|conn| {
-                conn.execute_batch("VACUUM")?;
-                conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
-                Ok(())
-            })?;
-        }
-        Ok(total)
+    }
+
+    /// What rewritten rows held can survive in free space and in the unused parts of pages
+    /// SQLite rebalanced; rebuilding the file leaves none of it, and folding the log back
+    /// leaves no old page there either. A one-off, at an upgrade or a rotation: it takes
+    /// about as long as copying the file.
+    fn vacuum(&self) -> Result<(), StoreError> {
+        self.db.read(|conn| {
+            conn.execute_batch("VACUUM")?;
+            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+            Ok(())
+        })
     }
 
     /// Finishes the writes queued, then closes every connection. Later calls fail with
@@ -316,10 +360,19 @@ fn one<T>(
 /// Endpoints sealed again per transaction by [`SqliteStore::reseal`].
 const RESEAL_BATCH: usize = 256;
 
+/// What a pass of sealing again rewrote.
+#[derive(Debug, Default, Clone, Copy)]
+struct Resealed {
+    /// Rows: endpoints or remembered responses, whichever were more in a batch.
+    rows: usize,
+    /// Whether a clear value was among them.
+    clear: bool,
+}
+
 /// Seals again up to [`RESEAL_BATCH`] live endpoints whose keys or headers do not start with
-/// `current` (the current key's prefix), and as many remembered responses; returns the
-/// larger of the two counts (a full batch means there may be more).
-fn reseal_batch(conn: &Connection, sealer: &Sealer, current: &str) -> Result<usize, StoreError> {
+/// `current` (the current key's prefix), and as many remembered responses; counts the
+/// larger of the two (a full batch means there may be more).
+fn reseal_batch(conn: &Connection, sealer: &Sealer, current: &str) -> Result<Resealed, StoreError> {
     let prefix = i64::try_from(current.len()).unwrap_or(i64::MAX);
     let mut stale = conn.prepare_cached(
         "SELECT id, keys, headers FROM endpoints
@@ -347,7 +400,9 @@ fn reseal_batch(conn: &Connection, sealer: &Sealer, current: &str) -> Result<usi
     conn.pragma_update(None, "secure_delete", true)?;
     let mut update =
         conn.prepare_cached("UPDATE endpoints SET keys = ?, headers = ? WHERE id = ?")?;
+    let mut clear = false;
     for (id, keys, headers) in &rows {
+        clear |= !seal::is_sealed(keys) || !seal::is_sealed(headers);
         let keys = sealer.seal(id, KEYS_FIELD, sealer.open(id, KEYS_FIELD, keys.clone())?)?;
         let headers = sealer.seal(
             id,
@@ -373,6 +428,7 @@ fn reseal_batch(conn: &Connection, sealer: &Sealer, current: &str) -> Result<usi
         .collect::<Result<Vec<_>, _>>()?;
     let mut update = conn.prepare_cached("UPDATE idempotency SET body = ? WHERE key = ?")?;
     for (key, body) in &responses {
+        clear |= !body.starts_with(seal::SEALED_PREFIX.as_bytes());
         let body = sealer.seal_bytes(
             key,
             RESPONSE_FIELD,
@@ -381,17 +437,51 @@ fn reseal_batch(conn: &Connection, sealer: &Sealer, current: &str) -> Result<usi
         update.execute(params![body, key])?;
     }
     conn.pragma_update(None, "secure_delete", false)?;
-    Ok(rows.len().max(responses.len()))
+    Ok(Resealed {
+        rows: rows.len().max(responses.len()),
+        clear,
+    })
+}
+
+/// A live endpoint or remembered response still holding a value that starts with `prefix`
+/// (a key's `sealed:v1:<id>:`), named.
+fn sealed_under(conn: &Connection, prefix: &str) -> Result<Option<String>, StoreError> {
+    let length = i64::try_from(prefix.len()).unwrap_or(i64::MAX);
+    let endpoint: Option<String> = conn
+        .prepare_cached(
+            "SELECT id FROM endpoints
+             WHERE deleted = 0 AND (substr(keys, 1, ?1) = ?2 OR substr(headers, 1, ?1) = ?2)
+             LIMIT 1",
+        )?
+        .query_row(params![length, prefix], |row| row.get(0))
+        .optional()?;
+    if let Some(id) = endpoint {
+        return Ok(Some(format!("endpoint {id}")));
+    }
+    let response: Option<String> = conn
+        .prepare_cached(
+            "SELECT key FROM idempotency WHERE body IS NOT NULL AND substr(body, 1, ?1) = ?2
+             LIMIT 1",
+        )?
+        .query_row(params![length, prefix.as_bytes()], |row| row.get(0))
+        .optional()?;
+    Ok(response.map(|key| format!("the remembered response {key}")))
 }
 
 /// The first live endpoint whose keys are sealed, with the id of the key that sealed them.
 fn first_sealed(conn: &Connection) -> Result<Option<(String, String)>, StoreError> {
     let found: Option<(String, String)> = conn
         .prepare_cached(
-            "SELECT id, keys FROM endpoints WHERE deleted = 0 AND substr(keys, 1, 10) = 'sealed:v1:'
+            "SELECT id, keys FROM endpoints WHERE deleted = 0 AND substr(keys, 1, ?1) = ?2
              LIMIT 1",
         )?
-        .query_row([], |row| Ok((row.get(0)?, row.get(1)?)))
+        .query_row(
+            params![
+                i64::try_from(seal::SEALED_PREFIX.len()).unwrap_or(i64::MAX),
+                seal::SEALED_PREFIX
+            ],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
         .optional()?;
     Ok(found.map(|(id, keys)| {
         let key_id = seal::sealed_key_id(&keys).unwrap_or_default().to_owned();
