@@ -52,7 +52,7 @@ pub use config::{
 };
 pub use error::{ApiError, FieldError, ServerError};
 pub use main_key::KEY_FILE;
-pub use server::{RunningServer, STEP_TOKEN_FILE, Server, TOKEN_FILE};
+pub use server::{KeyReloader, Reloaded, RunningServer, STEP_TOKEN_FILE, Server, TOKEN_FILE};
 pub use svix::webhooks::Upgraded;
 
 /// Brings the webhooks data under `data_dir` to this version's layout and closes it: what
@@ -76,9 +76,48 @@ pub async fn migrate(
     private::dir(data_dir)?;
     private::tighten(&data_dir.join("webhooks"))?;
     let ring = main_key::key_ring(webhooks, data_dir)?;
-    let (store, upgraded) = svix::webhooks::open_store(data_dir, None, ring).await?;
+    let (store, upgraded) = svix::webhooks::open_store(data_dir, None, ring.clone()).await?;
+    let settled = main_key::settle(&store, webhooks, data_dir, ring).await;
     store.close().await;
+    settled?;
     Ok(upgraded)
+}
+
+/// Puts a new main key first in the data directory's key file, keeping the earlier keys
+/// after it until everything is sealed under the new one (what `switchyard rotate-key` does
+/// first); returns the new key's id. A running server takes it on `SIGHUP`
+/// ([`KeyReloader`]); with none running, [`seal_under_main_key`] finishes.
+///
+/// # Errors
+/// [`ServerError::MainKey`] when `[webhooks] main_key` names the key (rotate it there, with
+/// the old one in `old_main_keys`), when there is no key file yet or it lists more than
+/// nine keys; [`ServerError::DataDir`] when it cannot be written.
+pub fn add_main_key(
+    data_dir: &std::path::Path,
+    webhooks: &WebhooksConfig,
+) -> Result<String, ServerError> {
+    main_key::add_new(webhooks, data_dir)
+}
+
+/// With no server running: opens the webhooks store (the database when one is given, else
+/// the data directory's file) with the configured main keys, seals everything under the
+/// first, drops the old keys from the data directory's key file, and closes the store;
+/// returns the values sealed again.
+///
+/// # Errors
+/// [`ServerError::MainKey`], [`ServerError::DataDir`] or [`ServerError::Webhooks`], naming
+/// the key, file or value at fault (never a key).
+pub async fn seal_under_main_key(
+    data_dir: &std::path::Path,
+    database: Option<&DatabaseConfig>,
+    webhooks: &WebhooksConfig,
+) -> Result<usize, ServerError> {
+    private::dir(data_dir)?;
+    let ring = main_key::reload(webhooks, data_dir)?;
+    let (store, _) = svix::webhooks::open_store(data_dir, database, ring.clone()).await?;
+    let settled = main_key::settle(&store, webhooks, data_dir, ring).await;
+    store.close().await;
+    settled
 }
 
 /// Brings the PostgreSQL database's webhooks schema to this version (what [`Server::start`]

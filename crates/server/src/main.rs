@@ -33,6 +33,9 @@ enum Command {
     /// Bring the data directory to this version's layout, then exit (`serve` does this
     /// first too).
     Migrate(MigrateArgs),
+    /// Seal the webhooks' secrets under a new main key: a running server (found by
+    /// `<data-dir>/switchyard.pid`) takes it on SIGHUP and keeps serving; else this does it.
+    RotateKey(RotateKeyArgs),
     /// Print the `webhook-signature` header value for a body.
     Sign(SignArgs),
     /// Verify a body's Standard Webhooks signature; exits 1 when it does not verify.
@@ -101,7 +104,7 @@ impl From<VersionArg> for SpecVersion {
     }
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 struct ServeArgs {
     /// A TOML config file; flags override it.
     #[arg(long, short, env = "SWITCHYARD_CONFIG")]
@@ -149,6 +152,22 @@ struct MigrateArgs {
     /// Migrate this PostgreSQL database's schema instead; overrides the config's.
     #[arg(long, env = "SWITCHYARD_DATABASE_URL", hide_env_values = true)]
     database: Option<String>,
+}
+
+#[derive(Debug, Args)]
+struct RotateKeyArgs {
+    /// A TOML config file (its `data_dir`, `database` and `[webhooks]` keys).
+    #[arg(long, short, env = "SWITCHYARD_CONFIG")]
+    config: Option<PathBuf>,
+    /// The data directory; overrides the config's.
+    #[arg(long, env = "SWITCHYARD_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// The PostgreSQL database, when no server is running; overrides the config's.
+    #[arg(long, env = "SWITCHYARD_DATABASE_URL", hide_env_values = true)]
+    database: Option<String>,
+    /// How long to wait for a running server to finish, in seconds.
+    #[arg(long, default_value_t = 300)]
+    wait: u64,
 }
 
 #[derive(Debug, Args)]
@@ -205,6 +224,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve(args),
         Command::Migrate(args) => migrate(args),
+        Command::RotateKey(args) => rotate_key(args),
         Command::Sign(args) => sign(args),
         Command::Verify(args) => verify(args),
         Command::Events(command) => events(command),
@@ -352,21 +372,166 @@ fn config(args: ServeArgs) -> Result<Config, ServerError> {
 }
 
 fn serve(args: ServeArgs) -> Result<ExitCode, String> {
-    let config = config(args).map_err(|e| e.to_string())?;
+    let config = config(args.clone()).map_err(|e| e.to_string())?;
     logging::init(config.log_format, &config.log_filter).map_err(|e| e.to_string())?;
     let runtime =
         tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the runtime: {e}"))?;
+    let pid_file = config.data_dir.join(PID_FILE);
     runtime.block_on(async move {
+        let stop = shutdown_signal();
+        let hangups = hangups();
         let server = Server::start(config).await.map_err(|e| {
             tracing::error!(error = %e, "cannot start");
             e.to_string()
         })?;
-        server
-            .run_until(shutdown_signal())
-            .await
-            .map_err(|e| e.to_string())?;
+        // `rotate-key` finds the server by it.
+        if let Err(error) = write_pid(&pid_file) {
+            tracing::warn!(path = %pid_file.display(), %error, "cannot write the pid file");
+        }
+        let reloading = tokio::spawn(reload_on_hangup(hangups, args, server.key_reloader()));
+        let served = server.run_until(stop).await;
+        reloading.abort();
+        let _ = std::fs::remove_file(&pid_file);
+        served.map_err(|e| e.to_string())?;
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// The file in the data directory holding the running server's process id.
+const PID_FILE: &str = "switchyard.pid";
+
+/// Writes this process's id to `path`, owner-only like every file of the data directory.
+fn write_pid(path: &std::path::Path) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    writeln!(file, "{}", std::process::id())?;
+    file.sync_all()
+}
+
+/// SIGHUPs, listened for from before the server starts (the default action would stop it).
+#[cfg(unix)]
+type Hangups = Option<tokio::signal::unix::Signal>;
+/// No SIGHUP elsewhere than on Unix.
+#[cfg(not(unix))]
+type Hangups = ();
+
+fn hangups() -> Hangups {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        signal(SignalKind::hangup())
+            .inspect_err(|error| {
+                tracing::warn!(%error, "cannot listen for SIGHUP: main keys are read at start only");
+            })
+            .ok()
+    }
+}
+
+/// On every SIGHUP, reads the config's main keys again and moves the store to them while it
+/// serves (one reload at a time; a failed one is logged and changes nothing it could not).
+async fn reload_on_hangup(hangups: Hangups, args: ServeArgs, keys: switchyard_server::KeyReloader) {
+    #[cfg(unix)]
+    {
+        let Some(mut hangups) = hangups else {
+            return;
+        };
+        while hangups.recv().await.is_some() {
+            tracing::info!("SIGHUP received: reading the main keys again");
+            let config = match config(args.clone()) {
+                Ok(config) => config,
+                Err(error) => {
+                    tracing::error!(%error, "cannot read the config again; keys unchanged");
+                    continue;
+                }
+            };
+            match keys.reload(&config.webhooks).await {
+                Ok(done) => tracing::info!(
+                    key_id = %done.key_id,
+                    resealed = done.resealed,
+                    "main keys reloaded: everything is sealed under the current key"
+                ),
+                Err(error) => tracing::error!(%error, "main keys not reloaded"),
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (hangups, args, keys);
+    }
+}
+
+fn rotate_key(args: RotateKeyArgs) -> Result<ExitCode, String> {
+    let config = match &args.config {
+        Some(path) => Config::from_file(path).map_err(|e| e.to_string())?,
+        None => Config::default(),
+    };
+    let data_dir = args.data_dir.unwrap_or(config.data_dir);
+    logging::init(config.log_format, &config.log_filter).map_err(|e| e.to_string())?;
+    let key_id =
+        switchyard_server::add_main_key(&data_dir, &config.webhooks).map_err(|e| e.to_string())?;
+    if let Some(pid) = running_server(&data_dir) {
+        rustix::process::kill_process(pid, rustix::process::Signal::HUP)
+            .map_err(|e| format!("cannot signal the server (pid {}): {e}", pid.as_raw_pid()))?;
+        println!(
+            "main key {key_id} added; the server (pid {}) is sealing everything under it",
+            pid.as_raw_pid()
+        );
+        // The server drops the old keys from the key file once it is done.
+        let key_file = data_dir.join(switchyard_server::KEY_FILE);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(args.wait);
+        while std::time::Instant::now() < deadline {
+            let lines = std::fs::read_to_string(&key_file)
+                .map(|text| text.lines().filter(|l| !l.trim().is_empty()).count())
+                .unwrap_or(0);
+            if lines == 1 {
+                println!("done: the old main key left {}", key_file.display());
+                return Ok(ExitCode::SUCCESS);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        return Err(format!(
+            "the server has not finished after {} s; it drops the old key from {} when it \
+             has (see its log)",
+            args.wait,
+            key_file.display()
+        ));
+    }
+    let runtime =
+        tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the runtime: {e}"))?;
+    let database = match args.database {
+        Some(url) => Some(DatabaseConfig::new(url)),
+        None => config.database,
+    };
+    let resealed = runtime
+        .block_on(switchyard_server::seal_under_main_key(
+            &data_dir,
+            database.as_ref(),
+            &config.webhooks,
+        ))
+        .map_err(|e| e.to_string())?;
+    println!(
+        "main key {key_id}: no server running; {resealed} values sealed again under it, and the old key left the key file"
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The process `<data_dir>/switchyard.pid` names, if it is alive and a `switchyard`.
+fn running_server(data_dir: &std::path::Path) -> Option<rustix::process::Pid> {
+    let text = std::fs::read_to_string(data_dir.join(PID_FILE)).ok()?;
+    let pid = rustix::process::Pid::from_raw(text.trim().parse().ok()?)?;
+    rustix::process::test_kill_process(pid).ok()?;
+    // A stale file may name another program by now: signal only a switchyard.
+    let exe = std::fs::read_link(format!("/proc/{}/exe", pid.as_raw_pid())).ok()?;
+    exe.file_name()?
+        .to_string_lossy()
+        .starts_with("switchyard")
+        .then_some(pid)
 }
 
 fn migrate(args: MigrateArgs) -> Result<ExitCode, String> {
@@ -407,25 +572,35 @@ fn migrate(args: MigrateArgs) -> Result<ExitCode, String> {
 }
 
 /// Resolves on SIGINT or SIGTERM (Ctrl-C elsewhere).
-async fn shutdown_signal() {
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    // Listening starts here, before the server starts, so a signal that comes as soon as it
+    // serves is handled, never the default action.
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
-                    _ = term.recv() => tracing::info!("SIGTERM received"),
+        let listening = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        );
+        async move {
+            match listening {
+                (Ok(mut term), Ok(mut interrupt)) => {
+                    tokio::select! {
+                        _ = interrupt.recv() => tracing::info!("SIGINT received"),
+                        _ = term.recv() => tracing::info!("SIGTERM received"),
+                    }
                 }
-            }
-            Err(error) => {
-                tracing::warn!(%error, "cannot listen for SIGTERM; stopping on SIGINT only");
-                let _ = tokio::signal::ctrl_c().await;
+                (Err(error), _) | (_, Err(error)) => {
+                    tracing::warn!(%error, "cannot listen for SIGTERM; stopping on Ctrl-C only");
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }

@@ -29,6 +29,33 @@ pub(crate) fn dir(dir: &Path) -> Result<(), ServerError> {
     restrict(dir, true).map_err(failed)
 }
 
+/// Writes `text` and a newline to `path`, owner-only (0600): in full to `<path>.partial`,
+/// synced, then renamed over `path`, so a crash leaves the earlier file or the new one,
+/// never a part of either.
+///
+/// # Errors
+/// The file system's, for the partial file or the rename.
+pub(crate) fn write(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut partial = path.as_os_str().to_owned();
+    partial.push(".partial");
+    let partial = std::path::PathBuf::from(partial);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    let mut file = options.open(&partial)?;
+    // A partial file left by an earlier crash keeps its mode: owner-only again.
+    restrict(&partial, false)?;
+    file.write_all(text.as_bytes())?;
+    file.write_all(b"\n")?;
+    file.sync_all()?;
+    std::fs::rename(&partial, path)
+}
+
 /// Makes `path` owner-only if it exists: a file 0600, a directory 0700 with everything in
 /// it, recursively. Symbolic links are not followed.
 ///

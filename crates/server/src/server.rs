@@ -4,7 +4,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,7 +28,7 @@ use tokio::task::JoinHandle;
 use tower::Layer as _;
 use tower_http::normalize_path::NormalizePathLayer;
 
-use crate::config::{Config, Token};
+use crate::config::{Config, Token, WebhooksConfig};
 use crate::conn;
 use crate::error::{ApiError, ServerError};
 use crate::events_log::EventLog;
@@ -58,6 +58,44 @@ pub struct RunningServer {
     http: JoinHandle<()>,
     svix: Arc<SvixState>,
     grace: Duration,
+    data_dir: PathBuf,
+}
+
+/// Reads a running server's main keys again and moves its store to them while it serves:
+/// what `SIGHUP` does to `switchyard serve`. Get one from [`RunningServer::key_reloader`].
+#[derive(Debug, Clone)]
+pub struct KeyReloader {
+    svix: Arc<SvixState>,
+    data_dir: PathBuf,
+}
+
+/// What a [`KeyReloader::reload`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Reloaded {
+    /// The id of the main key values are now sealed under.
+    pub key_id: String,
+    /// Values sealed again (endpoints' keys and headers, remembered responses).
+    pub resealed: usize,
+}
+
+impl KeyReloader {
+    /// Reads the main keys `webhooks` names (or the data directory's key file) again: new
+    /// values are sealed under the first at once, what the store holds under other keys is
+    /// sealed again between requests, and old keys the data directory's key file lists are
+    /// then dropped from it. Requests and deliveries go on meanwhile.
+    ///
+    /// # Errors
+    /// [`ServerError::MainKey`] for a key source that cannot be read (the server keeps its
+    /// keys); [`ServerError::Webhooks`] for a value no key opens or an old key still in
+    /// use — the store then opens under the old and the new keys alike.
+    pub async fn reload(&self, webhooks: &WebhooksConfig) -> Result<Reloaded, ServerError> {
+        let ring = crate::main_key::reload(webhooks, &self.data_dir)?;
+        let key_id = ring.current().id().to_owned();
+        let store = self.svix.webhooks.registry.store();
+        let resealed = crate::main_key::settle(store, webhooks, &self.data_dir, ring).await?;
+        Ok(Reloaded { key_id, resealed })
+    }
 }
 
 impl Server {
@@ -81,14 +119,13 @@ impl Server {
         };
         // The stores open before the port is bound: a connection is answered or refused,
         // never accepted and left waiting while the stores open.
-        let ring = crate::main_key::key_ring(&config.webhooks, &config.data_dir)?;
         let webhooks = Webhooks::open(
             &config.data_dir,
             config.database.as_ref(),
             config.delivery.clone(),
             config.webhooks.registry_config(),
             config.webhooks.operational_app.as_ref(),
-            ring,
+            &config.webhooks,
         )
         .await?;
         let hub = Arc::new(Hub::with_config(config.runtime.clone()));
@@ -147,6 +184,7 @@ impl Server {
             http,
             svix,
             grace: config.shutdown_grace,
+            data_dir: config.data_dir.clone(),
         })
     }
 }
@@ -160,6 +198,14 @@ impl RunningServer {
     /// The first accepted bearer token (the generated one when none was configured).
     pub fn token(&self) -> &Token {
         &self.token
+    }
+
+    /// A handle that reloads the main keys while this serves.
+    pub fn key_reloader(&self) -> KeyReloader {
+        KeyReloader {
+            svix: Arc::clone(&self.svix),
+            data_dir: self.data_dir.clone(),
+        }
     }
 
     /// Serves until `signal` resolves, then shuts down gracefully.
@@ -221,24 +267,9 @@ fn load_or_generate_token(data_dir: &Path, file: &str, prefix: &str) -> Result<T
         "{prefix}{}",
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
     );
-    write_private(&path, &token).map_err(io)?;
+    private::write(&path, &token).map_err(io)?;
     tracing::info!(path = %path.display(), "generated a token (clients send it as `Authorization: Bearer …`)");
     Ok(Token::new(token))
-}
-
-fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
-    use std::io::Write as _;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        options.mode(0o600);
-    }
-    let mut file = options.open(path)?;
-    file.write_all(text.as_bytes())?;
-    file.write_all(b"\n")?;
-    file.sync_all()
 }
 
 /// The most PostgreSQL connections the metadata outputs take (beside the webhooks' pool).

@@ -43,6 +43,18 @@ impl ServerStore {
         }
     }
 
+    /// Moves the store to `ring` while it serves (see `SqliteStore::rotate_keys`): returns
+    /// the values sealed again.
+    pub(crate) async fn rotate_keys(
+        &self,
+        ring: switchyard_webhooks::seal::KeyRing,
+    ) -> Result<usize, StoreError> {
+        match self {
+            Self::Sqlite(store) => store.rotate_keys(ring).await,
+            Self::Postgres(store) => store.rotate_keys(ring).await,
+        }
+    }
+
     /// The kind, for logs.
     pub(crate) fn kind(&self) -> &'static str {
         match self {

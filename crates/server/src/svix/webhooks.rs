@@ -32,7 +32,7 @@ use tokio::sync::{Mutex, watch};
 
 use super::operational::Operational;
 use super::store::ServerStore;
-use crate::config::DatabaseConfig;
+use crate::config::{DatabaseConfig, WebhooksConfig};
 use crate::error::{ApiError, ServerError};
 
 /// What [`Webhooks::put_event_type`] may do.
@@ -80,9 +80,11 @@ impl Webhooks {
         delivery: DeliveryConfig,
         rules: RegistryConfig,
         operational_app: Option<&AppUid>,
-        ring: KeyRing,
+        keys: &WebhooksConfig,
     ) -> Result<Self, ServerError> {
-        let (store, _) = open_store(data_dir, database, ring).await?;
+        let ring = crate::main_key::key_ring(keys, data_dir)?;
+        let (store, _) = open_store(data_dir, database, ring.clone()).await?;
+        crate::main_key::settle(&store, keys, data_dir, ring).await?;
         tracing::info!(store = store.kind(), "webhooks store open");
         let registry = Arc::new(Registry::with_config(store, rules));
         let engine = DeliveryEngine::new(Arc::clone(&registry), delivery)?;

@@ -55,23 +55,15 @@ impl Sealer {
         *self.0.ring.write().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(ring));
     }
 
-    /// Moves to `ring` while the store serves: from now on values are sealed under its
-    /// current key and the old ring's keys still open; `reseal` seals again what the store
-    /// holds under any other key; then each key `ring` lacks is dropped once `in_use` finds
-    /// nothing still sealed under it. Returns what `reseal` returned.
-    ///
-    /// Errors leave the store sealing under `ring`'s current key and opening under every key
-    /// of both rings, so nothing becomes unreadable: [`SealError::StillInUse`] when a dropped
-    /// key still seals something (another server sealed under it meanwhile).
-    pub(crate) async fn rotate<R>(
-        &self,
-        ring: KeyRing,
-        reseal: impl AsyncFnOnce() -> Result<R, StoreError>,
-        in_use: impl AsyncFn(String) -> Result<Option<String>, StoreError>,
-    ) -> Result<R, StoreError> {
-        let _one = self.0.rotating.lock().await;
+    /// Starts moving to `ring` while the store serves: holds the rotation lock (one at a
+    /// time), and from now on values are sealed under `ring`'s current key while the earlier
+    /// ring's keys still open. The store then seals again what it holds under other keys and
+    /// asks [`Rotation::dropped`] whether anything is still sealed under a key `ring` lacks
+    /// before [`Rotation::finish`].
+    pub(crate) async fn rotate(&self, ring: KeyRing) -> Rotation<'_> {
+        let lock = self.0.rotating.lock().await;
         let earlier = self.ring();
-        let dropped: Vec<String> = match &earlier {
+        let dropped = match &earlier {
             Some(earlier) => earlier
                 .ids()
                 .filter(|id| !ring.ids().any(|kept| kept == *id))
@@ -83,14 +75,12 @@ impl Sealer {
             Some(earlier) => ring.keeping(earlier),
             None => ring.clone(),
         });
-        let rewritten = reseal().await?;
-        for key_id in dropped {
-            if let Some(what) = in_use(seal::sealed_prefix(&key_id)).await? {
-                return Err(SealError::StillInUse { key_id, what }.into());
-            }
+        Rotation {
+            sealer: self,
+            ring,
+            dropped,
+            _lock: lock,
         }
-        self.set(ring);
-        Ok(rewritten)
     }
 
     /// What to store for `text`, the `field` of endpoint `record`.
@@ -173,6 +163,34 @@ impl Sealer {
     }
 }
 
+/// A rotation under way (see [`Sealer::rotate`]). Dropped before [`Rotation::finish`], the
+/// store keeps sealing under the new key and opening under both rings' keys.
+pub(crate) struct Rotation<'a> {
+    sealer: &'a Sealer,
+    ring: KeyRing,
+    dropped: Vec<String>,
+    _lock: tokio::sync::MutexGuard<'a, ()>,
+}
+
+impl Rotation<'_> {
+    /// The keys to drop, each with what its sealed values start with.
+    pub(crate) fn dropped(&self) -> impl Iterator<Item = (&str, String)> {
+        self.dropped
+            .iter()
+            .map(|id| (id.as_str(), seal::sealed_prefix(id)))
+    }
+
+    /// Drops the keys the new ring lacks: `still_sealed` names a record one of them still
+    /// seals (found by the store after sealing everything again), if any.
+    pub(crate) fn finish(self, still_sealed: Option<(String, String)>) -> Result<(), StoreError> {
+        if let Some((key_id, what)) = still_sealed {
+            return Err(SealError::StillInUse { key_id, what }.into());
+        }
+        self.sealer.set(self.ring);
+        Ok(())
+    }
+}
+
 /// The field a remembered response's body is sealed as (with the idempotency key, already a
 /// hash, as the record).
 pub(crate) const RESPONSE_FIELD: &str = "response";
@@ -237,13 +255,14 @@ mod tests {
         let sealer = Sealer::new(Some(KeyRing::new(old.clone())));
         let by_old = sealer.seal("ep_1", KEYS_FIELD, "a".to_owned()).unwrap();
         // Another server sealed under the old key after this one sealed everything again.
-        let error = sealer
-            .rotate(
-                KeyRing::new(new.clone()),
-                async || Ok(1),
-                async |prefix| Ok(by_old.starts_with(&prefix).then(|| "endpoint ep_1".into())),
-            )
-            .await
+        let rotation = sealer.rotate(KeyRing::new(new.clone())).await;
+        let still = rotation
+            .dropped()
+            .find(|(_, prefix)| by_old.starts_with(prefix.as_str()))
+            .map(|(id, _)| id.to_owned())
+            .unwrap();
+        let error = rotation
+            .finish(Some((still, "endpoint ep_1".to_owned())))
             .unwrap_err();
         assert!(
             matches!(&error, StoreError::Sealed(SealError::StillInUse { key_id, .. }) if key_id == old.id()),
@@ -256,15 +275,11 @@ mod tests {
         assert_eq!(ring.ids().collect::<Vec<_>>(), [new.id(), old.id()]);
 
         // Once nothing is, the old key goes.
-        let rewritten = sealer
-            .rotate(
-                KeyRing::new(new.clone()),
-                async || Ok(0),
-                async |_| Ok(None),
-            )
+        sealer
+            .rotate(KeyRing::new(new.clone()))
             .await
+            .finish(None)
             .unwrap();
-        assert_eq!(rewritten, 0);
         assert_eq!(sealer.ring().unwrap().ids().collect::<Vec<_>>(), [new.id()]);
     }
 }

@@ -341,14 +341,16 @@ impl PostgresStore {
     /// not been given the new key sealed under the old one); the store then still opens
     /// everything under both rings' keys.
     pub async fn rotate_keys(&self, ring: KeyRing) -> Result<usize, StoreError> {
-        let resealed = self
-            .sealer
-            .rotate(
-                ring,
-                async || self.reseal_pass().await,
-                async |prefix| self.sealed_under(&prefix).await,
-            )
-            .await?;
+        let rotation = self.sealer.rotate(ring).await;
+        let resealed = self.reseal_pass().await?;
+        let mut still = None;
+        for (key_id, prefix) in rotation.dropped() {
+            if let Some(what) = self.sealed_under(&prefix).await? {
+                still = Some((key_id.to_owned(), what));
+                break;
+            }
+        }
+        rotation.finish(still)?;
         if resealed.clear {
             self.vacuum().await?;
         }

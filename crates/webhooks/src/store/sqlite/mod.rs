@@ -153,14 +153,16 @@ impl SqliteStore {
     /// ([`SealError::StillInUse`]) when a key to drop still seals a value; the store then
     /// still opens everything under both rings' keys.
     pub async fn rotate_keys(&self, ring: KeyRing) -> Result<usize, StoreError> {
-        let resealed = self
-            .sealer
-            .rotate(
-                ring,
-                async || self.reseal_pass().await,
-                async |prefix| self.db.read(move |conn| sealed_under(conn, &prefix)),
-            )
-            .await?;
+        let rotation = self.sealer.rotate(ring).await;
+        let resealed = self.reseal_pass().await?;
+        let mut still = None;
+        for (key_id, prefix) in rotation.dropped() {
+            if let Some(what) = self.db.read(move |conn| sealed_under(conn, &prefix))? {
+                still = Some((key_id.to_owned(), what));
+                break;
+            }
+        }
+        rotation.finish(still)?;
         if resealed.clear {
             self.vacuum()?;
         }

@@ -1,0 +1,245 @@
+//! `switchyard rotate-key`: with a server running, the server takes the new main key on
+//! SIGHUP and seals every secret again under it while it keeps accepting and delivering
+//! messages (each signed with the endpoint's unchanged secret), then drops the old key from
+//! `main.key`; with none running, the command does the same itself. Either way the next
+//! start needs only the new key.
+#![allow(clippy::unwrap_used)] // Test code.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::{Api, Serve};
+use serde_json::json;
+use switchyard_server::KEY_FILE;
+use switchyard_webhooks::seal::MainKey;
+use switchyard_webhooks::{Secret, Verifier};
+
+const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
+const SECRET: &str = "whsec_cm90YXRlIHRoZSBtYWluIGtleSB3aGlsZSBzZXJ2aW5n";
+
+/// The ids of the keys `main.key` lists, the current one first.
+fn key_ids(data: &Path) -> Vec<String> {
+    std::fs::read_to_string(data.join(KEY_FILE))
+        .unwrap()
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| line.parse::<MainKey>().unwrap().id().to_owned())
+        .collect()
+}
+
+fn rotate_key(config: &Path) -> (bool, String, String) {
+    let output = std::process::Command::new(BIN)
+        .args(["rotate-key", "--wait", "60", "--config"])
+        .arg(config)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+async fn send(api: &Api, n: usize) {
+    let reply = api
+        .post(
+            "/api/v1/app/shop/msg",
+            &json!({"eventType": "order.paid", "payload": {"n": n}}),
+        )
+        .await;
+    assert!(
+        reply.status.is_success(),
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotate_key_while_serving_then_with_no_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = dir.path().join("switchyard.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "bind = \"127.0.0.1:0\"\n\
+             data_dir = \"{}\"\n\
+             tokens = [\"{}\"]\n\
+             [delivery]\n\
+             allow_subnets = [\"127.0.0.0/8\"]\n",
+            data.display(),
+            common::TOKEN
+        ),
+    )
+    .unwrap();
+    let server = Serve::start(BIN, &config, &[]);
+    let api = Api::new(server.addr).with_token(Some(common::TOKEN));
+    let (url, seen) = common::recording_receiver(Duration::ZERO).await;
+    api.post("/api/v1/app", &json!({"name": "shop", "uid": "shop"}))
+        .await;
+    for name in ["order.paid", "never.sent"] {
+        api.post(
+            "/api/v1/event-type",
+            &json!({"name": name, "description": name}),
+        )
+        .await;
+    }
+    let hook = api
+        .post(
+            "/api/v1/app/shop/endpoint",
+            &json!({"url": format!("{url}/hook"), "uid": "hook", "secret": SECRET,
+                    "headers": {"Authorization": "Bearer receiver-7a1c"}}),
+        )
+        .await;
+    assert!(
+        hook.status.is_success(),
+        "{}",
+        String::from_utf8_lossy(&hook.body)
+    );
+    // Enough endpoints for several batches of sealing again; they take no messages.
+    for n in 0..600 {
+        let reply = api
+            .post(
+                "/api/v1/app/shop/endpoint",
+                &json!({"url": format!("{url}/quiet/{n}"), "filterTypes": ["never.sent"]}),
+            )
+            .await;
+        assert!(
+            reply.status.is_success(),
+            "{}",
+            String::from_utf8_lossy(&reply.body)
+        );
+    }
+    let first = key_ids(&data);
+    assert_eq!(first.len(), 1);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        for file in [KEY_FILE, "switchyard.pid"] {
+            let mode = std::fs::metadata(data.join(file))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "{file}");
+        }
+    }
+
+    // The rotation runs while messages keep coming.
+    let rotating = tokio::task::spawn_blocking({
+        let config = config.clone();
+        move || rotate_key(&config)
+    });
+    let mut sent = 0;
+    while !rotating.is_finished() {
+        send(&api, sent).await;
+        sent += 1;
+    }
+    let (ok, out, err) = rotating.await.unwrap();
+    assert!(sent > 0, "messages were sent while the key rotated");
+    assert!(ok, "{out}\n{err}");
+    assert!(
+        out.contains("is sealing everything under it") && out.contains("done"),
+        "{out}"
+    );
+    for n in sent..sent + 5 {
+        send(&api, n).await;
+    }
+    sent += 5;
+    let second = key_ids(&data);
+    assert_eq!(second.len(), 1, "the old key left main.key");
+    assert_ne!(second, first);
+    let log = server.log();
+    assert!(
+        log.contains("main keys reloaded") && log.contains(&second[0]),
+        "{log}"
+    );
+    assert!(
+        !log.contains(SECRET) && !log.contains("symk_"),
+        "no secret in the log"
+    );
+
+    // Every message reached the endpoint, signed with its unchanged secret.
+    let verifier = Verifier::new(SECRET.parse::<Secret>().unwrap());
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let got = seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(p, ..)| p == "/hook")
+            .count();
+        if got >= sent {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{got} of {sent} delivered"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for (path, headers, body) in seen.lock().unwrap().iter() {
+        assert_eq!(path, "/hook", "a quiet endpoint got a message");
+        verifier.verify(headers, body).unwrap();
+        assert_eq!(headers["authorization"], "Bearer receiver-7a1c");
+    }
+
+    // Killed, the server's pid file stays behind; `rotate-key` sees no live server and
+    // rotates the store itself.
+    drop(server);
+    let (ok, out, err) = rotate_key(&config);
+    assert!(ok, "{out}\n{err}");
+    assert!(out.contains("no server running"), "{out}");
+    let third = key_ids(&data);
+    assert_eq!(third.len(), 1);
+    assert_ne!(third, second);
+
+    // The next start needs only the newest key, and every secret reads back.
+    let server = Serve::start(BIN, &config, &[]);
+    let api = Api::new(server.addr).with_token(Some(common::TOKEN));
+    let secret = api.get("/api/v1/app/shop/endpoint/hook/secret").await;
+    assert_eq!(
+        secret.json()["key"],
+        SECRET,
+        "{}",
+        String::from_utf8_lossy(&secret.body)
+    );
+    let headers = api.get("/api/v1/app/shop/endpoint/hook/headers").await;
+    assert!(
+        String::from_utf8_lossy(&headers.body).contains("Authorization"),
+        "{}",
+        String::from_utf8_lossy(&headers.body)
+    );
+}
+
+/// A key named in the config is the operator's to rotate: the command says how, and
+/// changes nothing.
+#[test]
+fn a_configured_key_is_not_rotated_by_the_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = MainKey::generate().unwrap();
+    std::fs::write(dir.path().join("ops.key"), key.expose().as_bytes()).unwrap();
+    let config = dir.path().join("switchyard.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = \"{}\"\n[webhooks]\nmain_key = {{ file = \"{}\" }}\n",
+            dir.path().join("data").display(),
+            dir.path().join("ops.key").display()
+        ),
+    )
+    .unwrap();
+    let (ok, out, err) = rotate_key(&config);
+    assert!(!ok, "{out}");
+    assert!(
+        err.contains("old_main_keys") && err.contains("SIGHUP"),
+        "{err}"
+    );
+    assert!(!err.contains("symk_"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("ops.key")).unwrap(),
+        *key.expose()
+    );
+}
