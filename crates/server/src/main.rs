@@ -141,14 +141,37 @@ struct ServeArgs {
     database: Option<String>,
 }
 
+/// Where a tool finds the data: the config file and the data directory.
 #[derive(Debug, Args)]
-struct MigrateArgs {
-    /// A TOML config file (its `data_dir`).
+struct DataArgs {
+    /// A TOML config file (its `data_dir`, `database` and `[webhooks]` keys).
     #[arg(long, short, env = "SWITCHYARD_CONFIG")]
     config: Option<PathBuf>,
     /// The data directory; overrides the config's.
     #[arg(long, env = "SWITCHYARD_DATA_DIR")]
     data_dir: Option<PathBuf>,
+}
+
+impl DataArgs {
+    /// The config (read, or the default) with the data directory the flags name, logging
+    /// started as it says.
+    fn load(self) -> Result<Config, String> {
+        let mut config = match &self.config {
+            Some(path) => Config::from_file(path).map_err(|e| e.to_string())?,
+            None => Config::default(),
+        };
+        if let Some(dir) = self.data_dir {
+            config.data_dir = dir;
+        }
+        logging::init(config.log_format, &config.log_filter).map_err(|e| e.to_string())?;
+        Ok(config)
+    }
+}
+
+#[derive(Debug, Args)]
+struct MigrateArgs {
+    #[command(flatten)]
+    data: DataArgs,
     /// Migrate this PostgreSQL database's schema instead; overrides the config's.
     #[arg(long, env = "SWITCHYARD_DATABASE_URL", hide_env_values = true)]
     database: Option<String>,
@@ -156,12 +179,8 @@ struct MigrateArgs {
 
 #[derive(Debug, Args)]
 struct RotateKeyArgs {
-    /// A TOML config file (its `data_dir`, `database` and `[webhooks]` keys).
-    #[arg(long, short, env = "SWITCHYARD_CONFIG")]
-    config: Option<PathBuf>,
-    /// The data directory; overrides the config's.
-    #[arg(long, env = "SWITCHYARD_DATA_DIR")]
-    data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    data: DataArgs,
     /// The PostgreSQL database, when no server is running; overrides the config's.
     #[arg(long, env = "SWITCHYARD_DATABASE_URL", hide_env_values = true)]
     database: Option<String>,
@@ -467,12 +486,8 @@ async fn reload_on_hangup(hangups: Hangups, args: ServeArgs, keys: switchyard_se
 }
 
 fn rotate_key(args: RotateKeyArgs) -> Result<ExitCode, String> {
-    let config = match &args.config {
-        Some(path) => Config::from_file(path).map_err(|e| e.to_string())?,
-        None => Config::default(),
-    };
-    let data_dir = args.data_dir.unwrap_or(config.data_dir);
-    logging::init(config.log_format, &config.log_filter).map_err(|e| e.to_string())?;
+    let config = args.data.load()?;
+    let data_dir = config.data_dir.clone();
     let key_id =
         switchyard_server::add_main_key(&data_dir, &config.webhooks).map_err(|e| e.to_string())?;
     if let Some(pid) = running_server(&data_dir) {
@@ -535,12 +550,8 @@ fn running_server(data_dir: &std::path::Path) -> Option<rustix::process::Pid> {
 }
 
 fn migrate(args: MigrateArgs) -> Result<ExitCode, String> {
-    let config = match &args.config {
-        Some(path) => Config::from_file(path).map_err(|e| e.to_string())?,
-        None => Config::default(),
-    };
-    let data_dir = args.data_dir.unwrap_or(config.data_dir);
-    logging::init(config.log_format, &config.log_filter).map_err(|e| e.to_string())?;
+    let config = args.data.load()?;
+    let data_dir = config.data_dir.clone();
     let runtime =
         tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the runtime: {e}"))?;
     let database = match args.database {

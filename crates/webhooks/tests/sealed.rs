@@ -54,6 +54,38 @@ async fn check_endpoint(registry: &Registry<SqliteStore>, id: &str) {
     );
 }
 
+/// A store sealed under `old`, with the known endpoint and `more` others (each with the known
+/// secret), in a new directory: (the directory, the file, `old`, a `new` key, the store, its
+/// registry, the known endpoint's id, the last endpoint's id).
+type Fixture = (
+    tempfile::TempDir,
+    std::path::PathBuf,
+    MainKey,
+    MainKey,
+    SqliteStore,
+    std::sync::Arc<Registry<SqliteStore>>,
+    String,
+    String,
+);
+
+async fn fixture(more: usize) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("webhooks.db");
+    let (old, new) = (MainKey::generate().unwrap(), MainKey::generate().unwrap());
+    let store = SqliteStore::open_sealed(&path, KeyRing::new(old.clone()))
+        .await
+        .unwrap();
+    let registry = std::sync::Arc::new(Registry::new(store.clone()));
+    let id = add_endpoint(&registry).await;
+    let mut last = id.clone();
+    for n in 0..more {
+        let spec = EndpointSpec::new(format!("https://hooks.example.com/{n}"))
+            .secret(SECRET.parse::<Secret>().unwrap());
+        last = registry.create_endpoint(spec).await.unwrap().id.to_string();
+    }
+    (dir, path, old, new, store, registry, id, last)
+}
+
 #[tokio::test]
 async fn a_sealed_store_holds_no_secret_in_its_bytes() {
     let dir = tempfile::tempdir().unwrap();
@@ -153,21 +185,7 @@ async fn a_missing_or_wrong_key_is_an_error_at_open_naming_the_key() {
 
 #[tokio::test]
 async fn a_rotation_reseals_under_the_new_key_and_the_old_one_can_go() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("webhooks.db");
-    let old = MainKey::generate().unwrap();
-    let new = MainKey::generate().unwrap();
-    let store = SqliteStore::open_sealed(&path, KeyRing::new(old.clone()))
-        .await
-        .unwrap();
-    let registry = Registry::new(store.clone());
-    let id = add_endpoint(&registry).await;
-    for n in 0..300 {
-        registry
-            .create_endpoint(EndpointSpec::new(format!("https://hooks.example.com/{n}")))
-            .await
-            .unwrap();
-    }
+    let (_dir, path, old, new, store, _, id, _) = fixture(300).await;
     store.close().await;
 
     // Interrupted half way: a rotation that re-sealed one batch and stopped (as a crash after
@@ -228,21 +246,7 @@ fn sealed_under(path: &Path, key: &MainKey) -> i64 {
 
 #[tokio::test]
 async fn a_rotation_while_serving_loses_no_write_and_drops_the_old_key() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("webhooks.db");
-    let old = MainKey::generate().unwrap();
-    let new = MainKey::generate().unwrap();
-    let store = SqliteStore::open_sealed(&path, KeyRing::new(old.clone()))
-        .await
-        .unwrap();
-    let registry = std::sync::Arc::new(Registry::new(store.clone()));
-    let id = add_endpoint(&registry).await;
-    for n in 0..600 {
-        registry
-            .create_endpoint(EndpointSpec::new(format!("https://hooks.example.com/{n}")))
-            .await
-            .unwrap();
-    }
+    let (_dir, path, old, new, store, registry, id, _) = fixture(600).await;
 
     // The store keeps serving while it moves to the new key alone: endpoints are created,
     // their secrets rotated and read, between the rotation's batches.
@@ -295,22 +299,8 @@ async fn a_rotation_while_serving_loses_no_write_and_drops_the_old_key() {
 
 #[tokio::test]
 async fn a_rotation_stopped_half_way_while_serving_keeps_everything_readable() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("webhooks.db");
-    let old = MainKey::generate().unwrap();
-    let new = MainKey::generate().unwrap();
+    let (_dir, path, old, new, store, registry, id, last) = fixture(400).await;
     let stray = MainKey::generate().unwrap();
-    let store = SqliteStore::open_sealed(&path, KeyRing::new(old.clone()))
-        .await
-        .unwrap();
-    let registry = Registry::new(store.clone());
-    let id = add_endpoint(&registry).await;
-    let mut last = String::new();
-    for n in 0..400 {
-        let spec = EndpointSpec::new(format!("https://hooks.example.com/{n}"))
-            .secret(SECRET.parse::<Secret>().unwrap());
-        last = registry.create_endpoint(spec).await.unwrap().id.to_string();
-    }
     // The last endpoint was sealed under a key this store is not given (another server's):
     // the rotation seals its first batches, then stops there with an error naming the key.
     reseal_one(
