@@ -14,6 +14,8 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use switchyard_cloudevents::SpecVersion;
 use switchyard_cloudevents::http::Mode;
+mod pid_file;
+
 use switchyard_server::{
     Config, DatabaseConfig, LogFormat, MetadataConfig, Server, ServerError, Token, logging, tools,
 };
@@ -395,7 +397,7 @@ fn serve(args: ServeArgs) -> Result<ExitCode, String> {
     logging::init(config.log_format, &config.log_filter).map_err(|e| e.to_string())?;
     let runtime =
         tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the runtime: {e}"))?;
-    let pid_file = config.data_dir.join(PID_FILE);
+    let data_dir = config.data_dir.clone();
     runtime.block_on(async move {
         let stop = shutdown_signal();
         let hangups = hangups();
@@ -404,33 +406,27 @@ fn serve(args: ServeArgs) -> Result<ExitCode, String> {
             e.to_string()
         })?;
         // `rotate-key` finds the server by it.
-        if let Err(error) = write_pid(&pid_file) {
-            tracing::warn!(path = %pid_file.display(), %error, "cannot write the pid file");
-        }
+        let held = match pid_file::hold(&data_dir) {
+            Ok(Some(held)) => Some(held),
+            Ok(None) => {
+                tracing::warn!(
+                    data_dir = %data_dir.display(),
+                    "another server holds this data directory's pid file; `rotate-key` signals that one"
+                );
+                None
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot write the pid file; `rotate-key` will not find this server");
+                None
+            }
+        };
         let reloading = tokio::spawn(reload_on_hangup(hangups, args, server.key_reloader()));
         let served = server.run_until(stop).await;
         reloading.abort();
-        let _ = std::fs::remove_file(&pid_file);
+        drop(held);
         served.map_err(|e| e.to_string())?;
         Ok(ExitCode::SUCCESS)
     })
-}
-
-/// The file in the data directory holding the running server's process id.
-const PID_FILE: &str = "switchyard.pid";
-
-/// Writes this process's id to `path`, owner-only like every file of the data directory.
-fn write_pid(path: &std::path::Path) -> std::io::Result<()> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        options.mode(0o600);
-    }
-    let mut file = options.open(path)?;
-    writeln!(file, "{}", std::process::id())?;
-    file.sync_all()
 }
 
 /// SIGHUPs, listened for from before the server starts (the default action would stop it).
@@ -490,13 +486,10 @@ fn rotate_key(args: RotateKeyArgs) -> Result<ExitCode, String> {
     let data_dir = config.data_dir.clone();
     let key_id =
         switchyard_server::add_main_key(&data_dir, &config.webhooks).map_err(|e| e.to_string())?;
-    if let Some(pid) = running_server(&data_dir) {
-        rustix::process::kill_process(pid, rustix::process::Signal::HUP)
-            .map_err(|e| format!("cannot signal the server (pid {}): {e}", pid.as_raw_pid()))?;
-        println!(
-            "main key {key_id} added; the server (pid {}) is sealing everything under it",
-            pid.as_raw_pid()
-        );
+    let holder = pid_file::holder(&data_dir).map_err(|e| e.to_string())?;
+    if let pid_file::Holder::Server(pid) = holder {
+        hang_up(pid)?;
+        println!("main key {key_id} added; the server (pid {pid}) is sealing everything under it");
         // The server drops the old keys from the key file once it is done.
         let key_file = data_dir.join(switchyard_server::KEY_FILE);
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(args.wait);
@@ -536,17 +529,23 @@ fn rotate_key(args: RotateKeyArgs) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The process `<data_dir>/switchyard.pid` names, if it is alive and a `switchyard`.
-fn running_server(data_dir: &std::path::Path) -> Option<rustix::process::Pid> {
-    let text = std::fs::read_to_string(data_dir.join(PID_FILE)).ok()?;
-    let pid = rustix::process::Pid::from_raw(text.trim().parse().ok()?)?;
-    rustix::process::test_kill_process(pid).ok()?;
-    // A stale file may name another program by now: signal only a switchyard.
-    let exe = std::fs::read_link(format!("/proc/{}/exe", pid.as_raw_pid())).ok()?;
-    exe.file_name()?
-        .to_string_lossy()
-        .starts_with("switchyard")
-        .then_some(pid)
+/// Sends SIGHUP to the server `pid`.
+fn hang_up(pid: u32) -> Result<(), String> {
+    #[cfg(unix)]
+    {
+        let target = i32::try_from(pid)
+            .ok()
+            .and_then(rustix::process::Pid::from_raw)
+            .ok_or_else(|| format!("{pid} is not a process id"))?;
+        rustix::process::kill_process(target, rustix::process::Signal::HUP)
+            .map_err(|e| format!("cannot signal the server (pid {pid}): {e}"))
+    }
+    #[cfg(not(unix))]
+    {
+        Err(format!(
+            "cannot signal the server (pid {pid}) on this system; restart it"
+        ))
+    }
 }
 
 fn migrate(args: MigrateArgs) -> Result<ExitCode, String> {

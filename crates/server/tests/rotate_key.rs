@@ -30,9 +30,14 @@ fn key_ids(data: &Path) -> Vec<String> {
 }
 
 fn rotate_key(config: &Path) -> (bool, String, String) {
+    switchyard(&["rotate-key", "--wait", "60", "--config"], config)
+}
+
+/// Runs `switchyard` with `args` and then `path`: whether it succeeded, and its output.
+fn switchyard(args: &[&str], path: &Path) -> (bool, String, String) {
     let output = std::process::Command::new(BIN)
-        .args(["rotate-key", "--wait", "60", "--config"])
-        .arg(config)
+        .args(args)
+        .arg(path)
         .env_remove("RUST_LOG")
         .output()
         .unwrap();
@@ -242,4 +247,23 @@ fn a_configured_key_is_not_rotated_by_the_command() {
         std::fs::read_to_string(dir.path().join("ops.key")).unwrap(),
         *key.expose()
     );
+}
+
+/// A pid file no server holds (a crash, or another program has that id now) is never
+/// signalled: the command rotates the store itself.
+#[test]
+fn a_stale_pid_file_is_not_signalled() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (ok, out, err) = switchyard(&["migrate", "--data-dir"], &data);
+    assert!(ok, "{out}\n{err}");
+    let first = key_ids(&data);
+    // Process 1 is alive, and no switchyard.
+    std::fs::write(data.join("switchyard.pid"), "1\n").unwrap();
+    let (ok, out, err) = switchyard(&["rotate-key", "--data-dir"], &data);
+    assert!(ok, "{out}\n{err}");
+    assert!(out.contains("no server running"), "{out}");
+    let second = key_ids(&data);
+    assert_eq!(second.len(), 1);
+    assert_ne!(second, first);
 }
