@@ -1,10 +1,13 @@
 //! The `switchyard` command: `serve` runs the server; `migrate` brings a data directory to
-//! this version's layout; `sign` and `verify` are Standard
+//! this version's layout; `rotate-key` seals the stored secrets under a new main key, through
+//! the running server or alone; `sign` and `verify` are Standard
 //! Webhooks signatures from the command line; `events encode|decode` moves CloudEvents
 //! between HTTP modes and spec versions.
 
 // A command-line program: its results go to standard output.
 #![allow(clippy::print_stdout)]
+
+mod pid_file;
 
 use std::io::{Read as _, Write as _};
 use std::net::SocketAddr;
@@ -14,8 +17,6 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use switchyard_cloudevents::SpecVersion;
 use switchyard_cloudevents::http::Mode;
-mod pid_file;
-
 use switchyard_server::{
     Config, DatabaseConfig, LogFormat, MetadataConfig, Server, ServerError, Token, logging, tools,
 };

@@ -62,11 +62,11 @@ async fn send(api: &Api, n: usize) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rotate_key_while_serving_then_with_no_server() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let config = dir.path().join("switchyard.toml");
+/// Writes the config of a server on loopback with its data under `dir/data`; returns the
+/// config file and the data directory.
+fn write_config(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let data = dir.join("data");
+    let config = dir.join("switchyard.toml");
     std::fs::write(
         &config,
         format!(
@@ -80,11 +80,43 @@ async fn rotate_key_while_serving_then_with_no_server() {
         ),
     )
     .unwrap();
+    (config, data)
+}
+
+/// A server on loopback with its data under `dir/data`, and its application `shop`: the
+/// config file, the data directory, the server and a client with its token.
+async fn shop(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, Serve, Api) {
+    let (config, data) = write_config(dir);
     let server = Serve::start(BIN, &config, &[]);
     let api = Api::new(server.addr).with_token(Some(common::TOKEN));
-    let (url, seen) = common::recording_receiver(Duration::ZERO).await;
-    api.post("/api/v1/app", &json!({"name": "shop", "uid": "shop"}))
+    let created = api
+        .post("/api/v1/app", &json!({"name": "shop", "uid": "shop"}))
         .await;
+    assert!(created.status.is_success());
+    (config, data, server, api)
+}
+
+/// Values in the server's store sealed under the key `key_id`, counted through SQLite.
+fn sealed_under(data: &Path, key_id: &str) -> i64 {
+    let conn = rusqlite::Connection::open_with_flags(
+        data.join("webhooks").join("store.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    conn.busy_timeout(Duration::from_secs(5)).unwrap();
+    conn.query_row(
+        "SELECT count(*) FROM endpoints WHERE keys LIKE ?1 OR headers LIKE ?1",
+        [format!("sealed:v1:{key_id}:%")],
+        |row| row.get(0),
+    )
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotate_key_while_serving_then_with_no_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, data, server, api) = shop(dir.path()).await;
+    let (url, seen) = common::recording_receiver(Duration::ZERO).await;
     for name in ["order.paid", "never.sent"] {
         api.post(
             "/api/v1/event-type",
@@ -217,6 +249,65 @@ async fn rotate_key_while_serving_then_with_no_server() {
         "{}",
         String::from_utf8_lossy(&headers.body)
     );
+}
+
+/// SIGKILL in the middle of a rotation: the key file still lists both keys, and the next
+/// start seals the rest under the new one and drops the old.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(clippy::print_stdout)] // How far the rotation got, for the log of a run.
+async fn a_server_killed_half_way_through_a_rotation_finishes_at_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, data, server, api) = shop(dir.path()).await;
+    let hook = api
+        .post(
+            "/api/v1/app/shop/endpoint",
+            &json!({"url": "https://hooks.example.com/in", "uid": "hook", "secret": SECRET}),
+        )
+        .await;
+    assert!(hook.status.is_success());
+    for n in 0..3000 {
+        let reply = api
+            .post(
+                "/api/v1/app/shop/endpoint",
+                &json!({"url": format!("https://hooks.example.com/{n}")}),
+            )
+            .await;
+        assert!(reply.status.is_success());
+    }
+    let old = key_ids(&data)[0].clone();
+    // Signal and return at once: this test kills the server itself.
+    let (finished, out, err) = switchyard(&["rotate-key", "--wait", "0", "--config"], &config);
+    assert!(
+        !finished && out.contains("is sealing everything"),
+        "{out}\n{err}"
+    );
+    let new = key_ids(&data)[0].clone();
+    assert_ne!(new, old);
+    // Killed as soon as the new key has sealed a batch.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while sealed_under(&data, &new) == 0 {
+        assert!(std::time::Instant::now() < deadline, "{}", server.log());
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    drop(server);
+    let (under_new, under_old) = (sealed_under(&data, &new), sealed_under(&data, &old));
+    println!("killed with {under_new} endpoints under the new key, {under_old} under the old");
+    // Twelve batches take far longer than the poll; should the machine stall the test
+    // instead, the rotation may have finished before the kill, and the start has less to do.
+    if under_old > 0 {
+        assert_eq!(
+            key_ids(&data),
+            [new.clone(), old.clone()],
+            "both keys still listed"
+        );
+    }
+
+    let server = Serve::start(BIN, &config, &[]);
+    assert_eq!(key_ids(&data), [new], "the start finished the rotation");
+    assert_eq!(sealed_under(&data, &old), 0);
+    let api = Api::new(server.addr).with_token(Some(common::TOKEN));
+    let secret = api.get("/api/v1/app/shop/endpoint/hook/secret").await;
+    assert_eq!(secret.json()["key"], SECRET);
 }
 
 /// A key named in the config is the operator's to rotate: the command says how, and
