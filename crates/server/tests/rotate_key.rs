@@ -83,7 +83,8 @@ fn write_config(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
     (config, data)
 }
 
-/// A server on loopback with its data under `dir/data`, and its application `shop`: the
+/// A server on loopback with its data under `dir/data`, its application `shop` and event
+/// types `order.paid` and `never.sent`: the
 /// config file, the data directory, the server and a client with its token.
 async fn shop(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, Serve, Api) {
     let (config, data) = write_config(dir);
@@ -93,6 +94,14 @@ async fn shop(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, Serve, Api
         .post("/api/v1/app", &json!({"name": "shop", "uid": "shop"}))
         .await;
     assert!(created.status.is_success());
+    // What the tests send, and what the endpoints that should stay quiet filter on.
+    for name in ["order.paid", "never.sent"] {
+        api.post(
+            "/api/v1/event-type",
+            &json!({"name": name, "description": name}),
+        )
+        .await;
+    }
     (config, data, server, api)
 }
 
@@ -117,13 +126,6 @@ async fn rotate_key_while_serving_then_with_no_server() {
     let dir = tempfile::tempdir().unwrap();
     let (config, data, server, api) = shop(dir.path()).await;
     let (url, seen) = common::recording_receiver(Duration::ZERO).await;
-    for name in ["order.paid", "never.sent"] {
-        api.post(
-            "/api/v1/event-type",
-            &json!({"name": name, "description": name}),
-        )
-        .await;
-    }
     let hook = api
         .post(
             "/api/v1/app/shop/endpoint",
@@ -357,4 +359,71 @@ fn a_stale_pid_file_is_not_signalled() {
     let second = key_ids(&data);
     assert_eq!(second.len(), 1);
     assert_ne!(second, first);
+}
+
+/// What a rotation costs while serving: 10,000 endpoints sealed again under a new key while a
+/// client keeps sending; the time the rotation takes, and the latency of the sends before and
+/// during it. `cargo test --release -p switchyard-server --test rotate_key -- --ignored
+/// --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, run on demand in release"]
+#[allow(clippy::print_stdout)] // The measurement is the output.
+async fn rotation_while_serving_measured() {
+    const ENDPOINTS: usize = 10_000;
+    let dir = tempfile::tempdir().unwrap();
+    let (config, data, server, api) = shop(dir.path()).await;
+    let (url, _seen) = common::recording_receiver(Duration::ZERO).await;
+    let hook = api
+        .post(
+            "/api/v1/app/shop/endpoint",
+            &json!({"url": format!("{url}/hook"), "secret": SECRET}),
+        )
+        .await;
+    assert!(hook.status.is_success());
+    for n in 1..ENDPOINTS {
+        let reply = api
+            .post(
+                "/api/v1/app/shop/endpoint",
+                &json!({"url": format!("{url}/quiet/{n}"), "filterTypes": ["never.sent"],
+                        "headers": {"Authorization": format!("Bearer {n}")}}),
+            )
+            .await;
+        assert!(reply.status.is_success());
+    }
+    let percentiles = |mut times: Vec<Duration>| {
+        times.sort();
+        let at = |q: f64| times[((times.len() - 1) as f64 * q) as usize].as_secs_f64() * 1e3;
+        (times.len(), at(0.5), at(0.99))
+    };
+    let mut before = Vec::new();
+    for n in 0..500 {
+        let started = std::time::Instant::now();
+        send(&api, n).await;
+        before.push(started.elapsed());
+    }
+    let started = std::time::Instant::now();
+    let rotating = tokio::task::spawn_blocking({
+        let config = config.clone();
+        move || rotate_key(&config)
+    });
+    let mut during = Vec::new();
+    while !rotating.is_finished() {
+        let sent = std::time::Instant::now();
+        send(&api, during.len()).await;
+        during.push(sent.elapsed());
+    }
+    let (ok, out, err) = rotating.await.unwrap();
+    let took = started.elapsed();
+    assert!(ok, "{out}\n{err}");
+    assert_eq!(key_ids(&data).len(), 1);
+    let (n_before, p50_before, p99_before) = percentiles(before);
+    let (n_during, p50_during, p99_during) = percentiles(during);
+    println!(
+        "\nrotation of {ENDPOINTS} endpoints while serving: {:.2} s (rotate-key's wall time)\n\n\
+         | sends | count | p50 ms | p99 ms |\n|---|---:|---:|---:|\n\
+         | before | {n_before} | {p50_before:.2} | {p99_before:.2} |\n\
+         | during | {n_during} | {p50_during:.2} | {p99_during:.2} |",
+        took.as_secs_f64()
+    );
+    drop(server);
 }
