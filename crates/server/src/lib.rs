@@ -76,8 +76,9 @@ pub async fn migrate(
     private::dir(data_dir)?;
     private::tighten(&data_dir.join("webhooks"))?;
     let ring = main_key::key_ring(webhooks, data_dir)?;
-    let (store, upgraded) = svix::webhooks::open_store(data_dir, None, ring.clone()).await?;
-    let settled = main_key::settle(&store, webhooks, data_dir, ring).await;
+    let current = ring.current().clone();
+    let (store, upgraded) = svix::webhooks::open_store(data_dir, None, ring).await?;
+    let settled = main_key::drop_old_keys(&store, webhooks, data_dir, &current).await;
     store.close().await;
     settled?;
     Ok(upgraded)
@@ -101,8 +102,8 @@ pub fn add_main_key(
 
 /// With no server running: opens the webhooks store (the database when one is given, else
 /// the data directory's file) with the configured main keys, seals everything under the
-/// first, drops the old keys from the data directory's key file, and closes the store;
-/// returns the values sealed again.
+/// first (as every open does), drops the old keys from the data directory's key file, and
+/// closes the store.
 ///
 /// # Errors
 /// [`ServerError::MainKey`], [`ServerError::DataDir`] or [`ServerError::Webhooks`], naming
@@ -111,13 +112,24 @@ pub async fn seal_under_main_key(
     data_dir: &std::path::Path,
     database: Option<&DatabaseConfig>,
     webhooks: &WebhooksConfig,
-) -> Result<usize, ServerError> {
+) -> Result<(), ServerError> {
     private::dir(data_dir)?;
     let ring = main_key::reload(webhooks, data_dir)?;
-    let (store, _) = svix::webhooks::open_store(data_dir, database, ring.clone()).await?;
-    let settled = main_key::settle(&store, webhooks, data_dir, ring).await;
+    let current = ring.current().clone();
+    let (store, _) = svix::webhooks::open_store(data_dir, database, ring).await?;
+    let settled = main_key::drop_old_keys(&store, webhooks, data_dir, &current).await;
     store.close().await;
-    settled
+    settled.map(|_| ())
+}
+
+/// The ids of the main keys the data directory's `main.key` lists, the sealing one first:
+/// one once a rotation is done.
+///
+/// # Errors
+/// [`ServerError::DataDir`] when there is no key file; [`ServerError::MainKey`] when it does
+/// not parse (the message never holds a key).
+pub fn main_key_ids(data_dir: &std::path::Path) -> Result<Vec<String>, ServerError> {
+    main_key::listed_ids(data_dir)
 }
 
 /// Brings the PostgreSQL database's webhooks schema to this version (what [`Server::start`]

@@ -495,10 +495,8 @@ fn rotate_key(args: RotateKeyArgs) -> Result<ExitCode, String> {
         let key_file = data_dir.join(switchyard_server::KEY_FILE);
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(args.wait);
         while std::time::Instant::now() < deadline {
-            let lines = std::fs::read_to_string(&key_file)
-                .map(|text| text.lines().filter(|l| !l.trim().is_empty()).count())
-                .unwrap_or(0);
-            if lines == 1 {
+            let listed = switchyard_server::main_key_ids(&data_dir).map_err(|e| e.to_string())?;
+            if listed.len() == 1 {
                 println!("done: the old main key left {}", key_file.display());
                 return Ok(ExitCode::SUCCESS);
             }
@@ -517,7 +515,7 @@ fn rotate_key(args: RotateKeyArgs) -> Result<ExitCode, String> {
         Some(url) => Some(DatabaseConfig::new(url)),
         None => config.database,
     };
-    let resealed = runtime
+    runtime
         .block_on(switchyard_server::seal_under_main_key(
             &data_dir,
             database.as_ref(),
@@ -525,7 +523,7 @@ fn rotate_key(args: RotateKeyArgs) -> Result<ExitCode, String> {
         ))
         .map_err(|e| e.to_string())?;
     println!(
-        "main key {key_id}: no server running; {resealed} values sealed again under it, and the old key left the key file"
+        "main key {key_id}: no server running; everything is sealed under it, and the old key left the key file"
     );
     Ok(ExitCode::SUCCESS)
 }

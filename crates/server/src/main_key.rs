@@ -5,7 +5,7 @@
 //! A key file holds one key a line: the first seals, the others are old keys still opened
 //! (a rotation in progress). `switchyard rotate-key` puts a new key first in the data
 //! directory's file; once the store has sealed everything again under it, the server drops
-//! the old lines ([`settle`]).
+//! the old lines ([`drop_old_keys`]).
 
 use std::path::{Path, PathBuf};
 
@@ -47,50 +47,63 @@ fn ring(
         Some(source) => read(source, "webhooks.main_key")?,
         None => from_data_dir(data_dir, generate)?,
     };
-    for (n, source) in webhooks.old_main_keys.iter().enumerate() {
-        keys.extend(read(source, &format!("webhooks.old_main_keys[{n}]"))?);
-    }
     let current = keys.remove(0);
-    KeyRing::with_old(current, keys).map_err(|e| ServerError::MainKey {
+    with_configured_old(current, keys, webhooks)
+}
+
+/// A ring of `current`, then `old`, then the config's `old_main_keys`.
+fn with_configured_old(
+    current: MainKey,
+    mut old: Vec<MainKey>,
+    webhooks: &WebhooksConfig,
+) -> Result<KeyRing, ServerError> {
+    for (n, source) in webhooks.old_main_keys.iter().enumerate() {
+        old.extend(read(source, &format!("webhooks.old_main_keys[{n}]"))?);
+    }
+    KeyRing::with_old(current, old).map_err(|e| ServerError::MainKey {
         what: "webhooks.old_main_keys".to_owned(),
         reason: e.to_string(),
     })
 }
 
-/// Seals again under `ring` what `store` holds under other keys, then, when the data
-/// directory's key file lists old keys, drops them from the store's ring and from the file.
-/// What a start, a reload and `rotate-key` with no server running do; returns the values
-/// sealed again.
+/// The ids of the keys the data directory's key file lists, the sealing one first.
+///
+/// # Errors
+/// [`ServerError::DataDir`] when there is no key file; [`ServerError::MainKey`] when it does
+/// not parse.
+pub(crate) fn listed_ids(data_dir: &Path) -> Result<Vec<String>, ServerError> {
+    Ok(from_data_dir(data_dir, false)?
+        .iter()
+        .map(|key| key.id().to_owned())
+        .collect())
+}
+
+/// Once `store` has sealed everything under `current`: when the data directory's key file
+/// lists old keys after it, drops them from the store's ring (checking nothing is still
+/// sealed under them) and then from the file. What a start, a reload and `rotate-key` with
+/// no server running end with; returns the values sealed again meanwhile (written between
+/// the caller's pass and this one).
 ///
 /// # Errors
 /// [`ServerError::Webhooks`] when a value does not open or an old key still seals one (the
 /// file then keeps it); [`ServerError::DataDir`] when the key file cannot be written.
-pub(crate) async fn settle(
+pub(crate) async fn drop_old_keys(
     store: &ServerStore,
     webhooks: &WebhooksConfig,
     data_dir: &Path,
-    ring: KeyRing,
+    current: &MainKey,
 ) -> Result<usize, ServerError> {
-    let current = ring.current().clone();
-    let mut rewritten = store.rotate_keys(ring).await.map_err(WebhooksError::from)?;
     if webhooks.main_key.is_some() {
         // Configured sources are the operator's to edit.
-        return Ok(rewritten);
+        return Ok(0);
     }
-    let path = data_dir.join(KEY_FILE);
     let listed = from_data_dir(data_dir, false)?;
     if listed.len() < 2 || listed[0].id() != current.id() {
-        return Ok(rewritten);
+        return Ok(0);
     }
-    let mut old = Vec::new();
-    for (n, source) in webhooks.old_main_keys.iter().enumerate() {
-        old.extend(read(source, &format!("webhooks.old_main_keys[{n}]"))?);
-    }
-    let kept = KeyRing::with_old(current.clone(), old).map_err(|e| ServerError::MainKey {
-        what: "webhooks.old_main_keys".to_owned(),
-        reason: e.to_string(),
-    })?;
-    rewritten += store.rotate_keys(kept).await.map_err(WebhooksError::from)?;
+    let kept = with_configured_old(current.clone(), Vec::new(), webhooks)?;
+    let rewritten = store.rotate_keys(kept).await.map_err(WebhooksError::from)?;
+    let path = data_dir.join(KEY_FILE);
     crate::private::write(&path, &current.expose()).map_err(|source| ServerError::DataDir {
         path: path.clone(),
         source,
@@ -105,7 +118,7 @@ pub(crate) async fn settle(
 }
 
 /// Puts a new main key first in the data directory's key file, the earlier keys after it
-/// (still opened until [`settle`] drops them); returns the new key's id.
+/// (still opened until [`drop_old_keys`] drops them); returns the new key's id.
 ///
 /// # Errors
 /// [`ServerError::MainKey`] when `[webhooks] main_key` names the key (rotate it there, with

@@ -93,7 +93,12 @@ impl KeyReloader {
         let ring = crate::main_key::reload(webhooks, &self.data_dir)?;
         let key_id = ring.current().id().to_owned();
         let store = self.svix.webhooks.registry.store();
-        let resealed = crate::main_key::settle(store, webhooks, &self.data_dir, ring).await?;
+        let current = ring.current().clone();
+        let resealed = store
+            .rotate_keys(ring)
+            .await
+            .map_err(switchyard_webhooks::Error::from)?
+            + crate::main_key::drop_old_keys(store, webhooks, &self.data_dir, &current).await?;
         Ok(Reloaded { key_id, resealed })
     }
 }

@@ -38,6 +38,21 @@ fn holds(bytes: &[u8], needle: &str) -> bool {
     bytes.windows(needle.len()).any(|w| w == needle.as_bytes())
 }
 
+/// POSTs `body` to `path` with an idempotency key (so the answer is kept for replay) and
+/// checks it succeeded.
+async fn once(api: &Api, path: &str, key: &str, body: serde_json::Value) -> common::Reply {
+    let reply = api
+        .send_with(
+            Method::POST,
+            path,
+            &[("idempotency-key", key)],
+            body.to_string(),
+        )
+        .await;
+    assert!(reply.status.is_success(), "{path}: {:?}", reply.body);
+    reply
+}
+
 #[tokio::test]
 async fn no_secret_in_the_data_directory() {
     let dir = tempfile::tempdir().unwrap();
@@ -63,24 +78,20 @@ async fn no_secret_in_the_data_directory() {
         .await;
     assert!(created.status.is_success(), "{:?}", created.body);
     // Retried with a key, the answers are kept for replay: they must be sealed as well.
-    let rotated = api
-        .send_with(
-            Method::POST,
-            "/api/v1/app/shop/endpoint/in/secret/rotate",
-            &[("idempotency-key", "rotate-1")],
-            json!({"key": ROTATED}).to_string(),
-        )
-        .await;
-    assert!(rotated.status.is_success(), "{:?}", rotated.body);
-    let portal = api
-        .send_with(
-            Method::POST,
-            "/api/v1/auth/app-portal-access/shop",
-            &[("idempotency-key", "portal-1")],
-            "{}",
-        )
-        .await;
-    assert!(portal.status.is_success(), "{:?}", portal.body);
+    once(
+        &api,
+        "/api/v1/app/shop/endpoint/in/secret/rotate",
+        "rotate-1",
+        json!({"key": ROTATED}),
+    )
+    .await;
+    let portal = once(
+        &api,
+        "/api/v1/auth/app-portal-access/shop",
+        "portal-1",
+        json!({}),
+    )
+    .await;
     let token = portal.json()["token"].as_str().unwrap().to_owned();
     server.shutdown().await.unwrap();
 

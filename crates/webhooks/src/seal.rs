@@ -239,12 +239,6 @@ impl KeyRing {
         &self.current
     }
 
-    /// The old keys, still accepted for opening.
-    #[must_use]
-    pub fn old(&self) -> &[MainKey] {
-        &self.old
-    }
-
     /// The ids of every key of the ring, the current one first.
     pub fn ids(&self) -> impl Iterator<Item = &str> {
         std::iter::once(&self.current)

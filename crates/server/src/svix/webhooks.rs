@@ -83,8 +83,9 @@ impl Webhooks {
         keys: &WebhooksConfig,
     ) -> Result<Self, ServerError> {
         let ring = crate::main_key::key_ring(keys, data_dir)?;
-        let (store, _) = open_store(data_dir, database, ring.clone()).await?;
-        crate::main_key::settle(&store, keys, data_dir, ring).await?;
+        let current = ring.current().clone();
+        let (store, _) = open_store(data_dir, database, ring).await?;
+        crate::main_key::drop_old_keys(&store, keys, data_dir, &current).await?;
         tracing::info!(store = store.kind(), "webhooks store open");
         let registry = Arc::new(Registry::with_config(store, rules));
         let engine = DeliveryEngine::new(Arc::clone(&registry), delivery)?;
